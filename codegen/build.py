@@ -1,0 +1,81 @@
+"""Generated source -> an imported module whose functions Numba compiles with cache=True.
+
+The text is written once to `<cache dir>/k_<hash>.py`, the hash covering the text and the
+symdiff, Numba and NumPy versions, then imported from that path. A real file lets Numba cache
+machine code beside it, so a second process loads the kernel instead of compiling it. Files are
+written to a temporary name and renamed into place (two processes may race; both succeed), an
+existing file is never rewritten (Numba's index keys on its mtime), and a file whose contents do
+not match its name is treated as corrupt and replaced.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import numba
+import numpy as np
+
+CODEGEN_VERSION = "1"
+ENV_VAR = "SYMDIFF_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The per-user kernel cache: $SYMDIFF_CACHE_DIR, else ~/.cache/symdiff (mode 0700)."""
+    path = Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "symdiff")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(f"the symdiff cache {path} belongs to another user; set {ENV_VAR}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"the symdiff cache {path} can be written by others "
+                              f"(mode {oct(info.st_mode & 0o777)}); chmod 700 it or set {ENV_VAR}")
+    return path
+
+
+def source_key(source: str) -> str:
+    stamp = f"symdiff-codegen {CODEGEN_VERSION} numba {numba.__version__} numpy {np.__version__}\n"
+    return hashlib.sha256((stamp + source).encode()).hexdigest()[:40]
+
+
+def load_module(source: str):
+    """Write `source` under its hash (unless a valid copy exists) and import it.
+
+    Returns (module, reused): reused is True when a valid file was already there.
+    """
+    key = source_key(source)
+    name = f"_symdiff_k_{key}"
+    if name in sys.modules:
+        return sys.modules[name], True
+    path = cache_dir() / f"k_{key}.py"
+    reused = _valid(path, key)
+    if not reused:
+        _write_atomically(path, source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module, reused
+
+
+def _valid(path: Path, key: str) -> bool:
+    try:
+        return source_key(path.read_text()) == key
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_atomically(path: Path, source: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,344 @@
+"""A Program -> the Python source of one module that Numba compiles.
+
+The module holds `kernel(<inputs>, nchunks)`, which returns `(value, (gradients...))`, and one
+function per loop nest found by the fusion pass. A loop over the batch axis runs over samples
+lo..hi of chunk c; with `nchunks=None` the kernel calls it once for the whole batch, with an
+int it calls its `_parallel` twin, which runs the chunks in `prange`. Each chunk sums into its
+own row of a partial buffer and the rows are added in order afterwards: no data race, and the
+same bits at any thread count. Numba prunes the branch on `nchunks is None` per signature, so
+the parallel twin compiles only when first used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from symdiff import ops
+from symdiff.ir import Node, Program
+from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
+from symdiff.printing import format_stmt
+
+from .printer import print_body
+
+INDEX = "ijklpqrstuvw"
+HEADER = '''"""symdiff kernel for: {title}
+
+Generated code: forward statements, then adjoint statements, each adjoint group under a
+`# from:` comment quoting the forward statement it differentiates.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+'''
+JIT = '@njit(cache=True, error_model="numpy")'
+PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
+
+
+@dataclass
+class _Loop:
+    """What one loop function reads, writes and accumulates."""
+
+    index: int
+    unit: Unit
+    reads: list[str] = field(default_factory=list)
+    stores: list[Node] = field(default_factory=list)
+    direct: list[Node] = field(default_factory=list)  # reductions that keep axis 0
+    partial: list[Node] = field(default_factory=list)  # reductions over axis 0, per chunk
+    lines: list[str] = field(default_factory=list)
+
+
+def emit_source(program: Program, title: str = "model") -> str:
+    """The module text for `program`. Same Program, same text: the text is the cache key."""
+    return _Emitter(program).module(title)
+
+
+class _Emitter:
+    def __init__(self, program: Program):
+        self.program = program
+        self.names = program.names()
+        self.units = fuse(program)
+        self.unit_of = {s.node.uid: k for k, u in enumerate(self.units) for s in u.stmts}
+        self.read_by: dict[int, set[int]] = {}
+        virtual = virtual_nodes(program)
+        for k, unit in enumerate(self.units):
+            for s in unit.stmts:
+                for inp in sources(s.node, virtual):
+                    self.read_by.setdefault(inp.uid, set()).add(k)
+        self.outputs = {n.uid for _, n in program.outputs}
+        self.dims = _dims(program)
+        self.helpers: set[str] = set()
+        self.last_origin = None
+
+    def name(self, node: Node) -> str:
+        return self.names[node.uid]
+
+    def stored(self, node: Node) -> bool:
+        """Is this loop value written to an array (read by another unit, or returned)?"""
+        k = self.unit_of.get(node.uid)
+        if k is None or not self.units[k].loop or node.rank == 0 or node.op in REDUCTIONS:
+            return False
+        return node.uid in self.outputs or bool(self.read_by.get(node.uid, set()) - {k})
+
+    # ------------------------------------------------------------ module
+
+    def module(self, title: str) -> str:
+        loops, body = [], []
+        for k, unit in enumerate(self.units):
+            if unit.loop and unit.space:
+                loop = self.loop(k, unit)
+                loops.append(loop)
+                body += self.call(loop)
+                self.last_origin = None
+            else:
+                body += self.straight(unit)
+        returns = [self.output_text(n) for _, n in self.program.outputs]
+        taken = set(self.names.values())
+        aliases = [(label, r) for (label, _), r in zip(self.program.outputs[1:], returns[1:])
+                   if label != r and label.isidentifier() and label not in taken]
+        if aliases:
+            body.append("    # gradients")
+            body += [f"    {label} = {r}" for label, r in aliases]
+            returns[1:] = [label if (label, r) in aliases else r
+                           for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
+        args = ", ".join([n.attr("name") for n in self.program.inputs] + ["nchunks"])
+        kernel = [JIT, f"def kernel({args}):"]
+        kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
+        kernel += ["    chunks = 1 if nchunks is None else nchunks"] if any(
+            self.chunked(lp.unit) for lp in loops) else []
+        kernel += body
+        grads = "".join(f"{r}, " for r in returns[1:])
+        kernel.append(f"    return {returns[0]}, ({grads})")
+        parts = [HEADER.format(title=title)]
+        parts += [h for h in sorted(self.helpers)]
+        for loop in loops:
+            parts.append("\n".join(loop.lines) + "\n\n")
+        parts.append("\n".join(kernel) + "\n")
+        return "\n".join(parts)
+
+    def output_text(self, node: Node) -> str:
+        name = self.name(node)
+        if node.op == "input" and node.rank:
+            return f"{name}.copy()"  # never hand back the caller's own array
+        return name
+
+    def chunked(self, unit: Unit) -> bool:
+        return bool(unit.space) and isinstance(unit.space[0], str)
+
+    # ------------------------------------------------------------ straight-line statements
+
+    def straight(self, unit: Unit) -> list[str]:
+        pairs = [(s.origin, line) for s in unit.stmts for line in self.structural(s.node)]
+        lines = self.with_origins(pairs, self.last_origin)
+        self.last_origin = pairs[-1][0] if pairs else self.last_origin
+        return [f"    {line}" for line in lines]
+
+    def with_origins(self, pairs, current=None) -> list[str]:
+        """Lines, each group of adjoint lines under one `# from:` comment."""
+        lines = []
+        for origin, line in pairs:
+            if origin is not None and origin is not current:
+                lines.append(f"# from: {format_stmt(origin, self.names)}")
+            current = origin
+            lines.append(line)
+        return lines
+
+    def structural(self, node: Node) -> list[str]:
+        name, a = self.name(node), dict(node.attrs)
+        args = [self.name(i) for i in node.inputs]
+        op = node.op
+        if op == "elementwise":
+            return [f"{name} = {print_body(a['body'], args)}"]
+        if op == "dim":
+            return [f"{name} = float({a['name']})"]
+        if op == "const":
+            value = repr(a["value"])
+            return [f"{name} = np.full({_shape(node.shape)}, {value})" if node.rank
+                    else f"{name} = {value}"]
+        if op == "stop_gradient":
+            return [f"{name} = {args[0]}"]
+        if op == "matmul":
+            return [f"{name} = np.dot({args[0]}, {args[1]})"]
+        if op == "transpose":
+            if node.rank == 2:
+                return [f"{name} = {args[0]}.T"]
+            return [f"{name} = np.transpose({args[0]}, {a['perm']})"]
+        if op == "reshape":
+            src = node.inputs[0]
+            if src.rank == 0:
+                return [f"{name} = np.full({_shape(node.shape)}, {args[0]})"]
+            if node.rank == 0:
+                return [f"{name} = np.ascontiguousarray({args[0]}).ravel()[0]"]
+            return [f"{name} = np.ascontiguousarray({args[0]}).reshape({_shape(node.shape)})"]
+        if op == "take_along":
+            self.helpers.add(TAKE_ALONG)
+            return [f"{name} = _take_along({args[0]}, {args[1]})"]
+        if op == "concatenate":
+            return [f"{name} = np.concatenate(({', '.join(args)},), axis={a['axis']})"]
+        if op == "slice":
+            index = ", ".join(f"{a['start']}:{a['stop']}" if k == a["axis"] else ":"
+                              for k in range(node.rank))
+            return [f"{name} = np.ascontiguousarray({args[0]}[{index}])"]
+        raise NotImplementedError(f"codegen has no rule for {format_stmt(node, self.names)}")
+
+    # ------------------------------------------------------------ loop nests
+
+    def loop(self, k: int, unit: Unit) -> _Loop:
+        loop = _Loop(k, unit)
+        space = unit.space
+        idx = INDEX[:len(space)]
+        body, accumulators = [], []  # body: (origin, line) pairs
+        for s in unit.stmts:
+            node = s.node
+            if node.op in REDUCTIONS:
+                body += [(s.origin, line) for line in self.accumulate(loop, node, idx, accumulators)]
+                continue
+            if node.op in ("broadcast", "iota", "dim") and not self.stored(node):
+                continue
+            text = self.value_text(loop, node, idx)
+            if self.stored(node):
+                loop.stores.append(node)
+                body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
+            else:
+                body.append((s.origin, f"{self.name(node)} = {text}"))
+        reads = sorted(set(loop.reads), key=loop.reads.index)
+        outs = [self.name(n) for n in loop.stores + loop.direct] + \
+               [f"part_{self.name(n)}" for n in loop.partial]
+        dims = [d for d in dict.fromkeys(space[1:]) if isinstance(d, str)]
+        loop.reads = dims + reads + outs
+        params = ", ".join(["c", "lo", "hi"] + loop.reads)
+        lines = [JIT, f"def _loop{k}({params}):",
+                 f'    """{_describe(unit)}"""']
+        lines += [f"    {line}" for line in accumulators]
+        pad = "    "
+        for depth, (var, size) in enumerate(zip(idx, space)):
+            bounds = "lo, hi" if depth == 0 else str(size)
+            lines.append(f"{pad}for {var} in range({bounds}):")
+            pad += "    "
+        lines += [pad + line for line in self.with_origins(body)]
+        lines += [f"    part_{self.name(n)}[c] = {self.name(n)}" for n in loop.partial
+                  if n.rank == 0]
+        if self.chunked(unit):
+            size = space[0]
+            lines += ["", "", PARALLEL_JIT,
+                      f"def _loop{k}_parallel(nchunks, {size}, {', '.join(loop.reads)}):",
+                      "    for c in prange(nchunks):",
+                      f"        _loop{k}(c, c * {size} // nchunks, (c + 1) * {size} // nchunks, "
+                      f"{', '.join(loop.reads)})"]
+        loop.lines = lines
+        return loop
+
+    def accumulate(self, loop: _Loop, node: Node, idx: str, accumulators: list) -> list[str]:
+        axes = node.attr("axes")
+        value = self.operand(loop, node.inputs[0], idx)
+        kept = ", ".join(v for a, v in enumerate(idx) if a not in axes)
+        name = self.name(node)
+        def combine(target):
+            if node.op == "sum":
+                return f"{target} += {value}"
+            return f"{target} = np.maximum({target}, {value})"
+
+        if 0 not in axes:
+            loop.direct.append(node)
+            return [combine(f"{name}[{kept}]")]
+        loop.partial.append(node)
+        if node.rank == 0:  # a local accumulator per chunk, stored once at the end
+            accumulators.append(f"{name} = {'0.0' if node.op == 'sum' else '-np.inf'}")
+            return [combine(name)]
+        return [combine(f"part_{name}[c, {kept}]")]
+
+    def value_text(self, loop: _Loop, node: Node, idx: str) -> str:
+        """The text that computes `node` inside a loop over `idx` (statement right-hand side)."""
+        if node.op == "elementwise":
+            return print_body(node.attr("body"),
+                              [self.operand(loop, i, idx) for i in node.inputs])
+        if node.op == "broadcast":
+            src = node.inputs[0]
+            if src.rank == 0:
+                return self.read(loop, src)
+            dims, shape = node.attr("dims"), node.attr("shape")
+            picks = ", ".join("0" if src.shape[a] == 1 and shape[d] != 1 else idx[d]
+                              for a, d in enumerate(dims))
+            return f"{self.read(loop, src)}[{picks}]"
+        if node.op == "iota":
+            return idx[node.attr("axis")]
+        return self.operand(loop, node, idx)
+
+    def operand(self, loop: _Loop, node: Node, idx: str) -> str:
+        """How a statement in this loop reads `node`."""
+        where = self.unit_of.get(node.uid)
+        here = where == loop.index
+        if node.op in INDEX_MAPS and (where is None or here and not self.stored(node)):
+            return self.value_text(loop, node, idx)
+        if here and not self.stored(node):
+            return self.name(node)
+        if node.rank == 0:
+            return self.read(loop, node)
+        return f"{self.read(loop, node) if not here else self.name(node)}[{', '.join(idx)}]"
+
+    def read(self, loop: _Loop, node: Node) -> str:
+        name = self.name(node)
+        if self.unit_of.get(node.uid) != loop.index:
+            loop.reads.append(name)
+        return name
+
+    def call(self, loop: _Loop) -> list[str]:
+        unit = loop.unit
+        lines = [f"    # loop {loop.index} over {ops.format_shape(unit.space)}"]
+        rows = "chunks" if self.chunked(unit) else "1"
+        for n in loop.stores:
+            lines.append(f"    {self.name(n)} = np.empty({_shape(n.shape)})")
+        for n in loop.direct:
+            fill = "0.0" if n.op == "sum" else "-np.inf"
+            lines.append(f"    {self.name(n)} = np.full({_shape(n.shape)}, {fill})")
+        for n in loop.partial:
+            fill = "0.0" if n.op == "sum" else "-np.inf"
+            lines.append(f"    part_{self.name(n)} = np.full({_shape((rows,) + n.shape)}, {fill})")
+        args = ", ".join(loop.reads)
+        size = unit.space[0]
+        if self.chunked(unit):
+            lines += ["    if nchunks is None:",
+                      f"        _loop{loop.index}(0, 0, {size}, {args})",
+                      "    else:",
+                      f"        _loop{loop.index}_parallel(nchunks, {size}, {args})"]
+        else:
+            lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
+        for n in loop.partial:
+            part, name = f"part_{self.name(n)}", self.name(n)
+            if n.op == "sum":
+                lines.append(f"    {name} = {part}.sum()" if n.rank == 0
+                             else f"    {name} = {part}.sum(axis=0)")
+            else:
+                lines += [f"    {name} = {part}.max()" if n.rank == 0 else
+                          f"    {name} = {part}[0].copy()\n    for c in range(1, {rows}):\n"
+                          f"        {name} = np.maximum({name}, {part}[c])"]
+        return lines
+
+
+TAKE_ALONG = '''@njit(cache=True, error_model="numpy")
+def _take_along(x, labels):
+    """x[i, labels[i]] for each row i (labels were range-checked before the call)."""
+    out = np.empty(labels.shape[0])
+    for i in range(labels.shape[0]):
+        out[i] = x[i, labels[i]]
+    return out
+
+'''
+
+
+def _dims(program: Program) -> dict[str, str]:
+    """Symbolic dimension -> the expression that reads it off the first input that has it."""
+    found: dict[str, str] = {}
+    for node in program.inputs:
+        for axis, d in enumerate(node.shape):
+            if isinstance(d, str) and d not in found:
+                found[d] = f"{node.attr('name')}.shape[{axis}]"
+    return found
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _describe(unit: Unit) -> str:
+    return f"Fused loop over {ops.format_shape(unit.space)}, axis 0 from lo to hi (chunk c)."

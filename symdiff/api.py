@@ -1,0 +1,184 @@
+"""`sd.compile` and `sd.check_grad`: the one place where the stages are joined.
+
+Front end (formula, SymPy expression, Python function or Tensor) -> Tensor -> reverse mode ->
+Program -> codegen -> Compiled. The IR, the op table, autodiff and the passes never import
+codegen; this facade does, so that users need one call.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import sympy as sp
+
+from . import tensors as T
+from .autodiff import differentiate, schedule
+from .errors import ArgumentError, DifferentiationError
+from .from_sympy import from_sympy
+from .parse import build, free_names, parse_formula
+from .passes.stable import stabilize
+from .trace import parameter_names, trace
+
+REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
+
+
+def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
+            parallel=None, name=None):
+    """Compile `model` into value and gradient kernels.
+
+    Args:
+        model: a formula string, a SymPy expression, a Python function of its inputs, or a
+            Tensor built with `sd.tensor` and `sd.*` functions.
+        wrt: the inputs to differentiate by (names, or Tensors/SymPy symbols). Every name must
+            occur in the model; a misspelt one is an error, not a silent zero gradient.
+        batch: names of inputs that are arrays over the batch axis "n" (formulas, SymPy
+            expressions and functions); one compiled kernel serves every batch size.
+        reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
+            per-sample values and per-sample gradients.
+        shapes, dtypes: for functions, {name: shape} and {name: dtype} of array inputs.
+        parallel: None decides by batch size; True or False forces it.
+
+    >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
+    >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
+    (-12.0, {'x': -4.0, 'y': -4.0, 'z': 3.0})
+    """
+    if reduce not in REDUCTIONS:
+        raise ArgumentError(f"reduce must be 'mean', 'sum' or None, not {reduce!r}")
+    timings = {}
+    start = time.perf_counter()
+    output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes)
+    wrt_names = _wrt_names(wrt, env, title)
+    per_sample = reduce is None and output.shape != ()
+    if output.shape != () and not per_sample:
+        output = REDUCTIONS[reduce](output)
+    output = stabilize(output)
+    timings["front end"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    inputs = list(env.values())
+    if per_sample:
+        program = _per_sample_program(model, wrt_names, env, output, batch, shapes, dtypes,
+                                      inputs, title)
+    else:
+        program = differentiate(output, [env[w] for w in wrt_names], inputs=inputs)
+    value_program = schedule([("value", output.node)], inputs=inputs)
+    timings["differentiate"] = time.perf_counter() - start
+
+    from codegen.compiled import Compiled
+    return Compiled(program, value_program, wrt_names, name or title, parallel, timings)
+
+
+def _front_end(model, wrt, batch, reduce, shapes, dtypes, per_sample_wrt=()):
+    """(output Tensor, {input name: Tensor} in argument order, title)."""
+    batch = [batch] if isinstance(batch, str) else list(batch)
+    shapes, dtypes = dict(shapes or {}), dict(dtypes or {})
+
+    def make_env(names):
+        for b in batch:
+            if b not in names:
+                raise ArgumentError(f"batch input {b!r} does not occur in the model "
+                                    f"(its inputs: {', '.join(names)})")
+        env = {}
+        for n in names:
+            shape = shapes.get(n, ("n",) if n in batch else ())
+            env[n] = T.tensor(n, shape, dtypes.get(n, float))
+        return env
+
+    def bind(env):  # the model sees per-sample copies of `per_sample_wrt` parameters
+        return {n: (T.broadcast_to(t, ("n",)) if n in per_sample_wrt else t)
+                for n, t in env.items()}
+
+    if isinstance(model, str):
+        tree = parse_formula(model)
+        env = make_env(free_names(tree))
+        output = build(tree, bind(env), model)
+        title = model
+    elif isinstance(model, sp.Basic):
+        names = sorted((s.name for s in model.free_symbols), key=str)
+        env = make_env(names)
+        output = from_sympy(model, bind(env))
+        title = str(model)
+    elif isinstance(model, T.Tensor):
+        from .ir import topological
+        found = {n.attr("name"): T.Tensor(n) for n in topological([model.node])
+                 if n.op == "input"}
+        env = {k: found[k] for k in sorted(found)}
+        output, title = model, "tensor model"
+    elif callable(model):
+        env = make_env(parameter_names(model))
+        output = trace(model, bind(env))
+        title = getattr(model, "__name__", "model")
+    else:
+        raise ArgumentError(f"cannot compile a {type(model).__name__}: give a formula string, "
+                            f"a SymPy expression, a function or a symdiff Tensor")
+    if not isinstance(output, T.Tensor):
+        raise DifferentiationError(f"the model {title!r} is the constant {output!r}: "
+                                   f"it does not depend on any input")
+    return output, env, title
+
+
+def _wrt_names(wrt, env, title) -> list[str]:
+    if wrt is None:
+        raise ArgumentError("say which inputs to differentiate by: wrt=[...]")
+    if isinstance(wrt, (str, T.Tensor, sp.Symbol)):
+        wrt = [wrt]
+    names = []
+    for w in wrt:
+        name = w.node.attr("name") if isinstance(w, T.Tensor) else \
+            w.name if isinstance(w, sp.Symbol) else w
+        if name not in env:
+            raise DifferentiationError(f"wrt {name!r} does not occur in {title!r}; "
+                                       f"its inputs are {', '.join(env) or 'none'}")
+        if env[name].dtype == "int64":
+            raise DifferentiationError(f"wrt {name!r} is an integer input; it has no gradient")
+        names.append(name)
+    return names
+
+
+def _per_sample_program(model, wrt_names, env, output, batch, shapes, dtypes, inputs, title):
+    """Per-sample gradients: each parameter enters the model as its own copy per sample."""
+    for w in wrt_names:
+        if env[w].shape != ():
+            raise DifferentiationError(
+                f"per-sample gradients (reduce=None) need scalar parameters; {w!r} has shape "
+                f"{env[w].shape}")
+        if w in batch:
+            raise DifferentiationError(f"{w!r} is both a batch input and in wrt")
+    if isinstance(model, T.Tensor):
+        raise DifferentiationError("reduce=None applies to formulas, SymPy expressions and "
+                                   "functions with batch inputs")
+    copies, _, _ = _front_end(model, wrt_names, batch, None, shapes, dtypes, set(wrt_names))
+    copies = stabilize(copies)
+    per_sample = [T.broadcast_to(env[w], ("n",)) for w in wrt_names]
+    if copies.shape != ("n",):
+        copies = T.broadcast_to(copies, ("n",))
+    return differentiate(copies, per_sample, labels=["d" + w for w in wrt_names],
+                         seed=T.full(("n",), 1.0), inputs=inputs)
+
+
+def check_grad(compiled, eps: float = 1e-6, **arguments) -> float:
+    """Largest relative error between the compiled gradient and central differences.
+
+    Each parameter entry w is moved by ±h (h = eps·max(1, |w|)) and the model value
+    recomputed; the error is |g - fd| / max(1, |g|, |fd|), the largest over all entries.
+    """
+    _, grads = compiled.value_and_grad(**arguments)
+    worst = 0.0
+    for name in compiled.wrt:
+        base = np.array(arguments[name], dtype=np.float64)
+        grad = np.asarray(grads[name], dtype=np.float64)
+        for index in np.ndindex(base.shape):
+            h = eps * max(1.0, abs(base[index]))
+            values = []
+            for sign in (1, -1):
+                moved = base.copy()
+                moved[index] += sign * h
+                values.append(np.asarray(compiled(**{**arguments, name: moved}),
+                                         dtype=np.float64))
+            numeric = (values[0] - values[1]) / (2 * h)
+            analytic = grad[(Ellipsis,) + index] if grad.ndim > base.ndim else grad[index]
+            if grad.ndim > base.ndim:  # per-sample gradients: one per sample
+                analytic = grad[(slice(None),) + index] if base.ndim else grad
+            scale = np.maximum(1.0, np.maximum(np.abs(analytic), np.abs(numeric)))
+            worst = max(worst, float(np.max(np.abs(analytic - numeric) / scale)))
+    return worst

@@ -1,0 +1,143 @@
+"""Reverse mode: a scalar (or seeded) output Tensor and the Tensors to differentiate by ->
+a Program that computes the value, then the adjoints.
+
+The graph is walked once in reverse topological order from the output (seed 1). Each op's
+adjoint rule in `ops.OPS` is a vector-Jacobian product built from Tensor operations, so the
+adjoint part is IR like the forward part. Adjoints of a value used in several places are
+summed here, in one place. Every node made while handling a forward node is tagged with it,
+which gives the `# from:` comments of the generated code.
+"""
+from __future__ import annotations
+
+import bisect
+
+import sympy as sp
+
+from . import ops, tensors as T
+from .errors import DifferentiationError
+from .ir import Node, Program, Stmt, topological, watermark
+from .printing import body_name, format_stmt
+
+
+def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
+                  inputs=None) -> Program:
+    """The Program computing `output` and d output / d w for each w in `wrt`.
+
+    Args:
+        output: the value; rank 0 unless a `seed` of its shape is given (a VJP).
+        wrt: Tensors to differentiate by, usually inputs; one unused by `output` gets zeros.
+        labels: output labels for the gradients (default "d" + input name).
+        inputs: the input Tensors in argument order (default: those found, by name).
+
+    >>> x, y = T.scalar("x"), T.scalar("y")
+    >>> print(differentiate(x * T.sin(y), [x, y]))
+    sin1 = sin(y)
+    mul2 = x*sin1
+    # from: sin1 = sin(y)
+    dy = x*cos(y)
+    return value=mul2, dx=sin1, dy=dy
+    """
+    y = output.node
+    if seed is None and y.shape != ():
+        raise DifferentiationError(
+            f"the loss must be a scalar, but it has shape {ops.format_shape(y.shape)}: "
+            f"reduce it (sd.mean, sd.sum) or pass reduce='mean'")
+    seed = seed if seed is not None else T.full((), 1.0)
+    wrt_nodes = [w.node for w in wrt]
+    forward = topological([y])
+    depends = {w.uid for w in wrt_nodes}
+    for node in forward:
+        if any(i.uid in depends for i in node.inputs):
+            depends.add(node.uid)
+
+    pending: dict[int, list[T.Tensor]] = {y.uid: [seed]}
+    total: dict[int, T.Tensor] = {}
+    adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> the forward node it is for
+    marks: list[tuple[int, Node]] = []  # (first uid made while handling node, node)
+    for v in reversed(forward):
+        if v.uid not in pending:
+            continue
+        marks.append((watermark(), v))
+        dv = _sum_all(pending.pop(v.uid))
+        total[v.uid] = dv
+        adjoint_of.setdefault(dv.node.uid, v)
+        rule = ops.OPS[v.op].adjoint
+        if ops.OPS[v.op].kind == "leaf":
+            continue
+        if rule is None:
+            raise DifferentiationError(f"no adjoint rule for '{v.op}' in {format_stmt(v, {})}")
+        args = [T.Tensor(i) for i in v.inputs]
+        grads = rule(dv, T.Tensor(v), *args, **dict(v.attrs))
+        for inp, g in zip(v.inputs, grads):
+            if g is not None and inp.uid in depends:
+                pending.setdefault(inp.uid, []).append(T.as_tensor(g) if g.__class__ is float
+                                                       else g)
+    marks.append((watermark(), None))
+
+    grads = [_materialize(total.get(w.uid), w) for w in wrt_nodes]
+    labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(wrt_nodes)]
+    outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
+    return schedule(outputs, marks, adjoint_of, {n.uid for n in forward}, inputs)
+
+
+def _sum_all(terms: list[T.Tensor]) -> T.Tensor:
+    """The adjoint of a value used in several places: the sum of every use's adjoint."""
+    if len(terms) == 1:
+        return terms[0]
+    symbols = [sp.Symbol(f"_g{k}", real=True) for k in range(len(terms))]
+    return T.apply_body(sp.Add(*symbols), dict(zip(symbols, terms)))
+
+
+def _materialize(grad, w: Node) -> T.Tensor:
+    if grad is None:  # the output does not depend on w differentiably
+        return T.zeros(w.shape)
+    if grad.shape != w.shape:
+        grad = T.broadcast_to(grad, w.shape)
+    return grad
+
+
+def schedule(outputs, marks=(), adjoint_of=None, forward_uids=None, inputs=None) -> Program:
+    """Order the nodes reachable from `outputs` into named statements (forward first)."""
+    adjoint_of = adjoint_of or {}
+    forward_uids = forward_uids if forward_uids is not None else set()
+    nodes = topological([n for _, n in outputs])
+    found = {n.attr("name"): n for n in nodes if n.op == "input"}
+    if inputs is not None:
+        inputs = [t.node for t in inputs]
+    else:
+        inputs = [found[k] for k in sorted(found)]
+    starts = [m for m, _ in marks]
+    names: dict[int, str] = {n.uid: n.attr("name") for n in inputs}
+    taken = set(names.values())
+    stmts, counter = [], 0
+    body_nodes = [n for n in nodes if n.op != "input"]
+    # forward statements keep their order; adjoint statements follow, each after its origin
+    body_nodes.sort(key=lambda n: (n.uid not in forward_uids, n.uid))
+    for node in body_nodes:
+        origin, forward = None, node.uid in forward_uids
+        if not forward and marks:
+            origin = marks[bisect.bisect_right(starts, node.uid) - 1][1]
+        if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
+            name = _fresh("d" + names[adjoint_of[node.uid].uid], taken)
+        else:
+            counter += 1
+            name = _fresh(f"{_hint(node)}{counter}", taken)
+        names[node.uid] = name
+        taken.add(name)
+        stmts.append(Stmt(name, node, origin))
+    return Program(tuple(inputs), tuple(stmts), tuple(outputs))
+
+
+def _fresh(name: str, taken: set) -> str:
+    candidate, k = name, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
+
+
+def _hint(node: Node) -> str:
+    if node.op == "elementwise":
+        return body_name(node.attr("body"))
+    return {"const": "c", "dim": "size", "stop_gradient": "sg", "take_along": "take",
+            "concatenate": "cat", "broadcast": "bc"}.get(node.op, node.op)

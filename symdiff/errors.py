@@ -1,0 +1,34 @@
+"""Exceptions a user sees. Each refines a builtin, so `except ValueError` still works."""
+
+
+class SymdiffError(Exception):
+    """Base of every error symdiff raises on purpose."""
+
+
+class ParseError(SymdiffError, SyntaxError):
+    """A formula string that is not a formula symdiff accepts."""
+
+    def __init__(self, message, text=None, col=None):
+        where = f" [col {col + 1}]" if col is not None else ""
+        super().__init__(message + where)
+        self.msg, self.text, self.offset = message + where, text, col
+
+
+class ShapeError(SymdiffError, ValueError):
+    """Shapes that do not fit an op, or arguments that do not fit a compiled model."""
+
+
+class ArgumentError(SymdiffError, TypeError):
+    """A missing, unknown or non-numeric argument."""
+
+
+class DomainError(SymdiffError, ValueError):
+    """A value out of its allowed range, such as a label outside [0, classes)."""
+
+
+class DifferentiationError(SymdiffError, ValueError):
+    """A model or `wrt` list that cannot be differentiated as asked."""
+
+
+class NonFiniteError(SymdiffError, FloatingPointError):
+    """A non-finite output, raised only when check_finite=True."""

@@ -1,0 +1,138 @@
+"""A NumPy interpreter of the IR: the slow, obviously-correct path that codegen is tested against.
+
+Input: a Program (or a single elementwise body) and NumPy values. Output: the values of the
+Program's outputs. It never generates or executes code: SymPy bodies are walked node by node
+through a table of NumPy functions, so it also folds constants in formulas safely.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from scipy import special
+from sympy.codegen.cfunctions import expm1, log1p
+
+from . import ops
+from .ir import Node, Program
+
+
+def _heaviside(x, h0=0.5):
+    return np.where(x > 0, 1.0, np.where(x == 0, h0, 0.0))
+
+
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+_NUMPY = {
+    sp.exp: np.exp, sp.log: np.log, sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan,
+    sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh, sp.asin: np.arcsin,
+    sp.acos: np.arccos, sp.atan: np.arctan, sp.atan2: np.arctan2, sp.Abs: np.abs,
+    sp.sign: np.sign, sp.erf: special.erf, log1p: np.log1p, expm1: np.expm1,
+    ops.sigmoid: special.expit, ops.softplus: _softplus, ops.relu: lambda x: np.maximum(x, 0.0),
+    sp.Heaviside: _heaviside,
+}
+_COMPARE = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
+            sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.Eq: np.equal,
+            sp.Ne: np.not_equal}
+
+
+def evaluate_body(body: sp.Expr, env: dict):
+    """Evaluate a SymPy body with NumPy, its symbols bound by `env` (name -> value)."""
+    with np.errstate(all="ignore"):
+        return _evaluate(body, env)
+
+
+def _evaluate(e, env):
+    if e.is_Symbol:
+        return env[e.name]
+    if e.is_Number or e in (sp.pi, sp.E):
+        return np.float64(float(e))
+    args = [_evaluate(a, env) for a in e.args] if not isinstance(e, sp.Piecewise) else None
+    if isinstance(e, sp.Add):
+        return _fold(np.add, args)
+    if isinstance(e, sp.Mul):
+        return _fold(np.multiply, args)
+    if isinstance(e, sp.Pow):
+        return np.power(np.float64(args[0]) if np.ndim(args[0]) == 0 else args[0], args[1])
+    if isinstance(e, sp.Max):
+        return _fold(np.maximum, args)
+    if isinstance(e, sp.Min):
+        return _fold(np.minimum, args)
+    if isinstance(e, sp.Piecewise):
+        result = _evaluate(e.args[-1][0], env)
+        for value, cond in reversed(e.args[:-1]):
+            result = np.where(_evaluate(cond, env), _evaluate(value, env), result)
+        return result
+    if type(e) in _COMPARE:
+        return _COMPARE[type(e)](*args)
+    if e.func in _NUMPY:
+        return _NUMPY[e.func](*args)
+    raise NotImplementedError(f"no NumPy evaluation for {e.func}")
+
+
+def _fold(fn, args):
+    result = args[0]
+    for a in args[1:]:
+        result = fn(result, a)
+    return result
+
+
+def run(program: Program, inputs: dict, dims: dict | None = None) -> dict:
+    """Evaluate every statement with NumPy and return {output label: value}."""
+    values: dict[int, np.ndarray] = {}
+    dims = dict(dims or {})
+    for node in program.inputs:
+        values[node.uid] = np.asarray(inputs[node.attr("name")])
+        for d, size in zip(node.shape, values[node.uid].shape):
+            if isinstance(d, str):
+                dims[d] = size
+    with np.errstate(all="ignore"):
+        for s in program.stmts:
+            values[s.node.uid] = _run_node(s.node, [values[i.uid] for i in s.node.inputs], dims)
+    return {label: values[node.uid] for label, node in program.outputs}
+
+
+def _shape(shape, dims):
+    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+
+
+def _run_node(node: Node, args, dims):
+    a = dict(node.attrs)
+    op = node.op
+    if op == "const":
+        return np.full(_shape(node.shape, dims), a["value"])
+    if op == "dim":
+        return np.float64(dims[a["name"]])
+    if op == "iota":
+        shape = _shape(node.shape, dims)
+        return np.broadcast_to(np.arange(shape[a["axis"]]).reshape(
+            [-1 if k == a["axis"] else 1 for k in range(len(shape))]), shape)
+    if op == "elementwise":
+        env = {ops.placeholder(k).name: x for k, x in enumerate(args)}
+        return np.broadcast_to(evaluate_body(a["body"], env), _shape(node.shape, dims))
+    if op == "broadcast":
+        shape = _shape(a["shape"], dims)
+        expanded = args[0].reshape([args[0].shape[a["dims"].index(k)] if k in a["dims"] else 1
+                                    for k in range(len(shape))])
+        return np.broadcast_to(expanded, shape)
+    if op == "sum":
+        return np.sum(args[0], axis=a["axes"])
+    if op == "max":
+        return np.max(args[0], axis=a["axes"])
+    if op == "stop_gradient":
+        return args[0]
+    if op == "reshape":
+        return np.reshape(args[0], _shape(a["shape"], dims))
+    if op == "transpose":
+        return np.transpose(args[0], a["perm"])
+    if op == "matmul":
+        return np.matmul(*args)
+    if op == "take_along":
+        return np.take_along_axis(args[0], args[1][:, None], axis=1)[:, 0]
+    if op == "concatenate":
+        return np.concatenate(args, axis=a["axis"])
+    if op == "slice":
+        index = [slice(None)] * args[0].ndim
+        index[a["axis"]] = slice(a["start"], a["stop"])
+        return args[0][tuple(index)]
+    raise NotImplementedError(f"the interpreter has no rule for {op}")

@@ -1,0 +1,139 @@
+"""The IR: a hash-consed tensor DAG (Node) and the straight-line Program made from it.
+
+Every stage speaks it. A Node is one op on input nodes, with a shape (ints, and names such
+as "n" for dimensions known only at call time) and a dtype; a scalar is a rank-0 node.
+Building the same op on the same inputs twice returns the same node, so common
+subexpressions are shared as they are built. A Program schedules the nodes reachable from
+its outputs into SSA statements, forward part first, each adjoint statement tagged with the
+forward statement it comes from.
+"""
+from __future__ import annotations
+
+import itertools
+import keyword
+import threading
+import weakref
+from dataclasses import dataclass
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+_interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_intern_lock = threading.Lock()
+_uids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
+class Node:
+    """One op applied to input nodes. Identity is structure: see make_node."""
+
+    op: str
+    inputs: tuple[Node, ...]
+    shape: Shape
+    dtype: str
+    attrs: tuple[tuple[str, object], ...]
+    uid: int  # creation order: every input has a smaller uid than its consumers
+
+    def attr(self, key, default=None):
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"Node({self.op}#{self.uid}, shape={self.shape})"
+
+
+def make_node(op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
+    """Return the node for `op(inputs)`, reusing an identical one if it exists."""
+    inputs, shape = tuple(inputs), tuple(shape)
+    frozen = tuple(sorted(attrs.items()))
+    key = (op, tuple(i.uid for i in inputs), shape, dtype, frozen)
+    with _intern_lock:
+        node = _interned.get(key)
+        if node is None:
+            node = Node(op, inputs, shape, dtype, frozen, next(_uids))
+            _interned[key] = node
+    return node
+
+
+def watermark() -> int:
+    """A uid smaller than that of every node made after this call."""
+    return next(_uids)
+
+
+def topological(outputs) -> list[Node]:
+    """All nodes reachable from `outputs`, inputs before consumers (by creation order)."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if node.uid not in seen:
+            seen[node.uid] = node
+            stack.extend(node.inputs)
+    return [seen[uid] for uid in sorted(seen)]
+
+
+# Names a generated module uses itself; a user symbol may not take them.
+RESERVED = frozenset({"np", "math", "numba", "njit", "prange", "nchunks", "lo", "hi", "c",
+                      "i", "j", "k", "l", "m", "kernel", "out", "self"}) | frozenset(keyword.kwlist)
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """`name = node`; `origin` is the forward node an adjoint statement comes from."""
+
+    name: str
+    node: Node
+    origin: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """Straight-line SSA: inputs, statements in execution order, named outputs."""
+
+    inputs: tuple[Node, ...]
+    stmts: tuple[Stmt, ...]
+    outputs: tuple[tuple[str, Node], ...]
+
+    def name(self, node: Node) -> str:
+        return self.names()[node.uid]
+
+    def names(self) -> dict[int, str]:
+        table = {n.uid: n.attr("name") for n in self.inputs}
+        table.update((s.node.uid, s.name) for s in self.stmts)
+        return table
+
+    def output(self, label: str) -> Node:
+        return dict(self.outputs)[label]
+
+    def __str__(self):
+        from .printing import format_stmt  # printing needs ops; ir stays a leaf module
+        names = self.names()
+        lines, origin = [], None
+        for s in self.stmts:
+            if s.origin is not None and s.origin is not origin:
+                lines.append(f"# from: {format_stmt(s.origin, names)}")
+            origin = s.origin
+            lines.append(format_stmt(s.node, names))
+        outs = ", ".join(f"{label}={names[n.uid]}" for label, n in self.outputs)
+        return "\n".join(lines + [f"return {outs}"])
+
+
+def verify(program: Program) -> None:
+    """Check the Program's invariants: SSA, defined-before-use, unique names."""
+    defined = {n.uid for n in program.inputs}
+    seen_names = {n.attr("name") for n in program.inputs}
+    for s in program.stmts:
+        assert s.name not in seen_names, f"name {s.name} defined twice"
+        seen_names.add(s.name)
+        for inp in s.node.inputs:
+            assert inp.uid in defined, f"{s.name} uses an undefined value {inp!r}"
+        assert s.node.uid not in defined, f"{s.name} assigned twice"
+        defined.add(s.node.uid)
+    for label, node in program.outputs:
+        assert node.uid in defined, f"output {label} is not computed"

@@ -1,0 +1,362 @@
+"""The op table: every op's shape rule and its adjoint (vector-Jacobian product) rule.
+
+Elementwise ops carry a SymPy body over placeholders a0, a1, ... and need no rule of their
+own: their local derivatives are `sympy.diff` of the body, memoised, rewritten through the
+forward output where SymPy finds it (d exp = out, d sigmoid = out*(1 - out)). Structural ops
+register a shape rule and an adjoint here, side by side. Adjoint rules receive Tensors and
+build IR with the same operators users write, so an adjoint can be differentiated again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from . import tensors as T
+from .errors import ShapeError
+from .ir import Dim, Node, Shape
+
+# ---------------------------------------------------------------- scalar functions
+
+
+class sigmoid(sp.Function):
+    """1 / (1 + exp(-x)); its derivative reuses the forward value."""
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return 1 / (1 + sp.exp(-x))
+
+
+class softplus(sp.Function):
+    """log(1 + exp(x)), printed in its overflow-free form."""
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.log(1 + sp.exp(x))
+
+
+class relu(sp.Function):
+    """max(x, 0), with relu'(0) = 0 as in PyTorch and JAX."""
+
+    def fdiff(self, argindex=1):
+        return sp.Heaviside(self.args[0], 0)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.Max(x, 0)
+
+
+def _max(*args):
+    return sp.Max(*args)
+
+
+def _min(*args):
+    return sp.Min(*args)
+
+
+# The functions formulas and `sd.*` know, by name: name -> (SymPy callable, arity or None).
+FUNCTIONS: dict[str, tuple[Callable, int | None]] = {
+    "exp": (sp.exp, 1), "log": (sp.log, 1), "sqrt": (sp.sqrt, 1),
+    "sin": (sp.sin, 1), "cos": (sp.cos, 1), "tan": (sp.tan, 1),
+    "sinh": (sp.sinh, 1), "cosh": (sp.cosh, 1), "tanh": (sp.tanh, 1),
+    "asin": (sp.asin, 1), "acos": (sp.acos, 1), "atan": (sp.atan, 1),
+    "atan2": (sp.atan2, 2), "abs": (sp.Abs, 1), "erf": (sp.erf, 1),
+    "log1p": (log1p, 1), "expm1": (expm1, 1),
+    "sigmoid": (sigmoid, 1), "relu": (relu, 1), "softplus": (softplus, 1),
+    "min": (_min, None), "max": (_max, None),
+}
+
+_placeholders: list[sp.Symbol] = []
+OUT = sp.Symbol("out", real=True)
+_G = sp.Symbol("g", real=True)  # the incoming adjoint, in an adjoint body under construction
+
+
+def placeholder(k: int) -> sp.Symbol:
+    """The k-th input of an elementwise body (a real SymPy symbol `a<k>`)."""
+    while len(_placeholders) <= k:
+        _placeholders.append(sp.Symbol(f"a{len(_placeholders)}", real=True))
+    return _placeholders[k]
+
+
+@lru_cache(maxsize=None)
+def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
+    """d body / d a_k, written through OUT (the forward value) where that is simpler."""
+    a = placeholder(k)
+    if isinstance(body, sp.Pow) and body.base == a and not body.exp.is_Number:
+        derivative = body.exp * a ** (body.exp - 1)  # keeps x**y finite at x = 0
+        if body.exp.has(a):
+            derivative += body * sp.log(a)
+    else:
+        derivative = sp.diff(body, a)
+    # Dirac deltas live where a step jumps: zero almost everywhere.
+    derivative = derivative.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    if not body.is_Symbol:
+        reused = derivative.subs(body, OUT)
+        if sp.count_ops(reused) <= sp.count_ops(derivative):
+            derivative = reused
+    return derivative
+
+
+def body_dtype(body: sp.Expr) -> str:
+    """bool for comparisons, float64 otherwise."""
+    return "bool" if isinstance(body, (sp.core.relational.Relational, sp.logic.boolalg.Boolean)) \
+        else "float64"
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def same_dim(a: Dim, b: Dim) -> bool:
+    return a == b
+
+
+def broadcast_shapes(*shapes: Shape, what: str = "operands") -> Shape:
+    """NumPy broadcasting of shapes that may hold symbolic dimensions."""
+    rank = max(len(s) for s in shapes)
+    result = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ShapeError(f"cannot broadcast the shapes {' and '.join(map(format_shape, shapes))} "
+                             f"of {what}: dimensions {sorted(map(str, dims))} differ")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def format_shape(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass
+class OpDef:
+    kind: str  # leaf | elementwise | broadcast | reduce | structural
+    shape: Callable | None = None  # (*input nodes, **attrs) -> (shape, dtype)
+    adjoint: Callable | None = None  # (dy, y, *inputs, **attrs) -> one adjoint or None per input
+
+
+OPS: dict[str, OpDef] = {
+    "input": OpDef("leaf"), "const": OpDef("leaf"), "dim": OpDef("leaf"), "iota": OpDef("leaf"),
+    "elementwise": OpDef("elementwise"), "broadcast": OpDef("broadcast"),
+    "sum": OpDef("reduce"), "max": OpDef("reduce"),
+}
+
+
+def shape_rule(name: str, kind: str = "structural"):
+    def register(fn):
+        OPS.setdefault(name, OpDef(kind)).shape = fn
+        return fn
+    return register
+
+
+def adjoint(name: str):
+    def register(fn):
+        OPS[name].adjoint = fn
+        return fn
+    return register
+
+
+def output_type(op: str, inputs: tuple[Node, ...], attrs: dict) -> tuple[Shape, str]:
+    """Shape and dtype of `op(inputs)`; raises ShapeError naming both shapes on a mismatch."""
+    return OPS[op].shape(*inputs, **attrs)
+
+
+@shape_rule("elementwise", "elementwise")
+def _elementwise_shape(*inputs, body):
+    shapes = {x.shape for x in inputs}
+    assert len(shapes) <= 1, f"elementwise inputs must be broadcast first: {shapes}"
+    return (inputs[0].shape if inputs else ()), body_dtype(body)
+
+
+@adjoint("elementwise")  # y = f(a0, a1, ...): da_k = dy * df/da_k
+def _elementwise(dy, y, *args, body):
+    grads = []
+    for k, a in enumerate(args):
+        local = local_derivative(body, k)
+        if a.dtype not in ("float64", "float32") or local == 0:
+            grads.append(None)
+            continue
+        env = {placeholder(i): x for i, x in enumerate(args)}
+        env.update({OUT: y, _G: dy})
+        grads.append(T.apply_body(_G * local, env))
+    return grads
+
+
+@shape_rule("broadcast", "broadcast")
+def _broadcast_shape(x, *, shape, dims):
+    for axis, out_axis in enumerate(dims):
+        if x.shape[axis] != 1 and not same_dim(x.shape[axis], shape[out_axis]):
+            raise ShapeError(f"cannot broadcast shape {format_shape(x.shape)} to {format_shape(shape)}")
+    return shape, x.dtype
+
+
+@adjoint("broadcast")  # y = broadcast(x): dx = dy summed over the broadcast axes
+def _broadcast(dy, y, x, *, shape, dims):
+    summed = tuple(a for a in range(len(shape)) if a not in dims) + tuple(
+        out for axis, out in enumerate(dims) if x.shape[axis] == 1 and shape[out] != 1)
+    return [T.reshape(T.sum(dy, axis=tuple(sorted(summed))), x.shape)]
+
+
+def _reduce_shape(x, *, axes):
+    return tuple(d for a, d in enumerate(x.shape) if a not in axes), x.dtype
+
+
+shape_rule("sum", "reduce")(_reduce_shape)
+shape_rule("max", "reduce")(_reduce_shape)
+
+
+def _kept(x, axes):
+    return tuple(a for a in range(len(x.shape)) if a not in axes)
+
+
+@adjoint("sum")  # y = sum(x, axes): dx = dy broadcast back
+def _sum(dy, y, x, *, axes):
+    return [T.broadcast_in_dim(dy, x.shape, _kept(x, axes))]
+
+
+@adjoint("max")  # y = max(x, axes): dy routed to the maxima, split evenly between ties
+def _max_adjoint(dy, y, x, *, axes):
+    hit = T.where(x == T.broadcast_in_dim(y, x.shape, _kept(x, axes)), 1.0, 0.0)
+    share = dy / T.sum(hit, axis=axes)
+    return [T.broadcast_in_dim(share, x.shape, _kept(x, axes)) * hit]
+
+
+@shape_rule("stop_gradient")
+def _stop_gradient_shape(x):
+    return x.shape, x.dtype
+
+
+@adjoint("stop_gradient")
+def _stop_gradient(dy, y, x):
+    return [None]
+
+
+@shape_rule("reshape")
+def _reshape_shape(x, *, shape):
+    if _size(x.shape) != _size(shape):
+        raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(shape)}")
+    return shape, x.dtype
+
+
+def _size(shape):
+    ints, names = 1, []
+    for d in shape:
+        if isinstance(d, int):
+            ints *= d
+        else:
+            names.append(d)
+    return ints, tuple(sorted(names))
+
+
+@adjoint("reshape")
+def _reshape(dy, y, x, *, shape):
+    return [T.reshape(dy, x.shape)]
+
+
+@shape_rule("transpose")
+def _transpose_shape(x, *, perm):
+    return tuple(x.shape[p] for p in perm), x.dtype
+
+
+@adjoint("transpose")  # y = transpose(x, perm): dx = transpose(dy, inverse perm)
+def _transpose(dy, y, x, *, perm):
+    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+    return [T.transpose(dy, inverse)]
+
+
+@shape_rule("matmul")
+def _matmul_shape(A, B):
+    if A.rank not in (1, 2) or B.rank not in (1, 2):
+        raise ShapeError(f"@ takes vectors and matrices, not shapes {format_shape(A.shape)} "
+                         f"and {format_shape(B.shape)}")
+    if not same_dim(A.shape[-1], B.shape[0]):
+        raise ShapeError(f"shapes {format_shape(A.shape)} and {format_shape(B.shape)} do not fit "
+                         f"A @ B: {A.shape[-1]} != {B.shape[0]}")
+    if A.dtype not in ("float64", "float32") or B.dtype != A.dtype:
+        raise ShapeError(f"@ needs two float arrays of one dtype, not {A.dtype} and {B.dtype}")
+    return A.shape[:-1] + B.shape[1:], A.dtype
+
+
+@adjoint("matmul")  # C = A @ B
+def _matmul(dC, C, A, B):
+    if A.ndim == 2 and B.ndim == 2:
+        return [dC @ B.T, A.T @ dC]
+    if A.ndim == 1 and B.ndim == 2:  # c = a @ B
+        return [B @ dC, T.outer(A, dC)]
+    if A.ndim == 2:  # c = A @ b
+        return [T.outer(dC, B), A.T @ dC]
+    return [dC * B, dC * A]  # c = a . b
+
+
+@shape_rule("take_along")
+def _take_along_shape(x, labels):
+    if x.rank != 2 or labels.rank != 1 or not same_dim(x.shape[0], labels.shape[0]):
+        raise ShapeError(f"take_along needs x of shape (rows, classes) and labels of shape (rows,), "
+                         f"not {format_shape(x.shape)} and {format_shape(labels.shape)}")
+    if labels.dtype != "int64":
+        raise ShapeError(f"labels must be integers, not {labels.dtype}")
+    return labels.shape, x.dtype
+
+
+@adjoint("take_along")  # y[i] = x[i, labels[i]]: dx = dy on the picked entries, as a one-hot mask
+def _take_along(dy, y, x, labels):
+    picked = T.iota(x.shape, axis=1) == T.broadcast_in_dim(labels, x.shape, (0,))
+    return [T.broadcast_in_dim(dy, x.shape, (0,)) * T.where(picked, 1.0, 0.0), None]
+
+
+@shape_rule("concatenate")
+def _concatenate_shape(*parts, axis):
+    first = parts[0].shape
+    for p in parts[1:]:
+        if len(p.shape) != len(first) or any(
+                not same_dim(a, b) for i, (a, b) in enumerate(zip(first, p.shape)) if i != axis):
+            raise ShapeError(f"cannot concatenate shapes {format_shape(first)} and "
+                             f"{format_shape(p.shape)} along axis {axis}")
+    sizes = [p.shape[axis] for p in parts]
+    if not all(isinstance(s, int) for s in sizes):
+        raise ShapeError(f"concatenate along a symbolic axis ({sizes}) is not supported")
+    return first[:axis] + (sum(sizes),) + first[axis + 1:], parts[0].dtype
+
+
+@adjoint("concatenate")  # y = concatenate(parts): each part gets its slice of dy
+def _concatenate(dy, y, *parts, axis):
+    grads, start = [], 0
+    for p in parts:
+        grads.append(T.slice_axis(dy, axis, start, start + p.shape[axis]))
+        start += p.shape[axis]
+    return grads
+
+
+@shape_rule("slice")
+def _slice_shape(x, *, axis, start, stop):
+    if not (0 <= start <= stop <= x.shape[axis]):
+        raise ShapeError(f"slice {start}:{stop} is out of range for axis {axis} of "
+                         f"{format_shape(x.shape)}")
+    return x.shape[:axis] + (stop - start,) + x.shape[axis + 1:], x.dtype
+
+
+@adjoint("slice")  # y = x[start:stop] along axis: dx = dy padded with zeros
+def _slice(dy, y, x, *, axis, start, stop):
+    pieces = []
+    if start:
+        pieces.append(T.zeros(x.shape[:axis] + (start,) + x.shape[axis + 1:]))
+    pieces.append(dy)
+    if stop < x.shape[axis]:
+        pieces.append(T.zeros(x.shape[:axis] + (x.shape[axis] - stop,) + x.shape[axis + 1:]))
+    return [T.concatenate(pieces, axis=axis) if len(pieces) > 1 else dy]

@@ -1,0 +1,87 @@
+"""Prints IR statements as one readable line each: `mul2 = add1*z`, `t5 = sum(t4, axis=0)`.
+
+Used by `str(program)`, error messages and the `# from:` comments of generated code.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.str import StrPrinter
+
+from . import ops
+from .ir import Node
+
+
+class _BodyPrinter(StrPrinter):
+    """SymPy's str printer with placeholders replaced by statement names."""
+
+    def __init__(self, names):
+        super().__init__({"full_prec": False})
+        self._names = names
+
+    def _print_Symbol(self, expr):
+        return self._names.get(expr.name, expr.name)
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Heaviside(self, expr):
+        return f"step({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr):
+        (a, cond), (b, _) = expr.args[0], expr.args[-1]
+        return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
+
+    def _print_Ne(self, expr):
+        if expr.args[1] == 0:
+            return self._print(expr.args[0])
+        return super()._print_Relational(expr)
+
+
+def format_expr(node: Node, names: dict[int, str]) -> str:
+    """The right-hand side of `node`'s statement, its inputs named by `names` (uid -> name)."""
+    args = [names.get(i.uid, f"%{i.uid}") for i in node.inputs]
+    a = dict(node.attrs)
+    op = node.op
+    if op == "elementwise":
+        env = {ops.placeholder(k).name: name for k, name in enumerate(args)}
+        return _BodyPrinter(env).doprint(a["body"])
+    if op == "matmul":
+        return f"{args[0]} @ {args[1]}"
+    if op == "const":
+        return f"full({ops.format_shape(node.shape)}, {a['value']!r})" if node.shape \
+            else repr(a["value"])
+    if op in ("dim", "input"):
+        return a["name"]
+    if op == "broadcast":
+        return f"broadcast({args[0]}, {ops.format_shape(a['shape'])})"
+    if op in ("sum", "max"):
+        axes = a["axes"]
+        return f"{op}({args[0]}, axis={axes[0] if len(axes) == 1 else axes})"
+    extra = "".join(f", {k}={_format_attr(v)}" for k, v in node.attrs)
+    return f"{op}({', '.join(args)}{extra})"
+
+
+def _format_attr(value):
+    if isinstance(value, tuple):
+        return ops.format_shape(value)
+    return repr(value)
+
+
+def format_stmt(node: Node, names: dict[int, str]) -> str:
+    return f"{names.get(node.uid, f'%{node.uid}')} = {format_expr(node, names)}"
+
+
+def body_name(body: sp.Expr) -> str:
+    """A short name for an elementwise body, from its outermost operation."""
+    if isinstance(body, sp.core.relational.Relational):
+        return "cmp"
+    if isinstance(body, sp.Piecewise):
+        return "select"
+    if isinstance(body, sp.Mul) and body.args[0] == -1 and len(body.args) == 2:
+        return "neg"
+    if isinstance(body, sp.Add) and any(a.could_extract_minus_sign() for a in body.args):
+        return "sub"
+    if isinstance(body, sp.Mul) and any(isinstance(a, sp.Pow) and a.exp == -1 for a in body.args):
+        return "div"
+    return {sp.Add: "add", sp.Mul: "mul", sp.Pow: "pow", sp.Abs: "abs", sp.Max: "max",
+            sp.Min: "min"}.get(type(body), type(body).__name__.lower())

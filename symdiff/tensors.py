@@ -1,0 +1,413 @@
+"""The array front end: `Tensor`, a symbolic array with NumPy's operators, and `sd.*` functions.
+
+Every front end ends here: formulas are parsed into these calls, SymPy expressions are walked
+into them, and Python functions are traced by calling them on Tensors. Each call checks
+shapes (NumPy broadcasting, with symbolic dimensions such as the batch size "n"), makes the
+broadcasts explicit and builds one IR node.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+
+import numpy as np
+import sympy as sp
+
+from . import ops
+from .errors import ArgumentError, ShapeError
+from .ir import RESERVED, Node, make_node
+
+_FLOATS = ("float64", "float32")
+_DTYPES = {float: "float64", "float": "float64", "float64": "float64", np.float64: "float64",
+           "float32": "float32", np.float32: "float32",
+           int: "int64", "int": "int64", "int64": "int64", np.int64: "int64"}
+
+
+class Tensor:
+    """A symbolic array: shape, dtype, NumPy operators; every operation builds IR."""
+
+    __slots__ = ("node",)
+    __array_priority__ = 1000  # numpy scalars defer to our operators
+
+    def __init__(self, node: Node):
+        self.node = node
+
+    shape = property(lambda self: self.node.shape)
+    dtype = property(lambda self: self.node.dtype)
+    ndim = property(lambda self: len(self.node.shape))
+    T = property(lambda self: transpose(self))
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        name = self.node.attr("name")
+        label = f"'{name}', " if name else ""
+        return f"Tensor({label}shape={ops.format_shape(self.shape)}, dtype={self.dtype})"
+
+    def __bool__(self):
+        raise TypeError("a symbolic Tensor has no truth value: use sd.where(cond, a, b) "
+                        "instead of if/else on it")
+
+    def __add__(self, o): return _binary(sp.Add, self, o)
+    def __radd__(self, o): return _binary(sp.Add, o, self)
+    def __sub__(self, o): return _binary(lambda a, b: a - b, self, o)
+    def __rsub__(self, o): return _binary(lambda a, b: a - b, o, self)
+    def __mul__(self, o): return _binary(sp.Mul, self, o)
+    def __rmul__(self, o): return _binary(sp.Mul, o, self)
+    def __truediv__(self, o): return _binary(lambda a, b: a / b, self, o)
+    def __rtruediv__(self, o): return _binary(lambda a, b: a / b, o, self)
+    def __pow__(self, o): return _binary(sp.Pow, self, o)
+    def __rpow__(self, o): return _binary(sp.Pow, o, self)
+    def __neg__(self): return _binary(lambda a, b: -a, self, 0)
+    def __pos__(self): return self
+    def __abs__(self): return function("abs", self)
+    def __gt__(self, o): return _binary(sp.StrictGreaterThan, self, o)
+    def __ge__(self, o): return _binary(sp.GreaterThan, self, o)
+    def __lt__(self, o): return _binary(sp.StrictLessThan, self, o)
+    def __le__(self, o): return _binary(sp.LessThan, self, o)
+    def __eq__(self, o): return _binary(sp.Eq, self, o)
+    def __ne__(self, o): return _binary(sp.Ne, self, o)
+    def __matmul__(self, o): return matmul(self, o)
+    def __rmatmul__(self, o): return matmul(o, self)
+
+    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return max(self, axis, keepdims)
+    def reshape(self, *shape): return reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, *perm): return transpose(self, perm or None)
+
+
+# ---------------------------------------------------------------- leaves
+
+
+def tensor(name: str, shape=(), dtype=float) -> Tensor:
+    """A named input. `shape` holds ints and names of dimensions known at call time.
+
+    >>> tensor("X", ("n", 3))
+    Tensor('X', shape=(n, 3), dtype=float64)
+    """
+    check_name(name)
+    if dtype not in _DTYPES:
+        raise ArgumentError(f"{name}: dtype must be float, 'float32' or int, not {dtype!r}")
+    shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
+    for d in shape:
+        if isinstance(d, str):
+            check_name(d, what="dimension name")
+        elif not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
+            raise ShapeError(f"{name}: a dimension must be a non-negative int or a name, not {d!r}")
+    shape = tuple(d if isinstance(d, str) else int(d) for d in shape)
+    return Tensor(make_node("input", (), shape, _DTYPES[dtype], name=name))
+
+
+def scalar(name: str) -> Tensor:
+    """A named float64 scalar input (a rank-0 tensor)."""
+    return tensor(name, ())
+
+
+def check_name(name, what="name") -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ArgumentError(f"{what} {name!r} is not an identifier")
+    if name in RESERVED or name.startswith("_") or re.fullmatch(r"d?t\d+|part_\w*", name):
+        raise ArgumentError(f"{what} {name!r} is reserved by symdiff's generated code; "
+                            f"choose another")
+
+
+def full(shape, value: float) -> Tensor:
+    return Tensor(make_node("const", (), tuple(shape), "float64", value=float(value)))
+
+
+def zeros(shape) -> Tensor:
+    return full(shape, 0.0)
+
+
+def dim(name: str) -> Tensor:
+    """The run-time size of a symbolic dimension, as a float64 scalar."""
+    return Tensor(make_node("dim", (), (), "float64", name=name))
+
+
+def iota(shape, axis: int) -> Tensor:
+    """An array whose entries are their own index along `axis`."""
+    return Tensor(make_node("iota", (), tuple(shape), "int64", axis=axis))
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+def _number(value):
+    """A finite real number as a SymPy constant for a body; None if it is not one."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    if value.is_integer() and abs(value) <= 10**6:
+        return sp.Integer(int(value))
+    return sp.Float(value)
+
+
+def as_tensor(value, what="operand") -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return full((), float(value))
+    raise ArgumentError(f"{what} must be a number or a symdiff Tensor, not {type(value).__name__}")
+
+
+def fold(fn, *values) -> float:
+    """Apply `fn` to numbers in float64 arithmetic: overflow gives inf, never a huge integer."""
+    with np.errstate(all="ignore"):
+        return float(fn(*(np.float64(v) for v in values)))
+
+
+def apply_body(body: sp.Expr, env: dict) -> Tensor | float:
+    """Build the elementwise node `body`, its free symbols bound by `env` to Tensors or numbers.
+
+    Operands are broadcast to a common shape; constants are folded into the body, and a body
+    with no Tensor operand left is evaluated in float64.
+    """
+    env = {s: (v if isinstance(v, Tensor) else as_tensor(v)) for s, v in env.items()
+           if s in body.free_symbols}
+    shape = ops.broadcast_shapes((), *(v.shape for v in env.values()))
+    values = {s: v.node.attr("value") for s, v in env.items() if _is_const(v)}
+    if len(values) == len(env):
+        from .interpret import evaluate_body
+        value = float(evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
+        return full(shape, value) if shape else value
+    constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
+    body = body.xreplace(constants)
+    used = [s for s in env if s not in constants and s in body.free_symbols]
+    inputs, rename = [], {}
+    for s in used:
+        node = broadcast_to(env[s], shape).node
+        if node not in inputs:
+            inputs.append(node)
+        rename[s] = ops.placeholder(inputs.index(node))
+    body = body.xreplace(rename)
+    if body.is_Number:
+        return full(shape, float(body))
+    if body.is_Symbol:
+        return Tensor(inputs[int(body.name[1:])])
+    if body.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise ArgumentError(f"the expression {body} is undefined for every input")
+    dtype = ops.body_dtype(body)
+    if dtype != "bool":
+        dtype = "float32" if all(n.dtype == "float32" for n in inputs) else "float64"
+    return Tensor(make_node("elementwise", inputs, shape, dtype, body=body))
+
+
+def _is_const(v) -> bool:
+    return isinstance(v, Tensor) and v.node.op == "const"
+
+
+def _binary(fn, a, b):
+    x, y = ops.placeholder(0), ops.placeholder(1)
+    result = apply_body(fn(x, y), {x: a, y: b})
+    return result
+
+
+def function(name: str, *args) -> Tensor | float:
+    """Apply the elementwise function `name` (see ops.FUNCTIONS) to tensors or numbers."""
+    fn, arity = ops.FUNCTIONS[name]
+    if arity is not None and len(args) != arity:
+        raise ArgumentError(f"{name} takes {arity} argument{'s' * (arity > 1)}, got {len(args)}")
+    if arity is None and len(args) < 2:
+        raise ArgumentError(f"{name} takes at least 2 arguments, got {len(args)}")
+    symbols = [sp.Symbol(f"_x{k}", real=True) for k in range(len(args))]
+    return apply_body(fn(*symbols), dict(zip(symbols, args)))
+
+
+def _make_function(name):
+    def fn(*args):
+        return function(name, *args)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name}, on Tensors or numbers."
+    return fn
+
+
+exp, log, sqrt, sin, cos, tan, sinh, cosh, tanh, asin, acos, atan, atan2, erf, log1p, expm1, \
+    sigmoid, relu, softplus, minimum, maximum = (
+        _make_function(n) for n in ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh",
+                                    "tanh", "asin", "acos", "atan", "atan2", "erf", "log1p",
+                                    "expm1", "sigmoid", "relu", "softplus", "min", "max"))
+absolute = _make_function("abs")
+
+
+def where(cond, a, b) -> Tensor:
+    """`a` where `cond` is true, else `b`, elementwise."""
+    c, x, y = (ops.placeholder(k) for k in range(3))
+    return apply_body(sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), {c: cond, x: a, y: b})
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def broadcast_in_dim(x: Tensor, shape, dims) -> Tensor:
+    """Broadcast `x` to `shape`, its axis k becoming axis dims[k] of the result."""
+    shape, dims = tuple(shape), tuple(dims)
+    if x.shape == shape and dims == tuple(range(len(shape))):
+        return x
+    if x.node.op == "broadcast" and all(  # compose: always broadcast from the source itself
+            x.node.inputs[0].shape[a] == x.shape[d] for a, d in enumerate(x.node.attr("dims"))):
+        inner = x.node.attr("dims")
+        return broadcast_in_dim(Tensor(x.node.inputs[0]), shape, tuple(dims[d] for d in inner))
+    out_shape, dtype = ops.output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
+    return Tensor(make_node("broadcast", (x.node,), out_shape, dtype, shape=shape, dims=dims))
+
+
+def broadcast_to(x: Tensor, shape) -> Tensor:
+    """NumPy-style broadcast: `x`'s axes align with the trailing axes of `shape`."""
+    lead = len(shape) - x.ndim
+    return broadcast_in_dim(x, shape, tuple(range(lead, len(shape))))
+
+
+def _axes(axis, ndim: int, what="axis") -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"{what} {a} is out of range for a rank-{ndim} tensor")
+    return tuple(sorted({int(a) % ndim for a in axes}))
+
+
+def _reduce(op, x, axis, keepdims):
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    out = x
+    if axes:
+        shape, dtype = ops.output_type(op, (x.node,), dict(axes=axes))
+        out = Tensor(make_node(op, (x.node,), shape, dtype, axes=axes))
+    if keepdims:
+        out = reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape)))
+    return out
+
+
+def sum(x, axis=None, keepdims=False) -> Tensor:
+    """Sum over `axis` (all axes by default)."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False) -> Tensor:
+    """Maximum over `axis`; its adjoint is split evenly between tied maxima."""
+    return _reduce("max", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    """Mean over `axis`; a symbolic dimension divides by its run-time size."""
+    x = as_tensor(x)
+    count: Tensor | int = 1
+    for a in _axes(axis, x.ndim):
+        d = x.shape[a]
+        count = count * (dim(d) if isinstance(d, str) else d)
+    return sum(x, axis, keepdims) / count
+
+
+def reshape(x, shape) -> Tensor:
+    x = as_tensor(x)
+    shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
+    if shape == x.shape:
+        return x
+    out_shape, dtype = ops.output_type("reshape", (x.node,), dict(shape=shape))
+    return Tensor(make_node("reshape", (x.node,), out_shape, dtype, shape=shape))
+
+
+def transpose(x, perm=None) -> Tensor:
+    x = as_tensor(x)
+    perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) for p in perm)
+    if sorted(perm) != list(range(x.ndim)):
+        raise ShapeError(f"{perm} is not a permutation of the axes of {ops.format_shape(x.shape)}")
+    if perm == tuple(range(x.ndim)):
+        return x
+    shape, dtype = ops.output_type("transpose", (x.node,), dict(perm=perm))
+    return Tensor(make_node("transpose", (x.node,), shape, dtype, perm=perm))
+
+
+def stop_gradient(x) -> Tensor:
+    """`x` in the forward pass; no adjoint flows through it."""
+    x = as_tensor(x)
+    return Tensor(make_node("stop_gradient", (x.node,), x.shape, x.dtype))
+
+
+def matmul(a, b) -> Tensor:
+    """`a @ b` for vectors and matrices."""
+    a, b = as_tensor(a, "left operand of @"), as_tensor(b, "right operand of @")
+    shape, dtype = ops.output_type("matmul", (a.node, b.node), {})
+    return Tensor(make_node("matmul", (a.node, b.node), shape, dtype))
+
+
+def outer(a: Tensor, b: Tensor) -> Tensor:
+    shape = (a.shape[0], b.shape[0])
+    return broadcast_in_dim(a, shape, (0,)) * broadcast_in_dim(b, shape, (1,))
+
+
+def concatenate(parts, axis=0) -> Tensor:
+    parts = [as_tensor(p) for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    axis = _axes(axis, parts[0].ndim)[0]
+    nodes = tuple(p.node for p in parts)
+    shape, dtype = ops.output_type("concatenate", nodes, dict(axis=axis))
+    return Tensor(make_node("concatenate", nodes, shape, dtype, axis=axis))
+
+
+def stack(parts, axis=0) -> Tensor:
+    parts = [as_tensor(p) for p in parts]
+    axis = _axes(axis, parts[0].ndim + 1)[0]
+    grown = [reshape(p, p.shape[:axis] + (1,) + p.shape[axis:]) for p in parts]
+    return concatenate(grown, axis)
+
+
+def slice_axis(x: Tensor, axis: int, start: int, stop: int) -> Tensor:
+    if (start, stop) == (0, x.shape[axis]):
+        return x
+    shape, dtype = ops.output_type("slice", (x.node,), dict(axis=axis, start=start, stop=stop))
+    return Tensor(make_node("slice", (x.node,), shape, dtype, axis=axis, start=start, stop=stop))
+
+
+# ---------------------------------------------------------------- losses and friends
+
+
+def logsumexp(x, axis=None, keepdims=False) -> Tensor:
+    """log(sum(exp(x))) with the maximum subtracted first, so it never overflows."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    top = stop_gradient(max(x, axes))
+    shifted = x - broadcast_in_dim(top, x.shape, kept)
+    out = top + log(sum(exp(shifted), axes))
+    return reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape))) \
+        if keepdims else out
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    return x - broadcast_in_dim(logsumexp(x, axes), x.shape, kept)
+
+
+def softmax(x, axis=-1) -> Tensor:
+    return exp(log_softmax(x, axis))
+
+
+def take_along(x, labels) -> Tensor:
+    """`x[i, labels[i]]` for each row i: picks one entry per row by integer label."""
+    x, labels = as_tensor(x), as_tensor(labels, "labels")
+    shape, dtype = ops.output_type("take_along", (x.node, labels.node), {})
+    return Tensor(make_node("take_along", (x.node, labels.node), shape, dtype))
+
+
+def softmax_cross_entropy(logits, labels) -> Tensor:
+    """Per-row cross-entropy of softmax(logits) against integer labels, through logsumexp."""
+    logits, labels = as_tensor(logits), as_tensor(labels, "labels")
+    return logsumexp(logits, axis=-1) - take_along(logits, labels)
+
+
+def binary_cross_entropy_with_logits(z, y) -> Tensor:
+    """-(y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))), computed as softplus(z) - y z."""
+    return softplus(z) - y * z
+
+
+def mse(prediction, target) -> Tensor:
+    """Mean squared error over all entries."""
+    return mean((prediction - target) ** 2)
