@@ -99,12 +99,13 @@ class Compiled:
         return args, self._chunks(dims)
 
     def _chunks(self, dims):
-        if self._parallel is False or not dims or numba.get_num_threads() < 2:
+        """NCHUNKS for the parallel path, None for the serial one."""
+        if self._parallel is not None:
+            return NCHUNKS if self._parallel and dims else None
+        if not dims or numba.get_num_threads() < 2:
             return None
         batch = max(size for size, _ in dims.values())
-        if self._parallel or batch * self._work >= PARALLEL_MIN_WORK:
-            return NCHUNKS
-        return None
+        return NCHUNKS if batch * self._work >= PARALLEL_MIN_WORK else None
 
 
 def _label_bound(program: Program, node):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from symdiff import ops
 from symdiff.ir import Node, Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
-from symdiff.printing import format_stmt
+from symdiff.printing import format_origin, format_stmt
 
 from .printer import print_body
 
@@ -138,7 +138,7 @@ class _Emitter:
         lines = []
         for origin, line in pairs:
             if origin is not None and origin is not current:
-                lines.append(f"# from: {format_stmt(origin, self.names)}")
+                lines.append(f"# from: {format_origin(origin, self.names)}")
             current = origin
             lines.append(line)
         return lines

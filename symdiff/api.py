@@ -15,6 +15,7 @@ from . import tensors as T
 from .autodiff import differentiate, schedule
 from .errors import ArgumentError, DifferentiationError
 from .from_sympy import from_sympy
+from .ir import topological
 from .parse import build, free_names, parse_formula
 from .passes.stable import stabilize
 from .trace import parameter_names, trace
@@ -34,7 +35,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         batch: names of inputs that are arrays over the batch axis "n" (formulas, SymPy
             expressions and functions); one compiled kernel serves every batch size.
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
-            per-sample values and per-sample gradients.
+            per-sample values and per-sample gradients. A Tensor model must already be a
+            scalar loss.
         shapes, dtypes: for functions, {name: shape} and {name: dtype} of array inputs.
         parallel: None decides by batch size; True or False forces it.
 
@@ -48,6 +50,10 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     start = time.perf_counter()
     output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes)
     wrt_names = _wrt_names(wrt, env, title)
+    if isinstance(model, T.Tensor) and output.shape != ():
+        raise DifferentiationError(
+            f"the loss must be a scalar, but it has shape {output.shape}: reduce it with "
+            f"sd.mean or sd.sum (reduce= applies to formulas and functions with batch inputs)")
     per_sample = reduce is None and output.shape != ()
     if output.shape != () and not per_sample:
         output = REDUCTIONS[reduce](output)
@@ -99,7 +105,6 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, per_sample_wrt=()):
         output = from_sympy(model, bind(env))
         title = str(model)
     elif isinstance(model, T.Tensor):
-        from .ir import topological
         found = {n.attr("name"): T.Tensor(n) for n in topological([model.node])
                  if n.op == "input"}
         env = {k: found[k] for k in sorted(found)}

@@ -9,13 +9,11 @@ which gives the `# from:` comments of the generated code.
 """
 from __future__ import annotations
 
-import bisect
-
 import sympy as sp
 
 from . import ops, tensors as T
 from .errors import DifferentiationError
-from .ir import Node, Program, Stmt, topological, watermark
+from .ir import Node, Program, Stmt, topological
 from .printing import body_name, format_stmt
 
 
@@ -53,14 +51,15 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     pending: dict[int, list[T.Tensor]] = {y.uid: [seed]}
     total: dict[int, T.Tensor] = {}
     adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> the forward node it is for
-    marks: list[tuple[int, Node]] = []  # (first uid made while handling node, node)
+    forward_uids = {n.uid for n in forward}
+    origin: dict[int, Node] = {}  # uid of an adjoint-part node -> the forward node it came from
     for v in reversed(forward):
         if v.uid not in pending:
             continue
-        marks.append((watermark(), v))
         dv = _sum_all(pending.pop(v.uid))
         total[v.uid] = dv
         adjoint_of.setdefault(dv.node.uid, v)
+        _claim(dv.node, v, origin, forward_uids)
         rule = ops.OPS[v.op].adjoint
         if ops.OPS[v.op].kind == "leaf":
             continue
@@ -70,14 +69,27 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         grads = rule(dv, T.Tensor(v), *args, **dict(v.attrs))
         for inp, g in zip(v.inputs, grads):
             if g is not None and inp.uid in depends:
-                pending.setdefault(inp.uid, []).append(T.as_tensor(g) if g.__class__ is float
-                                                       else g)
-    marks.append((watermark(), None))
+                g = T.as_tensor(g)
+                _claim(g.node, v, origin, forward_uids)
+                pending.setdefault(inp.uid, []).append(g)
 
     grads = [_materialize(total.get(w.uid), w) for w in wrt_nodes]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(wrt_nodes)]
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
-    return schedule(outputs, marks, adjoint_of, {n.uid for n in forward}, inputs)
+    for _, node in outputs:
+        _claim(node, None, origin, forward_uids)
+    return schedule(outputs, origin, adjoint_of, forward_uids, inputs)
+
+
+def _claim(node: Node, v: Node | None, origin: dict, forward_uids: set) -> None:
+    """Tag the adjoint-part nodes that computing `node` needs, and no tag yet, with `v`."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.uid in forward_uids or n.uid in origin or n.op == "input":
+            continue
+        origin[n.uid] = v
+        stack.extend(n.inputs)
 
 
 def _sum_all(terms: list[T.Tensor]) -> T.Tensor:
@@ -96,9 +108,12 @@ def _materialize(grad, w: Node) -> T.Tensor:
     return grad
 
 
-def schedule(outputs, marks=(), adjoint_of=None, forward_uids=None, inputs=None) -> Program:
-    """Order the nodes reachable from `outputs` into named statements (forward first)."""
-    adjoint_of = adjoint_of or {}
+def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=None) -> Program:
+    """Order the nodes reachable from `outputs` into named statements (forward first).
+
+    `origin` maps the uid of each adjoint-part node to the forward node it comes from.
+    """
+    origin, adjoint_of = origin or {}, adjoint_of or {}
     forward_uids = forward_uids if forward_uids is not None else set()
     nodes = topological([n for _, n in outputs])
     found = {n.attr("name"): n for n in nodes if n.op == "input"}
@@ -106,7 +121,6 @@ def schedule(outputs, marks=(), adjoint_of=None, forward_uids=None, inputs=None)
         inputs = [t.node for t in inputs]
     else:
         inputs = [found[k] for k in sorted(found)]
-    starts = [m for m, _ in marks]
     names: dict[int, str] = {n.uid: n.attr("name") for n in inputs}
     taken = set(names.values())
     stmts, counter = [], 0
@@ -114,9 +128,7 @@ def schedule(outputs, marks=(), adjoint_of=None, forward_uids=None, inputs=None)
     # forward statements keep their order; adjoint statements follow, each after its origin
     body_nodes.sort(key=lambda n: (n.uid not in forward_uids, n.uid))
     for node in body_nodes:
-        origin, forward = None, node.uid in forward_uids
-        if not forward and marks:
-            origin = marks[bisect.bisect_right(starts, node.uid) - 1][1]
+        forward = node.uid in forward_uids
         if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
             name = _fresh("d" + names[adjoint_of[node.uid].uid], taken)
         else:
@@ -124,7 +136,7 @@ def schedule(outputs, marks=(), adjoint_of=None, forward_uids=None, inputs=None)
             name = _fresh(f"{_hint(node)}{counter}", taken)
         names[node.uid] = name
         taken.add(name)
-        stmts.append(Stmt(name, node, origin))
+        stmts.append(Stmt(name, node, None if forward else origin.get(node.uid)))
     return Program(tuple(inputs), tuple(stmts), tuple(outputs))
 
 

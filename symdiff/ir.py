@@ -61,11 +61,6 @@ def make_node(op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
     return node
 
 
-def watermark() -> int:
-    """A uid smaller than that of every node made after this call."""
-    return next(_uids)
-
-
 def topological(outputs) -> list[Node]:
     """All nodes reachable from `outputs`, inputs before consumers (by creation order)."""
     seen: dict[int, Node] = {}
@@ -112,12 +107,12 @@ class Program:
         return dict(self.outputs)[label]
 
     def __str__(self):
-        from .printing import format_stmt  # printing needs ops; ir stays a leaf module
+        from .printing import format_origin, format_stmt  # printing needs ops; ir stays a leaf module
         names = self.names()
         lines, origin = [], None
         for s in self.stmts:
             if s.origin is not None and s.origin is not origin:
-                lines.append(f"# from: {format_stmt(s.origin, names)}")
+                lines.append(f"# from: {format_origin(s.origin, names)}")
             origin = s.origin
             lines.append(format_stmt(s.node, names))
         outs = ", ".join(f"{label}={names[n.uid]}" for label, n in self.outputs)

@@ -48,7 +48,7 @@ def parse_formula(text: str) -> ast.Expression:
                          (e.offset or 1) - 1) from None
     except (ValueError, MemoryError, RecursionError) as e:
         raise ParseError(f"cannot parse {text!r}: {e}", text) from None
-    nodes = list(ast.walk(tree))
+    nodes = _walk(tree)
     if len(nodes) > MAX_NODES:
         raise ParseError(f"the formula has more than {MAX_NODES} parts", text)
     called = _called(nodes)
@@ -56,6 +56,16 @@ def parse_formula(text: str) -> ast.Expression:
         if id(node) not in called:
             _check_node(node, text)
     return tree
+
+
+def _walk(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` (ast.walk imports a module on each call; this does not)."""
+    nodes, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return nodes
 
 
 def _called(nodes) -> set[int]:
@@ -116,7 +126,7 @@ def _check_node(node: ast.AST, text: str) -> None:
 
 def free_names(tree: ast.Expression) -> list[str]:
     """Names the formula uses, in order of first appearance."""
-    nodes = list(ast.walk(tree))
+    nodes = _walk(tree)
     called = _called(nodes)
     first: dict[str, int] = {}
     for node in nodes:

@@ -71,6 +71,13 @@ def format_stmt(node: Node, names: dict[int, str]) -> str:
     return f"{names.get(node.uid, f'%{node.uid}')} = {format_expr(node, names)}"
 
 
+def format_origin(node: Node, names: dict[int, str]) -> str:
+    """What a `# from:` comment quotes: the forward statement, or the input summed over."""
+    if node.op == "input":
+        return f"{node.attr('name')} (an input: the adjoints of its uses, summed)"
+    return format_stmt(node, names)
+
+
 def body_name(body: sp.Expr) -> str:
     """A short name for an elementwise body, from its outermost operation."""
     if isinstance(body, sp.core.relational.Relational):

@@ -16,6 +16,7 @@ import sympy as sp
 
 from . import ops
 from .errors import ArgumentError, ShapeError
+from .interpret import evaluate_body
 from .ir import RESERVED, Node, make_node
 
 _FLOATS = ("float64", "float32")
@@ -170,7 +171,6 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor | float:
     shape = ops.broadcast_shapes((), *(v.shape for v in env.values()))
     values = {s: v.node.attr("value") for s, v in env.items() if _is_const(v)}
     if len(values) == len(env):
-        from .interpret import evaluate_body
         value = float(evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
         return full(shape, value) if shape else value
     constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
@@ -246,6 +246,9 @@ def broadcast_in_dim(x: Tensor, shape, dims) -> Tensor:
     shape, dims = tuple(shape), tuple(dims)
     if x.shape == shape and dims == tuple(range(len(shape))):
         return x
+    if _is_const(x):
+        ops.output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
+        return full(shape, x.node.attr("value"))
     if x.node.op == "broadcast" and all(  # compose: always broadcast from the source itself
             x.node.inputs[0].shape[a] == x.shape[d] for a, d in enumerate(x.node.attr("dims"))):
         inner = x.node.attr("dims")

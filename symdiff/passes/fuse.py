@@ -59,8 +59,8 @@ def fuse(program: Program) -> list[Unit]:
             earliest = max(earliest, where if shares else where + 1)
         target = next((k for k in range(earliest, len(units))
                        if units[k].loop and units[k].space == space), None)
-        if target is None:  # a new loop, as early as its inputs allow
-            target = earliest
+        if target is None:  # scalar code as early as its inputs allow; a new loop nest last
+            target = earliest if not space else len(units)
             units.insert(target, Unit(True, space))
             placed = {uid: (k + (k >= target), inside) for uid, (k, inside) in placed.items()}
         units[target].stmts.append(stmt)

@@ -12,7 +12,8 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .. import ops, tensors as T
-from ..ir import Node, topological
+from ..from_sympy import from_sympy
+from ..ir import Node, make_node, topological
 
 
 
@@ -58,18 +59,23 @@ def stabilize(output: T.Tensor) -> T.Tensor:
     new: dict[int, T.Tensor] = {}
     for node in topological([output.node]):
         inputs = [new[i.uid] for i in node.inputs]
-        if node.op == "elementwise":
+        unchanged = all(a.node is b for a, b in zip(inputs, node.inputs))
+        if node.op == "elementwise" and _candidate(node.attr("body")):
             new[node.uid] = _rewrite(node, new)
-        elif node.op in ("input", "const", "dim", "iota") or all(
-                a.node is b for a, b in zip(inputs, node.inputs)):
+        elif unchanged:
             new[node.uid] = T.Tensor(node)
         else:
             new[node.uid] = T.Tensor(_rebuild(node, [t.node for t in inputs]))
     return new[output.node.uid]
 
 
+def _candidate(body: sp.Expr) -> bool:
+    """Could a rule match an expression with this body on top? (Inlining costs SymPy time.)"""
+    return isinstance(body, sp.log) or isinstance(body, sp.Pow) and body.exp == -1 \
+        or isinstance(body, sp.Add) and sp.S.NegativeOne in body.args
+
+
 def _rebuild(node: Node, inputs: list[Node]) -> Node:
-    from ..ir import make_node
     return make_node(node.op, inputs, node.shape, node.dtype, **dict(node.attrs))
 
 
@@ -83,7 +89,6 @@ def _rewrite(node: Node, new: dict) -> T.Tensor:
         env = {ops.placeholder(k): new[i.uid] for k, i in enumerate(node.inputs)}
         return T.as_tensor(T.apply_body(node.attr("body"), env))
     # rebuilt one node per operation: unchanged parts are the very same (hash-consed) nodes
-    from ..from_sympy import from_sympy
     return T.as_tensor(from_sympy(stable, {s.name: t for s, t in leaves.items()}))
 
 

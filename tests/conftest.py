@@ -1,0 +1,49 @@
+"""Compiled models shared across tests: every Numba compile costs about a second."""
+import numpy as np
+import pytest
+
+import symdiff as sd
+
+LOGISTIC = "log(1 + exp(-y*(w0*x0 + w1*x1 + b)))"
+
+
+@pytest.fixture(scope="session")
+def product():
+    return sd.compile("(x + y) * z", wrt=["x", "y", "z"])
+
+
+@pytest.fixture(scope="session")
+def neuron():
+    return sd.compile("1/(1+exp(-(w0*x0+w1*x1+w2)))", wrt=["w0", "w1", "w2", "x0", "x1"])
+
+
+@pytest.fixture(scope="session", params=["mean", "sum", None])
+def logistic(request):
+    """(reduce, the logistic loss compiled with that reduce)."""
+    return request.param, sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"],
+                                     reduce=request.param)
+
+
+@pytest.fixture(scope="session")
+def logistic_data():
+    rng = np.random.default_rng(7)
+    n = 37
+    return dict(w0=0.4, w1=-0.7, b=0.1, x0=rng.normal(size=n), x1=rng.normal(size=n),
+                y=rng.choice([-1.0, 1.0], n))
+
+
+@pytest.fixture(scope="session")
+def mlp():
+    """A small 2-layer ReLU MLP with softmax cross-entropy over a symbolic batch."""
+    X = sd.tensor("X", ("n", 6)); y = sd.tensor("y", ("n",), dtype=int)
+    W1 = sd.tensor("W1", (6, 5)); b1 = sd.tensor("b1", (5,))
+    W2 = sd.tensor("W2", (5, 3)); b2 = sd.tensor("b2", (3,))
+    logits = sd.relu(X @ W1 + b1) @ W2 + b2
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2])
+
+
+def mlp_arguments(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(X=rng.normal(size=(n, 6)), y=rng.integers(0, 3, n),
+                W1=rng.normal(size=(6, 5)) * 0.5, b1=rng.normal(size=5) * 0.1,
+                W2=rng.normal(size=(5, 3)) * 0.5, b2=rng.normal(size=3) * 0.1)

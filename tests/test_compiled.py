@@ -1,0 +1,258 @@
+"""`sd.compile` end to end: front ends, known values, batches, check_grad and errors."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symdiff as sd
+from conftest import LOGISTIC, mlp_arguments
+
+NEURON = dict(w0=2.0, w1=-3.0, w2=-3.0, x0=-1.0, x1=-2.0)
+NEURON_GRAD = dict(w0=-0.1966119332, w1=-0.3932238665, w2=0.1966119332, x0=0.3932238665,
+                   x1=-0.5898357997)
+
+
+def test_lecture_product(product):
+    assert product(x=-2.0, y=5.0, z=-4.0) == -12.0
+    value, grads = product.value_and_grad(x=-2.0, y=5.0, z=-4.0)
+    assert value == -12.0 and grads == {"x": -4.0, "y": -4.0, "z": 3.0}
+    assert isinstance(value, float) and all(isinstance(g, float) for g in grads.values())
+    assert product.grad(x=-2.0, y=5.0, z=-4.0) == grads
+    assert product.wrt == ("x", "y", "z") and set(product.inputs) == {"x", "y", "z"}
+
+
+def test_sigmoid_neuron_and_its_adjoint_reads_like_the_lecture(neuron):
+    value, grads = neuron.value_and_grad(**NEURON)
+    assert value == pytest.approx(0.7310585786, abs=1e-10)
+    assert grads == pytest.approx(NEURON_GRAD, abs=1e-10)
+    program = str(neuron.program)
+    assert "sigmoid5 = sigmoid(add4)" in program  # f = 1/(1+exp(-dot)), recognised
+    assert "dadd4 = sigmoid5*(1 - sigmoid5)" in program  # ddot = (1 - f) * f, from stored f
+    assert "dw0 = x0*dadd4" in program and "dx0 = w0*dadd4" in program
+
+
+@pytest.mark.parametrize("front_end", ["sympy", "function"])
+def test_sympy_and_function_front_ends_agree_with_formulas(front_end):
+    if front_end == "sympy":
+        x1, x2 = sp.symbols("x1 x2")
+        model = sp.log(x1) + x1 * x2 - sp.sin(x2)
+        f = sd.compile(model, wrt=[x1, x2])
+    else:
+        def model(x1, x2):
+            return sd.log(x1) + x1 * x2 - sd.sin(x2)
+        f = sd.compile(model, wrt=["x1", "x2"])
+    value, grads = f.value_and_grad(x1=2.0, x2=5.0)
+    assert value == pytest.approx(11.6520714552, abs=1e-10)
+    assert grads == pytest.approx({"x1": 5.5, "x2": 1.7163378145}, abs=1e-10)
+
+
+def test_fan_out_and_logistic_loss_formulas():
+    f = sd.compile("x1*x2 + sin(x2)", wrt=["x1", "x2"])
+    assert f.grad(x1=2.0, x2=5.0) == pytest.approx({"x1": 5.0, "x2": 2.2836621855}, abs=1e-10)
+    g = sd.compile("-y*log(1/(1 + exp(-W*X)))", wrt=["W"])
+    value, grads = g.value_and_grad(X=3.0, y=1.0, W=3.0)
+    assert value == pytest.approx(1.234021897e-4, rel=1e-9)
+    assert grads["W"] == pytest.approx(-3.701837280e-4, rel=1e-9)
+
+
+def numpy_logistic(a):
+    margin = -a["y"] * (a["w0"] * a["x0"] + a["w1"] * a["x1"] + a["b"])
+    loss = np.logaddexp(0.0, margin)
+    slope = -a["y"] / (1 + np.exp(-margin))
+    return loss, {"w0": slope * a["x0"], "w1": slope * a["x1"], "b": slope}
+
+
+REDUCE = {"mean": np.mean, "sum": np.sum, None: lambda x: x}
+
+
+def test_batch_reductions_match_a_numpy_loop(logistic, logistic_data):
+    reduce, loss = logistic
+    value, grads = loss.value_and_grad(**logistic_data)
+    per_sample, per_grads = numpy_logistic(logistic_data)
+    np.testing.assert_allclose(value, REDUCE[reduce](per_sample), rtol=1e-13)
+    for k in ("w0", "w1", "b"):
+        np.testing.assert_allclose(grads[k], REDUCE[reduce](per_grads[k]), rtol=1e-12,
+                                   atol=1e-15)
+    np.testing.assert_allclose(loss(**logistic_data), value, rtol=1e-15)
+    assert sd.check_grad(loss, **logistic_data) < 1e-7
+
+
+def test_one_kernel_serves_every_batch_size(logistic, logistic_data):
+    reduce, loss = logistic
+    for n in (1, 2, 17, 1000):
+        data = {k: (v[:n] if np.ndim(v) else v) for k, v in logistic_data.items()}
+        if n > len(logistic_data["y"]):
+            data = {k: (np.resize(v, n) if np.ndim(v) else v) for k, v in logistic_data.items()}
+        value, grads = loss.value_and_grad(**data)
+        per_sample, per_grads = numpy_logistic(data)
+        np.testing.assert_allclose(value, REDUCE[reduce](per_sample), rtol=1e-12)
+        np.testing.assert_allclose(grads["w0"], REDUCE[reduce](per_grads["w0"]), rtol=1e-11)
+
+
+def test_stable_forms_keep_the_logistic_loss_finite(logistic):
+    reduce, loss = logistic
+    data = dict(w0=1.0, w1=0.0, b=0.0, x0=np.array([1000.0, -1000.0]), x1=np.zeros(2),
+                y=np.array([1.0, 1.0]))
+    value, grads = loss.value_and_grad(**data)
+    per_sample = np.array([0.0, 1000.0])  # log(1 + e^-1000) ~ 0 and log(1 + e^1000) ~ 1000
+    np.testing.assert_allclose(value, REDUCE[reduce](per_sample), rtol=1e-12)
+    slope = np.array([0.0, -1.0])  # d/dw0 = -y x0 sigmoid(margin)
+    np.testing.assert_allclose(grads["w0"], REDUCE[reduce](slope * data["x0"]), rtol=1e-12)
+
+
+# every formula function, differentiated at many points by one per-sample model:
+# d/dc f(u + c) at c = 0 is f'(u), compared with NumPy's own central differences
+NUMPY = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos,
+         "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "asin": np.arcsin,
+         "acos": np.arccos, "atan": np.arctan, "abs": np.abs, "log1p": np.log1p,
+         "expm1": np.expm1, "sigmoid": lambda u: 1 / (1 + np.exp(-u)),
+         "relu": lambda u: np.maximum(u, 0), "softplus": lambda u: np.logaddexp(0, u),
+         "erf": np.vectorize(math.erf), "atan2": np.arctan2, "min": np.minimum,
+         "max": np.maximum}
+DOMAIN = {"log": (0.3, 3.0), "sqrt": (0.3, 3.0), "log1p": (-0.5, 3.0), "asin": (-0.9, 0.9),
+          "acos": (-0.9, 0.9), "tan": (-1.2, 1.2)}
+BINARY = ["atan2", "min", "max"]
+UNARY = sorted(set(NUMPY) - set(BINARY))
+
+
+@pytest.fixture(scope="session")
+def every_function():
+    terms = [f"{f}(u{k} + c{k})" for k, f in enumerate(UNARY)]
+    terms += [f"{f}(p{k} + a{k}, q{k} + b{k})" for k, f in enumerate(BINARY)]
+    params = [f"c{k}" for k in range(len(UNARY))] + \
+        [f"{v}{k}" for k in range(len(BINARY)) for v in "ab"]
+    batch = [f"u{k}" for k in range(len(UNARY))] + \
+        [f"{v}{k}" for k in range(len(BINARY)) for v in "pq"]
+    return sd.compile(" + ".join(terms), wrt=params, batch=batch, reduce=None), params, batch
+
+
+def test_every_function_derivative_against_finite_differences(every_function):
+    f, params, batch = every_function
+    assert set(UNARY + BINARY) == set(sd.parse.KNOWN_FUNCTIONS) - {"where"}
+    rng = np.random.default_rng(3)
+    n = 40
+    data = {p: 0.0 for p in params}
+    for k, name in enumerate(UNARY):
+        lo, hi = DOMAIN.get(name, (-2.5, 2.5))
+        u = rng.uniform(lo, hi, n)
+        data[f"u{k}"] = np.where(np.abs(u) < 0.05, 0.5, u)  # away from the kinks of abs, relu
+    for k in range(len(BINARY)):
+        data[f"p{k}"], data[f"q{k}"] = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    grads = f.grad(**data)
+    h = 1e-6
+    for k, name in enumerate(UNARY):
+        u = data[f"u{k}"]
+        numeric = (NUMPY[name](u + h) - NUMPY[name](u - h)) / (2 * h)
+        np.testing.assert_allclose(grads[f"c{k}"], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+    for k, name in enumerate(BINARY):
+        p, q = data[f"p{k}"], data[f"q{k}"]
+        for wrt, dp, dq in ((f"a{k}", h, 0), (f"b{k}", 0, h)):
+            numeric = (NUMPY[name](p + dp, q + dq) - NUMPY[name](p - dp, q - dq)) / (2 * h)
+            np.testing.assert_allclose(grads[wrt], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert sd.check_grad(f, **data) < 1e-6
+
+
+def test_min_and_max_split_ties_evenly_like_jax():
+    f = sd.compile("max(x, y) + 2*min(x, y)", wrt=["x", "y"])
+    assert f.grad(x=1.0, y=1.0) == {"x": 1.5, "y": 1.5}
+    assert f.grad(x=2.0, y=1.0) == {"x": 1.0, "y": 2.0}
+
+
+def test_depth_200_chain_compiles_runs_and_is_exact():
+    def chain(x, a):
+        y = x
+        for _ in range(200):
+            y = sd.sin(y) * a + 0.1 * y
+        return y
+    f = sd.compile(chain, wrt=["x", "a"])
+    assert len(f.program.stmts) > 1000
+    value, grads = f.value_and_grad(x=0.3, a=1.1)
+    y, dy_dx, dy_da = 0.3, 1.0, 0.0  # forward-mode by hand, for an independent reference
+    for _ in range(200):
+        dy_dx, dy_da = (np.cos(y) * 1.1 + 0.1) * dy_dx, (np.cos(y) * 1.1 + 0.1) * dy_da + np.sin(y)
+        y = np.sin(y) * 1.1 + 0.1 * y
+    assert value == pytest.approx(y, rel=1e-12)
+    assert grads["a"] == pytest.approx(dy_da, rel=1e-9)
+    assert grads["x"] == pytest.approx(dy_dx, rel=1e-9, abs=1e-300)
+
+
+def test_tensor_mlp_matches_the_lectures_backward_pass(mlp):
+    for n in (1, 7, 128):
+        a = mlp_arguments(n, seed=n)
+        value, grads = mlp.value_and_grad(**a)
+        z1 = a["X"] @ a["W1"] + a["b1"]
+        h = np.maximum(z1, 0)
+        z2 = h @ a["W2"] + a["b2"]
+        p = np.exp(z2 - z2.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        assert value == pytest.approx(-np.mean(np.log(p[np.arange(n), a["y"]])), rel=1e-12)
+        delta2 = (p - np.eye(3)[a["y"]]) / n  # softmax - one-hot
+        delta1 = (delta2 @ a["W2"].T) * (z1 > 0)  # the ReLU mask
+        expected = {"W2": h.T @ delta2, "b2": delta2.sum(0), "W1": a["X"].T @ delta1,
+                    "b1": delta1.sum(0)}
+        for k, ref in expected.items():
+            np.testing.assert_allclose(grads[k], ref, rtol=1e-10, atol=1e-14, err_msg=k)
+    assert sd.check_grad(mlp, **mlp_arguments(5)) < 1e-7
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_and_unknown_arguments_are_named(product):
+    with pytest.raises(sd.ArgumentError, match="missing argument z"):
+        product(x=1.0, y=2.0)
+    with pytest.raises(sd.ArgumentError, match="unknown argument w.*takes x, y, z"):
+        product(x=1.0, y=2.0, z=3.0, w=4.0)
+
+
+@pytest.mark.parametrize("bad", ["2.0", None, [1.0], True, 1 + 2j])
+def test_non_numeric_scalars_are_refused(product, bad):
+    with pytest.raises(sd.ArgumentError, match="x must be a real number"):
+        product(x=bad, y=2.0, z=3.0)
+
+
+def test_batch_arrays_of_different_lengths(logistic, logistic_data):
+    _, loss = logistic
+    with pytest.raises(sd.ShapeError, match=r"x1 has n = 3 on axis 0, but y has n = 37"):
+        loss(**{**logistic_data, "x1": np.zeros(3)})
+    with pytest.raises(sd.ShapeError, match="x0 must have shape"):
+        loss(**{**logistic_data, "x0": np.zeros((37, 2))})
+    with pytest.raises(sd.ArgumentError, match="y must hold real numbers"):
+        loss(**{**logistic_data, "y": np.array(["a"] * 37)})
+    with pytest.raises(sd.ShapeError, match="empty dimension n"):
+        loss(**{k: (v[:0] if np.ndim(v) else v) for k, v in logistic_data.items()})
+
+
+def test_wrt_must_occur_in_the_model():
+    with pytest.raises(sd.DifferentiationError, match="wrt 'q' does not occur.*x, y"):
+        sd.compile("x * y", wrt=["x", "q"])
+    with pytest.raises(sd.ArgumentError, match="wrt="):
+        sd.compile("x * y")
+    with pytest.raises(sd.ArgumentError, match="batch input 'u' does not occur"):
+        sd.compile("x * y", wrt=["x"], batch=["u"])
+
+
+def test_formula_errors_surface_from_compile():
+    with pytest.raises(sd.ParseError, match="unknown function 'sine'"):
+        sd.compile("sine(x)", wrt=["x"])
+    with pytest.raises(sd.ParseError, match="col"):
+        sd.compile("x +* y", wrt=["x"])
+
+
+def test_non_scalar_tensor_loss_is_refused():
+    W = sd.tensor("W", (3,))
+    with pytest.raises(sd.DifferentiationError, match=r"scalar, but it has shape \(3,\)"):
+        sd.compile(W * 2.0, wrt=[W])
+
+
+def test_labels_are_checked_before_any_kernel_runs(mlp):
+    a = mlp_arguments(4)
+    with pytest.raises(sd.DomainError, match=r"y holds the label 3, outside \[0, 3\)"):
+        mlp(**{**a, "y": np.array([0, 1, 3, 2])})
+    with pytest.raises(sd.DomainError, match="label -1"):
+        mlp.value_and_grad(**{**a, "y": np.array([0, -1, 1, 2])})
+    with pytest.raises(sd.ArgumentError, match="y must hold integer labels"):
+        mlp(**{**a, "y": np.array([0.0, 1.0, 1.0, 2.0])})
+    with pytest.raises(sd.ShapeError, match=r"W1 must have shape \(6, 5\).*\(5, 6\)"):
+        mlp(**{**a, "W1": a["W1"].T})
