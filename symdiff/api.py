@@ -35,8 +35,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         batch: names of inputs that are arrays over the batch axis "n" (formulas, SymPy
             expressions and functions); one compiled kernel serves every batch size.
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
-            per-sample values and per-sample gradients. A Tensor model must already be a
-            scalar loss.
+            per-sample values and per-example gradients, each of shape (n, *parameter shape).
+            A Tensor model must be a scalar loss, or per-example values with reduce=None.
         shapes, dtypes: for functions, {name: shape} and {name: dtype} of array inputs.
         parallel: None decides by batch size; True or False forces it.
 
@@ -50,11 +50,11 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     start = time.perf_counter()
     output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes)
     wrt_names = _wrt_names(wrt, env, title)
-    if isinstance(model, T.Tensor) and output.shape != ():
+    per_sample = reduce is None and output.shape != ()
+    if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
         raise DifferentiationError(
             f"the loss must be a scalar, but it has shape {output.shape}: reduce it with "
-            f"sd.mean or sd.sum (reduce= applies to formulas and functions with batch inputs)")
-    per_sample = reduce is None and output.shape != ()
+            f"sd.mean or sd.sum, or pass reduce=None for per-example values and gradients")
     if output.shape != () and not per_sample:
         output = REDUCTIONS[reduce](output)
     output = stabilize(output)
@@ -62,11 +62,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
 
     start = time.perf_counter()
     inputs = list(env.values())
-    if per_sample:
-        program = _per_sample_program(model, wrt_names, env, output, batch, shapes, dtypes,
-                                      inputs, title)
-    else:
-        program = differentiate(output, [env[w] for w in wrt_names], inputs=inputs)
+    program = differentiate(output, [env[w] for w in wrt_names], inputs=inputs,
+                            per_example=output.shape[0] if per_sample else None)
     value_program = schedule([("value", output.node)], inputs=inputs)
     timings["differentiate"] = time.perf_counter() - start
 
@@ -74,7 +71,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     return Compiled(program, value_program, wrt_names, name or title, parallel, timings)
 
 
-def _front_end(model, wrt, batch, reduce, shapes, dtypes, per_sample_wrt=()):
+def _front_end(model, wrt, batch, reduce, shapes, dtypes):
     """(output Tensor, {input name: Tensor} in argument order, title)."""
     batch = [batch] if isinstance(batch, str) else list(batch)
     shapes, dtypes = dict(shapes or {}), dict(dtypes or {})
@@ -90,19 +87,15 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, per_sample_wrt=()):
             env[n] = T.tensor(n, shape, dtypes.get(n, float))
         return env
 
-    def bind(env):  # the model sees per-sample copies of `per_sample_wrt` parameters
-        return {n: (T.broadcast_to(t, ("n",)) if n in per_sample_wrt else t)
-                for n, t in env.items()}
-
     if isinstance(model, str):
         tree = parse_formula(model)
         env = make_env(free_names(tree))
-        output = build(tree, bind(env), model)
+        output = build(tree, env, model)
         title = model
     elif isinstance(model, sp.Basic):
         names = sorted((s.name for s in model.free_symbols), key=str)
         env = make_env(names)
-        output = from_sympy(model, bind(env))
+        output = from_sympy(model, env)
         title = str(model)
     elif isinstance(model, T.Tensor):
         found = {n.attr("name"): T.Tensor(n) for n in topological([model.node])
@@ -111,7 +104,7 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, per_sample_wrt=()):
         output, title = model, "tensor model"
     elif callable(model):
         env = make_env(parameter_names(model))
-        output = trace(model, bind(env))
+        output = trace(model, env)
         title = getattr(model, "__name__", "model")
     else:
         raise ArgumentError(f"cannot compile a {type(model).__name__}: give a formula string, "
@@ -138,27 +131,6 @@ def _wrt_names(wrt, env, title) -> list[str]:
             raise DifferentiationError(f"wrt {name!r} is an integer input; it has no gradient")
         names.append(name)
     return names
-
-
-def _per_sample_program(model, wrt_names, env, output, batch, shapes, dtypes, inputs, title):
-    """Per-sample gradients: each parameter enters the model as its own copy per sample."""
-    for w in wrt_names:
-        if env[w].shape != ():
-            raise DifferentiationError(
-                f"per-sample gradients (reduce=None) need scalar parameters; {w!r} has shape "
-                f"{env[w].shape}")
-        if w in batch:
-            raise DifferentiationError(f"{w!r} is both a batch input and in wrt")
-    if isinstance(model, T.Tensor):
-        raise DifferentiationError("reduce=None applies to formulas, SymPy expressions and "
-                                   "functions with batch inputs")
-    copies, _, _ = _front_end(model, wrt_names, batch, None, shapes, dtypes, set(wrt_names))
-    copies = stabilize(copies)
-    per_sample = [T.broadcast_to(env[w], ("n",)) for w in wrt_names]
-    if copies.shape != ("n",):
-        copies = T.broadcast_to(copies, ("n",))
-    return differentiate(copies, per_sample, labels=["d" + w for w in wrt_names],
-                         seed=T.full(("n",), 1.0), inputs=inputs)
 
 
 def check_grad(compiled, eps: float = 1e-6, **arguments) -> float:

@@ -18,7 +18,7 @@ from .printing import body_name, format_stmt
 
 
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
-                  inputs=None) -> Program:
+                  inputs=None, per_example: str | None = None) -> Program:
     """The Program computing `output` and d output / d w for each w in `wrt`.
 
     Args:
@@ -26,6 +26,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         wrt: Tensors to differentiate by, usually inputs; one unused by `output` gets zeros.
         labels: output labels for the gradients (default "d" + input name).
         inputs: the input Tensors in argument order (default: those found, by name).
+        per_example: the batch dimension of an output holding one value per example; each
+            gradient then gets that leading axis: example i's gradient, the batch sum not taken.
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> print(differentiate(x * T.sin(y), [x, y]))
@@ -36,12 +38,19 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     return value=mul2, dx=sin1, dy=dy
     """
     y = output.node
+    if per_example is not None:
+        if not y.shape or y.shape[0] != per_example:
+            raise DifferentiationError(
+                f"per-example gradients need one value per example along {per_example!r}, "
+                f"but the model has shape {ops.format_shape(y.shape)}")
+        seed = T.full(y.shape, 1.0)
     if seed is None and y.shape != ():
         raise DifferentiationError(
             f"the loss must be a scalar, but it has shape {ops.format_shape(y.shape)}: "
             f"reduce it (sd.mean, sd.sum) or pass reduce='mean'")
     seed = seed if seed is not None else T.full((), 1.0)
     wrt_nodes = [w.node for w in wrt]
+    wrt_uids = {w.uid for w in wrt_nodes}
     forward = topological([y])
     depends = {w.uid for w in wrt_nodes}
     for node in forward:
@@ -53,6 +62,7 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> the forward node it is for
     forward_uids = {n.uid for n in forward}
     origin: dict[int, Node] = {}  # uid of an adjoint-part node -> the forward node it came from
+    lifted = _parameter_only(forward, depends, per_example) if per_example else set()
     for v in reversed(forward):
         if v.uid not in pending:
             continue
@@ -66,14 +76,21 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         if rule is None:
             raise DifferentiationError(f"no adjoint rule for '{v.op}' in {format_stmt(v, {})}")
         args = [T.Tensor(i) for i in v.inputs]
-        grads = rule(dv, T.Tensor(v), *args, **dict(v.attrs))
+        if v.uid in lifted:
+            grads = _lifted_rule(v, dv, args, per_example)
+        else:
+            grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
+            for k, inp in enumerate(v.inputs):
+                if inp.uid in lifted or inp.uid in wrt_uids and per_example:
+                    grads[k] = _per_example_rule(v, k, dv, args, per_example)
         for inp, g in zip(v.inputs, grads):
             if g is not None and inp.uid in depends:
                 g = T.as_tensor(g)
                 _claim(g.node, v, origin, forward_uids)
                 pending.setdefault(inp.uid, []).append(g)
 
-    grads = [_materialize(total.get(w.uid), w) for w in wrt_nodes]
+    batch = (per_example,) if per_example else ()
+    grads = [_materialize(total.get(w.uid), batch + w.shape) for w in wrt_nodes]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(wrt_nodes)]
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
     for _, node in outputs:
@@ -100,11 +117,43 @@ def _sum_all(terms: list[T.Tensor]) -> T.Tensor:
     return T.apply_body(sp.Add(*symbols), dict(zip(symbols, terms)))
 
 
-def _materialize(grad, w: Node) -> T.Tensor:
+def _materialize(grad, shape) -> T.Tensor:
     if grad is None:  # the output does not depend on w differentiably
-        return T.zeros(w.shape)
-    if grad.shape != w.shape:
-        grad = T.broadcast_to(grad, w.shape)
+        return T.zeros(shape)
+    if grad.shape != shape:
+        grad = T.broadcast_to(grad, shape)
+    return grad
+
+
+def _parameter_only(forward, depends: set, batch: str) -> set[int]:
+    """uids of the values that depend on the parameters but on no per-example input."""
+    per_example = set()
+    for node in forward:
+        if batch in node.shape or any(i.uid in per_example for i in node.inputs):
+            per_example.add(node.uid)
+    return {n.uid for n in forward if n.uid in depends and n.uid not in per_example}
+
+
+def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):
+    """A parameter-only op's rule, with the adjoint carrying one row per example."""
+    if v.op != "elementwise":
+        raise DifferentiationError(
+            f"per-example gradients: {format_stmt(v, {})} combines parameters before they meet "
+            f"the batch; only elementwise ops may do that")
+
+    def lift(t):
+        return T.broadcast_in_dim(t, (batch,) + t.shape, tuple(range(1, t.ndim + 1)))
+    return ops.OPS["elementwise"].adjoint(dv, lift(T.Tensor(v)), *map(lift, args),
+                                          **dict(v.attrs))
+
+
+def _per_example_rule(v: Node, k: int, dv: T.Tensor, args, batch: str):
+    rule = ops.OPS[v.op].per_example
+    grad = rule(dv, T.Tensor(v), *args, k=k, batch=batch, **dict(v.attrs)) if rule else None
+    if grad is None:
+        raise DifferentiationError(
+            f"per-example gradients: a parameter enters {format_stmt(v, {})}; they are "
+            f"supported where parameters meet the batch by broadcasting or as W in X @ W")
     return grad
 
 

@@ -149,6 +149,9 @@ class OpDef:
     kind: str  # leaf | elementwise | broadcast | reduce | structural
     shape: Callable | None = None  # (*input nodes, **attrs) -> (shape, dtype)
     adjoint: Callable | None = None  # (dy, y, *inputs, **attrs) -> one adjoint or None per input
+    # (dy, y, *inputs, k, batch, **attrs) -> the adjoint of input k (a parameter, no batch axis)
+    # per example: shape (batch, *input k shape), the batch sum not taken
+    per_example: Callable | None = None
 
 
 OPS: dict[str, OpDef] = {
@@ -168,6 +171,13 @@ def shape_rule(name: str, kind: str = "structural"):
 def adjoint(name: str):
     def register(fn):
         OPS[name].adjoint = fn
+        return fn
+    return register
+
+
+def per_example(name: str):
+    def register(fn):
+        OPS[name].per_example = fn
         return fn
     return register
 
@@ -211,6 +221,15 @@ def _broadcast(dy, y, x, *, shape, dims):
     summed = tuple(a for a in range(len(shape)) if a not in dims) + tuple(
         out for axis, out in enumerate(dims) if x.shape[axis] == 1 and shape[out] != 1)
     return [T.reshape(T.sum(dy, axis=tuple(sorted(summed))), x.shape)]
+
+
+@per_example("broadcast")  # y = broadcast(p) over the batch: sample i's share is dy[i]
+def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):
+    if not shape or shape[0] != batch or 0 in dims:
+        return None
+    summed = tuple(a for a in range(1, len(shape)) if a not in dims) + tuple(
+        out for axis, out in enumerate(dims) if p.shape[axis] == 1 and shape[out] != 1)
+    return T.reshape(T.sum(dy, axis=tuple(sorted(summed))) if summed else dy, (batch,) + p.shape)
 
 
 def _reduce_shape(x, *, axes):
@@ -302,6 +321,16 @@ def _matmul(dC, C, A, B):
     if A.ndim == 2:  # c = A @ b
         return [T.outer(dC, B), A.T @ dC]
     return [dC * B, dC * A]  # c = a . b
+
+
+@per_example("matmul")  # C = A @ B, B a parameter, A one row per sample: dB_i = outer(A_i, dC_i)
+def _matmul_per_example(dC, C, A, B, *, k, batch):
+    if k != 1 or A.ndim != 2 or A.shape[0] != batch:
+        return None
+    if B.ndim == 1:
+        return A * T.broadcast_in_dim(dC, A.shape, (0,))
+    shape = (batch,) + B.shape
+    return T.broadcast_in_dim(A, shape, (0, 1)) * T.broadcast_in_dim(dC, shape, (0, 2))
 
 
 @shape_rule("take_along")

@@ -256,3 +256,40 @@ def test_labels_are_checked_before_any_kernel_runs(mlp):
         mlp(**{**a, "y": np.array([0.0, 1.0, 1.0, 2.0])})
     with pytest.raises(sd.ShapeError, match=r"W1 must have shape \(6, 5\).*\(5, 6\)"):
         mlp(**{**a, "W1": a["W1"].T})
+
+
+# ---------------------------------------------------------------- per-example gradients
+
+
+def test_per_example_gradients_of_an_mlp_match_one_example_at_a_time(mlp):
+    X = sd.tensor("X", ("n", 6)); y = sd.tensor("y", ("n",), dtype=int)
+    W1 = sd.tensor("W1", (6, 5)); b1 = sd.tensor("b1", (5,))
+    W2 = sd.tensor("W2", (5, 3)); b2 = sd.tensor("b2", (3,))
+    losses = sd.softmax_cross_entropy(sd.relu(X @ W1 + b1) @ W2 + b2, y)
+    per_example = sd.compile(losses, wrt=[W1, b1, W2, b2], reduce=None)
+    a = mlp_arguments(6)
+    values, grads = per_example.value_and_grad(**a)
+    assert values.shape == (6,) and grads["W1"].shape == (6, 6, 5) and grads["b2"].shape == (6, 3)
+    for i in range(6):  # the mean over a batch of one is that example's loss
+        one = {**a, "X": a["X"][i:i + 1], "y": a["y"][i:i + 1]}
+        value, single = mlp.value_and_grad(**one)
+        assert values[i] == pytest.approx(value, rel=1e-12)
+        for k in single:
+            np.testing.assert_allclose(grads[k][i], single[k], rtol=1e-10, atol=1e-14)
+    mean_value, mean_grads = mlp.value_and_grad(**a)
+    np.testing.assert_allclose(grads["W2"].mean(axis=0), mean_grads["W2"], rtol=1e-10)
+
+
+def test_per_example_gradients_through_parameter_only_subexpressions():
+    f = sd.compile("exp(a) * x + b**2 * x**2", wrt=["a", "b"], batch=["x"], reduce=None)
+    x = np.array([0.5, -1.0, 2.0])
+    values, grads = f.value_and_grad(a=0.3, b=-0.7, x=x)
+    np.testing.assert_allclose(values, np.exp(0.3) * x + 0.49 * x**2, rtol=1e-14)
+    np.testing.assert_allclose(grads["a"], np.exp(0.3) * x, rtol=1e-14)
+    np.testing.assert_allclose(grads["b"], -1.4 * x**2, rtol=1e-14)
+
+
+def test_per_example_gradients_refuse_parameters_mixed_before_the_batch():
+    W = sd.tensor("W", (3, 3)); X = sd.tensor("X", ("n", 3))
+    with pytest.raises(sd.DifferentiationError, match="per-example"):
+        sd.compile(sd.sum(X @ (W @ W), axis=1), wrt=[W], reduce=None)
