@@ -137,7 +137,8 @@ def check_grad(compiled, eps: float = 1e-6, **arguments) -> float:
     """Largest relative error between the compiled gradient and central differences.
 
     Each parameter entry w is moved by ±h (h = eps·max(1, |w|)) and the model value
-    recomputed; the error is |g - fd| / max(1, |g|, |fd|), the largest over all entries.
+    recomputed (through the value-and-gradient kernel, so nothing else is compiled); the
+    error is |g - fd| / max(1, |g|, |fd|), the largest over all entries.
     """
     _, grads = compiled.value_and_grad(**arguments)
     worst = 0.0
@@ -150,12 +151,11 @@ def check_grad(compiled, eps: float = 1e-6, **arguments) -> float:
             for sign in (1, -1):
                 moved = base.copy()
                 moved[index] += sign * h
-                values.append(np.asarray(compiled(**{**arguments, name: moved}),
-                                         dtype=np.float64))
+                value, _ = compiled.value_and_grad(**{**arguments, name: moved})
+                values.append(np.asarray(value, dtype=np.float64))
             numeric = (values[0] - values[1]) / (2 * h)
-            analytic = grad[(Ellipsis,) + index] if grad.ndim > base.ndim else grad[index]
-            if grad.ndim > base.ndim:  # per-sample gradients: one per sample
-                analytic = grad[(slice(None),) + index] if base.ndim else grad
+            # per-example gradients carry a leading batch axis: compare every example
+            analytic = grad[(slice(None),) + index] if grad.ndim > base.ndim else grad[index]
             scale = np.maximum(1.0, np.maximum(np.abs(analytic), np.abs(numeric)))
             worst = max(worst, float(np.max(np.abs(analytic - numeric) / scale)))
     return worst
