@@ -19,7 +19,7 @@ from symdiff.printing import format_origin, format_stmt
 
 from .printer import print_body
 
-INDEX = "ijklpqrstuvw"
+INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
 
 Generated code: forward statements, then adjoint statements, each adjoint group under a
@@ -66,7 +66,11 @@ class _Emitter:
                 for inp in sources(s.node, virtual):
                     self.read_by.setdefault(inp.uid, set()).add(k)
         self.outputs = {n.uid for _, n in program.outputs}
-        self.dims = _dims(program)
+        taken = set(self.names.values())
+        self.var = {role: _fresh(role, taken) for role in ("nchunks", "chunks", "c", "lo", "hi")}
+        self.index = [_fresh(v, taken) for v in INDEX]
+        self.dims = {_fresh(d, taken): src for d, src in _dims(program).items()}
+        self.dim_var = dict(zip(_dims(program), self.dims))
         self.helpers: set[str] = set()
         self.last_origin = None
 
@@ -101,10 +105,11 @@ class _Emitter:
             body += [f"    {label} = {r}" for label, r in aliases]
             returns[1:] = [label if (label, r) in aliases else r
                            for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
-        args = ", ".join([n.attr("name") for n in self.program.inputs] + ["nchunks"])
+        nchunks, chunks = self.var["nchunks"], self.var["chunks"]
+        args = ", ".join([n.attr("name") for n in self.program.inputs] + [nchunks])
         kernel = [JIT, f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
-        kernel += ["    chunks = 1 if nchunks is None else nchunks"] if any(
+        kernel += [f"    {chunks} = 1 if {nchunks} is None else {nchunks}"] if any(
             self.chunked(lp.unit) for lp in loops) else []
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
@@ -115,6 +120,11 @@ class _Emitter:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
         return "\n".join(parts)
+
+    def shape(self, shape) -> str:
+        """A shape as code: symbolic dimensions by their variables."""
+        dims = [str(self.dim_var.get(d, d)) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def output_text(self, node: Node) -> str:
         name = self.name(node)
@@ -153,7 +163,7 @@ class _Emitter:
             return [f"{name} = float({a['name']})"]
         if op == "const":
             value = repr(a["value"])
-            return [f"{name} = np.full({_shape(node.shape)}, {value})" if node.rank
+            return [f"{name} = np.full({self.shape(node.shape)}, {value})" if node.rank
                     else f"{name} = {value}"]
         if op == "stop_gradient":
             return [f"{name} = {args[0]}"]
@@ -166,10 +176,10 @@ class _Emitter:
         if op == "reshape":
             src = node.inputs[0]
             if src.rank == 0:
-                return [f"{name} = np.full({_shape(node.shape)}, {args[0]})"]
+                return [f"{name} = np.full({self.shape(node.shape)}, {args[0]})"]
             if node.rank == 0:
                 return [f"{name} = np.ascontiguousarray({args[0]}).ravel()[0]"]
-            return [f"{name} = np.ascontiguousarray({args[0]}).reshape({_shape(node.shape)})"]
+            return [f"{name} = np.ascontiguousarray({args[0]}).reshape({self.shape(node.shape)})"]
         if op == "take_along":
             self.helpers.add(TAKE_ALONG)
             return [f"{name} = _take_along({args[0]}, {args[1]})"]
@@ -186,7 +196,8 @@ class _Emitter:
     def loop(self, k: int, unit: Unit) -> _Loop:
         loop = _Loop(k, unit)
         space = unit.space
-        idx = INDEX[:len(space)]
+        idx = self.index[:len(space)]
+        c, lo, hi, nchunks = (self.var[r] for r in ("c", "lo", "hi", "nchunks"))
         body, accumulators = [], []  # body: (origin, line) pairs
         for s in unit.stmts:
             node = s.node
@@ -204,26 +215,26 @@ class _Emitter:
         reads = sorted(set(loop.reads), key=loop.reads.index)
         outs = [self.name(n) for n in loop.stores + loop.direct] + \
                [f"part_{self.name(n)}" for n in loop.partial]
-        dims = [d for d in dict.fromkeys(space[1:]) if isinstance(d, str)]
+        dims = [self.dim_var[d] for d in dict.fromkeys(space[1:]) if isinstance(d, str)]
         loop.reads = dims + reads + outs
-        params = ", ".join(["c", "lo", "hi"] + loop.reads)
+        params = ", ".join([c, lo, hi] + loop.reads)
         lines = [JIT, f"def _loop{k}({params}):",
                  f'    """{_describe(unit)}"""']
         lines += [f"    {line}" for line in accumulators]
         pad = "    "
         for depth, (var, size) in enumerate(zip(idx, space)):
-            bounds = "lo, hi" if depth == 0 else str(size)
+            bounds = f"{lo}, {hi}" if depth == 0 else str(self.dim_var.get(size, size))
             lines.append(f"{pad}for {var} in range({bounds}):")
             pad += "    "
         lines += [pad + line for line in self.with_origins(body)]
-        lines += [f"    part_{self.name(n)}[c] = {self.name(n)}" for n in loop.partial
+        lines += [f"    part_{self.name(n)}[{c}] = {self.name(n)}" for n in loop.partial
                   if n.rank == 0]
         if self.chunked(unit):
-            size = space[0]
+            size = self.dim_var[space[0]]
             lines += ["", "", PARALLEL_JIT,
-                      f"def _loop{k}_parallel(nchunks, {size}, {', '.join(loop.reads)}):",
-                      "    for c in prange(nchunks):",
-                      f"        _loop{k}(c, c * {size} // nchunks, (c + 1) * {size} // nchunks, "
+                      f"def _loop{k}_parallel({nchunks}, {size}, {', '.join(loop.reads)}):",
+                      f"    for {c} in prange({nchunks}):",
+                      f"        _loop{k}({c}, {c} * {size} // {nchunks}, ({c} + 1) * {size} // {nchunks}, "
                       f"{', '.join(loop.reads)})"]
         loop.lines = lines
         return loop
@@ -245,7 +256,7 @@ class _Emitter:
         if node.rank == 0:  # a local accumulator per chunk, stored once at the end
             accumulators.append(f"{name} = {'0.0' if node.op == 'sum' else '-np.inf'}")
             return [combine(name)]
-        return [combine(f"part_{name}[c, {kept}]")]
+        return [combine(f"part_{name}[{self.var['c']}, {kept}]")]
 
     def value_text(self, loop: _Loop, node: Node, idx: str) -> str:
         """The text that computes `node` inside a loop over `idx` (statement right-hand side)."""
@@ -285,22 +296,24 @@ class _Emitter:
     def call(self, loop: _Loop) -> list[str]:
         unit = loop.unit
         lines = [f"    # loop {loop.index} over {ops.format_shape(unit.space)}"]
-        rows = "chunks" if self.chunked(unit) else "1"
+        nchunks = self.var["nchunks"]
+        rows = self.var["chunks"] if self.chunked(unit) else "1"
         for n in loop.stores:
-            lines.append(f"    {self.name(n)} = np.empty({_shape(n.shape)})")
+            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)})")
         for n in loop.direct:
             fill = "0.0" if n.op == "sum" else "-np.inf"
-            lines.append(f"    {self.name(n)} = np.full({_shape(n.shape)}, {fill})")
+            lines.append(f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
         for n in loop.partial:
             fill = "0.0" if n.op == "sum" else "-np.inf"
-            lines.append(f"    part_{self.name(n)} = np.full({_shape((rows,) + n.shape)}, {fill})")
+            lines.append(f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
+                         f"{fill})")
         args = ", ".join(loop.reads)
-        size = unit.space[0]
+        size = self.dim_var.get(unit.space[0], unit.space[0])
         if self.chunked(unit):
-            lines += ["    if nchunks is None:",
+            lines += [f"    if {nchunks} is None:",
                       f"        _loop{loop.index}(0, 0, {size}, {args})",
                       "    else:",
-                      f"        _loop{loop.index}_parallel(nchunks, {size}, {args})"]
+                      f"        _loop{loop.index}_parallel({nchunks}, {size}, {args})"]
         else:
             lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
         for n in loop.partial:
@@ -310,8 +323,9 @@ class _Emitter:
                              else f"    {name} = {part}.sum(axis=0)")
             else:
                 lines += [f"    {name} = {part}.max()" if n.rank == 0 else
-                          f"    {name} = {part}[0].copy()\n    for c in range(1, {rows}):\n"
-                          f"        {name} = np.maximum({name}, {part}[c])"]
+                          f"    {name} = {part}[0].copy()\n"
+                          f"    for {self.var['c']} in range(1, {rows}):\n"
+                          f"        {name} = np.maximum({name}, {part}[{self.var['c']}])"]
         return lines
 
 
@@ -336,8 +350,12 @@ def _dims(program: Program) -> dict[str, str]:
     return found
 
 
-def _shape(shape) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+def _fresh(name: str, taken: set) -> str:
+    """`name`, or `name_` (`name__`, ...) if the model already uses it; then taken."""
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
 
 
 def _describe(unit: Unit) -> str:

@@ -73,9 +73,10 @@ def topological(outputs) -> list[Node]:
     return [seen[uid] for uid in sorted(seen)]
 
 
-# Names a generated module uses itself; a user symbol may not take them.
-RESERVED = frozenset({"np", "math", "numba", "njit", "prange", "nchunks", "lo", "hi", "c",
-                      "i", "j", "k", "l", "m", "kernel", "out", "self"}) | frozenset(keyword.kwlist)
+# Module-level and builtin names a generated module uses; a user symbol may not take them.
+# (Loop and chunk variables are chosen per module to avoid the model's names.)
+RESERVED = frozenset({"np", "math", "numba", "njit", "prange", "kernel", "abs", "max", "min",
+                      "float", "range"}) | frozenset(keyword.kwlist)
 
 
 @dataclass(frozen=True, slots=True)

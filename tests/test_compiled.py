@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
+from scipy import special
 
 import symdiff as sd
 from conftest import LOGISTIC, mlp_arguments
@@ -293,3 +294,51 @@ def test_per_example_gradients_refuse_parameters_mixed_before_the_batch():
     W = sd.tensor("W", (3, 3)); X = sd.tensor("X", ("n", 3))
     with pytest.raises(sd.DifferentiationError, match="per-example"):
         sd.compile(sd.sum(X @ (W @ W), axis=1), wrt=[W], reduce=None)
+
+
+def test_traced_function_over_arrays_with_declared_shapes():
+    def model(X, w, b, t):
+        return sd.binary_cross_entropy_with_logits(X @ w + b, t)
+    f = sd.compile(model, wrt=["w", "b"], shapes={"X": ("n", 3), "w": (3,), "t": ("n",)},
+                   reduce="mean")
+    rng = np.random.default_rng(2)
+    a = dict(X=rng.normal(size=(8, 3)), w=rng.normal(size=3), b=0.2,
+             t=rng.integers(0, 2, 8).astype(float))
+    z = a["X"] @ a["w"] + a["b"]
+    value, grads = f.value_and_grad(**a)
+    assert value == pytest.approx(np.mean(np.logaddexp(0, z) - a["t"] * z), rel=1e-13)
+    residual = 1 / (1 + np.exp(-z)) - a["t"]  # sigmoid(z) - t, the lectures' BCE gradient
+    np.testing.assert_allclose(grads["w"], a["X"].T @ residual / 8, rtol=1e-12)
+    assert grads["b"] == pytest.approx(residual.mean(), rel=1e-12)
+
+
+def test_sigmoid_and_bce_from_logits_stay_finite_beyond_700():
+    z, t = sd.tensor("z", ("n",)), sd.tensor("t", ("n",))
+    f = sd.compile(sd.sum(sd.binary_cross_entropy_with_logits(z, t) + sd.sigmoid(z)), wrt=[z])
+    logits = np.array([-800.0, -710.0, 0.0, 710.0, 800.0])
+    targets = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    value, grads = f.value_and_grad(z=logits, t=targets)
+    s = special.expit(logits)
+    expected = np.logaddexp(0, logits) - targets * logits + s
+    assert np.isfinite(value) and value == pytest.approx(expected.sum(), rel=1e-14)
+    np.testing.assert_allclose(grads["z"], s - targets + s * (1 - s), rtol=1e-14, atol=1e-300)
+
+
+def test_shape_mismatch_names_both_shapes():
+    X = sd.tensor("X", ("n", 64)); W = sd.tensor("W", (32, 10))
+    with pytest.raises(sd.ShapeError, match=r"\(n, 64\) and \(32, 10\)"):
+        X @ W
+    with pytest.raises(sd.ShapeError, match=r"\(n, 10\) and \(3,\)"):
+        sd.tensor("h", ("n", 10)) + sd.tensor("c", (3,))
+    with pytest.raises(sd.ShapeError, match=r"X @ W.*col 1"):
+        sd.compile("X @ W", wrt=["W"], shapes={"X": ("n", 4), "W": (5, 2)})
+
+
+def test_user_names_may_be_the_generated_code_s_favourite_names():
+    f = sd.compile("c*x + n*i - lo*hi + chunks", wrt=["c", "n", "i"], batch=["x", "hi"])
+    x, hi = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.25, 2.0])
+    value, grads = f.value_and_grad(c=2.0, n=3.0, i=-1.0, lo=4.0, chunks=0.5, x=x, hi=hi)
+    assert value == pytest.approx(np.mean(2 * x - 3 - 4 * hi + 0.5), rel=1e-14)
+    assert grads == pytest.approx({"c": 2.0, "n": -1.0, "i": 3.0}, rel=1e-14)
+    with pytest.raises(sd.ArgumentError, match="'np' is reserved"):
+        sd.compile("np * 2", wrt=["np"])
