@@ -160,7 +160,7 @@ class _Emitter:
         if op == "elementwise":
             return [f"{name} = {print_body(a['body'], args)}"]
         if op == "dim":
-            return [f"{name} = float({a['name']})"]
+            return [f"{name} = float({self.dim_var[a['name']]})"]
         if op == "const":
             value = repr(a["value"])
             return [f"{name} = np.full({self.shape(node.shape)}, {value})" if node.rank
