@@ -9,7 +9,6 @@ from __future__ import annotations
 import numbers
 import time
 
-import numba
 import numpy as np
 
 from symdiff.errors import ArgumentError, DomainError, ShapeError
@@ -30,55 +29,33 @@ class _Input:
         self.label_bound = label_bound
 
 
-class Compiled:
-    """A model compiled to Numba kernels.
+class Kernel:
+    """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
-    Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
-    names in `wrt`. Arguments are passed by name. `source` is the exact text compiled.
-    """
-
-    def __init__(self, program: Program, value_program: Program, wrt: list[str], title: str,
-                 parallel: bool | None = None, timings: dict | None = None):
-        self.program, self._value_program = program, value_program
-        self.wrt, self.title = tuple(wrt), title
+    def __init__(self, program: Program, title: str, parallel: bool | None = None):
+        self.program, self.title = program, title
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = [_Input(n, _label_bound(program, n)) for n in program.inputs]
         self._parallel = parallel
         self._work = len(program.stmts)
-        self.timings = dict(timings or {})
+        self.timings = {}
         start = time.perf_counter()
         self.source = emit_source(program, title)
         self.timings["emit"] = time.perf_counter() - start
         start = time.perf_counter()
         module, self.reused_file = load_module(self.source)
         self.timings["load"] = time.perf_counter() - start
-        self._kernel = module.kernel
-        self._value_kernel = None
+        self._function = module.kernel
 
-    def __repr__(self):
-        return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
-
-    def __call__(self, **arguments):
-        """The model's value: a float, or an array for per-sample values."""
-        if self._value_kernel is None:
-            self._value_kernel = load_module(emit_source(self._value_program, self.title))[0].kernel
+    def __call__(self, arguments: dict):
+        """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
         args, nchunks = self._bind(arguments)
-        return self._value_kernel(*args, nchunks)[0]
-
-    def grad(self, **arguments) -> dict:
-        """The gradients, {name in wrt: value}."""
-        return self.value_and_grad(**arguments)[1]
-
-    def value_and_grad(self, **arguments):
-        """(value, {name in wrt: gradient}) from one kernel call."""
-        args, nchunks = self._bind(arguments)
-        if "compile" not in self.timings:
-            start = time.perf_counter()
-            value, grads = self._kernel(*args, nchunks)
-            self.timings["compile"] = time.perf_counter() - start
-        else:
-            value, grads = self._kernel(*args, nchunks)
-        return value, dict(zip(self.wrt, grads))
+        if "compile" in self.timings:
+            return self._function(*args, nchunks)
+        start = time.perf_counter()
+        result = self._function(*args, nchunks)
+        self.timings["compile"] = time.perf_counter() - start
+        return result
 
     def _bind(self, arguments: dict):
         unknown = [k for k in arguments if k not in self.inputs]
@@ -99,13 +76,142 @@ class Compiled:
         return args, self._chunks(dims)
 
     def _chunks(self, dims):
-        """NCHUNKS for the parallel path, None for the serial one."""
+        """NCHUNKS for the chunked (parallel) path, None for the serial one.
+
+        Decided by the work alone, never by the thread count, so that a result has the same
+        bits whether one thread or two run the chunks.
+        """
         if self._parallel is not None:
             return NCHUNKS if self._parallel and dims else None
-        if not dims or numba.get_num_threads() < 2:
+        if not dims:
             return None
         batch = max(size for size, _ in dims.values())
         return NCHUNKS if batch * self._work >= PARALLEL_MIN_WORK else None
+
+
+class Compiled:
+    """A model compiled to Numba kernels.
+
+    Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
+    names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
+    Arguments are passed by name. `source` is the exact text of the gradient kernel.
+    """
+
+    def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
+                 parallel: bool | None = None, timings: dict | None = None):
+        self.wrt, self.title = tuple(wrt), title
+        self._programs, self._kernels = programs, {}
+        self._tangents = tangents or {}  # wrt name -> the input name of its tangent
+        self._parallel = parallel
+        gradient = self._kernel("grad")
+        self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
+        self.timings = {**(timings or {}), **gradient.timings}
+
+    def __repr__(self):
+        return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
+
+    def _kernel(self, kind: str) -> Kernel:
+        """The kernel for `kind` (grad, value, jvp, hvp), generated on first use."""
+        if kind not in self._kernels:
+            if kind not in self._programs:
+                raise ArgumentError(f"{self.title}: {kind} is not available for this model")
+            self._kernels[kind] = Kernel(self._programs[kind](), self.title, self._parallel)
+        return self._kernels[kind]
+
+    def __call__(self, **arguments):
+        """The model's value: a float, or an array for per-example values."""
+        return self._kernel("value")(arguments)[0]
+
+    def grad(self, **arguments) -> dict:
+        """The gradients, {name in wrt: value}."""
+        return self.value_and_grad(**arguments)[1]
+
+    def value_and_grad(self, **arguments):
+        """(value, {name in wrt: gradient}) from one kernel call."""
+        kernel = self._kernel("grad")
+        value, grads = kernel(arguments)
+        if "compile" in kernel.timings:
+            self.timings.setdefault("compile", kernel.timings["compile"])
+        return value, dict(zip(self.wrt, grads))
+
+    def jvp(self, tangents: dict, **arguments):
+        """(value, directional derivative along `tangents`), by forward mode.
+
+        `tangents` maps names in `wrt` to arrays of their shapes; a missing one is zero.
+        """
+        value, (derivative,) = self._kernel("jvp")(self._with_tangents(tangents, arguments))
+        return value, derivative
+
+    def hvp(self, v: dict, **arguments) -> dict:
+        """The Hessian-vector product H v, {name in wrt: array}, by forward over reverse."""
+        _, products = self._kernel("hvp")(self._with_tangents(v, arguments))
+        return dict(zip(self.wrt, products))
+
+    def hessian(self, **arguments) -> np.ndarray:
+        """The dense Hessian over the parameters in `wrt`, flattened and concatenated in order."""
+        shapes = [np.shape(arguments[w]) if w in arguments else None for w in self.wrt]
+        if any(s is None for s in shapes):
+            missing = [w for w, s in zip(self.wrt, shapes) if s is None]
+            raise ArgumentError(f"missing argument {', '.join(missing)}")
+        sizes = [int(np.prod(s)) for s in shapes]
+        columns = []
+        for k in range(sum(sizes)):
+            basis = np.zeros(sum(sizes))
+            basis[k] = 1.0
+            parts = np.split(basis, np.cumsum(sizes)[:-1])
+            v = {w: part.reshape(s) for w, part, s in zip(self.wrt, parts, shapes)}
+            product = self.hvp(v, **arguments)
+            columns.append(np.concatenate([np.ravel(product[w]) for w in self.wrt]))
+        return np.array(columns).T
+
+    def _with_tangents(self, tangents: dict, arguments: dict) -> dict:
+        unknown = [k for k in tangents if k not in self._tangents]
+        if unknown:
+            raise ArgumentError(f"tangents for {', '.join(unknown)}, which are not in wrt "
+                                f"({', '.join(self.wrt)})")
+        full = dict(arguments)
+        for w, name in self._tangents.items():
+            if w not in tangents and w not in arguments:
+                raise ArgumentError(f"missing argument {w}")
+            full[name] = tangents.get(w, np.zeros(np.shape(arguments[w])))
+        return full
+
+
+class Jacobian:
+    """The Jacobian of a vector-valued model, from its VJP (rows) or JVP (columns) kernel."""
+
+    def __init__(self, compiled: Compiled, cotangent: str):
+        self.compiled, self._cotangent = compiled, cotangent
+        self.wrt, self.title = compiled.wrt, compiled.title
+
+    def __repr__(self):
+        return f"<symdiff.Jacobian {self.title!r} wrt={list(self.wrt)}>"
+
+    def __call__(self, **arguments) -> np.ndarray:
+        """d output / d parameters: shape (output entries, parameter entries), flattened."""
+        c = self.compiled
+        shapes = [np.shape(arguments.get(w, 0.0)) for w in self.wrt]
+        sizes = [int(np.prod(s)) for s in shapes]
+        value, _ = c.jvp({}, **arguments)
+        out_shape = np.shape(value)
+        m, p = int(np.prod(out_shape)), sum(sizes)
+        if m <= p:  # reverse mode, one row per output entry
+            rows = []
+            for i in range(m):
+                seed = np.zeros(m)
+                seed[i] = 1.0
+                grads = c.grad(**arguments, **{self._cotangent: seed.reshape(out_shape)})
+                rows.append(np.concatenate([np.ravel(grads[w]) for w in self.wrt]))
+            return np.array(rows).reshape(m, p)
+        columns = []  # forward mode, one column per parameter entry
+        for k in range(p):
+            basis = np.zeros(p)
+            basis[k] = 1.0
+            parts = np.split(basis, np.cumsum(sizes)[:-1])
+            _, column = c.jvp({w: part.reshape(s) for w, part, s in zip(self.wrt, parts, shapes)},
+                              **arguments)
+            columns.append(np.ravel(column))
+        return np.array(columns).T.reshape(m, p)
 
 
 def _label_bound(program: Program, node):

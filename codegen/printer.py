@@ -76,7 +76,7 @@ class KernelPrinter(PythonCodePrinter):
             text = f"({self._print(value)} if {self._print(cond)} else {text})"
         return text
 
-    def _print_Ne(self, expr):
+    def _print_Unequality(self, expr):
         if expr.args[1] == 0:  # a boolean operand used as a condition
             return f"({self._print(expr.args[0])} != 0)"
         return super()._print_Relational(expr)

@@ -5,8 +5,9 @@
 >>> f(x=-2.0, y=5.0, z=-4.0)
 -12.0
 """
-from .api import check_grad, compile
+from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
+from .forward import jvp
 from .errors import (ArgumentError, DifferentiationError, DomainError, NonFiniteError,
                      ParseError, ShapeError, SymdiffError)
 from .tensors import (Tensor, acos, asin, atan, atan2, binary_cross_entropy_with_logits,

@@ -12,8 +12,9 @@ import numpy as np
 import sympy as sp
 
 from . import tensors as T
-from .autodiff import differentiate, schedule
+from .autodiff import differentiate, gradients, schedule
 from .errors import ArgumentError, DifferentiationError
+from .forward import jvp
 from .from_sympy import from_sympy
 from .ir import topological
 from .parse import build, free_names, parse_formula
@@ -62,13 +63,81 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
 
     start = time.perf_counter()
     inputs = list(env.values())
-    program = differentiate(output, [env[w] for w in wrt_names], inputs=inputs,
+    wrt_tensors = [env[w] for w in wrt_names]
+    program = differentiate(output, wrt_tensors, inputs=inputs,
                             per_example=output.shape[0] if per_sample else None)
-    value_program = schedule([("value", output.node)], inputs=inputs)
     timings["differentiate"] = time.perf_counter() - start
-
+    programs = {"grad": lambda: program,
+                "value": lambda: schedule([("value", output.node)], inputs=inputs)}
+    tangents = {}
+    if not per_sample:  # forward mode and second order, built when first asked for
+        tangents = _tangent_inputs(env, wrt_names)
+        directions = {env[w]: tangents[w] for w in wrt_names}
+        programs["jvp"] = lambda: _program([("value", output.node),
+                                            ("jvp", jvp(output, directions).node)],
+                                           inputs + list(directions.values()))
+        programs["hvp"] = lambda: _program(
+            [("value", output.node)] + [(f"hvp:{w}", jvp(g, directions).node)
+                                        for w, g in zip(wrt_names, gradients(program))],
+            inputs + list(directions.values()))
     from codegen.compiled import Compiled
-    return Compiled(program, value_program, wrt_names, name or title, parallel, timings)
+    return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
+                                                          for w, t in tangents.items()},
+                    parallel, timings)
+
+
+def hvp(compiled):
+    """`compiled.hvp`: v, inputs -> the Hessian-vector product, by forward over reverse."""
+    return compiled.hvp
+
+
+def hessian(compiled):
+    """`compiled.hessian`: inputs -> the dense Hessian over the flattened parameters."""
+    return compiled.hessian
+
+
+def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=None, name=None):
+    """Compile the Jacobian of a vector-valued model: a callable, inputs -> (outputs, parameters).
+
+    Rows come from reverse mode (one VJP per output entry) or columns from forward mode (one
+    JVP per parameter entry), whichever needs fewer kernel calls at the given sizes.
+
+    >>> J = jacobian("x * y + sin(x)", wrt=["x", "y"])
+    >>> J(x=0.0, y=2.0)
+    array([[3., 0.]])
+    """
+    output, env, title = _front_end(model, wrt, batch, None, shapes, dtypes)
+    wrt_names = _wrt_names(wrt, env, title)
+    output = stabilize(output)
+    inputs = list(env.values())
+    cotangent = _fresh_input("u", output.shape, env)
+    tangents = _tangent_inputs(env, wrt_names)
+    directions = {env[w]: tangents[w] for w in wrt_names}
+    programs = {
+        "grad": lambda: differentiate(output, [env[w] for w in wrt_names], seed=cotangent,
+                                      inputs=inputs + [cotangent]),
+        "jvp": lambda: _program([("value", output.node), ("jvp", jvp(output, directions).node)],
+                                inputs + list(directions.values())),
+    }
+    from codegen.compiled import Compiled, Jacobian
+    compiled = Compiled(programs, wrt_names, name or title,
+                        {w: t.node.attr("name") for w, t in tangents.items()}, parallel)
+    return Jacobian(compiled, cotangent.node.attr("name"))
+
+
+def _fresh_input(name: str, shape, env: dict) -> T.Tensor:
+    while name in env:
+        name += "_"
+    return T.tensor(name, shape)
+
+
+def _tangent_inputs(env: dict, wrt_names) -> dict:
+    """A tangent input `<w>_dot` of w's shape for each w in wrt (renamed if the name is taken)."""
+    return {w: _fresh_input(f"{w}_dot", env[w].shape, env) for w in wrt_names}
+
+
+def _program(outputs, inputs) -> "Program":
+    return schedule(outputs, inputs=inputs)
 
 
 def _front_end(model, wrt, batch, reduce, shapes, dtypes):

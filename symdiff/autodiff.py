@@ -98,6 +98,11 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     return schedule(outputs, origin, adjoint_of, forward_uids, inputs)
 
 
+def gradients(program: Program) -> list[T.Tensor]:
+    """The gradient Tensors a `differentiate` Program returns, in `wrt` order."""
+    return [T.Tensor(node) for _, node in program.outputs[1:]]
+
+
 def _claim(node: Node, v: Node | None, origin: dict, forward_uids: set) -> None:
     """Tag the adjoint-part nodes that computing `node` needs, and no tag yet, with `v`."""
     stack = [node]

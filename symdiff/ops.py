@@ -152,6 +152,8 @@ class OpDef:
     # (dy, y, *inputs, k, batch, **attrs) -> the adjoint of input k (a parameter, no batch axis)
     # per example: shape (batch, *input k shape), the batch sum not taken
     per_example: Callable | None = None
+    # (y, inputs, tangents, **attrs) -> the tangent of y (forward mode; None tangents are zero)
+    tangent: Callable | None = None
 
 
 OPS: dict[str, OpDef] = {
@@ -182,6 +184,20 @@ def per_example(name: str):
     return register
 
 
+def tangent(name: str):
+    def register(fn):
+        OPS[name].tangent = fn
+        return fn
+    return register
+
+
+def _linear(build):
+    """A tangent rule for an op linear in its only input: apply the op to the tangent."""
+    def rule(y, inputs, tangents, **attrs):
+        return None if tangents[0] is None else build(tangents[0], **attrs)
+    return rule
+
+
 def output_type(op: str, inputs: tuple[Node, ...], attrs: dict) -> tuple[Shape, str]:
     """Shape and dtype of `op(inputs)`; raises ShapeError naming both shapes on a mismatch."""
     return OPS[op].shape(*inputs, **attrs)
@@ -208,6 +224,19 @@ def _elementwise(dy, y, *args, body):
     return grads
 
 
+@tangent("elementwise")  # dy = sum_k df/da_k * da_k
+def _elementwise_tangent(y, inputs, tangents, *, body):
+    terms, env = [], {OUT: y}
+    for k, (a, da) in enumerate(zip(inputs, tangents)):
+        env[placeholder(k)] = a
+        local = local_derivative(body, k)
+        if da is not None and local != 0:
+            symbol = sp.Symbol(f"_t{k}", real=True)
+            env[symbol] = da
+            terms.append(symbol * local)
+    return T.apply_body(sp.Add(*terms), env) if terms else None
+
+
 @shape_rule("broadcast", "broadcast")
 def _broadcast_shape(x, *, shape, dims):
     for axis, out_axis in enumerate(dims):
@@ -230,6 +259,15 @@ def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):
     summed = tuple(a for a in range(1, len(shape)) if a not in dims) + tuple(
         out for axis, out in enumerate(dims) if p.shape[axis] == 1 and shape[out] != 1)
     return T.reshape(T.sum(dy, axis=tuple(sorted(summed))) if summed else dy, (batch,) + p.shape)
+
+
+@tangent("max")  # the tangent of the maxima, split evenly between ties as in the adjoint
+def _max_tangent(y, inputs, tangents, *, axes):
+    (x,), (dx,) = inputs, tangents
+    if dx is None:
+        return None
+    hit = T.where(x == T.broadcast_in_dim(y, x.shape, _kept(x, axes)), 1.0, 0.0)
+    return T.sum(dx * hit, axis=axes) / T.sum(hit, axis=axes)
 
 
 def _reduce_shape(x, *, axes):
@@ -323,6 +361,13 @@ def _matmul(dC, C, A, B):
     return [dC * B, dC * A]  # c = a . b
 
 
+@tangent("matmul")  # dC = dA @ B + A @ dB
+def _matmul_tangent(C, inputs, tangents):
+    (A, B), (dA, dB) = inputs, tangents
+    terms = ([dA @ B] if dA is not None else []) + ([A @ dB] if dB is not None else [])
+    return terms[0] + terms[1] if len(terms) == 2 else (terms[0] if terms else None)
+
+
 @per_example("matmul")  # C = A @ B, B a parameter, A one row per sample: dB_i = outer(A_i, dC_i)
 def _matmul_per_example(dC, C, A, B, *, k, batch):
     if k != 1 or A.ndim != 2 or A.shape[0] != batch:
@@ -349,6 +394,11 @@ def _take_along(dy, y, x, labels):
     return [T.broadcast_in_dim(dy, x.shape, (0,)) * T.where(picked, 1.0, 0.0), None]
 
 
+@tangent("take_along")
+def _take_along_tangent(y, inputs, tangents):
+    return None if tangents[0] is None else T.take_along(tangents[0], inputs[1])
+
+
 @shape_rule("concatenate")
 def _concatenate_shape(*parts, axis):
     first = parts[0].shape
@@ -372,6 +422,14 @@ def _concatenate(dy, y, *parts, axis):
     return grads
 
 
+@tangent("concatenate")
+def _concatenate_tangent(y, inputs, tangents, *, axis):
+    if all(t is None for t in tangents):
+        return None
+    return T.concatenate([T.zeros(x.shape) if t is None else t
+                          for x, t in zip(inputs, tangents)], axis=axis)
+
+
 @shape_rule("slice")
 def _slice_shape(x, *, axis, start, stop):
     if not (0 <= start <= stop <= x.shape[axis]):
@@ -389,3 +447,12 @@ def _slice(dy, y, x, *, axis, start, stop):
     if stop < x.shape[axis]:
         pieces.append(T.zeros(x.shape[:axis] + (x.shape[axis] - stop,) + x.shape[axis + 1:]))
     return [T.concatenate(pieces, axis=axis) if len(pieces) > 1 else dy]
+
+
+# ops linear in their one input: the tangent goes through the op itself
+tangent("broadcast")(_linear(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)))
+tangent("sum")(_linear(lambda dx, axes: T.sum(dx, axis=axes)))
+tangent("reshape")(_linear(lambda dx, shape: T.reshape(dx, shape)))
+tangent("transpose")(_linear(lambda dx, perm: T.transpose(dx, perm)))
+tangent("slice")(_linear(lambda dx, axis, start, stop: T.slice_axis(dx, axis, start, stop)))
+tangent("stop_gradient")(lambda y, inputs, tangents: None)

@@ -31,10 +31,13 @@ class _BodyPrinter(StrPrinter):
         (a, cond), (b, _) = expr.args[0], expr.args[-1]
         return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
 
-    def _print_Ne(self, expr):
+    def _print_Unequality(self, expr):  # Ne(c, 0) is how a boolean condition is stored
         if expr.args[1] == 0:
             return self._print(expr.args[0])
-        return super()._print_Relational(expr)
+        return f"{self._print(expr.args[0])} != {self._print(expr.args[1])}"
+
+    def _print_Equality(self, expr):
+        return f"{self._print(expr.args[0])} == {self._print(expr.args[1])}"
 
 
 def format_expr(node: Node, names: dict[int, str]) -> str:
@@ -52,6 +55,8 @@ def format_expr(node: Node, names: dict[int, str]) -> str:
             else repr(a["value"])
     if op in ("dim", "input"):
         return a["name"]
+    if op == "iota":
+        return f"iota({ops.format_shape(node.shape)}, axis={a['axis']})"
     if op == "broadcast":
         return f"broadcast({args[0]}, {ops.format_shape(a['shape'])})"
     if op in ("sum", "max"):
