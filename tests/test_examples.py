@@ -1,0 +1,30 @@
+"""The examples run, at small sizes, and reach what they promise."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_logistic_regression_learns_breast_cancer(capsys):
+    losses, accuracy = load("logistic_regression").main(epochs=8, show_program=False)
+    assert losses[-1] < losses[0] and accuracy >= 0.94
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_mlp_learns_digits(capsys):
+    losses, accuracy = load("mlp_digits").main(epochs=4, show_source=False)
+    assert losses[-1] < losses[0] / 3 and accuracy >= 0.93
+
+
+def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds():
+    newton_steps, descent_steps = load("newton").main(n=200)
+    assert newton_steps <= 10 and descent_steps >= 100
