@@ -44,10 +44,10 @@ def parse_formula(text: str) -> ast.Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
-        raise ParseError(f"invalid syntax in {text!r}: {e.msg}", text,
+        raise ParseError(f"invalid syntax in {_quote(text)}: {e.msg}", text,
                          (e.offset or 1) - 1) from None
     except (ValueError, MemoryError, RecursionError) as e:
-        raise ParseError(f"cannot parse {text!r}: {e}", text) from None
+        raise ParseError(f"cannot parse {_quote(text)}: {e}", text) from None
     nodes = _walk(tree)
     if len(nodes) > MAX_NODES:
         raise ParseError(f"the formula has more than {MAX_NODES} parts", text)
@@ -136,42 +136,67 @@ def free_names(tree: ast.Expression) -> list[str]:
 
 
 def build(tree: ast.Expression, env: dict, text: str = "") -> T.Tensor | float:
-    """Turn a checked syntax tree into a Tensor; `env` maps each free name to a Tensor."""
-    def visit(node):
-        if isinstance(node, ast.Expression):
-            return visit(node.body)
-        if isinstance(node, ast.Constant):
-            return node.value if abs(node.value) <= 10**15 else float(node.value)
-        if isinstance(node, ast.Name):
-            return env[node.id]
-        if isinstance(node, ast.UnaryOp):
-            value = visit(node.operand)
-            return -value if isinstance(node.op, ast.USub) else value
-        if isinstance(node, ast.BinOp):
-            return _apply(_BINARY[type(node.op)], visit(node.left), visit(node.right), node)
-        if isinstance(node, ast.Compare):
-            return _apply(_COMPARE[type(node.ops[0])], visit(node.left),
-                          visit(node.comparators[0]), node)
-        args = [visit(a) for a in node.args]
-        name = node.func.id
-        if name in _EXTRA:
-            fn, arity = _EXTRA[name]
-            if len(args) != arity:
-                raise ParseError(f"{name} takes {arity} arguments, got {len(args)}", text,
-                                 node.col_offset)
+    """Turn a checked syntax tree into a Tensor; `env` maps each free name to a Tensor.
+
+    The tree is walked with an explicit stack, so a long sum is no deeper for Python than a
+    short one.
+    """
+    values: dict[int, object] = {}
+    stack: list[tuple[ast.AST, bool]] = [(tree.body, False)]
+    while stack:
+        node, ready = stack.pop()
+        operands = _operands(node)
+        if not ready:
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(operands))
+            continue
+        values[id(node)] = _evaluate(node, [values.pop(id(c)) for c in operands], env, text)
+    result = values[id(tree.body)]
+    return float(result) if isinstance(result, int) else result
+
+
+def _operands(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.Compare):
+        return [node.left, node.comparators[0]]
+    if isinstance(node, ast.Call):
+        return list(node.args)
+    return []
+
+
+def _evaluate(node: ast.AST, args: list, env: dict, text: str):
+    """One node's value from its operands' values."""
+    if isinstance(node, ast.Constant):
+        return node.value if abs(node.value) <= 10**15 else float(node.value)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp):
+        return -args[0] if isinstance(node.op, ast.USub) else args[0]
+    if isinstance(node, (ast.BinOp, ast.Compare)):
+        fn = _BINARY[type(node.op)] if isinstance(node, ast.BinOp) else _COMPARE[type(node.ops[0])]
+        if all(isinstance(a, (int, float)) for a in args):
+            return T.fold(fn, *args)
+        try:
             return fn(*args)
-        try:
-            return T.function(name, *args)
-        except T.ArgumentError as e:
-            raise ParseError(str(e), text, node.col_offset) from None
-
-    def _apply(fn, left, right, node):
-        if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-            return T.fold(fn, left, right)
-        try:
-            return fn(left, right)
         except T.ShapeError as e:
-            raise T.ShapeError(f"{e} in {ast.get_source_segment(text, node) or text!r} "
+            raise T.ShapeError(f"{e} in {ast.get_source_segment(text, node) or _quote(text)} "
                                f"[col {node.col_offset + 1}]") from None
+    name = node.func.id
+    if name in _EXTRA:
+        fn, arity = _EXTRA[name]
+        if len(args) != arity:
+            raise ParseError(f"{name} takes {arity} arguments, got {len(args)}", text,
+                             node.col_offset)
+        return fn(*args)
+    try:
+        return T.function(name, *args)
+    except T.ArgumentError as e:
+        raise ParseError(str(e), text, node.col_offset) from None
 
-    return visit(tree)
+
+def _quote(text: str, limit: int = 60) -> str:
+    """`text` for an error message, shortened if long."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

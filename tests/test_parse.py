@@ -1,6 +1,7 @@
 """The whitelisting parser: what it accepts, what it refuses and how it says so."""
 import ast
 import builtins
+import os
 import sys
 
 import pytest
@@ -130,3 +131,41 @@ def test_wrong_arity_is_a_parse_error():
         build(parse_formula("exp(x, y)"), {"x": T.scalar("x"), "y": T.scalar("y")})
     with pytest.raises(sd.ParseError, match="takes 3 arguments"):
         build(parse_formula("where(x, y)"), {"x": T.scalar("x"), "y": T.scalar("y")})
+
+
+# ---------------------------------------------------------------- property-based
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ_EXAMPLES = int(os.environ.get("SYMDIFF_FUZZ", 400))  # SYMDIFF_FUZZ=5000 for a long run
+
+TOKENS = ["x", "y", "w0", "(", ")", "+", "-", "*", "/", "**", "@", ",", ".", "<", ">=", "==",
+          "1", "0", "2.5", "1e308", "1e-320", "9" * 30, "exp", "log", "sqrt", "where", "max",
+          "sigmoid", "atan2", "__import__", "lambda", "[", "]", "{", "}", "'", "\\", " ", "\n",
+          "if", "else", "not", "and", ":", "=", ";", "#", "j", "nan", "inf", "_", "ℌ"]
+
+
+def parse_and_build(text):
+    tree = parse_formula(text)
+    return build(tree, {n: T.scalar(n) for n in free_names(tree)}, text)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=60), st.lists(st.sampled_from(TOKENS), max_size=40).map("".join)))
+def test_any_text_parses_or_raises_symdiff_errors_only(text):
+    try:
+        out = parse_and_build(text)
+    except sd.SymdiffError:
+        return
+    assert isinstance(out, (T.Tensor, float))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4000), st.sampled_from(["x+", "-", "(", "x**", "exp(", "not ", "2**"]))
+def test_deep_and_long_inputs_are_refused_or_built_never_crash(repeat, piece):
+    text = piece * repeat + "x" + (")" * repeat if piece.endswith("(") else "")
+    try:
+        out = parse_and_build(text)
+    except sd.SymdiffError:
+        return
+    assert isinstance(out, (T.Tensor, float))
