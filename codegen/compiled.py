@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from symdiff.errors import ArgumentError, DomainError, ShapeError
+from symdiff.errors import ArgumentError, DomainError, NonFiniteError, ShapeError
 from symdiff.ir import Program
 
 from .build import load_module
@@ -98,8 +98,10 @@ class Compiled:
     """
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
-                 parallel: bool | None = None, timings: dict | None = None):
+                 parallel: bool | None = None, timings: dict | None = None,
+                 check_finite: bool = False):
         self.wrt, self.title = tuple(wrt), title
+        self.check_finite = check_finite
         self._programs, self._kernels = programs, {}
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
         self._parallel = parallel
@@ -120,7 +122,10 @@ class Compiled:
 
     def __call__(self, **arguments):
         """The model's value: a float, or an array for per-example values."""
-        return self._kernel("value")(arguments)[0]
+        value = self._kernel("value")(arguments)[0]
+        if self.check_finite:
+            _check_finite(self.title, [("value", value)])
+        return value
 
     def grad(self, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
@@ -132,7 +137,11 @@ class Compiled:
         value, grads = kernel(arguments)
         if "compile" in kernel.timings:
             self.timings.setdefault("compile", kernel.timings["compile"])
-        return value, dict(zip(self.wrt, grads))
+        grads = dict(zip(self.wrt, grads))
+        if self.check_finite:
+            _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
+                                                            for w, g in grads.items()])
+        return value, grads
 
     def jvp(self, tangents: dict, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.
@@ -212,6 +221,17 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+def _check_finite(title: str, outputs) -> None:
+    """Raise NonFiniteError naming the first output with a NaN or an infinity."""
+    for what, value in outputs:
+        finite = np.isfinite(value)
+        if not np.all(finite):
+            where = "" if np.ndim(value) == 0 else \
+                f" at index {tuple(int(i) for i in np.argwhere(~finite)[0])}"
+            raise NonFiniteError(f"{title}: {what} is {np.ravel(value)[~np.ravel(finite)][0]}"
+                                 f"{where} (check_finite=True)")
 
 
 def _label_bound(program: Program, node):

@@ -25,7 +25,7 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            parallel=None, name=None):
+            parallel=None, check_finite=False, name=None):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -40,6 +40,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             A Tensor model must be a scalar loss, or per-example values with reduce=None.
         shapes, dtypes: for functions, {name: shape} and {name: dtype} of array inputs.
         parallel: None decides by batch size; True or False forces it.
+        check_finite: raise NonFiniteError naming the first NaN or infinite output (values
+            are otherwise returned as IEEE arithmetic gives them, like NumPy).
 
     >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
     >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
@@ -83,7 +85,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     from codegen.compiled import Compiled
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
-                    parallel, timings)
+                    parallel, timings, check_finite)
 
 
 def hvp(compiled):

@@ -1,0 +1,125 @@
+"""Non-finite values, domain edges, conventions at kinks, threads, processes and the cache."""
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from codegen import build
+
+
+@pytest.fixture(scope="module")
+def edges():
+    return sd.compile("log(x) + 1/y + exp(z) + sqrt(w)", wrt=["x", "y", "z", "w"])
+
+
+@pytest.mark.parametrize("point", [
+    dict(x=0.0, y=1.0, z=0.0, w=1.0),       # log 0 = -inf, d = inf
+    dict(x=-1.0, y=1.0, z=0.0, w=1.0),      # log of a negative: nan
+    dict(x=1.0, y=0.0, z=0.0, w=1.0),       # division by zero: inf, d = -inf
+    dict(x=1.0, y=1.0, z=1000.0, w=1.0),    # exp overflow: inf
+    dict(x=1.0, y=1.0, z=0.0, w=0.0),       # sqrt 0 = 0, d = inf
+    dict(x=np.nan, y=1.0, z=0.0, w=1.0),    # NaN in, NaN out
+    dict(x=np.inf, y=np.inf, z=-np.inf, w=np.inf),
+])
+def test_domain_edges_behave_like_numpy(edges, point):
+    value, grads = edges.value_and_grad(**point)
+    with np.errstate(all="ignore"):
+        x, y, z, w = (np.float64(point[k]) for k in "xyzw")
+        expected = np.log(x) + 1 / y + np.exp(z) + np.sqrt(w)
+        expected_grads = {"x": 1 / x, "y": -1 / y**2, "z": np.exp(z), "w": 0.5 / np.sqrt(w)}
+    np.testing.assert_equal(value, expected)
+    for k in grads:
+        np.testing.assert_equal(grads[k], expected_grads[k], err_msg=k)
+
+
+def test_check_finite_names_the_first_non_finite_output():
+    f = sd.compile("log(x) * w", wrt=["w"], batch=["x"], reduce=None, check_finite=True)
+    assert np.all(np.isfinite(f(w=2.0, x=np.array([1.0, 2.0]))))
+    with pytest.raises(sd.NonFiniteError, match=r"value is -inf at index \(1,\)"):
+        f(w=2.0, x=np.array([1.0, 0.0, -1.0]))
+    g = sd.compile("exp(w * x)", wrt=["w"], check_finite=True)
+    with pytest.raises(sd.NonFiniteError, match="value is inf"):
+        g.value_and_grad(w=1000.0, x=1.0)
+    with pytest.raises(FloatingPointError):  # NonFiniteError refines the builtin
+        g.value_and_grad(w=1.0, x=np.inf)
+
+
+def test_kinks_follow_pytorch_and_jax():
+    f = sd.compile("relu(a) + abs(b) + max(c, d)", wrt=["a", "b", "c", "d"])
+    assert f.grad(a=0.0, b=0.0, c=1.0, d=1.0) == {"a": 0.0, "b": 0.0, "c": 0.5, "d": 0.5}
+    x = sd.tensor("x", (4,))
+    g = sd.compile(sd.max(x), wrt=[x])
+    np.testing.assert_array_equal(g.grad(x=np.array([1.0, 3.0, 3.0, 2.0]))["x"],
+                                  [0.0, 0.5, 0.5, 0.0])
+
+
+def test_stable_forms_are_finite_wherever_the_math_is():
+    z = sd.tensor("z", ("n", 3))
+    f = sd.compile(sd.sum(sd.logsumexp(z, axis=1)) + sd.sum(sd.softplus(z)), wrt=[z])
+    big = np.array([[1000.0, -1000.0, 0.0], [-1e308, -1e308, -1e308], [1e308, 1e308, 1e308]])
+    value, grads = f.value_and_grad(z=big[:1])
+    assert value == pytest.approx(1000.0 + np.log1p(2 * np.exp(-1000.0)) + 1000.0 + np.log(2.0))
+    assert np.all(np.isfinite(grads["z"]))
+    value, grads = f.value_and_grad(z=big[1:2])  # equal, hugely negative logits
+    assert value == pytest.approx(-1e308 + np.log(3.0), rel=1e-12)
+    np.testing.assert_allclose(grads["z"], [[1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_two_threads_share_one_kernel(logistic, logistic_data):
+    _, loss = logistic
+    rng = np.random.default_rng(0)
+    batches = [{**logistic_data, "x0": rng.normal(size=37), "w0": rng.normal()}
+               for _ in range(40)]
+    serial = [loss.value_and_grad(**b) for b in batches]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = list(pool.map(lambda b: loss.value_and_grad(**b), batches))
+    for (v1, g1), (v2, g2) in zip(serial, threaded):
+        np.testing.assert_array_equal(v1, v2)
+        for k in g1:
+            np.testing.assert_array_equal(g1[k], g2[k])
+
+
+COMPILE_AND_PRINT = """
+import symdiff as sd
+f = sd.compile("sin(a*x) * exp(-b*x) + a*b", wrt=["a", "b"], batch=["x"])
+import numpy as np
+value, grads = f.value_and_grad(a=1.5, b=0.25, x=np.linspace(0, 3, 11))
+print(repr(value), repr(grads["a"]), repr(grads["b"]))
+"""
+
+
+def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
+    env = {**os.environ, build.ENV_VAR: str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", COMPILE_AND_PRINT], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    assert outputs[0][0] == outputs[1][0] and outputs[0][0].strip()
+    modules = list((tmp_path / "cache").glob("k_*.py"))
+    assert len(modules) == 1  # one file for the one model (value and gradient kernel)
+    assert (tmp_path / "cache").stat().st_mode & 0o077 == 0
+
+
+def test_a_corrupt_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv(build.ENV_VAR, str(tmp_path))
+    source = '"""a generated module"""\nVALUE = 42\n'
+    path = tmp_path / f"k_{build.source_key(source)}.py"
+    path.write_text(source[:10])  # a truncated write
+    module, reused = build.load_module(source)
+    assert not reused and module.VALUE == 42 and path.read_text() == source
+    del sys.modules[module.__name__]
+    assert build.load_module(source)[1]  # now valid: reused as is
+
+
+def test_a_cache_others_can_write_is_refused(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv(build.ENV_VAR, str(shared))
+    with pytest.raises(PermissionError, match="can be written by others"):
+        build.cache_dir()
