@@ -61,6 +61,7 @@ class _Emitter:
         self.unit_of = {s.node.uid: k for k, u in enumerate(self.units) for s in u.stmts}
         self.read_by: dict[int, set[int]] = {}
         virtual = virtual_nodes(program)
+        self.comment_names = comment_names(program)
         for k, unit in enumerate(self.units):
             for s in unit.stmts:
                 for inp in sources(s.node, virtual):
@@ -148,7 +149,7 @@ class _Emitter:
         lines = []
         for origin, line in pairs:
             if origin is not None and origin is not current:
-                lines.append(f"# from: {format_origin(origin, self.names)}")
+                lines.append(f"# from: {format_origin(origin, self.comment_names)}")
             current = origin
             lines.append(line)
         return lines
@@ -338,6 +339,17 @@ def _take_along(x, labels):
     return out
 
 '''
+
+
+def comment_names(program: Program) -> dict[int, str]:
+    """Names for `# from:` comments: a broadcast read in place is quoted by its source's name,
+    as the loops read it."""
+    names = program.names()
+    virtual = virtual_nodes(program)
+    for s in program.stmts:
+        if s.node.uid in virtual and s.node.op == "broadcast":
+            names[s.node.uid] = names[s.node.inputs[0].uid]
+    return names
 
 
 def _dims(program: Program) -> dict[str, str]:

@@ -17,6 +17,7 @@ from .errors import ArgumentError, DifferentiationError
 from .forward import jvp
 from .from_sympy import from_sympy
 from .ir import topological
+from .ops import format_shape
 from .parse import build, free_names, parse_formula
 from .passes.stable import stabilize
 from .trace import parameter_names, trace
@@ -56,7 +57,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     per_sample = reduce is None and output.shape != ()
     if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
         raise DifferentiationError(
-            f"the loss must be a scalar, but it has shape {output.shape}: reduce it with "
+            f"the loss must be a scalar, but it has shape {format_shape(output.shape)}: reduce it with "
             f"sd.mean or sd.sum, or pass reduce=None for per-example values and gradients")
     if output.shape != () and not per_sample:
         output = REDUCTIONS[reduce](output)

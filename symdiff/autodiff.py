@@ -185,6 +185,8 @@ def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=No
         forward = node.uid in forward_uids
         if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
             name = _fresh("d" + names[adjoint_of[node.uid].uid], taken)
+        elif node.op == "broadcast" and node.inputs[0].uid in names:
+            name = _fresh(names[node.inputs[0].uid] + "_bc", taken)  # a broadcast copy of it
         else:
             counter += 1
             name = _fresh(f"{_hint(node)}{counter}", taken)
@@ -206,4 +208,4 @@ def _hint(node: Node) -> str:
     if node.op == "elementwise":
         return body_name(node.attr("body"))
     return {"const": "c", "dim": "size", "stop_gradient": "sg", "take_along": "take",
-            "concatenate": "cat", "broadcast": "bc"}.get(node.op, node.op)
+            "concatenate": "cat"}.get(node.op, node.op)

@@ -80,6 +80,9 @@ def format_origin(node: Node, names: dict[int, str]) -> str:
     """What a `# from:` comment quotes: the forward statement, or the input summed over."""
     if node.op == "input":
         return f"{node.attr('name')} (an input: the adjoints of its uses, summed)"
+    if node.op == "broadcast":
+        source = names.get(node.inputs[0].uid, "?")
+        return f"{source} broadcast to {ops.format_shape(node.shape)} (adjoint summed back)"
     return format_stmt(node, names)
 
 

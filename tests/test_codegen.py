@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from codegen.emit import emit_source
+from codegen.emit import comment_names, emit_source
 from conftest import LOGISTIC, mlp_arguments
 from symdiff.interpret import run
 from symdiff.printing import format_origin
@@ -47,7 +47,7 @@ def test_three_paths_agree_on_an_mlp(mlp):
 
 def test_every_adjoint_line_sits_under_its_from_comment(mlp, neuron, logistic):
     for compiled in (mlp, neuron, logistic[1]):
-        names = compiled.program.names()
+        names = comment_names(compiled.program)
         lines = compiled.source.splitlines()
         for stmt in compiled.program.stmts:
             if stmt.origin is None:

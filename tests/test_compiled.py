@@ -55,6 +55,7 @@ def test_fan_out_and_logistic_loss_formulas():
     value, grads = g.value_and_grad(X=3.0, y=1.0, W=3.0)
     assert value == pytest.approx(1.234021897e-4, rel=1e-9)
     assert grads["W"] == pytest.approx(-3.701837280e-4, rel=1e-9)
+    assert g.value_and_grad(X=3.0, y=1.0, W=-300.0) == (900.0, {"W": -3.0})  # no overflow
 
 
 def numpy_logistic(a):

@@ -28,3 +28,14 @@ def test_mlp_learns_digits(capsys):
 def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds():
     newton_steps, descent_steps = load("newton").main(n=200)
     assert newton_steps <= 10 and descent_steps >= 100
+
+
+def test_lectures_example_checks_every_number(capsys):
+    load("lectures").main()
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and "# from:" in out
+
+
+def test_fit_formula_recovers_the_parameters(capsys):
+    fitted = load("fit_formula").main(n=500, epochs=10, tolerance=0.05, show_source=False)
+    assert set(fitted) == {"a", "b", "c"}

@@ -27,6 +27,9 @@ def test_stable_forms():
     assert any(isinstance(b, ops.sigmoid) for b in bodies(stabilize(1 / (1 + T.exp(-u)))))
     assert any(b.func.__name__ == "log1p" for b in bodies(stabilize(T.log(1 + u * u))))
     assert any(b.func.__name__ == "expm1" for b in bodies(stabilize(T.exp(u) - 1)))
+    lecture = stabilize(-T.log(1 / (1 + T.exp(-u))))  # one rewrite exposes the next
+    assert any(isinstance(b, ops.softplus) for b in bodies(lecture))
+    assert not any(isinstance(b, (sp.log, ops.sigmoid)) for b in bodies(lecture))
     kept = stabilize(T.log(u) + T.log(u + 2))
     assert not any(b.func.__name__ in ("log1p", "softplus") for b in bodies(kept))
 

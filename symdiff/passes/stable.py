@@ -83,8 +83,12 @@ def _rewrite(node: Node, new: dict) -> T.Tensor:
     leaves: dict[sp.Symbol, T.Tensor] = {}
     expr = _inline(node, new, leaves, DEPTH)
     stable = expr
-    for kind, rule in RULES:
-        stable = stable.replace(lambda e: isinstance(e, kind) and rule(e) is not None, rule)
+    for _ in range(3):  # a rewrite can expose another: log(1/(1+exp(-u))) -> log(sigmoid(u))
+        before = stable
+        for kind, rule in RULES:
+            stable = stable.replace(lambda e: isinstance(e, kind) and rule(e) is not None, rule)
+        if stable == before:
+            break
     if stable == expr:
         env = {ops.placeholder(k): new[i.uid] for k, i in enumerate(node.inputs)}
         return T.as_tensor(T.apply_body(node.attr("body"), env))
@@ -93,13 +97,15 @@ def _rewrite(node: Node, new: dict) -> T.Tensor:
 
 
 def _inline(node: Node, new: dict, leaves: dict, depth: int) -> sp.Expr:
-    """`node`'s body with elementwise inputs of the same shape inlined `depth` levels deep."""
+    """`node`'s body with its (already rewritten) elementwise inputs of the same shape inlined
+    `depth` levels deep."""
     env = {}
-    for k, inp in enumerate(node.inputs):
+    for k, old in enumerate(node.inputs):
+        inp = new[old.uid].node if old.uid in new else old
         if depth > 1 and inp.op == "elementwise" and inp.shape == node.shape:
-            env[ops.placeholder(k)] = _inline(inp, new, leaves, depth - 1)
+            env[ops.placeholder(k)] = _inline(inp, {}, leaves, depth - 1)
         else:
             symbol = sp.Symbol(f"_leaf{inp.uid}", real=True)
-            leaves[symbol] = new[inp.uid]
+            leaves[symbol] = T.Tensor(inp)
             env[ops.placeholder(k)] = symbol
     return node.attr("body").xreplace(env)
