@@ -67,6 +67,15 @@ class _Emitter:
                 for inp in sources(s.node, virtual):
                     self.read_by.setdefault(inp.uid, set()).add(k)
         self.outputs = {n.uid for _, n in program.outputs}
+        readers: dict[int, list[Node]] = {}
+        for stmt in program.stmts:
+            for inp in stmt.node.inputs:
+                readers.setdefault(inp.uid, []).append(stmt.node)
+        # a matrix transpose read only by matmuls is written as a `.T` view in the np.dot call
+        self.inline_transposes = {
+            s.node.uid for s in program.stmts
+            if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in self.outputs
+            and all(r.op == "matmul" for r in readers.get(s.node.uid, []))}
         taken = set(self.names.values())
         self.var = {role: _fresh(role, taken) for role in ("nchunks", "chunks", "c", "lo", "hi")}
         self.index = [_fresh(v, taken) for v in INDEX]
@@ -169,8 +178,12 @@ class _Emitter:
         if op == "stop_gradient":
             return [f"{name} = {args[0]}"]
         if op == "matmul":
+            args = [f"{self.name(i.inputs[0])}.T" if i.uid in self.inline_transposes else arg
+                    for i, arg in zip(node.inputs, args)]
             return [f"{name} = np.dot({args[0]}, {args[1]})"]
         if op == "transpose":
+            if node.uid in self.inline_transposes:
+                return []
             if node.rank == 2:
                 return [f"{name} = {args[0]}.T"]
             return [f"{name} = np.transpose({args[0]}, {a['perm']})"]

@@ -63,9 +63,11 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     forward_uids = {n.uid for n in forward}
     origin: dict[int, Node] = {}  # uid of an adjoint-part node -> the forward node it came from
     lifted = _parameter_only(forward, depends, per_example) if per_example else set()
+    step: dict[int, int] = {}  # forward uid -> when the reverse walk handled it
     for v in reversed(forward):
         if v.uid not in pending:
             continue
+        step[v.uid] = len(step)
         dv = _sum_all(pending.pop(v.uid))
         total[v.uid] = dv
         adjoint_of.setdefault(dv.node.uid, v)
@@ -95,7 +97,7 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
     for _, node in outputs:
         _claim(node, None, origin, forward_uids)
-    return schedule(outputs, origin, adjoint_of, forward_uids, inputs)
+    return schedule(outputs, origin, adjoint_of, forward_uids, inputs, step)
 
 
 def gradients(program: Program) -> list[T.Tensor]:
@@ -162,11 +164,15 @@ def _per_example_rule(v: Node, k: int, dv: T.Tensor, args, batch: str):
     return grad
 
 
-def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=None) -> Program:
+def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=None,
+             step=None) -> Program:
     """Order the nodes reachable from `outputs` into named statements (forward first).
 
-    `origin` maps the uid of each adjoint-part node to the forward node it comes from.
+    `origin` maps the uid of each adjoint-part node to the forward node it comes from, and
+    `step` each forward uid to when the reverse walk handled it: adjoint statements are
+    grouped by step, as they were made (each step reads only what earlier steps made).
     """
+    step = step or {}
     origin, adjoint_of = origin or {}, adjoint_of or {}
     forward_uids = forward_uids if forward_uids is not None else set()
     nodes = topological([n for _, n in outputs])
@@ -179,8 +185,15 @@ def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=No
     taken = set(names.values())
     stmts, counter = [], 0
     body_nodes = [n for n in nodes if n.op != "input"]
-    # forward statements keep their order; adjoint statements follow, each after its origin
-    body_nodes.sort(key=lambda n: (n.uid not in forward_uids, n.uid))
+    # forward statements first in graph order, then adjoint statements step by step
+    late = len(step)
+
+    def when(n):
+        if n.uid in forward_uids:
+            return -1
+        v = origin.get(n.uid)
+        return step.get(v.uid, late) if v is not None else late
+    body_nodes.sort(key=when)
     for node in body_nodes:
         forward = node.uid in forward_uids
         if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:

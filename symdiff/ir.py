@@ -32,7 +32,7 @@ class Node:
     shape: Shape
     dtype: str
     attrs: tuple[tuple[str, object], ...]
-    uid: int  # creation order: every input has a smaller uid than its consumers
+    uid: int  # identity for hash-consing; every input has a smaller uid than its consumers
 
     def attr(self, key, default=None):
         for k, v in self.attrs:
@@ -62,15 +62,25 @@ def make_node(op: str, inputs, shape, dtype: str, /, **attrs) -> Node:
 
 
 def topological(outputs) -> list[Node]:
-    """All nodes reachable from `outputs`, inputs before consumers (by creation order)."""
-    seen: dict[int, Node] = {}
-    stack = list(outputs)
-    while stack:
-        node = stack.pop()
-        if node.uid not in seen:
-            seen[node.uid] = node
-            stack.extend(node.inputs)
-    return [seen[uid] for uid in sorted(seen)]
+    """All nodes reachable from `outputs`, inputs before consumers.
+
+    A depth-first post-order over the graph's structure alone (outputs in order, inputs in
+    order), never over creation order: nodes are shared between models, so the same model
+    must get the same order, and so the same generated text, whatever was built before it.
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in outputs:
+        stack = [(root, False)]
+        while stack:
+            node, finished = stack.pop()
+            if finished:
+                order.append(node)
+            elif node.uid not in seen:
+                seen.add(node.uid)
+                stack.append((node, True))
+                stack.extend((i, False) for i in reversed(node.inputs) if i.uid not in seen)
+    return order
 
 
 # Module-level and builtin names a generated module uses; a user symbol may not take them.

@@ -116,3 +116,22 @@ def test_every_op_compiled_matches_the_interpreter_and_finite_differences():
         arguments["labels"] = rng.integers(0, 4, n)
         three_paths(compiled, arguments)
         assert sd.check_grad(compiled, **arguments) < 1e-6
+
+
+def test_text_does_not_depend_on_what_the_process_built_before(tmp_path):
+    """Nodes are shared between models; the generated text must not notice."""
+    import subprocess
+    import sys
+    script = """
+import sys, symdiff as sd
+if sys.argv[1] == "after":
+    sd.compile("log(1 + exp(-y*(w*x + b))) + w*w", wrt=["w", "b"], batch=["x", "y"])
+    sd.compile("sin(x) * w + b", wrt=["b", "w"], batch=["x"], reduce=None)
+print(sd.compile("w*x + b*sin(w) + log(1 + exp(-y*(w*x + b)))", wrt=["w", "b"],
+                 batch=["x", "y"]).source)
+"""
+    env = {**__import__("os").environ, "SYMDIFF_CACHE_DIR": str(tmp_path)}
+    texts = [subprocess.run([sys.executable, "-c", script, order], env=env, text=True,
+                            capture_output=True, check=True).stdout
+             for order in ("alone", "after")]
+    assert texts[0] == texts[1] and "def kernel" in texts[0]
