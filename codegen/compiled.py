@@ -15,7 +15,7 @@ from symdiff.errors import ArgumentError, DomainError, NonFiniteError, ShapeErro
 from symdiff.ir import Program
 
 from .build import load_module
-from .emit import emit_source
+from .emit import emit_source, program_dtype
 
 NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
 PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
@@ -46,16 +46,21 @@ class Kernel:
         module, self.reused_file = load_module(self.source)
         self.timings["load"] = time.perf_counter() - start
         self._function = module.kernel
+        self.dtype = program_dtype(program)
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
         args, nchunks = self._bind(arguments)
         if "compile" in self.timings:
-            return self._function(*args, nchunks)
-        start = time.perf_counter()
-        result = self._function(*args, nchunks)
-        self.timings["compile"] = time.perf_counter() - start
-        return result
+            value, rest = self._function(*args, nchunks)
+        else:
+            start = time.perf_counter()
+            value, rest = self._function(*args, nchunks)
+            self.timings["compile"] = time.perf_counter() - start
+        if self.dtype == "float32":  # Numba returns float32 scalars as Python floats
+            value = np.float32(value) if isinstance(value, float) else value
+            rest = tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
+        return value, rest
 
     def _bind(self, arguments: dict):
         unknown = [k for k in arguments if k not in self.inputs]
@@ -250,7 +255,7 @@ def _convert(spec: _Input, value, dims: dict):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise ArgumentError(f"{spec.name} must be a real number, not "
                                 f"{type(value).__name__}")
-        return float(value) if spec.dtype != "int64" else int(value)
+        return _SCALAR[spec.dtype](value)
     try:
         array = np.asarray(value)
     except Exception as e:
@@ -273,8 +278,10 @@ def _convert(spec: _Input, value, dims: dict):
         elif want_dim != got:
             raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
                              f"{array.shape}: axis {axis} is {got}, not {want_dim}")
-    dtype = np.int64 if spec.dtype == "int64" else np.float64
-    return np.ascontiguousarray(array, dtype=dtype)
+    return np.ascontiguousarray(array, dtype=_SCALAR[spec.dtype])
+
+
+_SCALAR = {"float64": np.float64, "float32": np.float32, "int64": np.int64}
 
 
 def _check_labels(spec: _Input, labels: np.ndarray, dims: dict) -> None:

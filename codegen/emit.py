@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from symdiff import ops
+from symdiff.errors import ShapeError
 from symdiff.ir import Node, Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
@@ -82,6 +85,8 @@ class _Emitter:
         self.dims = {_fresh(d, taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
         self.helpers: set[str] = set()
+        self.dtype = program_dtype(program)
+        self.single = self.dtype == "float32"
         self.last_origin = None
 
     def name(self, node: Node) -> str:
@@ -131,6 +136,16 @@ class _Emitter:
         parts.append("\n".join(kernel) + "\n")
         return "\n".join(parts)
 
+    @property
+    def typed(self) -> str:
+        """The dtype argument of an allocation in float32 code."""
+        return ", dtype=np.float32" if self.single else ""
+
+    def number(self, value: float) -> str:
+        if value == -np.inf:
+            return "np.float32(-np.inf)" if self.single else "-np.inf"
+        return f"np.float32({value!r})" if self.single else repr(value)
+
     def shape(self, shape) -> str:
         """A shape as code: symbolic dimensions by their variables."""
         dims = [str(self.dim_var.get(d, d)) for d in shape]
@@ -168,11 +183,12 @@ class _Emitter:
         args = [self.name(i) for i in node.inputs]
         op = node.op
         if op == "elementwise":
-            return [f"{name} = {print_body(a['body'], args)}"]
+            return [f"{name} = {print_body(a['body'], args, self.dtype)}"]
         if op == "dim":
-            return [f"{name} = float({self.dim_var[a['name']]})"]
+            return [f"{name} = {'np.float32' if self.single else 'float'}"
+                    f"({self.dim_var[a['name']]})"]
         if op == "const":
-            value = repr(a["value"])
+            value = self.number(a["value"])
             return [f"{name} = np.full({self.shape(node.shape)}, {value})" if node.rank
                     else f"{name} = {value}"]
         if op == "stop_gradient":
@@ -276,7 +292,7 @@ class _Emitter:
         """The text that computes `node` inside a loop over `idx` (statement right-hand side)."""
         if node.op == "elementwise":
             return print_body(node.attr("body"),
-                              [self.operand(loop, i, idx) for i in node.inputs])
+                              [self.operand(loop, i, idx) for i in node.inputs], self.dtype)
         if node.op == "broadcast":
             src = node.inputs[0]
             if src.rank == 0:
@@ -313,11 +329,11 @@ class _Emitter:
         nchunks = self.var["nchunks"]
         rows = self.var["chunks"] if self.chunked(unit) else "1"
         for n in loop.stores:
-            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)})")
-        for n in loop.direct:
-            fill = "0.0" if n.op == "sum" else "-np.inf"
+            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
+        for n in loop.direct:  # accumulated along inner axes, in the program's float type
+            fill = self.number(0.0 if n.op == "sum" else -np.inf)
             lines.append(f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
-        for n in loop.partial:
+        for n in loop.partial:  # batch sums: float64 partials, rounded once at the end
             fill = "0.0" if n.op == "sum" else "-np.inf"
             lines.append(f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
                          f"{fill})")
@@ -333,25 +349,40 @@ class _Emitter:
         for n in loop.partial:
             part, name = f"part_{self.name(n)}", self.name(n)
             if n.op == "sum":
-                lines.append(f"    {name} = {part}.sum()" if n.rank == 0
-                             else f"    {name} = {part}.sum(axis=0)")
+                total = f"{part}.sum()" if n.rank == 0 else f"{part}.sum(axis=0)"
+            elif n.rank == 0:
+                total = f"{part}.max()"
             else:
-                lines += [f"    {name} = {part}.max()" if n.rank == 0 else
-                          f"    {name} = {part}[0].copy()\n"
-                          f"    for {self.var['c']} in range(1, {rows}):\n"
+                lines += [f"    {name} = {part}[0].copy()",
+                          f"    for {self.var['c']} in range(1, {rows}):",
                           f"        {name} = np.maximum({name}, {part}[{self.var['c']}])"]
+                total = name
+            if self.single:
+                total = f"np.float32({total})" if n.rank == 0 else f"{total}.astype(np.float32)"
+            if total != name:
+                lines.append(f"    {name} = {total}")
         return lines
 
 
 TAKE_ALONG = '''@njit(cache=True, error_model="numpy")
 def _take_along(x, labels):
     """x[i, labels[i]] for each row i (labels were range-checked before the call)."""
-    out = np.empty(labels.shape[0])
+    out = np.empty(labels.shape[0], dtype=x.dtype)
     for i in range(labels.shape[0]):
         out[i] = x[i, labels[i]]
     return out
 
 '''
+
+
+def program_dtype(program: Program) -> str:
+    """float32 if the float inputs are float32, else float64; one program, one float type."""
+    floats = {n.dtype for n in program.inputs if n.dtype in ("float32", "float64")}
+    if len(floats) > 1:
+        single = sorted(n.attr("name") for n in program.inputs if n.dtype == "float32")
+        raise ShapeError(f"inputs mix float32 ({', '.join(single)}) and float64: give every "
+                         f"float input one dtype")
+    return floats.pop() if floats else "float64"
 
 
 def comment_names(program: Program) -> dict[int, str]:

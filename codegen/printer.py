@@ -12,45 +12,71 @@ from sympy.printing.pycode import PythonCodePrinter
 from symdiff import ops
 
 
+# Elementary functions: math.* keeps float64 code short; in float32 code np.* keeps float32
+# (Numba's math.exp of a float32 is a float64).
+ELEMENTARY = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
+              "tan": "tan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "asin": "arcsin",
+              "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "log1p": "log1p",
+              "expm1": "expm1"}
+
+
 class KernelPrinter(PythonCodePrinter):
     """Scalar Numba code for a body whose placeholders stand for `operands`."""
 
-    def __init__(self, operands: dict[str, str]):
+    def __init__(self, operands: dict[str, str], dtype: str = "float64"):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self._operands = operands
+        self._single = dtype == "float32"
+
+    def number(self, value: float) -> str:
+        """A float literal, typed when the code is float32 (a bare 0.5 would be float64)."""
+        return f"np.float32({value!r})" if self._single else repr(value)
 
     def _print_Symbol(self, expr):
         return self._operands[expr.name]
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        return self.number(float(expr))
 
     def _print_Integer(self, expr):
-        return f"{int(expr)}.0"
+        return self.number(float(expr))
 
     def _print_Rational(self, expr):
-        return f"({float(expr)!r})"
+        return self.number(float(expr))
+
+    def _elementary(self, expr):
+        name = type(expr).__name__
+        args = ", ".join(self._print(a) for a in expr.args)
+        if self._single:
+            return f"np.{ELEMENTARY[name]}({args})"
+        return f"math.{'atan2' if name == 'atan2' else name}({args})"
+
+    def _print_erf(self, expr):  # only math.erf compiles: cast it back in float32 code
+        text = f"math.erf({self._print(expr.args[0])})"
+        return f"np.float32({text})" if self._single else text
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
         if exp.is_Integer:  # integer powers stay exact and fast: x**2 -> x*x by LLVM
             text = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
             if exp == -1:
-                return f"1.0 / {text}"
+                return f"{self.number(1.0)} / {text}"
             return f"{text}**{int(exp)}"
         if exp == sp.S.Half:
-            return f"math.sqrt({self._print(base)})"
-        return super()._print_Pow(expr, rational)
+            return f"{'np' if self._single else 'math'}.sqrt({self._print(base)})"
+        text = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
+        return f"{text}**{self.parenthesize(exp, sp.printing.precedence.PRECEDENCE['Pow'])}"
 
     def _print_sigmoid(self, expr):
-        return f"(1.0 / (1.0 + math.exp(-{self._paren(expr.args[0])})))"
+        one, m = self.number(1.0), "np" if self._single else "math"
+        return f"({one} / ({one} + {m}.exp(-{self._paren(expr.args[0])})))"
 
     def _print_softplus(self, expr):  # log(1 + exp(x)) without overflow
-        x = self._paren(expr.args[0])
-        return f"(max({x}, 0.0) + math.log1p(math.exp(-abs({x}))))"
+        x, m = self._paren(expr.args[0]), "np" if self._single else "math"
+        return f"(max({x}, {self.number(0.0)}) + {m}.log1p({m}.exp(-abs({x}))))"
 
     def _print_relu(self, expr):
-        return f"np.maximum({self._print(expr.args[0])}, 0.0)"
+        return f"np.maximum({self._print(expr.args[0])}, {self.number(0.0)})"
 
     def _print_Max(self, expr):
         return self._fold("np.maximum", expr.args)
@@ -59,10 +85,10 @@ class KernelPrinter(PythonCodePrinter):
         return self._fold("np.minimum", expr.args)
 
     def _print_Heaviside(self, expr):  # a select, never np.heaviside (it does not compile)
-        x = self._paren(expr.args[0])
+        x, one, zero = self._paren(expr.args[0]), self.number(1.0), self.number(0.0)
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        at_zero = "0.0" if h0 == 0 else f"({self._print(h0)} if {x} == 0.0 else 0.0)"
-        return f"(1.0 if {x} > 0.0 else {at_zero})"
+        at_zero = zero if h0 == 0 else f"({self._print(h0)} if {x} == 0.0 else {zero})"
+        return f"({one} if {x} > 0.0 else {at_zero})"
 
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
@@ -81,17 +107,11 @@ class KernelPrinter(PythonCodePrinter):
             return f"({self._print(expr.args[0])} != 0)"
         return super()._print_Relational(expr)
 
-    def _print_log1p(self, expr):
-        return f"math.log1p({self._print(expr.args[0])})"
-
-    def _print_expm1(self, expr):
-        return f"math.expm1({self._print(expr.args[0])})"
-
     def _print_Exp1(self, expr):
-        return "math.e"
+        return "np.float32(math.e)" if self._single else "math.e"
 
     def _print_Pi(self, expr):
-        return "math.pi"
+        return "np.float32(math.pi)" if self._single else "math.pi"
 
     def _paren(self, expr):
         text = self._print(expr)
@@ -104,7 +124,11 @@ class KernelPrinter(PythonCodePrinter):
         return text
 
 
-def print_body(body: sp.Expr, operands: list[str]) -> str:
+for _name in ELEMENTARY:
+    setattr(KernelPrinter, f"_print_{_name}", KernelPrinter._elementary)
+
+
+def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64") -> str:
     """`body` as Numba scalar code, with placeholder k printed as operands[k]."""
     env = {ops.placeholder(k).name: text for k, text in enumerate(operands)}
-    return KernelPrinter(env).doprint(body)
+    return KernelPrinter(env, dtype).doprint(body)

@@ -26,7 +26,7 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            parallel=None, check_finite=False, name=None):
+            dtype=float, parallel=None, check_finite=False, name=None):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -39,7 +39,10 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
             per-sample values and per-example gradients, each of shape (n, *parameter shape).
             A Tensor model must be a scalar loss, or per-example values with reduce=None.
-        shapes, dtypes: for functions, {name: shape} and {name: dtype} of array inputs.
+        shapes, dtypes: {name: shape} and {name: dtype} of inputs of formulas and functions
+            (scalars by default; "n"-long vectors for `batch` names).
+        dtype: float or "float32": the float type of formula and function inputs. A float32
+            model computes in float32 end to end; only batch sums accumulate in float64.
         parallel: None decides by batch size; True or False forces it.
         check_finite: raise NonFiniteError naming the first NaN or infinite output (values
             are otherwise returned as IEEE arithmetic gives them, like NumPy).
@@ -52,7 +55,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         raise ArgumentError(f"reduce must be 'mean', 'sum' or None, not {reduce!r}")
     timings = {}
     start = time.perf_counter()
-    output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes)
+    output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype)
     wrt_names = _wrt_names(wrt, env, title)
     per_sample = reduce is None and output.shape != ()
     if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
@@ -143,7 +146,7 @@ def _program(outputs, inputs) -> "Program":
     return schedule(outputs, inputs=inputs)
 
 
-def _front_end(model, wrt, batch, reduce, shapes, dtypes):
+def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
     """(output Tensor, {input name: Tensor} in argument order, title)."""
     batch = [batch] if isinstance(batch, str) else list(batch)
     shapes, dtypes = dict(shapes or {}), dict(dtypes or {})
@@ -156,7 +159,7 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes):
         env = {}
         for n in names:
             shape = shapes.get(n, ("n",) if n in batch else ())
-            env[n] = T.tensor(n, shape, dtypes.get(n, float))
+            env[n] = T.tensor(n, shape, dtypes.get(n, dtype))
         return env
 
     if isinstance(model, str):

@@ -345,8 +345,8 @@ def _matmul_shape(A, B):
     if not same_dim(A.shape[-1], B.shape[0]):
         raise ShapeError(f"shapes {format_shape(A.shape)} and {format_shape(B.shape)} do not fit "
                          f"A @ B: {A.shape[-1]} != {B.shape[0]}")
-    if A.dtype not in ("float64", "float32") or B.dtype != A.dtype:
-        raise ShapeError(f"@ needs two float arrays of one dtype, not {A.dtype} and {B.dtype}")
+    if A.dtype not in ("float64", "float32") or B.dtype not in ("float64", "float32"):
+        raise ShapeError(f"@ needs float arrays, not {A.dtype} and {B.dtype}")
     return A.shape[:-1] + B.shape[1:], A.dtype
 
 

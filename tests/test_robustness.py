@@ -123,3 +123,61 @@ def test_a_cache_others_can_write_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(build.ENV_VAR, str(shared))
     with pytest.raises(PermissionError, match="can be written by others"):
         build.cache_dir()
+
+
+# ---------------------------------------------------------------- float32
+
+LOGISTIC_L2 = "log(1 + exp(-y*(w0*x0 + w1*x1 + b))) + 0.5*w0**2"
+
+
+def float32_variables(kernel):
+    """{variable: Numba type} of every compiled function of a kernel's module."""
+    module = sys.modules[kernel._function.py_func.__module__]
+    types = {}
+    for name, fn in vars(module).items():
+        if name.startswith(("kernel", "_loop")) and hasattr(fn, "overloads"):
+            for result in fn.overloads.values():
+                types.update({k: str(t) for k, t in result.type_annotation.typemap.items()})
+    return types
+
+
+def test_float32_models_compute_in_float32_and_agree_with_float64(tmp_path, monkeypatch):
+    monkeypatch.setenv(build.ENV_VAR, str(tmp_path))  # compile afresh: Numba keeps the types
+    kwargs = dict(wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
+    single, double = sd.compile(LOGISTIC_L2, dtype="float32", **kwargs), sd.compile(LOGISTIC_L2,
+                                                                                      **kwargs)
+    rng = np.random.default_rng(4)
+    data = dict(w0=0.3, w1=-0.2, b=0.1, x0=rng.normal(size=500), x1=rng.normal(size=500),
+                y=np.sign(rng.normal(size=500)))
+    value, grads = single.value_and_grad(**data)
+    reference, reference_grads = double.value_and_grad(**data)
+    assert isinstance(value, np.float32) and all(isinstance(g, np.float32) for g in grads.values())
+    assert value == pytest.approx(reference, rel=1e-6)
+    assert grads == pytest.approx(reference_grads, rel=1e-5)
+    types = float32_variables(single._kernel("grad"))
+    statements = {s.name for s in single.program.stmts if s.node.op == "elementwise"}
+    promoted = {k: t for k, t in types.items() if k.split(".")[0] in statements and t != "float32"}
+    assert not promoted  # no constant or temporary silently became float64
+    assert types["part_sum11"] == "array(float64, 1d, C)"  # batch sums accumulate in float64
+
+
+def test_float32_mlp_matches_float64_within_float32_tolerance(mlp):
+    from conftest import mlp_arguments
+    X = sd.tensor("X", ("n", 6), dtype="float32"); y = sd.tensor("y", ("n",), dtype=int)
+    W1 = sd.tensor("W1", (6, 5), "float32"); b1 = sd.tensor("b1", (5,), "float32")
+    W2 = sd.tensor("W2", (5, 3), "float32"); b2 = sd.tensor("b2", (3,), "float32")
+    loss = sd.mean(sd.softmax_cross_entropy(sd.relu(X @ W1 + b1) @ W2 + b2, y))
+    single = sd.compile(loss, wrt=[W1, b1, W2, b2])
+    a = mlp_arguments(64)
+    value, grads = single.value_and_grad(**a)
+    reference, reference_grads = mlp.value_and_grad(**a)
+    assert value.dtype == np.float32 and value == pytest.approx(reference, rel=1e-6)
+    for k in grads:
+        assert grads[k].dtype == np.float32
+        np.testing.assert_allclose(grads[k], reference_grads[k], rtol=2e-4, atol=1e-6)
+
+
+def test_mixed_float_widths_are_refused():
+    x = sd.tensor("x", (3,), "float32"); w = sd.tensor("w", (3,))
+    with pytest.raises(sd.ShapeError, match=r"mix float32 \(x\) and float64"):
+        sd.compile(sd.sum(x * w), wrt=[w])
