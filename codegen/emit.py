@@ -84,7 +84,6 @@ class _Emitter:
         self.index = [_fresh(v, taken) for v in INDEX]
         self.dims = {_fresh(d, taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
-        self.helpers: set[str] = set()
         self.dtype = program_dtype(program)
         self.single = self.dtype == "float32"
         self.last_origin = None
@@ -130,7 +129,6 @@ class _Emitter:
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
         parts = [HEADER.format(title=title)]
-        parts += [h for h in sorted(self.helpers)]
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
@@ -210,9 +208,6 @@ class _Emitter:
             if node.rank == 0:
                 return [f"{name} = np.ascontiguousarray({args[0]}).ravel()[0]"]
             return [f"{name} = np.ascontiguousarray({args[0]}).reshape({self.shape(node.shape)})"]
-        if op == "take_along":
-            self.helpers.add(TAKE_ALONG)
-            return [f"{name} = _take_along({args[0]}, {args[1]})"]
         if op == "concatenate":
             return [f"{name} = np.concatenate(({', '.join(args)},), axis={a['axis']})"]
         if op == "slice":
@@ -303,6 +298,9 @@ class _Emitter:
             return f"{self.read(loop, src)}[{picks}]"
         if node.op == "iota":
             return idx[node.attr("axis")]
+        if node.op == "take_along":  # a gather: labels were range-checked before the call
+            x, labels = node.inputs
+            return f"{self.read(loop, x)}[{idx[0]}, {self.operand(loop, labels, idx)}]"
         return self.operand(loop, node, idx)
 
     def operand(self, loop: _Loop, node: Node, idx: str) -> str:
@@ -362,17 +360,6 @@ class _Emitter:
             if total != name:
                 lines.append(f"    {name} = {total}")
         return lines
-
-
-TAKE_ALONG = '''@njit(cache=True, error_model="numpy")
-def _take_along(x, labels):
-    """x[i, labels[i]] for each row i (labels were range-checked before the call)."""
-    out = np.empty(labels.shape[0], dtype=x.dtype)
-    for i in range(labels.shape[0]):
-        out[i] = x[i, labels[i]]
-    return out
-
-'''
 
 
 def program_dtype(program: Program) -> str:

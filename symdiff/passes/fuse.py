@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..ir import Node, Program, Stmt
 
-LOOP_OPS = frozenset({"elementwise", "broadcast", "sum", "max", "iota", "dim"})
+LOOP_OPS = frozenset({"elementwise", "broadcast", "sum", "max", "iota", "dim", "take_along"})
 INDEX_MAPS = frozenset({"broadcast", "iota"})
 REDUCTIONS = frozenset({"sum", "max"})
 
@@ -45,8 +45,12 @@ def fuse(program: Program) -> list[Unit]:
         if node.uid in virtual:
             continue
         if node.op not in LOOP_OPS or (node.op == "iota" and not node.shape):
-            units.append(Unit(False, node.shape, [stmt]))
-            placed[node.uid] = (len(units) - 1, False)
+            # a structural statement, as early as its inputs allow
+            target = max((placed[i.uid][0] + 1 for i in sources(node, virtual)
+                          if i.uid in placed), default=0)
+            units.insert(target, Unit(False, node.shape, [stmt]))
+            placed = {uid: (k + (k >= target), inside) for uid, (k, inside) in placed.items()}
+            placed[node.uid] = (target, False)
             continue
         space = iteration_space(node)
         earliest = 0
