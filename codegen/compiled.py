@@ -22,11 +22,15 @@ PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost m
 
 
 class _Input:
-    __slots__ = ("name", "shape", "dtype", "label_bound")
+    """What one kernel argument must be, worked out once."""
+
+    __slots__ = ("name", "shape", "dtype", "label_bound", "numpy_dtype", "axes")
 
     def __init__(self, node, label_bound=None):
         self.name, self.shape, self.dtype = node.attr("name"), node.shape, node.dtype
         self.label_bound = label_bound
+        self.numpy_dtype = np.dtype(_SCALAR[node.dtype])
+        self.axes = tuple(enumerate(node.shape))
 
 
 class Kernel:
@@ -63,22 +67,24 @@ class Kernel:
         return value, rest
 
     def _bind(self, arguments: dict):
-        unknown = [k for k in arguments if k not in self.inputs]
-        if unknown:
-            raise ArgumentError(f"unknown argument{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
-                                f"{self.title} takes {', '.join(self.inputs)}")
+        """Kernel arguments in order, checked; per call this is the wrapper's whole cost."""
+        if len(arguments) != len(self._specs) or not all(k in arguments for k in self.inputs):
+            self._wrong_names(arguments)
         dims: dict[str, tuple[int, str]] = {}
-        args = []
-        for spec in self._specs:
-            if spec.name not in arguments:
-                missing = [s.name for s in self._specs if s.name not in arguments]
-                raise ArgumentError(f"missing argument{'s' * (len(missing) > 1)} "
-                                    f"{', '.join(missing)} (takes {', '.join(self.inputs)})")
-            args.append(_convert(spec, arguments[spec.name], dims))
+        args = [_convert(spec, arguments[spec.name], dims) for spec in self._specs]
         for spec, value in zip(self._specs, args):
             if spec.label_bound is not None:
                 _check_labels(spec, value, dims)
         return args, self._chunks(dims)
+
+    def _wrong_names(self, arguments: dict):
+        unknown = [k for k in arguments if k not in self.inputs]
+        if unknown:
+            raise ArgumentError(f"unknown argument{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                                f"{self.title} takes {', '.join(self.inputs)}")
+        missing = [s.name for s in self._specs if s.name not in arguments]
+        raise ArgumentError(f"missing argument{'s' * (len(missing) > 1)} "
+                            f"{', '.join(missing)} (takes {', '.join(self.inputs)})")
 
     def _chunks(self, dims):
         """NCHUNKS for the chunked (parallel) path, None for the serial one.
@@ -250,12 +256,43 @@ def _label_bound(program: Program, node):
 def _convert(spec: _Input, value, dims: dict):
     """`value` as the kernel wants it, or a clear error naming `spec.name`."""
     if not spec.shape:
-        if isinstance(value, np.ndarray) and value.ndim == 0:
-            value = value[()]
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ArgumentError(f"{spec.name} must be a real number, not "
-                                f"{type(value).__name__}")
-        return _SCALAR[spec.dtype](value)
+        if type(value) is float and spec.dtype == "float64":  # the common case, fast
+            return value
+        return _scalar(spec, value)
+    if not (type(value) is np.ndarray and value.dtype is spec.numpy_dtype
+            and value.flags.c_contiguous):
+        value = _array(spec, value)
+    shape = value.shape
+    if len(shape) != len(spec.shape):
+        raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
+                         f"{shape} (rank {len(shape)} instead of {len(spec.shape)})")
+    for axis, want in spec.axes:
+        got = shape[axis]
+        if want.__class__ is str:
+            seen = dims.get(want)
+            if seen is None:
+                if got == 0:
+                    raise ShapeError(f"{spec.name} has an empty dimension {want} (axis {axis})")
+                dims[want] = (got, spec.name)
+            elif seen[0] != got:
+                raise ShapeError(f"{spec.name} has {want} = {got} on axis {axis}, but "
+                                 f"{seen[1]} has {want} = {seen[0]}")
+        elif want != got:
+            raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
+                             f"{shape}: axis {axis} is {got}, not {want}")
+    return value
+
+
+def _scalar(spec: _Input, value):
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ArgumentError(f"{spec.name} must be a real number, not {type(value).__name__}")
+    return _SCALAR[spec.dtype](value)
+
+
+def _array(spec: _Input, value) -> np.ndarray:
+    """`value` as a C-contiguous array of the spec's dtype (a copy only when needed)."""
     try:
         array = np.asarray(value)
     except Exception as e:
@@ -264,21 +301,7 @@ def _convert(spec: _Input, value, dims: dict):
     if array.dtype.kind not in want:
         what = "integer labels" if spec.dtype == "int64" else "real numbers"
         raise ArgumentError(f"{spec.name} must hold {what}, not dtype {array.dtype}")
-    if array.ndim != len(spec.shape):
-        raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
-                         f"{array.shape} (rank {array.ndim} instead of {len(spec.shape)})")
-    for axis, (want_dim, got) in enumerate(zip(spec.shape, array.shape)):
-        if isinstance(want_dim, str):
-            if got == 0:
-                raise ShapeError(f"{spec.name} has an empty dimension {want_dim} (axis {axis})")
-            seen = dims.setdefault(want_dim, (got, spec.name))
-            if seen[0] != got:
-                raise ShapeError(f"{spec.name} has {want_dim} = {got} on axis {axis}, but "
-                                 f"{seen[1]} has {want_dim} = {seen[0]}")
-        elif want_dim != got:
-            raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
-                             f"{array.shape}: axis {axis} is {got}, not {want_dim}")
-    return np.ascontiguousarray(array, dtype=_SCALAR[spec.dtype])
+    return np.ascontiguousarray(array, dtype=spec.numpy_dtype)
 
 
 _SCALAR = {"float64": np.float64, "float32": np.float32, "int64": np.int64}
