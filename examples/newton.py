@@ -32,27 +32,29 @@ def flat(grads):
     return np.concatenate([grads["w"], [grads["b"]]])
 
 
-def newton(loss, data, d, tol, max_steps=50):
+def minimize(loss, data, d, tol, step_size, max_steps):
+    """Iterate (w, b) -= step_size(w, b, g) from zero until |g| < tol; (steps, loss, w, b)."""
     w, b = np.zeros(d), 0.0
     for step in range(max_steps):
         value, grads = loss.value_and_grad(**data, w=w, b=b)
         g = flat(grads)
         if np.linalg.norm(g) < tol:
             return step, value, w, b
-        delta = np.linalg.solve(loss.hessian(**data, w=w, b=b), g)
+        delta = step_size(w, b, g)
         w, b = w - delta[:-1], b - delta[-1]
-    raise RuntimeError("Newton did not converge")
+    raise RuntimeError(f"no convergence in {max_steps} steps")
 
 
-def gradient_descent(loss, data, d, tol, lr=1.0, max_steps=100_000):
-    w, b = np.zeros(d), 0.0
-    for step in range(max_steps):
-        value, grads = loss.value_and_grad(**data, w=w, b=b)
-        g = flat(grads)
-        if np.linalg.norm(g) < tol:
-            return step, value, w, b
-        w, b = w - lr * g[:-1], b - lr * g[-1]
-    raise RuntimeError("gradient descent did not converge")
+def newton(loss, data, d, tol):
+    """Newton's step: solve H delta = g with the compiled Hessian."""
+    return minimize(loss, data, d, tol,
+                    lambda w, b, g: np.linalg.solve(loss.hessian(**data, w=w, b=b), g),
+                    max_steps=50)
+
+
+def gradient_descent(loss, data, d, tol, lr=1.0):
+    """Plain gradient descent: delta = lr * g."""
+    return minimize(loss, data, d, tol, lambda w, b, g: lr * g, max_steps=100_000)
 
 
 def main(n=400, d=5, lam=1e-2, tol=1e-8):

@@ -170,25 +170,17 @@ def shape_rule(name: str, kind: str = "structural"):
     return register
 
 
-def adjoint(name: str):
-    def register(fn):
-        OPS[name].adjoint = fn
-        return fn
-    return register
+def _rule(kind: str):
+    """A decorator factory registering an op's `kind` rule: @adjoint("matmul") etc."""
+    def for_op(name: str):
+        def register(fn):
+            setattr(OPS[name], kind, fn)
+            return fn
+        return register
+    return for_op
 
 
-def per_example(name: str):
-    def register(fn):
-        OPS[name].per_example = fn
-        return fn
-    return register
-
-
-def tangent(name: str):
-    def register(fn):
-        OPS[name].tangent = fn
-        return fn
-    return register
+adjoint, per_example, tangent = _rule("adjoint"), _rule("per_example"), _rule("tangent")
 
 
 def _linear(build):
