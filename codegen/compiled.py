@@ -15,10 +15,8 @@ from symdiff.errors import ArgumentError, DomainError, NonFiniteError, ShapeErro
 from symdiff.ir import Program
 
 from .build import load_module
-from .emit import emit_source, program_dtype
+from .emit import emit_source, label_bound, program_dtype
 
-NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
-PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
 
 
 class _Input:
@@ -39,9 +37,8 @@ class Kernel:
     def __init__(self, program: Program, title: str, parallel: bool | None = None):
         self.program, self.title = program, title
         self.inputs = tuple(n.attr("name") for n in program.inputs)
-        self._specs = [_Input(n, _label_bound(program, n)) for n in program.inputs]
+        self._specs = [_Input(n, label_bound(program, n)) for n in program.inputs]
         self._parallel = parallel
-        self._work = len(program.stmts)
         self.timings = {}
         start = time.perf_counter()
         self.source = emit_source(program, title)
@@ -49,33 +46,37 @@ class Kernel:
         start = time.perf_counter()
         module, self.reused_file = load_module(self.source)
         self.timings["load"] = time.perf_counter() - start
-        self._function = module.kernel
+        self._function, self._run = module.kernel, module.run
         self.dtype = program_dtype(program)
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
-        args, nchunks = self._bind(arguments)
-        if "compile" in self.timings:
-            value, rest = self._function(*args, nchunks)
-        else:
-            start = time.perf_counter()
-            value, rest = self._function(*args, nchunks)
-            self.timings["compile"] = time.perf_counter() - start
+        try:
+            if "compile" in self.timings:
+                value, rest = self._run(self._slow, self._parallel, **arguments)
+            else:
+                start = time.perf_counter()
+                value, rest = self._run(self._slow, self._parallel, **arguments)
+                self.timings["compile"] = time.perf_counter() - start
+        except TypeError:
+            if sorted(arguments) != sorted(self.inputs):
+                self._wrong_names(arguments)
+            raise
         if self.dtype == "float32":  # Numba returns float32 scalars as Python floats
             value = np.float32(value) if isinstance(value, float) else value
             rest = tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
         return value, rest
 
-    def _bind(self, arguments: dict):
-        """Kernel arguments in order, checked; per call this is the wrapper's whole cost."""
-        if len(arguments) != len(self._specs) or not all(k in arguments for k in self.inputs):
-            self._wrong_names(arguments)
+    def _slow(self, **arguments):
+        """Arguments the generated fast check did not accept: each converted (lists, other
+        dtypes, strided arrays) or refused with a clear error, then run through again."""
         dims: dict[str, tuple[int, str]] = {}
-        args = [_convert(spec, arguments[spec.name], dims) for spec in self._specs]
-        for spec, value in zip(self._specs, args):
+        converted = {spec.name: _convert(spec, arguments[spec.name], dims)
+                     for spec in self._specs}
+        for spec in self._specs:
             if spec.label_bound is not None:
-                _check_labels(spec, value, dims)
-        return args, self._chunks(dims)
+                _check_labels(spec, converted[spec.name], dims)
+        return self._run(_unreachable, self._parallel, **converted)
 
     def _wrong_names(self, arguments: dict):
         unknown = [k for k in arguments if k not in self.inputs]
@@ -86,18 +87,9 @@ class Kernel:
         raise ArgumentError(f"missing argument{'s' * (len(missing) > 1)} "
                             f"{', '.join(missing)} (takes {', '.join(self.inputs)})")
 
-    def _chunks(self, dims):
-        """NCHUNKS for the chunked (parallel) path, None for the serial one.
 
-        Decided by the work alone, never by the thread count, so that a result has the same
-        bits whether one thread or two run the chunks.
-        """
-        if self._parallel is not None:
-            return NCHUNKS if self._parallel and dims else None
-        if not dims:
-            return None
-        batch = max(size for size, _ in dims.values())
-        return NCHUNKS if batch * self._work >= PARALLEL_MIN_WORK else None
+def _unreachable(**arguments):
+    raise AssertionError("converted arguments failed the generated check")
 
 
 class Compiled:
@@ -245,19 +237,9 @@ def _check_finite(title: str, outputs) -> None:
                                  f"{where} (check_finite=True)")
 
 
-def _label_bound(program: Program, node):
-    """For an integer input used as labels, the dimension its values must stay below."""
-    for s in program.stmts:
-        if s.node.op == "take_along" and s.node.inputs[1] is node:
-            return s.node.inputs[0].shape[1]
-    return None
-
-
 def _convert(spec: _Input, value, dims: dict):
     """`value` as the kernel wants it, or a clear error naming `spec.name`."""
     if not spec.shape:
-        if type(value) is float and spec.dtype == "float64":  # the common case, fast
-            return value
         return _scalar(spec, value)
     if not (type(value) is np.ndarray and value.dtype is spec.numpy_dtype
             and value.flags.c_contiguous):
@@ -288,7 +270,7 @@ def _scalar(spec: _Input, value):
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ArgumentError(f"{spec.name} must be a real number, not {type(value).__name__}")
-    return _SCALAR[spec.dtype](value)
+    return {"float64": float, "float32": np.float32, "int64": int}[spec.dtype](value)
 
 
 def _array(spec: _Input, value) -> np.ndarray:
