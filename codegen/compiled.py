@@ -115,6 +115,10 @@ class Compiled:
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
 
+    def source_of(self, kind: str) -> str:
+        """The exact text of the `kind` kernel: "grad" (= .source), "value", "jvp" or "hvp"."""
+        return self._kernel(kind).source
+
     def _kernel(self, kind: str) -> Kernel:
         """The kernel for `kind` (grad, value, jvp, hvp), generated on first use."""
         if kind not in self._kernels:
