@@ -13,9 +13,11 @@ import numpy as np
 
 from symdiff.errors import ArgumentError, DomainError, NonFiniteError, ShapeError
 from symdiff.ir import Program
+from symdiff.ops import format_shape
 
 from .build import load_module
-from .emit import emit_source, label_bound, program_dtype
+from .emit import emit_source, program_dtype
+from .entry import label_bound
 
 
 
@@ -250,7 +252,7 @@ def _convert(spec: _Input, value, dims: dict):
         value = _array(spec, value)
     shape = value.shape
     if len(shape) != len(spec.shape):
-        raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
+        raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has shape "
                          f"{shape} (rank {len(shape)} instead of {len(spec.shape)})")
     for axis, want in spec.axes:
         got = shape[axis]
@@ -264,7 +266,7 @@ def _convert(spec: _Input, value, dims: dict):
                 raise ShapeError(f"{spec.name} has {want} = {got} on axis {axis}, but "
                                  f"{seen[1]} has {want} = {seen[0]}")
         elif want != got:
-            raise ShapeError(f"{spec.name} must have shape {_format(spec.shape)}, but has shape "
+            raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has shape "
                              f"{shape}: axis {axis} is {got}, not {want}")
     return value
 
@@ -299,7 +301,3 @@ def _check_labels(spec: _Input, labels: np.ndarray, dims: dict) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= bound):
         bad = labels[(labels < 0) | (labels >= bound)][0]
         raise DomainError(f"{spec.name} holds the label {bad}, outside [0, {bound})")
-
-
-def _format(shape) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"

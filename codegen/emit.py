@@ -20,6 +20,7 @@ from symdiff.ir import Node, Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
+from .entry import JIT, emit_entry
 from .printer import print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -34,10 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 '''
-JIT = '@njit(cache=True, error_model="numpy")'
 PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
-NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
-PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
 
 
 @dataclass
@@ -134,51 +132,8 @@ class _Emitter:
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
-        parts.append(self.entry())
+        parts.append(emit_entry(self.program))
         return "\n".join(parts)
-
-    def entry(self) -> str:
-        """`run`: plain Python that checks every argument with attribute tests and calls the
-        kernel; anything unusual goes to `slow`, which converts or raises a clear error."""
-        names = [n.attr("name") for n in self.program.inputs]
-        dtype = {"float64": "_f8", "float32": "_f4", "int64": "_i8"}
-        checks, sizes, seen = [], [], {}
-        for node, name in zip(self.program.inputs, names):
-            if not node.shape:
-                kind = {"float64": "float", "float32": "np.float32", "int64": "int"}[node.dtype]
-                checks.append(f"{name}.__class__ is {kind}")
-                continue
-            checks.append(f"{name}.__class__ is _ndarray and {name}.dtype is {dtype[node.dtype]}"
-                          f" and {name}.ndim == {node.rank} and {name}.flags.c_contiguous")
-            for axis, d in enumerate(node.shape):
-                if isinstance(d, str) and d not in seen:
-                    seen[d] = f"{name}.shape[{axis}]"
-                    sizes.append(f"{seen[d]} > 0")
-                else:
-                    sizes.append(f"{name}.shape[{axis}] == {seen.get(d, d)}")
-        for node in self.program.inputs:
-            bound = label_bound(self.program, node)
-            if bound is not None:
-                sizes.append(f"_in_range({node.attr('name')}, {seen.get(bound, bound)})")
-        work = len(self.program.stmts)
-        batch = " * ".join(dict.fromkeys(seen.values())) or "0"
-        args = ", ".join(names)
-        lines = ["", "", "_ndarray = np.ndarray",
-                 "_f8, _f4, _i8 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)",
-                 "", "", JIT, "def _in_range(labels, bound):",
-                 "    for label in labels:", "        if label < 0 or label >= bound:",
-                 "            return False", "    return True", "", "",
-                 f"def run(slow, parallel, {args}):",
-                 '    """Check the arguments, then run the kernel; `slow` handles the rest."""',
-                 "    if (" + "\n            and ".join(checks + sizes or ["True"]) + "):"]
-        if seen:
-            lines.append(f"        chunked = parallel or parallel is None and "
-                         f"({batch}) * {work} >= {PARALLEL_MIN_WORK}")
-            lines.append(f"        return kernel({args}, {NCHUNKS} if chunked else None)")
-        else:
-            lines.append(f"        return kernel({args}, None)")
-        lines.append(f"    return slow({', '.join(f'{n}={n}' for n in names)})")
-        return "\n".join(lines) + "\n"
 
     @property
     def typed(self) -> str:
@@ -406,14 +361,6 @@ class _Emitter:
             if total != name:
                 lines.append(f"    {name} = {total}")
         return lines
-
-
-def label_bound(program: Program, node: Node):
-    """For an integer input used as labels, the dimension its values must stay below."""
-    for s in program.stmts:
-        if s.node.op == "take_along" and s.node.inputs[1] is node:
-            return s.node.inputs[0].shape[1]
-    return None
 
 
 def program_dtype(program: Program) -> str:
