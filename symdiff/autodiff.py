@@ -38,82 +38,98 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     return value=mul2, dx=sin1, dy=dy
     """
     y = output.node
+    walk = _ReverseWalk(y, [w.node for w in wrt], per_example)
+    walk.run(_seed(y, seed, per_example))
+    batch = (per_example,) if per_example else ()
+    grads = [_materialize(walk.total.get(w.uid), batch + w.shape) for w in walk.wrt]
+    labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
+    outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
+    for _, node in outputs:
+        walk.claim(node, None)
+    return schedule(outputs, walk.origin, walk.adjoint_of, walk.forward_uids, inputs, walk.step)
+
+
+def _seed(y: Node, seed, per_example) -> T.Tensor:
+    """The adjoint the walk starts from: 1 for a scalar loss, ones for per-example values."""
     if per_example is not None:
         if not y.shape or y.shape[0] != per_example:
             raise DifferentiationError(
                 f"per-example gradients need one value per example along {per_example!r}, "
                 f"but the model has shape {ops.format_shape(y.shape)}")
-        seed = T.full(y.shape, 1.0)
+        return T.full(y.shape, 1.0)
     if seed is None and y.shape != ():
         raise DifferentiationError(
             f"the loss must be a scalar, but it has shape {ops.format_shape(y.shape)}: "
             f"reduce it (sd.mean, sd.sum) or pass reduce='mean'")
-    seed = seed if seed is not None else T.full((), 1.0)
-    wrt_nodes = [w.node for w in wrt]
-    wrt_uids = {w.uid for w in wrt_nodes}
-    forward = topological([y])
-    depends = {w.uid for w in wrt_nodes}
-    for node in forward:
-        if any(i.uid in depends for i in node.inputs):
-            depends.add(node.uid)
+    return seed if seed is not None else T.full((), 1.0)
 
-    pending: dict[int, list[T.Tensor]] = {y.uid: [seed]}
-    total: dict[int, T.Tensor] = {}
-    adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> the forward node it is for
-    forward_uids = {n.uid for n in forward}
-    origin: dict[int, Node] = {}  # uid of an adjoint-part node -> the forward node it came from
-    lifted = _parameter_only(forward, depends, per_example) if per_example else set()
-    step: dict[int, int] = {}  # forward uid -> when the reverse walk handled it
-    for v in reversed(forward):
-        if v.uid not in pending:
-            continue
-        step[v.uid] = len(step)
-        dv = _sum_all(pending.pop(v.uid))
-        total[v.uid] = dv
-        adjoint_of.setdefault(dv.node.uid, v)
-        _claim(dv.node, v, origin, forward_uids)
+
+class _ReverseWalk:
+    """One reverse pass over the graph of `y`, and what it records for scheduling."""
+
+    def __init__(self, y: Node, wrt: list[Node], per_example: str | None):
+        self.y, self.wrt, self.per_example = y, wrt, per_example
+        self.forward = topological([y])
+        self.forward_uids = {n.uid for n in self.forward}
+        self.wrt_uids = {w.uid for w in wrt}
+        self.depends = set(self.wrt_uids)  # values with a path from some w
+        for node in self.forward:
+            if any(i.uid in self.depends for i in node.inputs):
+                self.depends.add(node.uid)
+        self.lifted = _parameter_only(self.forward, self.depends, per_example) \
+            if per_example else set()
+        self.total: dict[int, T.Tensor] = {}  # forward uid -> its adjoint
+        self.adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> its forward node
+        self.origin: dict[int, Node] = {}  # uid of an adjoint-part node -> its forward node
+        self.step: dict[int, int] = {}  # forward uid -> when the walk handled it
+
+    def run(self, seed: T.Tensor) -> None:
+        """Walk back from `y`: sum each value's pending adjoints, then apply its op's rule."""
+        pending: dict[int, list[T.Tensor]] = {self.y.uid: [seed]}
+        for v in reversed(self.forward):
+            if v.uid not in pending:
+                continue
+            self.step[v.uid] = len(self.step)
+            dv = _sum_all(pending.pop(v.uid))
+            self.total[v.uid] = dv
+            self.adjoint_of.setdefault(dv.node.uid, v)
+            self.claim(dv.node, v)
+            if ops.OPS[v.op].kind == "leaf":
+                continue
+            for inp, g in zip(v.inputs, self.rule(v, dv)):
+                if g is not None and inp.uid in self.depends:
+                    g = T.as_tensor(g)
+                    self.claim(g.node, v)
+                    pending.setdefault(inp.uid, []).append(g)
+
+    def rule(self, v: Node, dv: T.Tensor) -> list:
+        """The adjoints of v's inputs, given v's adjoint dv."""
         rule = ops.OPS[v.op].adjoint
-        if ops.OPS[v.op].kind == "leaf":
-            continue
         if rule is None:
             raise DifferentiationError(f"no adjoint rule for '{v.op}' in {format_stmt(v, {})}")
         args = [T.Tensor(i) for i in v.inputs]
-        if v.uid in lifted:
-            grads = _lifted_rule(v, dv, args, per_example)
-        else:
-            grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
-            for k, inp in enumerate(v.inputs):
-                if inp.uid in lifted or inp.uid in wrt_uids and per_example:
-                    grads[k] = _per_example_rule(v, k, dv, args, per_example)
-        for inp, g in zip(v.inputs, grads):
-            if g is not None and inp.uid in depends:
-                g = T.as_tensor(g)
-                _claim(g.node, v, origin, forward_uids)
-                pending.setdefault(inp.uid, []).append(g)
+        if v.uid in self.lifted:
+            return _lifted_rule(v, dv, args, self.per_example)
+        grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
+        for k, inp in enumerate(v.inputs):
+            if inp.uid in self.lifted or inp.uid in self.wrt_uids and self.per_example:
+                grads[k] = _per_example_rule(v, k, dv, args, self.per_example)
+        return grads
 
-    batch = (per_example,) if per_example else ()
-    grads = [_materialize(total.get(w.uid), batch + w.shape) for w in wrt_nodes]
-    labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(wrt_nodes)]
-    outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
-    for _, node in outputs:
-        _claim(node, None, origin, forward_uids)
-    return schedule(outputs, origin, adjoint_of, forward_uids, inputs, step)
+    def claim(self, node: Node, v: Node | None) -> None:
+        """Tag the adjoint-part nodes computing `node` needs, and no tag yet, with `v`."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if n.uid in self.forward_uids or n.uid in self.origin or n.op == "input":
+                continue
+            self.origin[n.uid] = v
+            stack.extend(n.inputs)
 
 
 def gradients(program: Program) -> list[T.Tensor]:
     """The gradient Tensors a `differentiate` Program returns, in `wrt` order."""
     return [T.Tensor(node) for _, node in program.outputs[1:]]
-
-
-def _claim(node: Node, v: Node | None, origin: dict, forward_uids: set) -> None:
-    """Tag the adjoint-part nodes that computing `node` needs, and no tag yet, with `v`."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n.uid in forward_uids or n.uid in origin or n.op == "input":
-            continue
-        origin[n.uid] = v
-        stack.extend(n.inputs)
 
 
 def _sum_all(terms: list[T.Tensor]) -> T.Tensor:
