@@ -67,9 +67,10 @@ class KernelPrinter(PythonCodePrinter):
         text = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
         return f"{text}**{self.parenthesize(exp, sp.printing.precedence.PRECEDENCE['Pow'])}"
 
-    def _print_sigmoid(self, expr):
-        one, m = self.number(1.0), "np" if self._single else "math"
-        return f"({one} / ({one} + {m}.exp(-{self._paren(expr.args[0])})))"
+    def _print_sigmoid(self, expr):  # through exp(-|x|), the same call softplus(x) makes
+        x, one, m = self._paren(expr.args[0]), self.number(1.0), "np" if self._single else "math"
+        e = f"{m}.exp(-abs({x}))"
+        return f"(({one} if {x} >= 0.0 else {e}) / ({one} + {e}))"
 
     def _print_softplus(self, expr):  # log(1 + exp(x)) without overflow
         x, m = self._paren(expr.args[0]), "np" if self._single else "math"
