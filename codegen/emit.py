@@ -1,12 +1,13 @@
 """A Program -> the Python source of one module that Numba compiles.
 
-The module holds `kernel(<inputs>, nchunks)`, which returns `(value, (gradients...))`, and one
-function per loop nest found by the fusion pass. A loop over the batch axis runs over samples
-lo..hi of chunk c; with `nchunks=None` the kernel calls it once for the whole batch, with an
-int it calls its `_parallel` twin, which runs the chunks in `prange`. Each chunk sums into its
-own row of a partial buffer and the rows are added in order afterwards: no data race, and the
-same bits at any thread count. Numba prunes the branch on `nchunks is None` per signature, so
-the parallel twin compiles only when first used.
+The module holds `kernel(<inputs>, chunks, threaded)`, which returns `(value, (gradients...))`,
+and one function per loop nest found by the fusion pass. A loop over the batch axis runs over
+samples lo..hi of chunk c: the kernel splits the batch into `chunks` (1, or a fixed 16 for large
+batches) and runs them in a plain loop, or, when `threaded` is not None, through the loop's
+`_parallel` twin, which runs them in `prange`. Each chunk sums into its own row of a partial
+buffer and the rows are added in order afterwards: no data race, and the same bits however many
+threads run the chunks. Numba prunes the branch on `threaded is None` per signature, so the
+parallel twin compiles only when threads are first used.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ Generated code: forward statements, then adjoint statements, each adjoint group 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 '''
 PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
@@ -80,7 +81,7 @@ class _Emitter:
             if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in self.outputs
             and all(r.op == "matmul" for r in readers.get(s.node.uid, []))}
         taken = set(self.names.values())
-        self.var = {role: _fresh(role, taken) for role in ("nchunks", "chunks", "c", "lo", "hi")}
+        self.var = {role: _fresh(role, taken) for role in ("chunks", "threaded", "c", "lo", "hi")}
         self.index = [_fresh(v, taken) for v in INDEX]
         self.dims = {_fresh(d, taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
@@ -119,12 +120,10 @@ class _Emitter:
             body += [f"    {label} = {r}" for label, r in aliases]
             returns[1:] = [label if (label, r) in aliases else r
                            for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
-        nchunks, chunks = self.var["nchunks"], self.var["chunks"]
-        args = ", ".join([n.attr("name") for n in self.program.inputs] + [nchunks])
+        args = ", ".join([n.attr("name") for n in self.program.inputs]
+                         + [self.var["chunks"], self.var["threaded"]])
         kernel = [JIT, f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
-        kernel += [f"    {chunks} = 1 if {nchunks} is None else {nchunks}"] if any(
-            self.chunked(lp.unit) for lp in loops) else []
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
@@ -223,7 +222,7 @@ class _Emitter:
         loop = _Loop(k, unit)
         space = unit.space
         idx = self.index[:len(space)]
-        c, lo, hi, nchunks = (self.var[r] for r in ("c", "lo", "hi", "nchunks"))
+        c, lo, hi, chunks = (self.var[r] for r in ("c", "lo", "hi", "chunks"))
         body, accumulators = [], []  # body: (origin, line) pairs
         for s in unit.stmts:
             node = s.node
@@ -258,9 +257,9 @@ class _Emitter:
         if self.chunked(unit):
             size = self.dim_var[space[0]]
             lines += ["", "", PARALLEL_JIT,
-                      f"def _loop{k}_parallel({nchunks}, {size}, {', '.join(loop.reads)}):",
-                      f"    for {c} in prange({nchunks}):",
-                      f"        _loop{k}({c}, {c} * {size} // {nchunks}, ({c} + 1) * {size} // {nchunks}, "
+                      f"def _loop{k}_parallel({chunks}, {size}, {', '.join(loop.reads)}):",
+                      f"    for {c} in prange({chunks}):",
+                      f"        _loop{k}({c}, {c} * {size} // {chunks}, ({c} + 1) * {size} // {chunks}, "
                       f"{', '.join(loop.reads)})"]
         loop.lines = lines
         return loop
@@ -325,8 +324,8 @@ class _Emitter:
     def call(self, loop: _Loop) -> list[str]:
         unit = loop.unit
         lines = [f"    # loop {loop.index} over {ops.format_shape(unit.space)}"]
-        nchunks = self.var["nchunks"]
-        rows = self.var["chunks"] if self.chunked(unit) else "1"
+        chunks, threaded, c = self.var["chunks"], self.var["threaded"], self.var["c"]
+        rows = chunks if self.chunked(unit) else "1"
         for n in loop.stores:
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
         for n in loop.direct:  # accumulated along inner axes, in the program's float type
@@ -339,10 +338,12 @@ class _Emitter:
         args = ", ".join(loop.reads)
         size = self.dim_var.get(unit.space[0], unit.space[0])
         if self.chunked(unit):
-            lines += [f"    if {nchunks} is None:",
-                      f"        _loop{loop.index}(0, 0, {size}, {args})",
+            lines += [f"    if {threaded} is None:",
+                      f"        for {c} in range({chunks}):",
+                      f"            _loop{loop.index}({c}, {c} * {size} // {chunks}, "
+                      f"({c} + 1) * {size} // {chunks}, {args})",
                       "    else:",
-                      f"        _loop{loop.index}_parallel({nchunks}, {size}, {args})"]
+                      f"        _loop{loop.index}_parallel({chunks}, {size}, {args})"]
         else:
             lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
         for n in loop.partial:

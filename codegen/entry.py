@@ -2,8 +2,9 @@
 
 `run(slow, parallel, <inputs>)` accepts arguments that need nothing done to them (C-contiguous
 arrays of the right dtype, rank and sizes, scalars of the right type, labels in range) with a
-few attribute tests written out for this model, then calls the kernel, on the chunked path
-when the batch is large enough to pay for threads. Anything else goes to `slow`, the runtime's
+few attribute tests written out for this model, then calls the kernel: in 16 chunks when the
+batch is large enough to pay for threads (run by threads only if there are several, the bits
+the same either way), else in one. Anything else goes to `slow`, the runtime's
 general path, which converts it or raises a clear error. Per call, this is all the overhead.
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ def emit_entry(program: Program) -> str:
              '    """Check the arguments, then run the kernel; `slow` handles the rest."""',
              "    if (" + "\n            and ".join(checks + sizes or ["True"]) + "):"]
     if seen:
-        lines.append(f"        chunked = parallel or parallel is None and "
-                     f"({batch}) * {work} >= {PARALLEL_MIN_WORK}")
-        lines.append(f"        return kernel({args}, {NCHUNKS} if chunked else None)")
-    else:
-        lines.append(f"        return kernel({args}, None)")
+        lines += [f"        if parallel or parallel is None and ({batch}) * {work} >= "
+                  f"{PARALLEL_MIN_WORK}:",
+                  f"            threaded = True if get_num_threads() > 1 else None",
+                  f"            return kernel({args}, {NCHUNKS}, threaded)"]
+    lines.append(f"        return kernel({args}, 1, None)")
     lines.append(f"    return slow({', '.join(f'{n}={n}' for n in names)})")
     return "\n".join(lines) + "\n"
 

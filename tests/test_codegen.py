@@ -13,13 +13,13 @@ from symdiff.interpret import run
 from symdiff.printing import format_origin
 
 
-def run_without_jit(source: str, arguments: list, nchunks=None):
+def run_without_jit(source: str, arguments: list):
     """Execute the generated module as plain Python: njit becomes the identity."""
-    plain = source.replace("from numba import njit, prange",
+    plain = source.replace("from numba import get_num_threads, njit, prange",
                            "njit = lambda *a, **k: (lambda f: f)\nprange = range")
     namespace: dict = {}
     exec(compile(plain, "<generated>", "exec"), namespace)  # our own generated text
-    return namespace["kernel"](*arguments, nchunks)
+    return namespace["kernel"](*arguments, 1, None)
 
 
 def three_paths(compiled, arguments):
@@ -72,7 +72,7 @@ def test_source_is_the_text_that_was_compiled_and_is_deterministic():
 
 def test_generated_code_keeps_user_names_and_adjoint_names():
     f = sd.compile("w*x + b", wrt=["w", "b"], batch=["x"])
-    assert "dw" in f.source and "w*x[i]" in f.source and "def kernel(w, x, b, nchunks)" in f.source
+    assert "dw" in f.source and "w*x[i]" in f.source and "def kernel(w, x, b, chunks, threaded)" in f.source
 
 
 def test_parallel_chunks_give_the_same_bits_at_one_and_two_threads(logistic_data):
