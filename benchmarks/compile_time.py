@@ -1,0 +1,92 @@
+"""compile: time to the first result in a new process, with cold and with warm caches.
+
+For `neuron` (n = 10^3) and `mlp-small` (batch 128) each system runs in a child process twice:
+cold, with empty caches (symdiff's kernel cache, Numba's cache and JAX's persistent
+compilation cache all in a fresh temporary directory), then warm, a second process on the
+caches the first one left. A child reports the seconds its imports took and the seconds from
+the model's definition to its first value and gradients; the parent adds the wall time of the
+whole process. Every child imports NumPy, Numba and symdiff (the workload modules do), so wall
+times include those imports whatever the system. Medians over rounds; each round runs every
+case once, in turn.
+
+    python -m benchmarks.compile_time WORKLOAD SYSTEM CACHE_DIR   # one child
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .timing import format_time, markdown
+
+CASES = {"neuron": ("symdiff", "hand-written Numba", "JAX"),
+         "mlp-small": ("symdiff", "hand-written NumPy", "JAX")}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child(workload: str, system: str, cache: str) -> dict:
+    """Import, then build and call the model once; {'import': s, 'first': s}."""
+    os.environ["SYMDIFF_CACHE_DIR"] = os.path.join(cache, "symdiff")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(cache, "numba")  # read when Numba loads
+    start = time.perf_counter()
+    import numba  # noqa: F401  (symdiff loads it on first compile; count it as an import)
+    import numpy as np
+    if system == "JAX":
+        from .env import import_jax
+        jax = import_jax()
+        jax.config.update("jax_compilation_cache_dir", os.path.join(cache, "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if workload == "neuron":
+        from . import neuron
+        data = neuron.make_data(1000)
+        first = lambda: neuron.SYSTEMS[system](data)()
+    else:
+        from . import mlp, mlp_small
+        rng = np.random.default_rng(0)  # random digits-shaped data: no scikit-learn import
+        X, y = rng.random((mlp_small.BATCH, 64)), rng.integers(0, 10, mlp_small.BATCH)
+        params = mlp.init_params(mlp_small.SIZES, rng)
+        first = lambda: mlp.SYSTEMS[system](mlp_small.SIZES, params, [(X, y)])[0](0)
+    imported = time.perf_counter()
+    first()
+    return {"import": imported - start, "first": time.perf_counter() - imported}
+
+
+def _spawn(workload: str, system: str, cache: str) -> dict:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "benchmarks.compile_time", workload, system,
+                          cache], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode:
+        raise RuntimeError(f"{workload} / {system} child failed:\n{out.stderr[-3000:]}")
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "wall": wall}
+
+
+def run(quick: bool = False) -> str:
+    from .env import threads
+    results = {(w, s, c): [] for w, systems in CASES.items() for s in systems
+               for c in ("cold", "warm")}
+    for _ in range(1 if quick else 3):
+        for workload, systems in CASES.items():
+            for system in systems:
+                with tempfile.TemporaryDirectory(prefix="symdiff-bench-") as cache:
+                    for state in ("cold", "warm"):
+                        results[workload, system, state].append(_spawn(workload, system, cache))
+    body = []
+    for (workload, system, state), runs in results.items():
+        median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        body.append([workload, system, state, format_time(median["first"]),
+                     format_time(median["import"]), format_time(median["wall"])])
+    header = ["workload", "system", "caches", "first result (after imports)", "imports",
+              "process wall time"]
+    return (f"## compile: time to the first value and gradients in a new process, "
+            f"{threads()} thread(s)\n\n" + markdown(header, body))
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(*sys.argv[1:4])))
