@@ -1,5 +1,7 @@
 """Reverse mode on the IR, checked with the NumPy interpreter (no Numba): known values from the
 lectures, and every op of the table against central finite differences."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -131,17 +133,22 @@ CASES = [_function_case(name) for name in sorted(ops.FUNCTIONS)] + [
 ]
 
 
+def build_case(name, fn, inputs, n):
+    """(rng seeded by the case's name, input Tensors, output, input values, label values)."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # hash() differs per process
+    tensors = {k: T.tensor(k, shape) for k, (shape, _) in inputs.items()}
+    out = T.as_tensor(fn(**tensors))
+    values = {k: domain(rng, tuple(n if d == "n" else d for d in s))
+              for k, (s, domain) in inputs.items()}
+    return rng, tensors, out, values, {"labels": rng.integers(0, 4, n)}
+
+
 @pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
 def test_adjoint_matches_central_differences(name, fn, inputs):
     """u . (J v) from central differences equals (J^T u) . v from reverse mode."""
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
     n = 5
-    tensors = {k: T.tensor(k, shape) for k, (shape, _) in inputs.items()}
-    out = T.as_tensor(fn(**tensors))
+    rng, tensors, out, values, extra = build_case(name, fn, inputs, n)
     shape = tuple(n if d == "n" else d for d in out.shape)
-    values = {k: domain(rng, tuple(n if d == "n" else d for d in s))
-              for k, (s, domain) in inputs.items()}
-    extra = {"labels": rng.integers(0, 4, n)}
     u = T.tensor("u", out.shape)
     program = differentiate(out, list(tensors.values()), seed=u)
     verify(program)

@@ -9,20 +9,14 @@ from symdiff import tensors as T
 from symdiff.autodiff import schedule
 from symdiff.forward import jvp
 from symdiff.interpret import run
-from test_autodiff import CASES
+from test_autodiff import CASES, build_case
 
 
 @pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
 def test_tangent_matches_central_differences(name, fn, inputs):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
-    n = 4
-    tensors = {k: T.tensor(k, shape) for k, (shape, _) in inputs.items()}
-    out = T.as_tensor(fn(**tensors))
+    rng, tensors, out, values, extra = build_case(name, fn, inputs, n=4)
     directions = {t: T.tensor(f"{k}_dot", t.shape) for k, t in tensors.items()}
     program = schedule([("value", out.node), ("jvp", jvp(out, directions).node)])
-    values = {k: domain(rng, tuple(n if d == "n" else d for d in s))
-              for k, (s, domain) in inputs.items()}
-    extra = {"labels": rng.integers(0, 4, n)}
     v = {f"{k}_dot": rng.normal(size=np.shape(x)) for k, x in values.items()}
     result = run(program, {**values, **v, **extra})
     h = 1e-6
