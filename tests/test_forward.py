@@ -110,8 +110,16 @@ def test_jacobian_by_rows_and_by_columns():
     np.testing.assert_allclose(tall(A=Av, z=zv), expected, rtol=1e-7, atol=1e-9)
 
 
-def test_per_example_models_have_no_second_order_kernels(logistic):
+def test_hvp_of_batch_losses_and_none_for_per_example_models(logistic, logistic_data):
     reduce, loss = logistic
     if reduce is None:
         with pytest.raises(sd.ArgumentError, match="hvp is not available"):
-            loss.hvp({}, w0=0.0)
+            loss.hvp({}, **logistic_data)
+        return
+    v = {"w0": 1.0, "w1": -0.5, "b": 0.25}
+    products = loss.hvp(v, **logistic_data)
+    h = 1e-6
+    plus = loss.grad(**{**logistic_data, **{w: logistic_data[w] + h * v[w] for w in v}})
+    minus = loss.grad(**{**logistic_data, **{w: logistic_data[w] - h * v[w] for w in v}})
+    for w in v:
+        assert products[w] == pytest.approx((plus[w] - minus[w]) / (2 * h), rel=1e-6)
