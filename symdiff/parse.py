@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import warnings
 
 from . import ops, tensors as T
 from .errors import ParseError
@@ -42,7 +43,9 @@ def parse_formula(text: str) -> ast.Expression:
         raise ParseError("the formula is empty")
     _check_nesting(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # our ParseError says it; no SyntaxWarning on top
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"invalid syntax in {_quote(text)}: {e.msg}", text,
                          (e.offset or 1) - 1) from None
