@@ -24,8 +24,10 @@ def emit_entry(program: Program) -> str:
     checks, sizes, seen = [], [], {}
     for node, name in zip(program.inputs, names):
         if not node.shape:
-            kind = {"float64": "float", "float32": "np.float32", "int64": "int"}[node.dtype]
-            checks.append(f"{name}.__class__ is {kind}")
+            kinds = {"float64": ("float", "np.float64"), "float32": ("np.float32",),
+                     "int64": ("int",)}[node.dtype]  # Numba types float and np.float64 alike
+            test = " or ".join(f"{name}.__class__ is {k}" for k in kinds)
+            checks.append(f"({test})" if len(kinds) > 1 else test)
             continue
         checks.append(f"{name}.__class__ is _ndarray and {name}.dtype is {dtype[node.dtype]}"
                       f" and {name}.ndim == {node.rank} and {name}.flags.c_contiguous")

@@ -343,3 +343,9 @@ def test_user_names_may_be_the_generated_code_s_favourite_names():
     assert grads == pytest.approx({"c": 2.0, "n": -1.0, "i": 5.0}, rel=1e-14)
     with pytest.raises(sd.ArgumentError, match="'np' is reserved"):
         sd.compile("np * 2", wrt=["np"])
+
+
+def test_scalars_may_come_as_numpy_scalars_ints_or_0d_arrays(product):
+    for x, y, z in [(-2.0, 5.0, -4.0), (np.float64(-2), np.float32(5), np.array(-4.0)),
+                    (-2, 5, -4)]:
+        assert product.value_and_grad(x=x, y=y, z=z) == (-12.0, {"x": -4.0, "y": -4.0, "z": 3.0})
