@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("workload", choices=[*WORKLOADS, "all"])
     parser.add_argument("--threads", type=int, choices=(1, 2),
                         help="run at this thread count (default: 1, then 2, each in a child)")

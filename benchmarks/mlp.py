@@ -40,7 +40,7 @@ def flops(sizes, n: int) -> int:
 
 
 def symdiff_model(sizes):
-    h = X = sd.tensor("X", ("n", sizes[0]))
+    h = sd.tensor("X", ("n", sizes[0]))
     y = sd.tensor("y", ("n",), dtype=int)
     params = []
     for l, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), 1):
@@ -86,26 +86,12 @@ def _sgd_in_place(params: dict, grads: dict) -> None:
         value -= LR * grads[name]
 
 
-def _symdiff(sizes, params0, batches):
-    model, params = symdiff_model(sizes), {k: v.copy() for k, v in params0.items()}
-
-    def value_and_grad(k):
-        X, y = batches[k]
-        return model.value_and_grad(X=X, y=y, **params)
-
-    def step(k):
-        value, grads = value_and_grad(k)
-        _sgd_in_place(params, grads)
-        return value
-
-    return value_and_grad, step, lambda: list(params.values())
-
-
-def _numpy(sizes, params0, batches):
+def _trainer(value_and_grad_of, params0, batches):
+    """(value_and_grad(k), step(k), params()) for a system given as f(params, X, y)."""
     params = {k: v.copy() for k, v in params0.items()}
 
     def value_and_grad(k):
-        return numpy_value_and_grad(params, *batches[k])
+        return value_and_grad_of(params, *batches[k])
 
     def step(k):
         value, grads = value_and_grad(k)
@@ -113,6 +99,16 @@ def _numpy(sizes, params0, batches):
         return value
 
     return value_and_grad, step, lambda: list(params.values())
+
+
+def _symdiff(sizes, params0, batches):
+    model = symdiff_model(sizes)
+    return _trainer(lambda params, X, y: model.value_and_grad(X=X, y=y, **params), params0,
+                    batches)
+
+
+def _numpy(sizes, params0, batches):
+    return _trainer(numpy_value_and_grad, params0, batches)
 
 
 def _jax(sizes, params0, batches):

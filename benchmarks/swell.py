@@ -191,4 +191,5 @@ def run(quick: bool = False) -> str:
 
 def _symdiff_note(model) -> str:
     stages = ", ".join(f"{stage} {format_time(s)}" for stage, s in model.timings.items())
-    return f"symdiff preparation: {stages}; {len(model.source.splitlines())} lines of kernel source."
+    lines = len(model.source.splitlines())
+    return f"symdiff preparation: {stages}; {lines} lines of kernel source."

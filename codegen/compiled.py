@@ -266,8 +266,8 @@ def _convert(spec: _Input, value, dims: dict):
                 raise ShapeError(f"{spec.name} has {want} = {got} on axis {axis}, but "
                                  f"{seen[1]} has {want} = {seen[0]}")
         elif want != got:
-            raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has shape "
-                             f"{shape}: axis {axis} is {got}, not {want}")
+            raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has "
+                             f"shape {shape}: axis {axis} is {got}, not {want}")
     return value
 
 

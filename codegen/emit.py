@@ -227,7 +227,8 @@ class _Emitter:
         for s in unit.stmts:
             node = s.node
             if node.op in REDUCTIONS:
-                body += [(s.origin, line) for line in self.accumulate(loop, node, idx, accumulators)]
+                lines = self.accumulate(loop, node, idx, accumulators)
+                body += [(s.origin, line) for line in lines]
                 continue
             if node.op in ("broadcast", "iota", "dim") and not self.stored(node):
                 continue
@@ -259,7 +260,8 @@ class _Emitter:
             lines += ["", "", PARALLEL_JIT,
                       f"def _loop{k}_parallel({chunks}, {size}, {', '.join(loop.reads)}):",
                       f"    for {c} in prange({chunks}):",
-                      f"        _loop{k}({c}, {c} * {size} // {chunks}, ({c} + 1) * {size} // {chunks}, "
+                      f"        _loop{k}({c}, {c} * {size} // {chunks}, "
+                      f"({c} + 1) * {size} // {chunks}, "
                       f"{', '.join(loop.reads)})"]
         loop.lines = lines
         return loop

@@ -55,7 +55,7 @@ def emit_entry(program: Program) -> str:
     if seen:
         lines += [f"        if parallel or parallel is None and ({batch}) * {work} >= "
                   f"{PARALLEL_MIN_WORK}:",
-                  f"            threaded = True if get_num_threads() > 1 else None",
+                  "            threaded = True if get_num_threads() > 1 else None",
                   f"            return kernel({args}, {NCHUNKS}, threaded)"]
     lines.append(f"        return kernel({args}, 1, None)")
     lines.append(f"    return slow({', '.join(f'{n}={n}' for n in names)})")

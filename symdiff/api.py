@@ -60,8 +60,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     per_sample = reduce is None and output.shape != ()
     if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
         raise DifferentiationError(
-            f"the loss must be a scalar, but it has shape {format_shape(output.shape)}: reduce it with "
-            f"sd.mean or sd.sum, or pass reduce=None for per-example values and gradients")
+            f"the loss must be a scalar, but it has shape {format_shape(output.shape)}: reduce it "
+            f"with sd.mean or sd.sum, or pass reduce=None for per-example values and gradients")
     if output.shape != () and not per_sample:
         output = REDUCTIONS[reduce](output)
     output = stabilize(output)
@@ -79,14 +79,14 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)
         directions = {env[w]: tangents[w] for w in wrt_names}
-        programs["jvp"] = lambda: _program([("value", output.node),
+        programs["jvp"] = lambda: schedule([("value", output.node),
                                             ("jvp", jvp(output, directions).node)],
-                                           inputs + list(directions.values()))
-        programs["hvp"] = lambda: _program(
+                                           inputs=inputs + list(directions.values()))
+        programs["hvp"] = lambda: schedule(
             [("value", output.node)] + [(f"hvp:{w}", jvp(g, directions).node)
                                         for w, g in zip(wrt_names, gradients(program))],
-            inputs + list(directions.values()))
-    from codegen.compiled import Compiled
+            inputs=inputs + list(directions.values()))
+    from codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
                     parallel, timings, check_finite)
@@ -122,8 +122,8 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
     programs = {
         "grad": lambda: differentiate(output, [env[w] for w in wrt_names], seed=cotangent,
                                       inputs=inputs + [cotangent]),
-        "jvp": lambda: _program([("value", output.node), ("jvp", jvp(output, directions).node)],
-                                inputs + list(directions.values())),
+        "jvp": lambda: schedule([("value", output.node), ("jvp", jvp(output, directions).node)],
+                                inputs=inputs + list(directions.values())),
     }
     from codegen.compiled import Compiled, Jacobian
     compiled = Compiled(programs, wrt_names, name or title,
@@ -141,9 +141,6 @@ def _tangent_inputs(env: dict, wrt_names) -> dict:
     """A tangent input `<w>_dot` of w's shape for each w in wrt (renamed if the name is taken)."""
     return {w: _fresh_input(f"{w}_dot", env[w].shape, env) for w in wrt_names}
 
-
-def _program(outputs, inputs) -> "Program":
-    return schedule(outputs, inputs=inputs)
 
 
 def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):

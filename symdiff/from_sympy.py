@@ -5,6 +5,9 @@ mode on the resulting graph does that, so expression swell never happens.
 """
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 import sympy as sp
 
 from . import ops, tensors as T
@@ -28,9 +31,9 @@ def from_sympy(expr: sp.Expr, env: dict) -> T.Tensor | float:
                 raise ParseError(f"the constant {e} is not a real number")
             result = float(e)
         elif isinstance(e, sp.Add):
-            result = _fold(lambda a, b: a + b, [visit(a) for a in e.args])
+            result = reduce(operator.add, [visit(a) for a in e.args])
         elif isinstance(e, sp.Mul):
-            result = _fold(lambda a, b: a * b, [visit(a) for a in e.args])
+            result = reduce(operator.mul, [visit(a) for a in e.args])
         elif isinstance(e, sp.Pow):
             result = visit(e.base) ** visit(e.exp)
         elif type(e) in _BY_CLASS:
@@ -43,9 +46,3 @@ def from_sympy(expr: sp.Expr, env: dict) -> T.Tensor | float:
 
     return visit(expr)
 
-
-def _fold(fn, values):
-    result = values[0]
-    for v in values[1:]:
-        result = fn(result, v)
-    return result

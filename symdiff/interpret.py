@@ -7,6 +7,7 @@ through a table of NumPy functions, so it also folds constants in formulas safel
 from __future__ import annotations
 
 import math
+from functools import reduce
 
 import numpy as np
 import sympy as sp
@@ -58,15 +59,15 @@ def _evaluate(e, env):
         return np.float64(float(e))
     args = [_evaluate(a, env) for a in e.args] if not isinstance(e, sp.Piecewise) else None
     if isinstance(e, sp.Add):
-        return _fold(np.add, args)
+        return reduce(np.add, args)
     if isinstance(e, sp.Mul):
-        return _fold(np.multiply, args)
+        return reduce(np.multiply, args)
     if isinstance(e, sp.Pow):
         return np.power(np.float64(args[0]) if np.ndim(args[0]) == 0 else args[0], args[1])
     if isinstance(e, sp.Max):
-        return _fold(np.maximum, args)
+        return reduce(np.maximum, args)
     if isinstance(e, sp.Min):
-        return _fold(np.minimum, args)
+        return reduce(np.minimum, args)
     if isinstance(e, sp.Piecewise):
         result = _evaluate(e.args[-1][0], env)
         for value, cond in reversed(e.args[:-1]):
@@ -78,12 +79,6 @@ def _evaluate(e, env):
         return _NUMPY[e.func](*args)
     raise NotImplementedError(f"no NumPy evaluation for {e.func}")
 
-
-def _fold(fn, args):
-    result = args[0]
-    for a in args[1:]:
-        result = fn(result, a)
-    return result
 
 
 def run(program: Program, inputs: dict, dims: dict | None = None) -> dict:

@@ -118,7 +118,7 @@ class Program:
         return dict(self.outputs)[label]
 
     def __str__(self):
-        from .printing import format_origin, format_stmt  # printing needs ops; ir stays a leaf module
+        from .printing import format_origin, format_stmt  # ir stays a leaf module
         names = self.names()
         lines, origin = [], None
         for s in self.stmts:

@@ -36,7 +36,8 @@ def broadcast_shapes(*shapes: Shape, what: str = "operands") -> Shape:
         dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
         dims.discard(1)
         if len(dims) > 1:
-            raise ShapeError(f"cannot broadcast the shapes {' and '.join(map(format_shape, shapes))} "
+            listed = " and ".join(map(format_shape, shapes))
+            raise ShapeError(f"cannot broadcast the shapes {listed} "
                              f"of {what}: dimensions {sorted(map(str, dims))} differ")
         result.append(dims.pop() if dims else 1)
     return tuple(result)
@@ -138,7 +139,8 @@ def _elementwise_tangent(y, inputs, tangents, *, body):
 def _broadcast_shape(x, *, shape, dims):
     for axis, out_axis in enumerate(dims):
         if x.shape[axis] != 1 and not same_dim(x.shape[axis], shape[out_axis]):
-            raise ShapeError(f"cannot broadcast shape {format_shape(x.shape)} to {format_shape(shape)}")
+            raise ShapeError(f"cannot broadcast shape {format_shape(x.shape)} "
+                             f"to {format_shape(shape)}")
     return shape, x.dtype
 
 
@@ -278,8 +280,8 @@ def _matmul_per_example(dC, C, A, B, *, k, batch):
 @shape_rule("take_along")
 def _take_along_shape(x, labels):
     if x.rank != 2 or labels.rank != 1 or not same_dim(x.shape[0], labels.shape[0]):
-        raise ShapeError(f"take_along needs x of shape (rows, classes) and labels of shape (rows,), "
-                         f"not {format_shape(x.shape)} and {format_shape(labels.shape)}")
+        raise ShapeError(f"take_along needs x of shape (rows, classes) and labels of shape "
+                         f"(rows,), not {format_shape(x.shape)} and {format_shape(labels.shape)}")
     if labels.dtype != "int64":
         raise ShapeError(f"labels must be integers, not {labels.dtype}")
     return labels.shape, x.dtype

@@ -24,8 +24,6 @@ _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
 _COMPARE = {ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
             ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b}
 _EXTRA = {"where": (T.where, 3)}  # functions that are not elementwise SymPy bodies
-_SYMBOLS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "**": ast.Pow,
-            "@": ast.MatMult}
 KNOWN_FUNCTIONS = sorted(set(ops.FUNCTIONS) | set(_EXTRA))
 
 

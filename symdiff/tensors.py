@@ -19,7 +19,6 @@ from .errors import ArgumentError, ShapeError
 from .interpret import evaluate_body
 from .ir import RESERVED, Node, make_node
 
-_FLOATS = ("float64", "float32")
 _DTYPES = {float: "float64", "float": "float64", "float64": "float64", np.float64: "float64",
            "float32": "float32", np.float32: "float32",
            int: "int64", "int": "int64", "int64": "int64", np.int64: "int64"}
@@ -201,8 +200,7 @@ def _is_const(v) -> bool:
 
 def _binary(fn, a, b):
     x, y = ops.placeholder(0), ops.placeholder(1)
-    result = apply_body(fn(x, y), {x: a, y: b})
-    return result
+    return apply_body(fn(x, y), {x: a, y: b})
 
 
 def function(name: str, *args) -> Tensor | float:

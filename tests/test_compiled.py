@@ -7,7 +7,7 @@ import sympy as sp
 from scipy import special
 
 import symdiff as sd
-from conftest import LOGISTIC, mlp_arguments
+from conftest import mlp_arguments
 
 NEURON = dict(w0=2.0, w1=-3.0, w2=-3.0, x0=-1.0, x1=-2.0)
 NEURON_GRAD = dict(w0=-0.1966119332, w1=-0.3932238665, w2=0.1966119332, x0=0.3932238665,

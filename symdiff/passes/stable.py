@@ -1,10 +1,10 @@
 """Stable forms: a model's graph -> the same function, rewritten to stay finite where it is.
 
 Small chains of elementwise nodes are inlined into one SymPy expression (a few levels deep),
-matched against known unstable shapes and rebuilt node by node: log(1 + exp(u)) becomes softplus(u), which
-is printed overflow-free; 1/(1 + exp(-u)) becomes sigmoid(u), whose derivative reuses its
-value; log(1 + u) becomes log1p(u). Runs before differentiation, so adjoints come from the
-stable forms too.
+matched against known unstable shapes and rebuilt node by node: log(1 + exp(u)) becomes
+softplus(u), printed overflow-free; 1/(1 + exp(-u)) becomes sigmoid(u), whose derivative
+reuses its value; log(1 + u) becomes log1p(u). Runs before differentiation, so adjoints come
+from the stable forms too.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _one_plus(e):
     return None
 
 
-def _log(e):  # log(1 + exp(u)) -> softplus(u); log(1 + u) -> log1p(u); log sigmoid(u) -> -softplus(-u)
+def _log(e):  # log(1+exp(u)) -> softplus(u); log(1+u) -> log1p(u); log sigmoid u -> -softplus(-u)
     (x,) = e.args
     if isinstance(x, ops.sigmoid):
         return -ops.softplus(-x.args[0])
