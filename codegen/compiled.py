@@ -6,40 +6,47 @@ range before the kernel runs, because Numba kernels run without bounds checks.
 """
 from __future__ import annotations
 
-import numbers
 import time
 
 import numpy as np
 
-from symdiff.errors import ArgumentError, DomainError, NonFiniteError, ShapeError
+from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.ir import Program
-from symdiff.ops import format_shape
 
+from .arguments import InputSpec, check_labels, convert, wrong_names
 from .build import load_module
 from .emit import emit_source, program_dtype
 from .entry import label_bound
+from .tape import TapeKernel, Unsupported, _cache_hit, build_tape
+
+TIERS = ("auto", "kernel", "tape")
+TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (NUMBA-FACTS.md)
 
 
-
-class _Input:
-    """What one kernel argument must be, worked out once."""
-
-    __slots__ = ("name", "shape", "dtype", "label_bound", "numpy_dtype", "axes")
-
-    def __init__(self, node, label_bound=None):
-        self.name, self.shape, self.dtype = node.attr("name"), node.shape, node.dtype
-        self.label_bound = label_bound
-        self.numpy_dtype = np.dtype(_SCALAR[node.dtype])
-        self.axes = tuple(enumerate(node.shape))
-
+def make_kernel(program: Program, title: str, parallel: bool | None, tier: str):
+    """The kernel tier (a generated Numba module) or the tape tier (the precompiled
+    interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs of
+    TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds."""
+    if tier == "kernel" or tier == "auto" and len(program.stmts) < TAPE_MIN_STATEMENTS:
+        return Kernel(program, title, parallel)
+    try:
+        tape = build_tape(program)
+    except Unsupported as e:
+        if tier == "tape":
+            raise ArgumentError(f"{title}: tier='tape' cannot run this model: {e}; "
+                                f"use tier='kernel' or 'auto'") from None
+        return Kernel(program, title, parallel)
+    return TapeKernel(program, title, parallel, tape)
 
 class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
+    tier = "kernel"
+
     def __init__(self, program: Program, title: str, parallel: bool | None = None):
         self.program, self.title = program, title
         self.inputs = tuple(n.attr("name") for n in program.inputs)
-        self._specs = [_Input(n, label_bound(program, n)) for n in program.inputs]
+        self._specs = [InputSpec(n, label_bound(program, n)) for n in program.inputs]
         self._parallel = parallel
         self.timings = {}
         start = time.perf_counter()
@@ -50,6 +57,14 @@ class Kernel:
         self.timings["load"] = time.perf_counter() - start
         self._function, self._run = module.kernel, module.run
         self.dtype = program_dtype(program)
+
+    @property
+    def from_cache(self) -> bool | None:
+        """Whether the machine code came from Numba's on-disk cache rather than a compile
+        (None before the first call)."""
+        if "compile" not in self.timings:
+            return None
+        return _cache_hit(self._function)
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
@@ -62,7 +77,7 @@ class Kernel:
                 self.timings["compile"] = time.perf_counter() - start
         except TypeError:
             if sorted(arguments) != sorted(self.inputs):
-                self._wrong_names(arguments)
+                wrong_names(self.title, self.inputs, arguments)
             raise
         if self.dtype == "float32":  # Numba returns float32 scalars as Python floats
             value = np.float32(value) if isinstance(value, float) else value
@@ -73,21 +88,12 @@ class Kernel:
         """Arguments the generated fast check did not accept: each converted (lists, other
         dtypes, strided arrays) or refused with a clear error, then run through again."""
         dims: dict[str, tuple[int, str]] = {}
-        converted = {spec.name: _convert(spec, arguments[spec.name], dims)
+        converted = {spec.name: convert(spec, arguments[spec.name], dims)
                      for spec in self._specs}
         for spec in self._specs:
             if spec.label_bound is not None:
-                _check_labels(spec, converted[spec.name], dims)
+                check_labels(spec, converted[spec.name], dims)
         return self._run(_unreachable, self._parallel, **converted)
-
-    def _wrong_names(self, arguments: dict):
-        unknown = [k for k in arguments if k not in self.inputs]
-        if unknown:
-            raise ArgumentError(f"unknown argument{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
-                                f"{self.title} takes {', '.join(self.inputs)}")
-        missing = [s.name for s in self._specs if s.name not in arguments]
-        raise ArgumentError(f"missing argument{'s' * (len(missing) > 1)} "
-                            f"{', '.join(missing)} (takes {', '.join(self.inputs)})")
 
 
 def _unreachable(**arguments):
@@ -95,38 +101,51 @@ def _unreachable(**arguments):
 
 
 class Compiled:
-    """A model compiled to Numba kernels.
+    """A model compiled to Numba kernels (or tapes for the precompiled interpreter).
 
     Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
     names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
-    Arguments are passed by name. `source` is the exact text of the gradient kernel.
+    Arguments are passed by name. `source` is the exact text of the gradient kernel (for the
+    tape tier, the Program the tape runs); `tier` says which tier runs it, `from_cache` whether
+    its machine code came from the on-disk cache, `timings` how long each stage took.
     """
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
                  parallel: bool | None = None, timings: dict | None = None,
-                 check_finite: bool = False):
+                 check_finite: bool = False, tier: str = "auto"):
+        if tier not in TIERS:
+            raise ArgumentError(f"tier must be one of {', '.join(map(repr, TIERS))}, "
+                                f"not {tier!r}")
         self.wrt, self.title = tuple(wrt), title
         self.check_finite = check_finite
         self._programs, self._kernels = programs, {}
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
-        self._parallel = parallel
+        self._parallel, self._tier = parallel, tier
         gradient = self._kernel("grad")
+        self.tier = gradient.tier
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self.timings = {**(timings or {}), **gradient.timings}
 
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
 
+    @property
+    def from_cache(self) -> bool | None:
+        """Whether the gradient kernel's machine code was loaded from Numba's on-disk cache
+        instead of compiled (None until the first gradient call)."""
+        return self._kernel("grad").from_cache
+
     def source_of(self, kind: str) -> str:
         """The exact text of the `kind` kernel: "grad" (= .source), "value", "jvp" or "hvp"."""
         return self._kernel(kind).source
 
-    def _kernel(self, kind: str) -> Kernel:
+    def _kernel(self, kind: str) -> Kernel | TapeKernel:
         """The kernel for `kind` (grad, value, jvp, hvp), generated on first use."""
         if kind not in self._kernels:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
-            self._kernels[kind] = Kernel(self._programs[kind](), self.title, self._parallel)
+            self._kernels[kind] = make_kernel(self._programs[kind](), self.title,
+                                              self._parallel, self._tier)
         return self._kernels[kind]
 
     def __call__(self, **arguments):
@@ -144,8 +163,9 @@ class Compiled:
         """(value, {name in wrt: gradient}) from one kernel call."""
         kernel = self._kernel("grad")
         value, grads = kernel(arguments)
-        if "compile" in kernel.timings:
-            self.timings.setdefault("compile", kernel.timings["compile"])
+        for stage in ("compile", "first call"):
+            if stage in kernel.timings:
+                self.timings.setdefault(stage, kernel.timings[stage])
         grads = dict(zip(self.wrt, grads))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
@@ -241,63 +261,3 @@ def _check_finite(title: str, outputs) -> None:
                 f" at index {tuple(int(i) for i in np.argwhere(~finite)[0])}"
             raise NonFiniteError(f"{title}: {what} is {np.ravel(value)[~np.ravel(finite)][0]}"
                                  f"{where} (check_finite=True)")
-
-
-def _convert(spec: _Input, value, dims: dict):
-    """`value` as the kernel wants it, or a clear error naming `spec.name`."""
-    if not spec.shape:
-        return _scalar(spec, value)
-    if not (type(value) is np.ndarray and value.dtype is spec.numpy_dtype
-            and value.flags.c_contiguous):
-        value = _array(spec, value)
-    shape = value.shape
-    if len(shape) != len(spec.shape):
-        raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has shape "
-                         f"{shape} (rank {len(shape)} instead of {len(spec.shape)})")
-    for axis, want in spec.axes:
-        got = shape[axis]
-        if want.__class__ is str:
-            seen = dims.get(want)
-            if seen is None:
-                if got == 0:
-                    raise ShapeError(f"{spec.name} has an empty dimension {want} (axis {axis})")
-                dims[want] = (got, spec.name)
-            elif seen[0] != got:
-                raise ShapeError(f"{spec.name} has {want} = {got} on axis {axis}, but "
-                                 f"{seen[1]} has {want} = {seen[0]}")
-        elif want != got:
-            raise ShapeError(f"{spec.name} must have shape {format_shape(spec.shape)}, but has "
-                             f"shape {shape}: axis {axis} is {got}, not {want}")
-    return value
-
-
-def _scalar(spec: _Input, value):
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ArgumentError(f"{spec.name} must be a real number, not {type(value).__name__}")
-    return {"float64": float, "float32": np.float32, "int64": int}[spec.dtype](value)
-
-
-def _array(spec: _Input, value) -> np.ndarray:
-    """`value` as a C-contiguous array of the spec's dtype (a copy only when needed)."""
-    try:
-        array = np.asarray(value)
-    except Exception as e:
-        raise ArgumentError(f"{spec.name} must be an array, not {type(value).__name__}") from e
-    want = "iu" if spec.dtype == "int64" else "fiu"
-    if array.dtype.kind not in want:
-        what = "integer labels" if spec.dtype == "int64" else "real numbers"
-        raise ArgumentError(f"{spec.name} must hold {what}, not dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=spec.numpy_dtype)
-
-
-_SCALAR = {"float64": np.float64, "float32": np.float32, "int64": np.int64}
-
-
-def _check_labels(spec: _Input, labels: np.ndarray, dims: dict) -> None:
-    bound = spec.label_bound
-    bound = dims[bound][0] if isinstance(bound, str) else bound
-    if labels.size and (labels.min() < 0 or labels.max() >= bound):
-        bad = labels[(labels < 0) | (labels >= bound)][0]
-        raise DomainError(f"{spec.name} holds the label {bad}, outside [0, {bound})")

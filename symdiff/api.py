@@ -26,7 +26,7 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            dtype=float, parallel=None, check_finite=False, name=None):
+            dtype=float, parallel=None, check_finite=False, tier="auto", name=None):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -46,6 +46,11 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         parallel: None decides by batch size; True or False forces it.
         check_finite: raise NonFiniteError naming the first NaN or infinite output (values
             are otherwise returned as IEEE arithmetic gives them, like NumPy).
+        tier: "kernel" compiles a Numba kernel for the model (the fastest calls; compile time
+            grows with the square of the loop body: seconds for hundreds of statements).
+            "tape" runs it on the interpreter compiled once per machine (no compile per model;
+            scalar-per-sample float64 models: formulas, SymPy expressions, scalar functions).
+            "auto" takes the tape for such models from 100 statements on, else the kernel.
 
     >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
     >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
@@ -89,7 +94,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     from codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
-                    parallel, timings, check_finite)
+                    parallel, timings, check_finite, tier)
 
 
 def hvp(compiled):
@@ -102,7 +107,8 @@ def hessian(compiled):
     return compiled.hessian
 
 
-def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=None, name=None):
+def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=None, tier="auto",
+             name=None):
     """Compile the Jacobian of a vector-valued model: a callable, inputs -> (outputs, parameters).
 
     Rows come from reverse mode (one VJP per output entry) or columns from forward mode (one
@@ -127,7 +133,8 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
     }
     from codegen.compiled import Compiled, Jacobian
     compiled = Compiled(programs, wrt_names, name or title,
-                        {w: t.node.attr("name") for w, t in tangents.items()}, parallel)
+                        {w: t.node.attr("name") for w, t in tangents.items()}, parallel,
+                        tier=tier)
     return Jacobian(compiled, cotangent.node.attr("name"))
 
 

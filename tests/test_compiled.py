@@ -118,15 +118,17 @@ BINARY = ["atan2", "min", "max"]
 UNARY = sorted(set(NUMPY) - set(BINARY))
 
 
-@pytest.fixture(scope="session")
-def every_function():
+@pytest.fixture(scope="session", params=["kernel", "tape"])
+def every_function(request):
     terms = [f"{f}(u{k} + c{k})" for k, f in enumerate(UNARY)]
     terms += [f"{f}(p{k} + a{k}, q{k} + b{k})" for k, f in enumerate(BINARY)]
     params = [f"c{k}" for k in range(len(UNARY))] + \
         [f"{v}{k}" for k in range(len(BINARY)) for v in "ab"]
     batch = [f"u{k}" for k in range(len(UNARY))] + \
         [f"{v}{k}" for k in range(len(BINARY)) for v in "pq"]
-    return sd.compile(" + ".join(terms), wrt=params, batch=batch, reduce=None), params, batch
+    f = sd.compile(" + ".join(terms), wrt=params, batch=batch, reduce=None, tier=request.param)
+    assert f.tier == request.param
+    return f, params, batch
 
 
 def test_every_function_derivative_against_finite_differences(every_function):
@@ -161,14 +163,15 @@ def test_min_and_max_split_ties_evenly_like_jax():
     assert f.grad(x=2.0, y=1.0) == {"x": 1.0, "y": 2.0}
 
 
-def test_depth_200_chain_compiles_runs_and_is_exact():
+@pytest.mark.parametrize("tier", ["kernel", "auto"])
+def test_depth_200_chain_compiles_runs_and_is_exact(tier):
     def chain(x, a):
         y = x
         for _ in range(200):
             y = sd.sin(y) * a + 0.1 * y
         return y
-    f = sd.compile(chain, wrt=["x", "a"])
-    assert len(f.program.stmts) > 1000
+    f = sd.compile(chain, wrt=["x", "a"], tier=tier)
+    assert len(f.program.stmts) > 1000 and f.tier == ("kernel" if tier == "kernel" else "tape")
     value, grads = f.value_and_grad(x=0.3, a=1.1)
     y, dy_dx, dy_da = 0.3, 1.0, 0.0  # forward-mode by hand, for an independent reference
     for _ in range(200):

@@ -11,9 +11,10 @@ import symdiff as sd
 from codegen import build
 
 
-@pytest.fixture(scope="module")
-def edges():
-    return sd.compile("log(x) + 1/y + exp(z) + sqrt(w)", wrt=["x", "y", "z", "w"])
+@pytest.fixture(scope="module", params=["kernel", "tape"])
+def edges(request):
+    return sd.compile("log(x) + 1/y + exp(z) + sqrt(w)", wrt=["x", "y", "z", "w"],
+                      tier=request.param)
 
 
 @pytest.mark.parametrize("point", [

@@ -1,0 +1,452 @@
+"""The tape tier: a Program as instructions for the interpreter, so nothing compiles per model.
+
+A generated Numba kernel compiles in time that grows with the square of its loop body
+(NUMBA-FACTS.md): a formula nested a hundred levels deep would take minutes. A tape takes
+milliseconds to build and runs on `codegen/interpreter.py`, compiled once per machine, at
+nearly the kernel's speed on wide batches (each instruction runs over a block of samples).
+
+A tape serves scalar-per-sample Programs: float64 inputs that are scalars or batch vectors
+(n,), statements that are elementwise, broadcasts of scalars, sums over the batch, constants
+and the batch size. Anything else raises `Unsupported`, and the kernel tier serves it.
+Statements split into two phases: the batch phase (everything per sample, and the batch sums)
+and the epilogue (scalars computed from the sums, such as a mean loss and a scalar parameter's
+gradient). Within a phase each SymPy body becomes a few instructions; equal instructions are
+emitted once, `sin` and `cos` of one value become one `sincos`, and registers are reused as
+soon as their last reader has run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+from numba import get_num_threads
+from sympy.codegen.cfunctions import expm1, log1p
+
+from symdiff import ops
+from symdiff.ir import Node, Program
+
+from . import interpreter
+from .arguments import InputSpec, convert, wrong_names
+from .entry import NCHUNKS, PARALLEL_MIN_WORK
+
+WIDTH = 256  # samples per block: a register is one row of this many float64 values
+
+_UNARY = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
+          sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin",
+          sp.acos: "acos", sp.atan: "atan", sp.Abs: "abs", sp.sign: "sign", sp.erf: "erf",
+          log1p: "log1p", expm1: "expm1", ops.sigmoid: "sigmoid", ops.softplus: "softplus",
+          ops.relu: "relu"}
+_COMPARE = {sp.StrictGreaterThan: "gt", sp.GreaterThan: "ge", sp.StrictLessThan: "lt",
+            sp.LessThan: "le", sp.Eq: "eq", sp.Ne: "ne"}
+_IDENTITY = ("broadcast", "stop_gradient")  # the same values, sample by sample
+
+
+class Unsupported(Exception):
+    """The Program needs the kernel tier; the message says why."""
+
+
+@dataclass
+class _Instr:
+    op: str
+    outs: tuple[int, ...]  # virtual registers written
+    ins: tuple[int, ...]  # virtual registers read
+    k: int = 0  # scalar, column, sum or output index
+
+
+class _Phase:
+    """Instructions over virtual registers, each equal instruction emitted once."""
+
+    def __init__(self, tape: Tape):
+        self.tape = tape
+        self.instrs: list[_Instr] = []
+        self.memo: dict[tuple, int] = {}
+        self.vreg: dict[int, int] = {}  # node uid -> virtual register
+        self.count = 0
+
+    def emit(self, op: str, ins=(), k: int = 0) -> int:
+        key = (op, tuple(ins), k)
+        if key not in self.memo:
+            self.memo[key] = self.count
+            self.instrs.append(_Instr(op, (self.count,), tuple(ins), k))
+            self.count += 1
+        return self.memo[key]
+
+    def sink(self, op: str, ins, k: int) -> None:
+        self.instrs.append(_Instr(op, (), tuple(ins), k))
+
+    def constant(self, value: float) -> int:
+        return self.emit("fill", (), self.tape.constant(value))
+
+    # ------------------------------------------------------------ SymPy bodies
+
+    def body(self, e: sp.Expr, operands: list[int]) -> int:
+        """Instructions computing body `e`, placeholder k read from operands[k]."""
+        if e.is_Symbol:
+            return operands[int(e.name[1:])]
+        if e.is_Number or e in (sp.pi, sp.E):
+            return self.constant(float(e))
+        if isinstance(e, sp.Add):
+            return self.add(e, operands)
+        if isinstance(e, sp.Mul):
+            return self.mul(e, operands)
+        if isinstance(e, sp.Pow):
+            return self.pow(e, operands)
+        if e.func in _UNARY:
+            return self.emit(_UNARY[e.func], (self.body(e.args[0], operands),))
+        if isinstance(e, (sp.Max, sp.Min, sp.atan2)):
+            op = {sp.Max: "max", sp.Min: "min", sp.atan2: "atan2"}[e.func]
+            args = [self.body(a, operands) for a in e.args]
+            result = args[0]
+            for a in args[1:]:
+                result = self.emit(op, (result, a))
+            return result
+        if isinstance(e, sp.Heaviside):
+            h0 = float(e.args[1]) if len(e.args) > 1 else 0.5
+            return self.emit("step", (self.body(e.args[0], operands),), self.tape.constant(h0))
+        if type(e) in _COMPARE:
+            a, b = (self.body(x, operands) for x in e.args)
+            return self.emit(_COMPARE[type(e)], (a, b))
+        if isinstance(e, sp.Piecewise):
+            result = self.body(e.args[-1][0], operands)
+            for value, cond in reversed(e.args[:-1]):
+                result = self.emit("where", (self.body(cond, operands),
+                                             self.body(value, operands), result))
+            return result
+        raise Unsupported(f"the tape has no instruction for {e.func.__name__}")
+
+    def add(self, e: sp.Add, operands) -> int:
+        constant, plus, minus = 0.0, [], []
+        for term in e.args:
+            if term.is_Number:
+                constant += float(term)
+            elif term.could_extract_minus_sign():
+                minus.append(self.body(-term, operands))
+            else:
+                plus.append(self.body(term, operands))
+        if plus:
+            result = plus[0]
+            for t in plus[1:]:
+                result = self.emit("add", (result, t))
+            for t in minus:
+                result = self.emit("sub", (result, t))
+            if constant:
+                result = self.emit("addc", (result,), self.tape.constant(constant))
+            return result
+        negated = minus[0]
+        for t in minus[1:]:
+            negated = self.emit("add", (negated, t))
+        return self.emit("csub", (negated,), self.tape.constant(constant))
+
+    def mul(self, e: sp.Mul, operands) -> int:
+        coefficient, top, bottom = 1.0, [], []
+        for factor in e.args:
+            if factor.is_Number:
+                coefficient *= float(factor)
+            elif isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0:
+                bottom.append(self.body(sp.Pow(factor.base, -factor.exp), operands))
+            else:
+                top.append(self.body(factor, operands))
+        denominator = self.product(bottom)
+        if not top:
+            return self.emit("cdiv", (denominator,), self.tape.constant(coefficient))
+        result = self.product(top)
+        if denominator is not None:
+            result = self.emit("div", (result, denominator))
+        if coefficient == -1.0:
+            return self.emit("neg", (result,))
+        if coefficient != 1.0:
+            return self.emit("mulc", (result,), self.tape.constant(coefficient))
+        return result
+
+    def product(self, factors: list[int]) -> int | None:
+        if not factors:
+            return None
+        result = factors[0]
+        for f in factors[1:]:
+            result = self.emit("mul", (result, f))
+        return result
+
+    def pow(self, e: sp.Pow, operands) -> int:
+        base, exp = e.args
+        if exp.is_Integer and 0 < exp <= 4:
+            x = self.body(base, operands)
+            result = x
+            for _ in range(int(exp) - 1):
+                result = self.emit("mul", (result, x))
+            return result
+        if exp.is_Number and exp < 0:
+            return self.emit("cdiv", (self.body(base ** -exp, operands),), self.tape.constant(1.0))
+        if exp == sp.S.Half:
+            return self.emit("sqrt", (self.body(base, operands),))
+        if exp.is_Number:
+            return self.emit("powc", (self.body(base, operands),), self.tape.constant(float(exp)))
+        return self.emit("pow", (self.body(base, operands), self.body(exp, operands)))
+
+
+class Tape:
+    """A Program as interpreter code: the batch phase, the epilogue and their tables."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.scalars: list[float] = []  # constants, then slots filled per call
+        self._constants: dict[float, int] = {}
+        self.slots: dict[str, int] = {}  # scalar input or dimension name -> scalars index
+        self.columns: list[str] = []  # batch inputs, in column order
+        self.dim = _check(program)
+        batch = _Phase(self)
+        epilogue = _Phase(self)
+        sums: dict[int, int] = {}  # sum node uid -> index of its total
+        vector_outs, scalar_outs = [], []
+        after_sum = _after_sum(program)
+        needed_batch, needed_epilogue = _needed(program)
+        for s in program.stmts:
+            node = s.node
+            if node.uid in needed_batch:
+                if node.op != "sum" and node.uid in after_sum:
+                    raise Unsupported(f"{s.name} is per sample but depends on a batch sum: "
+                                      f"that takes two passes over the batch")
+                if node.op == "sum":
+                    sums[node.uid] = len(sums)
+                    batch.sink("sum", (self._operand(batch, node.inputs[0]),), sums[node.uid])
+                else:
+                    self._statement(batch, node)
+            if node.uid in needed_epilogue:
+                if node.op == "sum":
+                    epilogue.vreg[node.uid] = epilogue.emit("load_sum", (), sums[node.uid])
+                else:
+                    self._statement(epilogue, node)
+        for label, node in program.outputs:
+            if node.rank:
+                batch.sink("store", (self._operand(batch, node),), len(vector_outs))
+                vector_outs.append(label)
+            else:
+                epilogue.sink("store_scalar", (self._operand(epilogue, node),),
+                              len(scalar_outs))
+                scalar_outs.append(label)
+        self.nsums = len(sums)
+        self.vector_outs, self.scalar_outs = vector_outs, scalar_outs
+        self.code, batch_registers = _allocate(_pair_sincos(batch.instrs))
+        self.epilogue, epilogue_registers = _allocate(_pair_sincos(epilogue.instrs))
+        self.registers = max(batch_registers, epilogue_registers, 1)
+
+    def constant(self, value: float) -> int:
+        if value not in self._constants:
+            self._constants[value] = len(self.scalars)
+            self.scalars.append(value)
+        return self._constants[value]
+
+    def _slot(self, name: str) -> int:
+        if name not in self.slots:
+            self.slots[name] = len(self.scalars)
+            self.scalars.append(0.0)
+        return self.slots[name]
+
+    def _operand(self, phase: _Phase, node: Node) -> int:
+        """The virtual register holding `node` in `phase`, loading inputs on first use."""
+        if node.uid in phase.vreg:
+            return phase.vreg[node.uid]
+        name = node.attr("name")
+        if node.op == "input" and node.rank:
+            if name not in self.columns:
+                self.columns.append(name)
+            reg = phase.emit("load", (), self.columns.index(name))
+        elif node.op in ("input", "dim"):
+            reg = phase.emit("fill", (), self._slot(name))
+        elif node.op == "const":
+            reg = phase.constant(node.attr("value"))
+        else:
+            raise AssertionError(f"{node!r} is used before it is computed")
+        phase.vreg[node.uid] = reg
+        return reg
+
+    def _statement(self, phase: _Phase, node: Node) -> None:
+        if node.op in ("input", "dim", "const"):
+            self._operand(phase, node)
+        elif node.op in _IDENTITY:
+            phase.vreg[node.uid] = self._operand(phase, node.inputs[0])
+        else:  # elementwise, by _check
+            operands = [self._operand(phase, i) for i in node.inputs]
+            phase.vreg[node.uid] = phase.body(node.attr("body"), operands)
+
+    def listing(self, title: str) -> str:
+        """What `Compiled.source` shows for a tape: the Program it runs, statement by statement."""
+        count = len(self.code) + len(self.epilogue)
+        return (f"# symdiff tape for: {title}\n"
+                f"# Run by symdiff's precompiled interpreter (tier='tape'): {count} "
+                f"instructions, {self.registers} registers of {WIDTH} samples.\n"
+                f"# Forward statements, then adjoint statements under `# from:` comments.\n"
+                + str(self.program) + "\n")
+
+
+def _check(program: Program) -> str | None:
+    """The batch dimension's name (None if there is none); Unsupported if not a tape Program."""
+    dims = set()
+    for node in program.inputs:
+        if node.dtype != "float64":
+            raise Unsupported(f"input {node.attr('name')} is {node.dtype}; the tape is float64")
+        if node.rank > 1 or node.rank == 1 and not isinstance(node.shape[0], str):
+            raise Unsupported(f"input {node.attr('name')} has shape {node.shape}; the tape "
+                              f"takes scalars and batch vectors")
+        dims.update(node.shape)
+    if len(dims) > 1:
+        raise Unsupported(f"inputs have several batch dimensions: {sorted(dims)}")
+    for s in program.stmts:
+        node = s.node
+        fits = node.op in ("elementwise", "const", "dim", "stop_gradient") \
+            or node.op == "broadcast" and node.inputs[0].rank == 0 \
+            or node.op == "sum" and node.inputs[0].rank == 1
+        if not fits or node.rank > 1 or node.dtype not in ("float64", "bool"):
+            raise Unsupported(f"{s.name} ({node.op}, shape {node.shape}) is not a scalar or "
+                              f"per-sample statement")
+    return dims.pop() if dims else None
+
+
+def _after_sum(program: Program) -> set[int]:
+    """Uids of statements that depend on a batch sum."""
+    found: set[int] = set()
+    for s in program.stmts:
+        if s.node.op == "sum" or any(i.uid in found for i in s.node.inputs):
+            found.add(s.node.uid)
+    return found
+
+
+def _needed(program: Program) -> tuple[set[int], set[int]]:
+    """Uids each phase computes: per-sample outputs and sum operands in the batch phase,
+    scalar outputs in the epilogue (which reads sums as totals)."""
+    batch, epilogue = set(), set()
+    for _, node in program.outputs:
+        (batch if node.rank else epilogue).add(node.uid)
+    for s in reversed(program.stmts):
+        node = s.node
+        if node.uid in epilogue and node.op != "sum":
+            epilogue.update(i.uid for i in node.inputs)
+            if node.rank:
+                raise Unsupported(f"{s.name}: a scalar result needs a per-sample value "
+                                  f"without a sum over the batch")
+        if node.uid in epilogue and node.op == "sum":
+            batch.add(node.uid)
+        if node.uid in batch:
+            batch.update(i.uid for i in node.inputs)
+    return batch, epilogue
+
+
+def _pair_sincos(instrs: list[_Instr]) -> list[_Instr]:
+    """sin(x) and cos(x) of one register as one `sincos` instruction, at the first of them
+    (LLVM turns the two calls side by side into one)."""
+    first: dict[tuple[str, int], int] = {}
+    for t, ins in enumerate(instrs):
+        if ins.op in ("sin", "cos"):
+            first.setdefault((ins.op, ins.ins[0]), t)
+    merged, dropped = {}, set()
+    for (op, x), t in first.items():
+        if op == "sin" and ("cos", x) in first:
+            u = first[("cos", x)]
+            merged[min(t, u)] = _Instr("sincos", instrs[t].outs + instrs[u].outs, (x,))
+            dropped.add(max(t, u))
+    return [merged.get(t, ins) for t, ins in enumerate(instrs) if t not in dropped]
+
+
+def _allocate(instrs: list[_Instr]) -> tuple[np.ndarray, int]:
+    """Interpreter rows for `instrs`, virtual registers mapped onto as few real ones as
+    possible: a register is free again after its last reader."""
+    last = {}
+    for t, ins in enumerate(instrs):
+        for v in ins.ins:
+            last[v] = t
+    free: list[int] = []
+    real: dict[int, int] = {}
+    count = 0
+    code = np.zeros((len(instrs), 7), dtype=np.int64)
+    for t, ins in enumerate(instrs):
+        reads = [real[v] for v in ins.ins]
+        for v in dict.fromkeys(ins.ins):
+            if last[v] == t:
+                free.append(real[v])
+        writes = []
+        for v in ins.outs:
+            if free:
+                real[v] = free.pop()
+            else:
+                real[v], count = count, count + 1
+            writes.append(real[v])
+            if v not in last:  # never read: free at once
+                free.append(real[v])
+        row = [interpreter.CODE[ins.op], *(writes + [0, 0])[:2], *(reads + [0, 0, 0])[:3], ins.k]
+        code[t] = row
+    return code, count
+
+
+class TapeKernel:
+    """A Program run by the interpreter; the same interface as codegen.compiled.Kernel."""
+
+    tier = "tape"
+
+    def __init__(self, program: Program, title: str, parallel: bool | None = None,
+                 tape: Tape | None = None):
+        self.program, self.title = program, title
+        self.inputs = tuple(n.attr("name") for n in program.inputs)
+        self._specs = [InputSpec(n) for n in program.inputs]
+        self._parallel = parallel
+        self.dtype = "float64"
+        self.timings = {}
+        start = time.perf_counter()
+        self.tape = tape = tape or Tape(program)
+        self.source = tape.listing(title)
+        self.timings["tape"] = time.perf_counter() - start
+        self._scalars = np.array(tape.scalars)
+        self._slot_names = [(tape.slots[name], name) for name in tape.slots
+                            if name != tape.dim]
+        self._column_index = {name: j for j, name in enumerate(tape.columns)}
+        self._work = len(tape.code)
+
+    def __call__(self, arguments: dict):
+        if len(arguments) != len(self.inputs) or any(a not in arguments for a in self.inputs):
+            wrong_names(self.title, self.inputs, arguments)
+        dims: dict[str, tuple[int, str]] = {}
+        values = {spec.name: convert(spec, arguments[spec.name], dims) for spec in self._specs}
+        tape = self.tape
+        n = dims[tape.dim][0] if tape.dim else 1
+        scalars = self._scalars.copy()
+        for slot, name in self._slot_names:
+            scalars[slot] = values[name]
+        if tape.dim in tape.slots:
+            scalars[tape.slots[tape.dim]] = n
+        columns = np.empty((len(tape.columns), n))
+        for name, j in self._column_index.items():
+            columns[j] = values[name]
+        outs = np.empty((len(tape.vector_outs), n))
+        results = np.empty(len(tape.scalar_outs))
+        parallel = self._parallel
+        big = parallel or parallel is None and n * self._work >= PARALLEL_MIN_WORK
+        run = interpreter.run_parallel if big and get_num_threads() > 1 \
+            else interpreter.run
+        start = time.perf_counter()
+        run(tape.code, tape.epilogue, scalars, columns, n, NCHUNKS if big else 1, WIDTH,
+            tape.registers, max(tape.nsums, 1), outs, results)
+        self.timings.setdefault("first call", time.perf_counter() - start)
+        self._used = run
+        found = {label: float(results[j]) for j, label in enumerate(tape.scalar_outs)}
+        found.update((label, outs[j]) for j, label in enumerate(tape.vector_outs))
+        labels = [label for label, _ in self.program.outputs]
+        return found[labels[0]], tuple(found[label] for label in labels[1:])
+
+
+    @property
+    def from_cache(self) -> bool | None:
+        """Whether the interpreter's machine code came from Numba's on-disk cache (None
+        before the first call)."""
+        used = getattr(self, "_used", None)
+        return None if used is None else _cache_hit(used)
+
+
+def build_tape(program: Program) -> Tape:
+    """The tape for `program`; Unsupported (saying why) if it needs the kernel tier."""
+    return Tape(program)
+
+
+def _cache_hit(dispatcher) -> bool:
+    stats = dispatcher.stats
+    return bool(stats.cache_hits) and not stats.cache_misses
+
