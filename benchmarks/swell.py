@@ -166,7 +166,7 @@ def _torch(torch, X):
 def run(quick: bool = False) -> str:
     sections = [f"## swell: gradient of a depth-K nested formula wrt all x, n = {N:,}, "
                 f"{threads()} thread(s)"]
-    sympy_stopped = None
+    sympy_stopped, tape_seen = None, False
     for K in QUICK_DEPTHS if quick else DEPTHS:
         X = np.random.default_rng(K).uniform(-1.0, 1.0, (K + 1, N))
         timeout = QUICK_SYMPY_TIMEOUT if quick else SYMPY_TIMEOUT
@@ -178,7 +178,12 @@ def run(quick: bool = False) -> str:
         times = compare(calls, rounds=3 if quick else 10, budget=0.05 if quick else 0.1)
         preparation = {name: format_time(seconds) for name, (seconds, call) in systems.items()
                        if call is not None}
-        notes = [_symdiff_note(calls["symdiff"].model)]
+        model = calls["symdiff"].model
+        notes = [_symdiff_note(model)]
+        if model.tier == "tape" and not tape_seen:
+            tape_seen = True
+            notes.append("This first tape's first call includes compiling the interpreter, "
+                         "once per machine (Numba caches it for every later model).")
         if "SymPy" not in calls:
             sympy_stopped = sympy_stopped or K
             notes.append(f"SymPy: stopped after {timeout} s at K = {sympy_stopped}"
@@ -191,5 +196,9 @@ def run(quick: bool = False) -> str:
 
 def _symdiff_note(model) -> str:
     stages = ", ".join(f"{stage} {format_time(s)}" for stage, s in model.timings.items())
-    lines = len(model.source.splitlines())
-    return f"symdiff preparation: {stages}; {lines} lines of kernel source."
+    if model.tier == "tape":
+        tape = model._kernel("grad").tape
+        size = f"tape tier, {len(model.program.stmts)} statements as {len(tape.code)} instructions"
+    else:
+        size = f"kernel tier, {len(model.source.splitlines())} lines of kernel source"
+    return f"symdiff preparation: {stages}; {size}."

@@ -339,8 +339,10 @@ class _Emitter:
                          f"{fill})")
         args = ", ".join(loop.reads)
         size = self.dim_var.get(unit.space[0], unit.space[0])
-        if self.chunked(unit):
-            lines += [f"    if {threaded} is None:",
+        if self.chunked(unit):  # one chunk: a direct call, which LLVM optimises better
+            lines += [f"    if {chunks} == 1:",
+                      f"        _loop{loop.index}(0, 0, {size}, {args})",
+                      f"    elif {threaded} is None:",
                       f"        for {c} in range({chunks}):",
                       f"            _loop{loop.index}({c}, {c} * {size} // {chunks}, "
                       f"({c} + 1) * {size} // {chunks}, {args})",

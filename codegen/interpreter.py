@@ -23,6 +23,7 @@ from numba import njit, prange
 OPCODES = (
     # arithmetic on registers; ..C forms take the constant scalars[k]
     "mul", "add", "sub", "div", "neg", "mulc", "addc", "csub", "cdiv", "pow", "powc",
+    "muladd",  # a * b + c
     # data movement: constant or scalar input, batch column, batch sum, outputs
     "fill", "load", "load_sum", "sum", "store", "store_scalar",
     # elementary functions
@@ -33,7 +34,7 @@ OPCODES = (
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
 CODE = {name: k for k, name in enumerate(OPCODES)}
-(MUL, ADD, SUB, DIV, NEG, MULC, ADDC, CSUB, CDIV, POW, POWC,
+(MUL, ADD, SUB, DIV, NEG, MULC, ADDC, CSUB, CDIV, POW, POWC, MULADD,
  FILL, LOAD, LOAD_SUM, SUM, STORE, STORE_SCALAR,
  EXP, LOG, SQRT, SIN, COS, SINCOS, TAN, SINH, COSH, TANH, ASIN,
  ACOS, ATAN, ATAN2, ABS, SIGN, ERF, LOG1P, EXPM1,
@@ -56,6 +57,10 @@ def _block(code, scalars, columns, lo, hi, regs, sums, outs, results):
         elif op == ADD:
             for i in range(m):
                 r[i] = x[i] + y[i]
+        elif op == MULADD:
+            z = regs[code[t, 5]]
+            for i in range(m):
+                r[i] = x[i] * y[i] + z[i]
         elif op == SUB:
             for i in range(m):
                 r[i] = x[i] - y[i]

@@ -227,8 +227,8 @@ class Tape:
                 scalar_outs.append(label)
         self.nsums = len(sums)
         self.vector_outs, self.scalar_outs = vector_outs, scalar_outs
-        self.code, batch_registers = _allocate(_pair_sincos(batch.instrs))
-        self.epilogue, epilogue_registers = _allocate(_pair_sincos(epilogue.instrs))
+        self.code, batch_registers = _allocate(_pair_sincos(_fuse_muladd(batch.instrs)))
+        self.epilogue, epilogue_registers = _allocate(_pair_sincos(_fuse_muladd(epilogue.instrs)))
         self.registers = max(batch_registers, epilogue_registers, 1)
 
     def constant(self, value: float) -> int:
@@ -330,6 +330,27 @@ def _needed(program: Program) -> tuple[set[int], set[int]]:
         if node.uid in batch:
             batch.update(i.uid for i in node.inputs)
     return batch, epilogue
+
+
+def _fuse_muladd(instrs: list[_Instr]) -> list[_Instr]:
+    """add(mul(x, y), z) as one `muladd` where the product has no other reader: one pass over
+    the block instead of two, and the same bits (no fused multiply-add rounding)."""
+    readers: dict[int, int] = {}
+    for ins in instrs:
+        for v in ins.ins:
+            readers[v] = readers.get(v, 0) + 1
+    products = {ins.outs[0]: t for t, ins in enumerate(instrs) if ins.op == "mul"}
+    fused, dropped = {}, set()
+    for t, ins in enumerate(instrs):
+        if ins.op != "add":
+            continue
+        for a, b in (ins.ins, ins.ins[::-1]):
+            u = products.get(a)
+            if u is not None and u not in dropped and readers[a] == 1:
+                fused[t] = _Instr("muladd", ins.outs, instrs[u].ins + (b,))
+                dropped.add(u)
+                break
+    return [fused.get(t, ins) for t, ins in enumerate(instrs) if t not in dropped]
 
 
 def _pair_sincos(instrs: list[_Instr]) -> list[_Instr]:
