@@ -5,7 +5,9 @@
 on scikit-learn's breast-cancer data (569 × 30, standardized), minibatches of 64 drawn by
 shuffling each epoch. The batches are gathered once, before timing, in each system's own array
 type; one measurement is a whole run of 1000 steps from the same start, reported per step. Each
-step is one call from Python: value and gradients, then the update.
+step is one call from Python: value and gradients, then the update. symdiff runs two ways:
+`sgd_step`, one kernel call that updates w and b in place, and `value_and_grad` followed by the
+update in NumPy.
 """
 from __future__ import annotations
 
@@ -83,6 +85,12 @@ def trainers(Xs, ts, w0) -> dict:
     model = symdiff_model()
 
     def sd_train():
+        w, b = w0.copy(), np.zeros(())  # sgd_step updates them in place
+        for X, t in zip(Xs, ts):
+            model.sgd_step(LR, X=X, t=t, w=w, b=b)
+        return w, float(b)
+
+    def sd_train_numpy():
         w, b = w0.copy(), 0.0
         for X, t in zip(Xs, ts):
             _, g = model.value_and_grad(X=X, t=t, w=w, b=b)
@@ -101,7 +109,9 @@ def trainers(Xs, ts, w0) -> dict:
             _, b = hand_step(X, t, w, b, gw)
         return w, b
 
-    return {"symdiff": (lambda X, t, w, b: model.value_and_grad(X=X, t=t, w=w, b=b), sd_train),
+    value_and_grad = lambda X, t, w, b: model.value_and_grad(X=X, t=t, w=w, b=b)  # noqa: E731
+    return {"symdiff": (value_and_grad, sd_train),
+            "symdiff, update in NumPy": (value_and_grad, sd_train_numpy),
             "hand-written Numba": (hand_vg, hand_train),
             "JAX": _jax(jax, Xs, ts, w0),
             "PyTorch eager": _torch(torch, Xs, ts, w0)}

@@ -26,6 +26,34 @@ class InputSpec:
         self.axes = tuple(enumerate(node.shape))
 
 
+def check_in_place(spec: InputSpec, value) -> None:
+    """A parameter that `sgd_step` updates in place must be a writable, C-contiguous array
+    of the model's dtype (0-d for a scalar); anything else is refused, never copied."""
+    if type(value) is not np.ndarray:
+        what = f"a {type(value).__name__}"
+    elif value.dtype != spec.numpy_dtype:
+        what = f"an array of dtype {value.dtype}"
+    elif value.ndim != len(spec.shape):
+        what = f"an array of shape {value.shape}"
+    elif not value.flags.writeable:
+        what = "a read-only array"
+    elif not value.flags.c_contiguous:
+        what = "a non-contiguous array"
+    else:
+        return
+    scalar = f" (a 0-d array for a scalar: np.array({spec.name}, dtype=float))" \
+        if not spec.shape else ""
+    raise ArgumentError(f"sgd_step updates {spec.name} in place: pass a writable, "
+                        f"C-contiguous {spec.dtype} NumPy array{scalar}, not {what}")
+
+
+def check_rate(lr) -> float:
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
+        raise ArgumentError(f"the learning rate lr must be a real number, not "
+                            f"{type(lr).__name__}")
+    return float(lr)
+
+
 def wrong_names(title: str, inputs, arguments: dict):
     """Raise ArgumentError naming the unknown or missing arguments."""
     unknown = [k for k in arguments if k not in inputs]

@@ -13,7 +13,7 @@ import numpy as np
 from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.ir import Program
 
-from .arguments import InputSpec, check_labels, convert, wrong_names
+from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
 from .build import load_module
 from .emit import emit_source, program_dtype
 from .entry import label_bound
@@ -23,39 +23,41 @@ TIERS = ("auto", "kernel", "tape")
 TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (NUMBA-FACTS.md)
 
 
-def make_kernel(program: Program, title: str, parallel: bool | None, tier: str):
+def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=()):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
     interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs of
     TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds."""
     if tier == "kernel" or tier == "auto" and len(program.stmts) < TAPE_MIN_STATEMENTS:
-        return Kernel(program, title, parallel)
+        return Kernel(program, title, parallel, update)
     try:
         tape = build_tape(program)
     except Unsupported as e:
         if tier == "tape":
             raise ArgumentError(f"{title}: tier='tape' cannot run this model: {e}; "
                                 f"use tier='kernel' or 'auto'") from None
-        return Kernel(program, title, parallel)
-    return TapeKernel(program, title, parallel, tape)
+        return Kernel(program, title, parallel, update)
+    return TapeKernel(program, title, parallel, tape, update)
 
 class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     tier = "kernel"
 
-    def __init__(self, program: Program, title: str, parallel: bool | None = None):
-        self.program, self.title = program, title
+    def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
+        self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = [InputSpec(n, label_bound(program, n)) for n in program.inputs]
         self._parallel = parallel
         self.timings = {}
         start = time.perf_counter()
-        self.source = emit_source(program, title)
+        self.source = emit_source(program, title, self.update)
         self.timings["emit"] = time.perf_counter() - start
         start = time.perf_counter()
         module, self.reused_file = load_module(self.source)
         self.timings["load"] = time.perf_counter() - start
-        self._function, self._run = module.kernel, module.run
+        self._function = module.kernel
+        self._run, self._run_step = module.entry(self._slow, self._slow_step, parallel)
+        self._rerun, self._rerun_step = module.entry(_unreachable, _unreachable, parallel)
         self._call = self._first_call
         self.dtype = program_dtype(program)
 
@@ -70,23 +72,23 @@ class Kernel:
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
         try:
-            return self._call(self._slow, self._parallel, **arguments)
+            return self._call(**arguments)
         except TypeError:
             if sorted(arguments) != sorted(self.inputs):
                 wrong_names(self.title, self.inputs, arguments)
             raise
 
-    def _first_call(self, *args, **arguments):
+    def _first_call(self, **arguments):
         """The first call compiles (or loads from the cache): timed, then out of the way."""
         start = time.perf_counter()
         run = self._run if self.dtype != "float32" else self._run_float32
-        result = run(*args, **arguments)
+        result = run(**arguments)
         self.timings["compile"] = time.perf_counter() - start
         self._call = run
         return result
 
-    def _run_float32(self, *args, **arguments):
-        value, rest = self._run(*args, **arguments)  # Numba returns float32 scalars as floats
+    def _run_float32(self, **arguments):
+        value, rest = self._run(**arguments)  # Numba returns float32 scalars as floats
         value = np.float32(value) if isinstance(value, float) else value
         return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
 
@@ -99,10 +101,36 @@ class Kernel:
         for spec in self._specs:
             if spec.label_bound is not None:
                 check_labels(spec, converted[spec.name], dims)
-        return self._run(_unreachable, self._parallel, **converted)
+        return self._rerun(**converted)
 
 
-def _unreachable(**arguments):
+    def step_function(self):
+        """`sgd_step(lr, **arguments)`: the generated check-and-step, called directly."""
+        return self._run_step
+
+    def _slow_step(self, lr, **arguments):
+        """`step` arguments the generated check did not accept: parameters must already be
+        writable arrays (they are updated in place); other inputs are converted."""
+        lr = check_rate(lr)
+        if sorted(arguments) != sorted(self.inputs):
+            wrong_names(self.title, self.inputs, arguments)
+        dims: dict[str, tuple[int, str]] = {}
+        converted = {}
+        for spec in self._specs:
+            value = arguments[spec.name]
+            if spec.name in self.update:
+                check_in_place(spec, value)
+                if not spec.shape:
+                    converted[spec.name] = value
+                    continue
+            converted[spec.name] = convert(spec, value, dims)
+        for spec in self._specs:
+            if spec.label_bound is not None:
+                check_labels(spec, converted[spec.name], dims)
+        return self._rerun_step(lr, **converted)
+
+
+def _unreachable(*args, **arguments):
     raise AssertionError("converted arguments failed the generated check")
 
 
@@ -129,6 +157,8 @@ class Compiled:
         self._parallel, self._tier = parallel, tier
         self._grad = gradient = self._kernel("grad")
         self.tier = gradient.tier
+        if gradient.update:  # the generated check-and-step, with no method call between
+            self.sgd_step = gradient.step_function()
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -156,8 +186,10 @@ class Compiled:
         if kind not in self._kernels:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
-            self._kernels[kind] = make_kernel(self._programs[kind](), self.title,
-                                              self._parallel, self._tier)
+            program = self._programs[kind]()
+            scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0
+            self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
+                                              self.wrt if scalar_loss else ())
         return self._kernels[kind]
 
     def __call__(self, **arguments):
@@ -170,6 +202,17 @@ class Compiled:
     def grad(self, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
         return self.value_and_grad(**arguments)[1]
+
+    def sgd_step(self, lr, **arguments):
+        """One step of gradient descent in one kernel call: every parameter p in `wrt` becomes
+        p - lr * dp, in place; returns the loss before the step.
+
+        The parameters must be writable float arrays (a scalar as a 0-d array,
+        `np.array(0.5)`), so that the kernel can update them; the other inputs are passed as
+        for `value_and_grad`. Replaced by the generated function for scalar losses.
+        """
+        raise ArgumentError(f"{self.title}: sgd_step needs a scalar loss; this model's "
+                            f"value has one entry per example (reduce=None) or per output")
 
     def value_and_grad(self, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call."""

@@ -21,7 +21,7 @@ from symdiff.ir import Node, Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
-from .entry import JIT, emit_entry
+from .entry import JIT, REFUSED, emit_entry, label_bound
 from .printer import print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -52,9 +52,13 @@ class _Loop:
     lines: list[str] = field(default_factory=list)
 
 
-def emit_source(program: Program, title: str = "model") -> str:
-    """The module text for `program`. Same Program, same text: the text is the cache key."""
-    return _Emitter(program).module(title)
+def emit_source(program: Program, title: str = "model", update=()) -> str:
+    """The module text for `program`. Same Program, same text: the text is the cache key.
+
+    `update` names the parameters of a gradient Program (its outputs after the value, in
+    order): the module then also has `step`, one SGD step that updates them in place.
+    """
+    return _Emitter(program).module(title, tuple(update))
 
 
 class _Emitter:
@@ -101,7 +105,7 @@ class _Emitter:
 
     # ------------------------------------------------------------ module
 
-    def module(self, title: str) -> str:
+    def module(self, title: str, update: tuple = ()) -> str:
         loops, body = [], []
         for k, unit in enumerate(self.units):
             if unit.loop and unit.space:
@@ -124,6 +128,7 @@ class _Emitter:
                          + [self.var["chunks"], self.var["threaded"]])
         kernel = [JIT, f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
+        kernel += self.argument_checks()
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
@@ -131,8 +136,59 @@ class _Emitter:
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
-        parts.append(emit_entry(self.program))
+        if update:
+            parts.append("\n" + "\n".join(self.step(update)) + "\n")
+        parts.append(emit_entry(self.program, update))
         return "\n".join(parts)
+
+    def step(self, update: tuple) -> list[str]:
+        """`step(lr, <inputs>, chunks, threaded)`: the kernel, then p -= lr * dp in place for
+        each parameter p (a scalar one comes as a 0-d array); returns the loss."""
+        inputs = {n.attr("name"): n for n in self.program.inputs}
+        taken = set(inputs)
+        rate, value = _fresh("lr", taken), _fresh("value", taken)
+        grads = [_fresh(f"d{name}", taken) for name in update]
+        args = [f"{name}[()]" if name in update and not inputs[name].rank else name
+                for name in inputs]
+        lines = [JIT, f"def step({rate}, {', '.join(inputs)}, {self.var['chunks']}, "
+                      f"{self.var['threaded']}):",
+                 '    """One SGD step in place: each parameter p becomes p - lr * dp. Returns '
+                 'the loss."""',
+                 f"    {value}, ({''.join(g + ', ' for g in grads)}) = kernel({', '.join(args)}, "
+                 f"{self.var['chunks']}, {self.var['threaded']})"]
+        if self.single:
+            lines.append(f"    {rate} = np.float32({rate})")
+        for name, grad in zip(update, grads):
+            target = name if inputs[name].rank else f"{name}[()]"
+            lines.append(f"    {target} -= {rate} * {grad}")
+        return lines + [f"    return {value}"]
+
+    def argument_checks(self) -> list[str]:
+        """Sizes and labels, checked before anything is read (the kernel has no bounds
+        checks). `run` has checked types, ranks and layouts; on ValueError it hands the
+        arguments to the runtime's slow path, which names what is wrong."""
+        sizes = []
+        for node in self.program.inputs:
+            name = node.attr("name")
+            for axis, d in enumerate(node.shape):
+                read = f"{name}.shape[{axis}]"
+                want = self.dim_var.get(d, d)
+                if read == self.dims.get(want):
+                    sizes.append(f"{want} > 0")
+                else:
+                    sizes.append(f"{read} == {want}")
+        lines = []
+        if sizes:
+            lines += ["    if not (" + "\n            and ".join(sizes) + "):",
+                      f"        raise ValueError({REFUSED!r})"]
+        for node in self.program.inputs:
+            bound = label_bound(self.program, node)
+            if bound is not None:
+                label = _fresh("label", set(self.names.values()))
+                lines += [f"    for {label} in {node.attr('name')}:",
+                          f"        if {label} < 0 or {label} >= {self.dim_var.get(bound, bound)}:",
+                          f"            raise ValueError({REFUSED!r})"]
+        return lines
 
     @property
     def typed(self) -> str:

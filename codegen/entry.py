@@ -1,11 +1,13 @@
-"""The entry point of a generated module: `run`, plain Python beside the Numba kernel.
+"""The entry points of a generated module: `run` and `run_step`, plain Python beside the kernel.
 
-`run(slow, parallel, <inputs>)` accepts arguments that need nothing done to them (C-contiguous
-arrays of the right dtype, rank and sizes, scalars of the right type, labels in range) with a
-few attribute tests written out for this model, then calls the kernel: in 16 chunks when the
-batch is large enough to pay for threads (run by threads only if there are several, the bits
-the same either way), else in one. Anything else goes to `slow`, the runtime's
-general path, which converts it or raises a clear error. Per call, this is all the overhead.
+`entry(slow, slow_step, parallel)` returns them bound to the runtime's general paths and thread
+choice.
+`run(<inputs>)` accepts arguments that need nothing done to them (C-contiguous arrays of the
+right dtype, rank and sizes, scalars of the right type, labels in range) with a few attribute
+tests written out for this model, then calls the kernel: in 16 chunks when the batch is large
+enough to pay for threads (run by threads only if there are several, the bits the same either
+way), else in one. Anything else goes to `slow`, which converts it or raises a clear error.
+`run_step(lr, <inputs>)` does the same for `step`. Per call, this is all the overhead.
 """
 from __future__ import annotations
 
@@ -14,52 +16,80 @@ from symdiff.ir import Node, Program
 JIT = '@njit(cache=True, error_model="numpy")'  # strict IEEE: fastmath would drop NaN checks
 NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
 PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
+REFUSED = "symdiff: sizes or labels refused"  # the kernel's ValueError; run() goes the slow way
 
 
-def emit_entry(program: Program) -> str:
-    """`run`: plain Python that checks every argument with attribute tests and calls the
-    kernel; anything unusual goes to `slow`, which converts or raises a clear error."""
+def emit_entry(program: Program, update=()) -> str:
+    """`entry(slow, slow_step, parallel)`: returns `run` and `run_step` (None without `update`, the
+    names of the parameters that `step` updates in place: it needs them as writable arrays,
+    0-d for scalars)."""
     names = [n.attr("name") for n in program.inputs]
+    args = ", ".join(names)
+    lines = ["", "", "_ndarray, _float64, _float32 = np.ndarray, np.float64, np.float32",
+             "_f8, _f4, _i8 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)",
+             "", "", "def entry(slow, slow_step, parallel):",
+             '    """`run` and `run_step`; `slow` and `slow_step` take what they do not accept."""',
+             "",
+             f"    def run({args}):",
+             '        """Check the arguments, then run the kernel; `slow` handles the rest."""']
+    lines += _checked_call(program, "kernel", names, ())
+    if update:
+        lines += ["", f"    def run_step(lr, {args}):",
+                  '        """Check the arguments, then take one SGD step."""']
+        lines += _checked_call(program, "step", names, update)
+    lines += ["", f"    return run, {'run_step' if update else 'None'}"]
+    return "\n".join(lines) + "\n"
+
+
+def _checked_call(program: Program, function: str, names: list[str], in_place) -> list[str]:
+    """The body of run or run_step: types, ranks and layouts by attribute tests, then
+    `function` in 1 or 16 chunks. Sizes and labels are checked in the kernel, where it costs
+    nanoseconds; it raises ValueError before anything else, and the slow path takes over."""
     dtype = {"float64": "_f8", "float32": "_f4", "int64": "_i8"}
-    checks, sizes, seen = [], [], {}
+    checks, batch = [], None
+    flags = _fresh("_flags", set(names))
+    if function == "step":
+        checks.append("(lr.__class__ is float or lr.__class__ is _float64)")
     for node, name in zip(program.inputs, names):
+        if not node.shape and name in in_place:
+            checks.append(f"{name}.__class__ is _ndarray and {name}.dtype is {dtype[node.dtype]}"
+                          f" and {name}.ndim == 0 and {name}.flags.writeable")
+            continue
         if not node.shape:
-            kinds = {"float64": ("float", "np.float64"), "float32": ("np.float32",),
+            kinds = {"float64": ("float", "_float64"), "float32": ("_float32",),
                      "int64": ("int",)}[node.dtype]  # Numba types float and np.float64 alike
             test = " or ".join(f"{name}.__class__ is {k}" for k in kinds)
             checks.append(f"({test})" if len(kinds) > 1 else test)
             continue
+        layout = f"({flags} := {name}.flags).c_contiguous and {flags}.writeable" \
+            if name in in_place else f"{name}.flags.c_contiguous"
         checks.append(f"{name}.__class__ is _ndarray and {name}.dtype is {dtype[node.dtype]}"
-                      f" and {name}.ndim == {node.rank} and {name}.flags.c_contiguous")
-        for axis, d in enumerate(node.shape):
-            if isinstance(d, str) and d not in seen:
-                seen[d] = f"{name}.shape[{axis}]"
-                sizes.append(f"{seen[d]} > 0")
-            else:
-                sizes.append(f"{name}.shape[{axis}] == {seen.get(d, d)}")
-    for node in program.inputs:
-        bound = label_bound(program, node)
-        if bound is not None:
-            sizes.append(f"_in_range({node.attr('name')}, {seen.get(bound, bound)})")
-    work = len(program.stmts)
-    batch = " * ".join(dict.fromkeys(seen.values())) or "0"
-    args = ", ".join(names)
-    lines = ["", "", "_ndarray = np.ndarray",
-             "_f8, _f4, _i8 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)",
-             "", "", JIT, "def _in_range(labels, bound):",
-             "    for label in labels:", "        if label < 0 or label >= bound:",
-             "            return False", "    return True", "", "",
-             f"def run(slow, parallel, {args}):",
-             '    """Check the arguments, then run the kernel; `slow` handles the rest."""',
-             "    if (" + "\n            and ".join(checks + sizes or ["True"]) + "):"]
-    if seen:
-        lines += [f"        if parallel or parallel is None and ({batch}) * {work} >= "
-                  f"{PARALLEL_MIN_WORK}:",
-                  "            threaded = True if get_num_threads() > 1 else None",
-                  f"            return kernel({args}, {NCHUNKS}, threaded)"]
-    lines.append(f"        return kernel({args}, 1, None)")
-    lines.append(f"    return slow({', '.join(f'{n}={n}' for n in names)})")
-    return "\n".join(lines) + "\n"
+                      f" and {name}.ndim == {node.rank} and {layout}")
+        if batch is None and any(isinstance(d, str) for d in node.shape):
+            batch = f"{name}.shape[{[isinstance(d, str) for d in node.shape].index(True)}]"
+    args = ", ".join((["lr"] if function == "step" else []) + names)
+    pad = "        "
+    lines = [f"{pad}if (" + f"\n{pad}        and ".join(checks or ["True"]) + "):",
+             f"{pad}    try:"]
+    if batch:
+        minimum = -(-PARALLEL_MIN_WORK // len(program.stmts))
+        lines += [f"{pad}        if parallel or parallel is None and {batch} >= {minimum}:",
+                  f"{pad}            threaded = True if get_num_threads() > 1 else None",
+                  f"{pad}            return {function}({args}, {NCHUNKS}, threaded)"]
+    lines += [f"{pad}        return {function}({args}, 1, None)",
+              f"{pad}    except ValueError:  # sizes or labels: the slow path says which",
+              f"{pad}        pass"]
+    keywords = ", ".join(f"{n}={n}" for n in names)
+    slow = "slow_step(lr, " if function == "step" else "slow("
+    lines.append(f"{pad}return {slow}{keywords})")
+    return lines
+
+
+def _fresh(name: str, taken: set) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
 
 
 def label_bound(program: Program, node: Node):

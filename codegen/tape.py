@@ -28,7 +28,7 @@ from symdiff import ops
 from symdiff.ir import Node, Program
 
 from . import interpreter
-from .arguments import InputSpec, convert, wrong_names
+from .arguments import InputSpec, check_in_place, check_rate, convert, wrong_names
 from .entry import NCHUNKS, PARALLEL_MIN_WORK
 
 WIDTH = 256  # samples per block: a register is one row of this many float64 values
@@ -287,8 +287,9 @@ def _check(program: Program) -> str | None:
         if node.dtype != "float64":
             raise Unsupported(f"input {node.attr('name')} is {node.dtype}; the tape is float64")
         if node.rank > 1 or node.rank == 1 and not isinstance(node.shape[0], str):
-            raise Unsupported(f"input {node.attr('name')} has shape {node.shape}; the tape "
-                              f"takes scalars and batch vectors")
+            raise Unsupported(f"input {node.attr('name')} has shape "
+                              f"{ops.format_shape(node.shape)}; the tape takes scalars and "
+                              f"batch vectors")
         dims.update(node.shape)
     if len(dims) > 1:
         raise Unsupported(f"inputs have several batch dimensions: {sorted(dims)}")
@@ -298,8 +299,8 @@ def _check(program: Program) -> str | None:
             or node.op == "broadcast" and node.inputs[0].rank == 0 \
             or node.op == "sum" and node.inputs[0].rank == 1
         if not fits or node.rank > 1 or node.dtype not in ("float64", "bool"):
-            raise Unsupported(f"{s.name} ({node.op}, shape {node.shape}) is not a scalar or "
-                              f"per-sample statement")
+            raise Unsupported(f"{s.name} ({node.op}, shape {ops.format_shape(node.shape)}) is "
+                              f"not a scalar or per-sample statement")
     return dims.pop() if dims else None
 
 
@@ -405,8 +406,8 @@ class TapeKernel:
     tier = "tape"
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None,
-                 tape: Tape | None = None):
-        self.program, self.title = program, title
+                 tape: Tape | None = None, update=()):
+        self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = [InputSpec(n) for n in program.inputs]
         self._parallel = parallel
@@ -453,6 +454,21 @@ class TapeKernel:
         labels = [label for label, _ in self.program.outputs]
         return found[labels[0]], tuple(found[label] for label in labels[1:])
 
+
+    def step_function(self):
+        """`sgd_step(lr, **arguments)`: value and gradients, then p -= lr * dp in place."""
+        specs = {spec.name: spec for spec in self._specs}
+
+        def sgd_step(lr, **arguments):
+            lr = check_rate(lr)
+            for name in self.update:
+                if name in arguments:
+                    check_in_place(specs[name], arguments[name])
+            value, grads = self(arguments)
+            for name, grad in zip(self.update, grads):
+                arguments[name] -= lr * grad
+            return value
+        return sgd_step
 
     @property
     def from_cache(self) -> bool | None:

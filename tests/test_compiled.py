@@ -8,6 +8,7 @@ from scipy import special
 
 import symdiff as sd
 from conftest import mlp_arguments
+from symdiff.errors import ArgumentError, DomainError, ShapeError
 
 NEURON = dict(w0=2.0, w1=-3.0, w2=-3.0, x0=-1.0, x1=-2.0)
 NEURON_GRAD = dict(w0=-0.1966119332, w1=-0.3932238665, w2=0.1966119332, x0=0.3932238665,
@@ -352,3 +353,48 @@ def test_scalars_may_come_as_numpy_scalars_ints_or_0d_arrays(product):
     for x, y, z in [(-2.0, 5.0, -4.0), (np.float64(-2), np.float32(5), np.array(-4.0)),
                     (-2, 5, -4)]:
         assert product.value_and_grad(x=x, y=y, z=z) == (-12.0, {"x": -4.0, "y": -4.0, "z": 3.0})
+
+
+def test_sgd_step_moves_the_lecture_neuron_by_its_known_gradient():
+    f = sd.compile("1/(1+exp(-(w0*x0+w1*x1+w2)))", wrt=["w0", "w1", "w2"])
+    w = {name: np.array(value) for name, value in (("w0", 2.0), ("w1", -3.0), ("w2", -3.0))}
+    loss = f.sgd_step(0.5, x0=-1.0, x1=-2.0, **w)
+    assert loss == pytest.approx(0.7310585786300049, rel=1e-15)  # the value before the step
+    known = {"w0": -0.1966119332, "w1": -0.3932238665, "w2": 0.1966119332}
+    for name, start in (("w0", 2.0), ("w1", -3.0), ("w2", -3.0)):
+        assert w[name].shape == () and w[name] == pytest.approx(start - 0.5 * known[name],
+                                                                abs=1e-10)
+
+
+def test_sgd_step_updates_every_parameter_array_in_place(mlp):
+    arguments = mlp_arguments(9, seed=4)
+    params = {k: arguments[k].copy() for k in mlp.wrt}
+    value, grads = mlp.value_and_grad(**arguments)
+    loss = mlp.sgd_step(0.25, **{**arguments, **params})
+    assert loss == value
+    for name in mlp.wrt:
+        np.testing.assert_allclose(params[name], arguments[name] - 0.25 * grads[name],
+                                   rtol=1e-15, atol=1e-16, err_msg=name)
+
+
+def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
+    arguments = mlp_arguments(6, seed=5)
+    params = {k: arguments[k].copy() for k in mlp.wrt}
+    before = {k: v.copy() for k, v in params.items()}
+    frozen = params["W1"].copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ArgumentError, match="updates W1 in place: .*not a read-only array"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "W1": frozen})
+    with pytest.raises(ArgumentError, match="updates b2 in place.*not a list"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "b2": list(params["b2"])})
+    with pytest.raises(ShapeError, match="y has n = 6 on axis 0, but X has n = 5"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "X": arguments["X"][:5]})
+    with pytest.raises(DomainError, match="label 3"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "y": np.array([0, 1, 3, 0, 1, 2])})
+    with pytest.raises(ArgumentError, match="learning rate lr must be a real number"):
+        mlp.sgd_step(None, **{**arguments, **params})
+    for name in mlp.wrt:
+        np.testing.assert_array_equal(params[name], before[name], err_msg=name)
+    logistic = sd.compile("log(1 + exp(-y*w*x))", wrt=["w"], batch=["x", "y"], reduce=None)
+    with pytest.raises(ArgumentError, match="sgd_step needs a scalar loss"):
+        logistic.sgd_step(0.1, w=np.array(0.5), x=np.ones(3), y=np.ones(3))

@@ -216,3 +216,16 @@ def test_kernel_and_tape_agree_on_per_example_gradients():
     slope = -data["y"] / (1 + np.exp(margin))  # d loss / d (w.x + b), per example
     for name, feature in (("w0", data["x0"]), ("w1", data["x1"]), ("b", 1.0)):
         np.testing.assert_allclose(grads[name], slope * feature, rtol=1e-12, err_msg=name)
+
+
+def test_sgd_step_on_the_tape_updates_in_place(mean_constructs):
+    f = mean_constructs
+    data = construct_data(seed=3)
+    value, grads = f.value_and_grad(**data)
+    params = {"x": data["x"].copy(), "y": data["y"].copy(), "c": np.array(data["c"])}
+    assert f.sgd_step(0.01, **params) == value
+    for name in f.wrt:
+        np.testing.assert_allclose(params[name], data[name] - 0.01 * grads[name], rtol=1e-15,
+                                   err_msg=name)
+    with pytest.raises(ArgumentError, match="updates c in place"):
+        f.sgd_step(0.01, **{**params, "c": 0.7})
