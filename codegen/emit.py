@@ -21,7 +21,7 @@ from symdiff.ir import Node, Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
-from .entry import JIT, REFUSED, emit_entry, label_bound
+from .entry import JIT, REFUSED, emit_entry, fresh, label_bound
 from .printer import print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -85,9 +85,9 @@ class _Emitter:
             if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in self.outputs
             and all(r.op == "matmul" for r in readers.get(s.node.uid, []))}
         taken = set(self.names.values())
-        self.var = {role: _fresh(role, taken) for role in ("chunks", "threaded", "c", "lo", "hi")}
-        self.index = [_fresh(v, taken) for v in INDEX]
-        self.dims = {_fresh(d, taken): src for d, src in _dims(program).items()}
+        self.var = {role: fresh(role, taken) for role in ("chunks", "threaded", "c", "lo", "hi")}
+        self.index = [fresh(v, taken) for v in INDEX]
+        self.dims = {fresh(d, taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
         self.dtype = program_dtype(program)
         self.single = self.dtype == "float32"
@@ -146,8 +146,8 @@ class _Emitter:
         each parameter p (a scalar one comes as a 0-d array); returns the loss."""
         inputs = {n.attr("name"): n for n in self.program.inputs}
         taken = set(inputs)
-        rate, value = _fresh("lr", taken), _fresh("value", taken)
-        grads = [_fresh(f"d{name}", taken) for name in update]
+        rate, value = fresh("lr", taken), fresh("value", taken)
+        grads = [fresh(f"d{name}", taken) for name in update]
         args = [f"{name}[()]" if name in update and not inputs[name].rank else name
                 for name in inputs]
         lines = [JIT, f"def step({rate}, {', '.join(inputs)}, {self.var['chunks']}, "
@@ -184,7 +184,7 @@ class _Emitter:
         for node in self.program.inputs:
             bound = label_bound(self.program, node)
             if bound is not None:
-                label = _fresh("label", set(self.names.values()))
+                label = fresh("label", set(self.names.values()))
                 lines += [f"    for {label} in {node.attr('name')}:",
                           f"        if {label} < 0 or {label} >= {self.dim_var.get(bound, bound)}:",
                           f"            raise ValueError({REFUSED!r})"]
@@ -455,12 +455,6 @@ def _dims(program: Program) -> dict[str, str]:
     return found
 
 
-def _fresh(name: str, taken: set) -> str:
-    """`name`, or `name_` (`name__`, ...) if the model already uses it; then taken."""
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
 
 
 def _describe(unit: Unit) -> str:

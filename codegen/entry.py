@@ -47,7 +47,7 @@ def _checked_call(program: Program, function: str, names: list[str], in_place) -
     nanoseconds; it raises ValueError before anything else, and the slow path takes over."""
     dtype = {"float64": "_f8", "float32": "_f4", "int64": "_i8"}
     checks, batch = [], None
-    flags = _fresh("_flags", set(names))
+    flags = fresh("_flags", set(names))
     if function == "step":
         checks.append("(lr.__class__ is float or lr.__class__ is _float64)")
     for node, name in zip(program.inputs, names):
@@ -85,7 +85,8 @@ def _checked_call(program: Program, function: str, names: list[str], in_place) -
     return lines
 
 
-def _fresh(name: str, taken: set) -> str:
+def fresh(name: str, taken: set) -> str:
+    """`name`, or `name_` (`name__`, ...) if the model already uses it; then taken."""
     while name in taken:
         name += "_"
     taken.add(name)

@@ -192,7 +192,8 @@ class Tape:
         self.program = program
         self.scalars: list[float] = []  # constants, then slots filled per call
         self._constants: dict[float, int] = {}
-        self.slots: dict[str, int] = {}  # scalar input or dimension name -> scalars index
+        self.slots: dict[tuple[str, str], int] = {}  # (op, name) of a scalar input or a
+        # dimension -> its index in scalars (an input may share a dimension's name)
         self.columns: list[str] = []  # batch inputs, in column order
         self.dim = _check(program)
         batch = _Phase(self)
@@ -237,11 +238,11 @@ class Tape:
             self.scalars.append(value)
         return self._constants[value]
 
-    def _slot(self, name: str) -> int:
-        if name not in self.slots:
-            self.slots[name] = len(self.scalars)
+    def _slot(self, key: tuple[str, str]) -> int:
+        if key not in self.slots:
+            self.slots[key] = len(self.scalars)
             self.scalars.append(0.0)
-        return self.slots[name]
+        return self.slots[key]
 
     def _operand(self, phase: _Phase, node: Node) -> int:
         """The virtual register holding `node` in `phase`, loading inputs on first use."""
@@ -253,7 +254,7 @@ class Tape:
                 self.columns.append(name)
             reg = phase.emit("load", (), self.columns.index(name))
         elif node.op in ("input", "dim"):
-            reg = phase.emit("fill", (), self._slot(name))
+            reg = phase.emit("fill", (), self._slot((node.op, name)))
         elif node.op == "const":
             reg = phase.constant(node.attr("value"))
         else:
@@ -418,8 +419,9 @@ class TapeKernel:
         self.source = tape.listing(title)
         self.timings["tape"] = time.perf_counter() - start
         self._scalars = np.array(tape.scalars)
-        self._slot_names = [(tape.slots[name], name) for name in tape.slots
-                            if name != tape.dim]
+        self._slot_names = [(slot, name) for (op, name), slot in tape.slots.items()
+                            if op == "input"]
+        self._dim_slot = tape.slots.get(("dim", tape.dim))
         self._column_index = {name: j for j, name in enumerate(tape.columns)}
         self._work = len(tape.code)
 
@@ -433,8 +435,8 @@ class TapeKernel:
         scalars = self._scalars.copy()
         for slot, name in self._slot_names:
             scalars[slot] = values[name]
-        if tape.dim in tape.slots:
-            scalars[tape.slots[tape.dim]] = n
+        if self._dim_slot is not None:
+            scalars[self._dim_slot] = n
         columns = np.empty((len(tape.columns), n))
         for name, j in self._column_index.items():
             columns[j] = values[name]

@@ -1,4 +1,5 @@
 """Compiled models shared across tests: every Numba compile costs about a second."""
+import numba
 import numpy as np
 import pytest
 
@@ -47,3 +48,15 @@ def mlp_arguments(n, seed=0):
     return dict(X=rng.normal(size=(n, 6)), y=rng.integers(0, 3, n),
                 W1=rng.normal(size=(6, 5)) * 0.5, b1=rng.normal(size=5) * 0.1,
                 W2=rng.normal(size=(5, 3)) * 0.5, b2=rng.normal(size=3) * 0.1)
+
+
+def at_one_and_two_threads(call):
+    """(call() on 1 Numba thread, call() on 2, where Numba has 2)."""
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = call()
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        return one, call()
+    finally:
+        numba.set_num_threads(threads)

@@ -2,13 +2,12 @@
 paths (NumPy interpreter, the source run as plain Python, the Numba kernel) agree."""
 import re
 
-import numba
 import numpy as np
 import pytest
 
 import symdiff as sd
 from codegen.emit import comment_names, emit_source
-from conftest import LOGISTIC, mlp_arguments
+from conftest import LOGISTIC, at_one_and_two_threads, mlp_arguments
 from symdiff.interpret import run
 from symdiff.printing import format_origin
 
@@ -82,14 +81,7 @@ def test_parallel_chunks_give_the_same_bits_at_one_and_two_threads(logistic_data
     rng = np.random.default_rng(1)
     data = {**logistic_data, "x0": rng.normal(size=5001), "x1": rng.normal(size=5001),
             "y": rng.choice([-1.0, 1.0], 5001)}
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = loss.value_and_grad(**data)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = loss.value_and_grad(**data)
-    finally:
-        numba.set_num_threads(threads)
+    one, two = at_one_and_two_threads(lambda: loss.value_and_grad(**data))
     assert one[0] == two[0] and one[1] == two[1]
     serial = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"],
                         parallel=False).value_and_grad(**data)

@@ -103,6 +103,12 @@ def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
     modules = list((tmp_path / "cache").glob("k_*.py"))
     assert len(modules) == 1  # one file for the one model (value and gradient kernel)
     assert (tmp_path / "cache").stat().st_mode & 0o077 == 0
+    report = COMPILE_AND_PRINT + "print(f.from_cache, sorted(f.timings))\n"
+    third = subprocess.run([sys.executable, "-c", report], env=env, text=True,
+                           capture_output=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.splitlines()[-1] == \
+        "True ['compile', 'differentiate', 'emit', 'front end', 'load']"
 
 
 def test_a_corrupt_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
