@@ -39,6 +39,8 @@ def check_in_place(spec: InputSpec, value) -> None:
         what = "a read-only array"
     elif not value.flags.c_contiguous:
         what = "a non-contiguous array"
+    elif not value.flags.aligned:
+        what = "an unaligned array"
     else:
         return
     scalar = f" (a 0-d array for a scalar: np.array({spec.name}, dtype=float))" \
@@ -70,7 +72,7 @@ def convert(spec: InputSpec, value, dims: dict):
     if not spec.shape:
         return _scalar(spec, value)
     if not (type(value) is np.ndarray and value.dtype is spec.numpy_dtype
-            and value.flags.c_contiguous):
+            and value.flags.carray):
         value = _array(spec, value)
     shape = value.shape
     if len(shape) != len(spec.shape):
@@ -102,7 +104,8 @@ def _scalar(spec: InputSpec, value):
 
 
 def _array(spec: InputSpec, value) -> np.ndarray:
-    """`value` as a C-contiguous array of the spec's dtype (a copy only when needed)."""
+    """`value` as a C-contiguous, aligned, writable array of the spec's dtype, the one array
+    type a kernel is compiled for (a copy only when needed; kernels never write inputs)."""
     try:
         array = np.asarray(value)
     except Exception as e:
@@ -111,7 +114,8 @@ def _array(spec: InputSpec, value) -> np.ndarray:
     if array.dtype.kind not in want:
         what = "integer labels" if spec.dtype == "int64" else "real numbers"
         raise ArgumentError(f"{spec.name} must hold {what}, not dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=spec.numpy_dtype)
+    array = np.ascontiguousarray(array, dtype=spec.numpy_dtype)
+    return array if array.flags.carray else array.copy()
 
 
 _SCALAR = {"float64": np.float64, "float32": np.float32, "int64": np.int64}

@@ -56,8 +56,11 @@ class Kernel:
         module, self.reused_file = load_module(self.source)
         self.timings["load"] = time.perf_counter() - start
         self._function = module.kernel
-        self._run, self._run_step = module.entry(self._slow, self._slow_step, parallel)
-        self._rerun, self._rerun_step = module.entry(_unreachable, _unreachable, parallel)
+        self._run, self._run_fast, self._run_step, self._run_step_fast = \
+            module.entry(self._slow, self._slow_step, parallel)
+        self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel)
+        self._gate, self._step_gate = module.kernel_gate, getattr(module, "step_gate", None)
+        self._raw = self._run
         self._call = self._first_call
         self.dtype = program_dtype(program)
 
@@ -67,7 +70,8 @@ class Kernel:
         (None before the first call)."""
         if "compile" not in self.timings:
             return None
-        return _cache_hit(self._function)
+        used = [d for d in (self._gate, self._function) if d.signatures]
+        return bool(used) and all(_cache_hit(d) for d in used)
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
@@ -79,16 +83,21 @@ class Kernel:
             raise
 
     def _first_call(self, **arguments):
-        """The first call compiles (or loads from the cache): timed, then out of the way."""
+        """Calls before the gate has compiled: checked in full, the first one timed (it
+        compiles, or loads from the cache). Then the gate is closed to other types, and calls
+        take the fast path."""
         start = time.perf_counter()
         run = self._run if self.dtype != "float32" else self._run_float32
         result = run(**arguments)
-        self.timings["compile"] = time.perf_counter() - start
-        self._call = run
+        self.timings.setdefault("compile", time.perf_counter() - start)
+        if self._gate.signatures:
+            self._gate.disable_compile()
+            self._raw = self._run_fast
+            self._call = self._raw if self.dtype != "float32" else self._run_float32
         return result
 
     def _run_float32(self, **arguments):
-        value, rest = self._run(**arguments)  # Numba returns float32 scalars as floats
+        value, rest = self._raw(**arguments)  # Numba returns float32 scalars as floats
         value = np.float32(value) if isinstance(value, float) else value
         return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
 
@@ -104,9 +113,16 @@ class Kernel:
         return self._rerun(**converted)
 
 
-    def step_function(self):
-        """`sgd_step(lr, **arguments)`: the generated check-and-step, called directly."""
-        return self._run_step
+    def step_function(self, install):
+        """`sgd_step(lr, **arguments)`: the generated check-and-step, fully checked until the
+        step gate has compiled; then `install` puts the fast path in its place."""
+        def first_steps(lr, **arguments):
+            result = self._run_step(lr, **arguments)
+            if self._step_gate.signatures:
+                self._step_gate.disable_compile()
+                install(self._run_step_fast)
+            return result
+        return first_steps
 
     def _slow_step(self, lr, **arguments):
         """`step` arguments the generated check did not accept: parameters must already be
@@ -158,7 +174,7 @@ class Compiled:
         self._grad = gradient = self._kernel("grad")
         self.tier = gradient.tier
         if gradient.update:  # the generated check-and-step, with no method call between
-            self.sgd_step = gradient.step_function()
+            self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast))
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 

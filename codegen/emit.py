@@ -37,6 +37,11 @@ from numba import get_num_threads, njit, prange
 
 '''
 PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
+GATE = """
+# {function} again, as a second dispatcher: it compiles once, for the types run's checks
+# accept, then refuses any other types (TypeError) instead of compiling for them.
+{function}_gate = njit(cache=True, error_model="numpy")({function}.py_func)
+"""
 
 
 @dataclass
@@ -136,8 +141,10 @@ class _Emitter:
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
+        parts.append(GATE.format(function="kernel"))
         if update:
             parts.append("\n" + "\n".join(self.step(update)) + "\n")
+            parts.append(GATE.format(function="step"))
         parts.append(emit_entry(self.program, update))
         return "\n".join(parts)
 

@@ -457,7 +457,7 @@ class TapeKernel:
         return found[labels[0]], tuple(found[label] for label in labels[1:])
 
 
-    def step_function(self):
+    def step_function(self, install=None):
         """`sgd_step(lr, **arguments)`: value and gradients, then p -= lr * dp in place."""
         specs = {spec.name: spec for spec in self._specs}
 

@@ -15,7 +15,8 @@ from symdiff.printing import format_origin
 def run_without_jit(source: str, arguments: list):
     """Execute the generated module as plain Python: njit becomes the identity."""
     plain = source.replace("from numba import get_num_threads, njit, prange",
-                           "njit = lambda *a, **k: (lambda f: f)\nprange = range")
+                           "njit = lambda *a, **k: (lambda f: setattr(f, 'py_func', f) or f)\n"
+                           "prange = range")
     namespace: dict = {}
     exec(compile(plain, "<generated>", "exec"), namespace)  # our own generated text
     return namespace["kernel"](*arguments, 1, None)

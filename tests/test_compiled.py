@@ -7,7 +7,7 @@ import sympy as sp
 from scipy import special
 
 import symdiff as sd
-from conftest import mlp_arguments
+from conftest import LOGISTIC, mlp_arguments
 from symdiff.errors import ArgumentError, DomainError, ShapeError
 
 NEURON = dict(w0=2.0, w1=-3.0, w2=-3.0, x0=-1.0, x1=-2.0)
@@ -398,3 +398,45 @@ def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
     logistic = sd.compile("log(1 + exp(-y*w*x))", wrt=["w"], batch=["x", "y"], reduce=None)
     with pytest.raises(ArgumentError, match="sgd_step needs a scalar loss"):
         logistic.sgd_step(0.1, w=np.array(0.5), x=np.ones(3), y=np.ones(3))
+
+
+def test_the_fast_path_converts_or_refuses_what_its_gate_was_not_compiled_for(logistic_data):
+    loss = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
+    data = dict(logistic_data)
+    loss.value_and_grad(**data)  # compiles the gate for float64 C arrays, then closes it
+    gate = loss._kernel("grad")._gate
+    x0 = data["x0"]
+    readonly = x0.copy()
+    readonly.flags.writeable = False
+    strided = np.repeat(x0, 2)[::2]
+    as_given = [({"x0": readonly}, {}), ({"x0": strided}, {}), ({"x0": list(x0)}, {}),
+                ({"x0": x0.astype(np.float32)}, {"x0": x0.astype(np.float32).astype(float)}),
+                ({"w0": 1}, {"w0": 1.0}), ({"y": data["y"].astype(int)}, {})]
+    for odd, same in as_given:
+        value, grads = loss.value_and_grad(**{**data, **odd})
+        expected = loss.value_and_grad(**{**data, **(same or {k: np.asarray(v, dtype=float)
+                                                               for k, v in odd.items()})})
+        assert value == expected[0] and grads == expected[1], odd
+    with pytest.raises(ShapeError, match="x0 has n = 5"):
+        loss.value_and_grad(**{**data, "x0": x0[:5]})
+    with pytest.raises(ArgumentError, match="w0 must be a real number, not bool"):
+        loss.value_and_grad(**{**data, "w0": True})
+    with pytest.raises(ArgumentError, match="x0 must hold real numbers"):
+        loss.value_and_grad(**{**data, "x0": np.array(["a"] * len(x0))})
+    assert len(gate.signatures) == 1  # nothing compiled for the odd arguments
+
+
+def test_after_the_first_step_sgd_step_still_refuses_clearly(mlp):
+    arguments = mlp_arguments(6, seed=6)
+    params = {k: arguments[k].copy() for k in mlp.wrt}
+    mlp.sgd_step(0.1, **{**arguments, **params})
+    mlp.sgd_step(0.1, **{**arguments, **params})  # the fast path from here on
+    before = {k: v.copy() for k, v in params.items()}
+    frozen = params["b1"].copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ArgumentError, match="updates b1 in place: .*not a read-only array"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "b1": frozen})
+    with pytest.raises(ShapeError, match="W2 must have shape"):
+        mlp.sgd_step(0.1, **{**arguments, **params, "W2": params["W2"].T.copy()})
+    for name in mlp.wrt:
+        np.testing.assert_array_equal(params[name], before[name], err_msg=name)
