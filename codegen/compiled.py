@@ -38,6 +38,7 @@ def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, 
         return Kernel(program, title, parallel, update)
     return TapeKernel(program, title, parallel, tape, update)
 
+
 class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
@@ -60,6 +61,9 @@ class Kernel:
             module.entry(self._slow, self._slow_step, parallel)
         self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel)
         self._gate, self._step_gate = module.kernel_gate, getattr(module, "step_gate", None)
+        for step in (self._run_step, self._run_step_fast):  # called by users as sgd_step:
+            if step is not None:  # a missing or unknown name is Python's TypeError, named so
+                step.__qualname__ = "Compiled.sgd_step"
         self._raw = self._run
         self._call = self._first_call
         self.dtype = program_dtype(program)
@@ -111,7 +115,6 @@ class Kernel:
             if spec.label_bound is not None:
                 check_labels(spec, converted[spec.name], dims)
         return self._rerun(**converted)
-
 
     def step_function(self, install):
         """`sgd_step(lr, **arguments)`: the generated check-and-step, fully checked until the

@@ -440,3 +440,14 @@ def test_after_the_first_step_sgd_step_still_refuses_clearly(mlp):
         mlp.sgd_step(0.1, **{**arguments, **params, "W2": params["W2"].T.copy()})
     for name in mlp.wrt:
         np.testing.assert_array_equal(params[name], before[name], err_msg=name)
+
+
+def test_sgd_step_names_a_missing_or_unknown_argument(mlp):
+    arguments = mlp_arguments(4, seed=7)
+    params = {k: arguments[k].copy() for k in mlp.wrt}
+    for _ in range(2):  # before and after the fast path is installed
+        with pytest.raises(TypeError, match=r"sgd_step\(\) missing 1 required .* 'X'"):
+            mlp.sgd_step(0.1, **{k: v for k, v in {**arguments, **params}.items() if k != "X"})
+        with pytest.raises(TypeError, match=r"sgd_step\(\) got an unexpected keyword .* 'Z'"):
+            mlp.sgd_step(0.1, Z=1.0, **{**arguments, **params})
+        mlp.sgd_step(0.1, **{**arguments, **params})
