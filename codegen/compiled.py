@@ -15,7 +15,7 @@ from symdiff.ir import Program
 
 from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
 from .build import load_module
-from .emit import emit_source, program_dtype
+from .emit import MACHINERY, emit_source, program_dtype
 from .entry import label_bound
 from .tape import TapeKernel, Unsupported, _cache_hit, build_tape
 
@@ -183,6 +183,12 @@ class Compiled:
 
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
+
+    @property
+    def kernel_source(self) -> str:
+        """The math of `source`: forward and adjoint statements (the fused loops and the
+        kernel), without the call machinery that follows them."""
+        return self.source.split(MACHINERY)[0].rstrip() + "\n"
 
     @property
     def timings(self) -> dict:

@@ -37,6 +37,7 @@ from numba import get_num_threads, njit, prange
 
 '''
 PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
+MACHINERY = "# ---- The call machinery: argument checks, the fast path's gate, the SGD step ----"
 GATE = """
 # {function} again, as a second dispatcher: it compiles once, for the types run's checks
 # accept, then refuses any other types (TypeError) instead of compiling for them.
@@ -141,7 +142,7 @@ class _Emitter:
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
-        parts.append(GATE.format(function="kernel"))
+        parts.append("\n" + MACHINERY + "\n" + GATE.format(function="kernel"))
         if update:
             parts.append("\n" + "\n".join(self.step(update)) + "\n")
             parts.append(GATE.format(function="step"))

@@ -73,8 +73,9 @@ def main(n=2000, epochs=60, batch_size=64, lr=0.05, momentum=0.9, noise=0.1, see
     assert not far, f"did not converge: {far} is further than {tolerance} from {TRUE}"
 
     if show_source:
-        print("\nThe generated loss-and-gradient kernel (loss.source):\n")
-        print(loss.source)
+        print("\nThe generated loss-and-gradient kernel (loss.kernel_source; loss.source adds the"
+              " argument checks and the SGD step):\n")
+        print(loss.kernel_source)
     return params
 
 

@@ -130,3 +130,11 @@ print(sd.compile("w*x + b*sin(w) + log(1 + exp(-y*(w*x + b)))", wrt=["w", "b"],
                             capture_output=True, check=True).stdout
              for order in ("alone", "after")]
     assert texts[0] == texts[1] and "def kernel" in texts[0]
+
+
+def test_kernel_source_is_the_math_of_the_source(logistic):
+    _, loss = logistic
+    math_part = loss.kernel_source
+    assert loss.source.startswith(math_part.rstrip())
+    assert "def kernel(" in math_part and "# from:" in math_part
+    assert "def entry(" not in math_part and "_gate" not in math_part
