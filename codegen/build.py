@@ -62,6 +62,12 @@ def load_module(source: str):
     return module, reused
 
 
+def cache_hit(dispatcher) -> bool:
+    """Whether a Numba dispatcher's machine code all came from its on-disk cache."""
+    stats = dispatcher.stats
+    return bool(stats.cache_hits) and not stats.cache_misses
+
+
 def _valid(path: Path, key: str) -> bool:
     try:
         return source_key(path.read_text()) == key

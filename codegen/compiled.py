@@ -14,10 +14,10 @@ from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.ir import Program
 
 from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
-from .build import load_module
+from .build import cache_hit, load_module
 from .emit import MACHINERY, emit_source, program_dtype
 from .entry import label_bound
-from .tape import TapeKernel, Unsupported, _cache_hit, build_tape
+from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
 TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (NUMBA-FACTS.md)
@@ -75,7 +75,7 @@ class Kernel:
         if "compile" not in self.timings:
             return None
         used = [d for d in (self._gate, self._function) if d.signatures]
-        return bool(used) and all(_cache_hit(d) for d in used)
+        return bool(used) and all(cache_hit(d) for d in used)
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
@@ -108,13 +108,25 @@ class Kernel:
     def _slow(self, **arguments):
         """Arguments the generated fast check did not accept: each converted (lists, other
         dtypes, strided arrays) or refused with a clear error, then run through again."""
+        return self._rerun(**self._converted(arguments))
+
+    def _converted(self, arguments: dict, in_place=()) -> dict:
+        """Every argument as the kernel takes it, or a clear error; parameters in `in_place`
+        must already be what the kernel updates (they are checked, never copied)."""
         dims: dict[str, tuple[int, str]] = {}
-        converted = {spec.name: convert(spec, arguments[spec.name], dims)
-                     for spec in self._specs}
+        converted = {}
+        for spec in self._specs:
+            value = arguments[spec.name]
+            if spec.name in in_place:
+                check_in_place(spec, value)
+                if not spec.shape:  # a 0-d array, not a scalar to convert
+                    converted[spec.name] = value
+                    continue
+            converted[spec.name] = convert(spec, value, dims)
         for spec in self._specs:
             if spec.label_bound is not None:
                 check_labels(spec, converted[spec.name], dims)
-        return self._rerun(**converted)
+        return converted
 
     def step_function(self, install):
         """`sgd_step(lr, **arguments)`: the generated check-and-step, fully checked until the
@@ -133,20 +145,7 @@ class Kernel:
         lr = check_rate(lr)
         if sorted(arguments) != sorted(self.inputs):
             wrong_names(self.title, self.inputs, arguments)
-        dims: dict[str, tuple[int, str]] = {}
-        converted = {}
-        for spec in self._specs:
-            value = arguments[spec.name]
-            if spec.name in self.update:
-                check_in_place(spec, value)
-                if not spec.shape:
-                    converted[spec.name] = value
-                    continue
-            converted[spec.name] = convert(spec, value, dims)
-        for spec in self._specs:
-            if spec.label_bound is not None:
-                check_labels(spec, converted[spec.name], dims)
-        return self._rerun_step(lr, **converted)
+        return self._rerun_step(lr, **self._converted(arguments, self.update))
 
 
 def _unreachable(*args, **arguments):
@@ -176,8 +175,11 @@ class Compiled:
         self._parallel, self._tier = parallel, tier
         self._grad = gradient = self._kernel("grad")
         self.tier = gradient.tier
-        if gradient.update:  # the generated check-and-step, with no method call between
+        if gradient.update and gradient.tier == "kernel" and not check_finite:
+            # the generated check-and-step, with no layer between the user and it
             self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast))
+        elif gradient.update:
+            self.sgd_step = self._value_and_grad_step
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -200,7 +202,7 @@ class Compiled:
     def from_cache(self) -> bool | None:
         """Whether the gradient kernel's machine code was loaded from Numba's on-disk cache
         instead of compiled (None until the first gradient call)."""
-        return self._kernel("grad").from_cache
+        return self._grad.from_cache
 
     def source_of(self, kind: str) -> str:
         """The exact text of the `kind` kernel: "grad" (= .source), "value", "jvp" or "hvp"."""
@@ -238,6 +240,19 @@ class Compiled:
         """
         raise ArgumentError(f"{self.title}: sgd_step needs a scalar loss; this model's "
                             f"value has one entry per example (reduce=None) or per output")
+
+    def _value_and_grad_step(self, lr, **arguments):
+        """sgd_step as value_and_grad, then the update: for tapes, and with check_finite=True
+        (a non-finite loss or gradient raises before any parameter changes)."""
+        lr = check_rate(lr)
+        specs = {spec.name: spec for spec in self._grad._specs}
+        for w in self.wrt:
+            if w in arguments:
+                check_in_place(specs[w], arguments[w])
+        value, grads = self.value_and_grad(**arguments)
+        for w in self.wrt:
+            arguments[w] -= lr * grads[w]
+        return value
 
     def value_and_grad(self, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call."""

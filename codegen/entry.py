@@ -33,11 +33,14 @@ def emit_entry(program: Program, update=()) -> str:
              f"    def run({args}):",
              '        """Check the arguments, then run the kernel; `slow` handles the rest."""']
     lines += _checked_call(program, "kernel", names, ())
-    lines += ["", f"    def run_fast({args}):",
-              '        """`run` once kernel_gate has compiled: its dispatcher matches array types, '
-              'the',
-              '        kernel sizes and labels; anything it refuses goes through `run`."""']
-    lines += _gated_call(program, "kernel", names, ())
+    if any(n.rank for n in program.inputs):
+        lines += ["", f"    def run_fast({args}):",
+                  '        """`run` once kernel_gate has compiled: its dispatcher matches array '
+                  'types, the',
+                  '        kernel sizes and labels; anything it refuses goes through `run`."""']
+        lines += _gated_call(program, "kernel", names, ())
+    else:  # scalars only: the class tests are all there is to check
+        lines += ["", "    run_fast = run"]
     if update:
         lines += ["", f"    def run_step(lr, {args}):",
                   '        """Check the arguments, then take one SGD step."""']

@@ -28,7 +28,8 @@ from symdiff import ops
 from symdiff.ir import Node, Program
 
 from . import interpreter
-from .arguments import InputSpec, check_in_place, check_rate, convert, wrong_names
+from .arguments import InputSpec, convert, wrong_names
+from .build import cache_hit
 from .entry import NCHUNKS, PARALLEL_MIN_WORK
 
 WIDTH = 256  # samples per block: a register is one row of this many float64 values
@@ -457,35 +458,15 @@ class TapeKernel:
         return found[labels[0]], tuple(found[label] for label in labels[1:])
 
 
-    def step_function(self, install=None):
-        """`sgd_step(lr, **arguments)`: value and gradients, then p -= lr * dp in place."""
-        specs = {spec.name: spec for spec in self._specs}
-
-        def sgd_step(lr, **arguments):
-            lr = check_rate(lr)
-            for name in self.update:
-                if name in arguments:
-                    check_in_place(specs[name], arguments[name])
-            value, grads = self(arguments)
-            for name, grad in zip(self.update, grads):
-                arguments[name] -= lr * grad
-            return value
-        return sgd_step
-
     @property
     def from_cache(self) -> bool | None:
         """Whether the interpreter's machine code came from Numba's on-disk cache (None
         before the first call)."""
         used = getattr(self, "_used", None)
-        return None if used is None else _cache_hit(used)
+        return None if used is None else cache_hit(used)
 
 
 def build_tape(program: Program) -> Tape:
     """The tape for `program`; Unsupported (saying why) if it needs the kernel tier."""
     return Tape(program)
-
-
-def _cache_hit(dispatcher) -> bool:
-    stats = dispatcher.stats
-    return bool(stats.cache_hits) and not stats.cache_misses
 

@@ -41,8 +41,9 @@ def parse_formula(text: str) -> ast.Expression:
         raise ParseError("the formula is empty")
     _check_nesting(text)
     try:
-        with warnings.catch_warnings():  # our ParseError says it; no SyntaxWarning on top
-            warnings.simplefilter("ignore", SyntaxWarning)
+        with warnings.catch_warnings():  # our ParseError says it; no SyntaxWarning on top,
+            warnings.simplefilter("ignore", SyntaxWarning)  # nor Python 3.11's warning for an
+            warnings.simplefilter("ignore", DeprecationWarning)  # invalid escape like "\e"
             tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"invalid syntax in {_quote(text)}: {e.msg}", text,

@@ -3,6 +3,7 @@ import ast
 import builtins
 import os
 import sys
+import warnings
 
 import pytest
 
@@ -169,3 +170,11 @@ def test_deep_and_long_inputs_are_refused_or_built_never_crash(repeat, piece):
     except sd.SymdiffError:
         return
     assert isinstance(out, (T.Tensor, float))
+
+
+def test_string_escapes_raise_a_parse_error_and_no_warning():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(sd.ParseError):
+            sd.compile('x * "\\e"', wrt=["x"])
+    assert not caught, [str(w.message) for w in caught]

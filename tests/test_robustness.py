@@ -187,3 +187,12 @@ def test_mixed_float_widths_are_refused():
     x = sd.tensor("x", (3,), "float32"); w = sd.tensor("w", (3,))
     with pytest.raises(sd.ShapeError, match=r"mix float32 \(x\) and float64"):
         sd.compile(sd.sum(x * w), wrt=[w])
+
+
+def test_check_finite_also_checks_sgd_step():
+    f = sd.compile("log(x) * w", wrt=["w"], batch=["x"], check_finite=True)
+    w = np.array(1.0)
+    assert f.sgd_step(0.1, w=w, x=np.array([1.0, np.e])) == pytest.approx(0.5)
+    with pytest.raises(sd.NonFiniteError, match="value is -inf"):
+        f.sgd_step(0.1, w=w, x=np.array([0.0, 1.0]))
+    assert w == pytest.approx(0.95)  # raised before the update: nothing changed
