@@ -54,7 +54,7 @@ class Kernel:
         self.source = emit_source(program, title, self.update)
         self.timings["emit"] = time.perf_counter() - start
         start = time.perf_counter()
-        module, self.reused_file = load_module(self.source)
+        module, _ = load_module(self.source)  # from_cache says whether Numba compiled
         self.timings["load"] = time.perf_counter() - start
         self._function = module.kernel
         self._run, self._run_fast, self._run_step, self._run_step_fast = \

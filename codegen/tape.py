@@ -413,7 +413,6 @@ class TapeKernel:
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = [InputSpec(n) for n in program.inputs]
         self._parallel = parallel
-        self.dtype = "float64"
         self.timings = {}
         start = time.perf_counter()
         self.tape = tape = tape or Tape(program)
