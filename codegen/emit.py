@@ -22,7 +22,7 @@ from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, vir
 from symdiff.printing import format_origin, format_stmt
 
 from .entry import JIT, REFUSED, emit_entry, fresh, label_bound
-from .printer import print_body
+from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
@@ -204,9 +204,7 @@ class _Emitter:
         return ", dtype=np.float32" if self.single else ""
 
     def number(self, value: float) -> str:
-        if value == -np.inf:
-            return "np.float32(-np.inf)" if self.single else "-np.inf"
-        return f"np.float32({value!r})" if self.single else repr(value)
+        return number(value, self.single)
 
     def shape(self, shape) -> str:
         """A shape as code: symbolic dimensions by their variables."""

@@ -95,7 +95,7 @@ def _checked_call(program: Program, function: str, names: list[str], in_place) -
         lines += [f"{pad}        if parallel or parallel is None and {batch} >= {minimum}:",
                   f"{pad}            threaded = True if get_num_threads() > 1 else None",
                   f"{pad}            return {function}({args}, {NCHUNKS}, threaded)"]
-    lines += [f"{pad}        return {function}_gate({args}, 1, None)",
+    lines += [f"{pad}        return {function}_gate({args}{', ' * bool(args)}1, None)",
               f"{pad}    except (TypeError, ValueError):  # sizes or labels: slow says which",
               f"{pad}        pass"]
     keywords = ", ".join(f"{n}={n}" for n in names)
@@ -114,7 +114,7 @@ def _gated_call(program: Program, function: str, names: list[str], in_place) -> 
     lines = [f"        if {test}:"] if checks else []
     lines.append(f"{pad}try:")
     batch = _batch_size(program, names)
-    call = f"return {function}_gate({args}, 1, None)"
+    call = f"return {function}_gate({args}{', ' * bool(args)}1, None)"
     if batch:
         minimum = -(-PARALLEL_MIN_WORK // len(program.stmts))
         lines += [f"{pad}    if not (parallel or parallel is None and {batch} >= {minimum}):",

@@ -28,8 +28,8 @@ OPCODES = (
     "fill", "load", "load_sum", "sum", "store", "store_scalar",
     # elementary functions
     "exp", "log", "sqrt", "sin", "cos", "sincos", "tan", "sinh", "cosh", "tanh", "asin",
-    "acos", "atan", "atan2", "abs", "sign", "erf", "log1p", "expm1",
-    "sigmoid", "softplus", "relu", "max", "min", "step",
+    "acos", "atan", "atan2", "abs", "erf", "log1p", "expm1",
+    "sigmoid", "softplus", "relu", "max", "min",
     # comparisons give 1.0 or 0.0; where(a, b, c) picks b where a != 0
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
@@ -37,8 +37,8 @@ CODE = {name: k for k, name in enumerate(OPCODES)}
 (MUL, ADD, SUB, DIV, NEG, MULC, ADDC, CSUB, CDIV, POW, POWC, MULADD,
  FILL, LOAD, LOAD_SUM, SUM, STORE, STORE_SCALAR,
  EXP, LOG, SQRT, SIN, COS, SINCOS, TAN, SINH, COSH, TANH, ASIN,
- ACOS, ATAN, ATAN2, ABS, SIGN, ERF, LOG1P, EXPM1,
- SIGMOID, SOFTPLUS, RELU, MAX, MIN, STEP,
+ ACOS, ATAN, ATAN2, ABS, ERF, LOG1P, EXPM1,
+ SIGMOID, SOFTPLUS, RELU, MAX, MIN,
  GT, GE, LT, LE, EQ, NE, WHERE) = range(len(OPCODES))
 
 JIT = dict(cache=True, error_model="numpy")  # strict IEEE, as in generated kernels
@@ -163,9 +163,6 @@ def _block(code, scalars, columns, lo, hi, regs, sums, outs, results):
         elif op == ABS:
             for i in range(m):
                 r[i] = abs(x[i])
-        elif op == SIGN:
-            for i in range(m):
-                r[i] = np.sign(x[i])
         elif op == ERF:
             for i in range(m):
                 r[i] = math.erf(x[i])
@@ -193,10 +190,6 @@ def _block(code, scalars, columns, lo, hi, regs, sums, outs, results):
         elif op == MIN:
             for i in range(m):
                 r[i] = np.minimum(x[i], y[i])
-        elif op == STEP:  # Heaviside(x, scalars[k])
-            v = scalars[k]
-            for i in range(m):
-                r[i] = 1.0 if x[i] > 0.0 else (v if x[i] == 0.0 else 0.0)
         elif op == GT:
             for i in range(m):
                 r[i] = 1.0 if x[i] > y[i] else 0.0

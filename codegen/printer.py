@@ -20,6 +20,15 @@ ELEMENTARY = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "
               "expm1": "expm1"}
 
 
+def number(value: float, single: bool = False) -> str:
+    """A float literal as kernel code: typed in float32 code (a bare 0.5 would be float64),
+    and inf and nan through `math`, whose names the generated module has."""
+    text = repr(float(value))
+    if text in ("inf", "-inf", "nan"):
+        text = text.replace("inf", "math.inf").replace("nan", "math.nan")
+    return f"np.float32({text})" if single else text
+
+
 class KernelPrinter(PythonCodePrinter):
     """Scalar Numba code for a body whose placeholders stand for `operands`."""
 
@@ -29,8 +38,7 @@ class KernelPrinter(PythonCodePrinter):
         self._single = dtype == "float32"
 
     def number(self, value: float) -> str:
-        """A float literal, typed when the code is float32 (a bare 0.5 would be float64)."""
-        return f"np.float32({value!r})" if self._single else repr(value)
+        return number(value, self._single)
 
     def _print_Symbol(self, expr):
         return self._operands[expr.name]
@@ -84,15 +92,6 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print_Min(self, expr):
         return self._fold("np.minimum", expr.args)
-
-    def _print_Heaviside(self, expr):  # a select, never np.heaviside (it does not compile)
-        x, one, zero = self._paren(expr.args[0]), self.number(1.0), self.number(0.0)
-        h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        at_zero = zero if h0 == 0 else f"({self._print(h0)} if {x} == 0.0 else {zero})"
-        return f"({one} if {x} > 0.0 else {at_zero})"
-
-    def _print_sign(self, expr):
-        return f"np.sign({self._print(expr.args[0])})"
 
     def _print_Abs(self, expr):
         return f"abs({self._print(expr.args[0])})"

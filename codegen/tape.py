@@ -36,7 +36,7 @@ WIDTH = 256  # samples per block: a register is one row of this many float64 val
 
 _UNARY = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
           sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin",
-          sp.acos: "acos", sp.atan: "atan", sp.Abs: "abs", sp.sign: "sign", sp.erf: "erf",
+          sp.acos: "acos", sp.atan: "atan", sp.Abs: "abs", sp.erf: "erf",
           log1p: "log1p", expm1: "expm1", ops.sigmoid: "sigmoid", ops.softplus: "softplus",
           ops.relu: "relu"}
 _COMPARE = {sp.StrictGreaterThan: "gt", sp.GreaterThan: "ge", sp.StrictLessThan: "lt",
@@ -103,9 +103,6 @@ class _Phase:
             for a in args[1:]:
                 result = self.emit(op, (result, a))
             return result
-        if isinstance(e, sp.Heaviside):
-            h0 = float(e.args[1]) if len(e.args) > 1 else 0.5
-            return self.emit("step", (self.body(e.args[0], operands),), self.tape.constant(h0))
         if type(e) in _COMPARE:
             a, b = (self.body(x, operands) for x in e.args)
             return self.emit(_COMPARE[type(e)], (a, b))

@@ -6,6 +6,7 @@ codegen; this facade does, so that users need one call.
 """
 from __future__ import annotations
 
+import numbers
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ import sympy as sp
 
 from . import tensors as T
 from .autodiff import differentiate, gradients, schedule
-from .errors import ArgumentError, DifferentiationError
+from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
 from .ir import topological
@@ -177,8 +178,15 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
         output = from_sympy(model, env)
         title = str(model)
     elif isinstance(model, T.Tensor):
-        found = {n.attr("name"): T.Tensor(n) for n in topological([model.node])
-                 if n.op == "input"}
+        found: dict[str, T.Tensor] = {}
+        for n in topological([model.node]):
+            if n.op == "input":
+                other = found.setdefault(n.attr("name"), T.Tensor(n))
+                if other.node is not n:
+                    raise ShapeError(f"two inputs are named {n.attr('name')!r}: one of shape "
+                                     f"{format_shape(other.shape)} ({other.dtype}), one of shape "
+                                     f"{format_shape(n.shape)} ({n.dtype}); give them one "
+                                     f"shape and dtype, or different names")
         env = {k: found[k] for k in sorted(found)}
         output, title = model, "tensor model"
     elif callable(model):
@@ -188,9 +196,11 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
     else:
         raise ArgumentError(f"cannot compile a {type(model).__name__}: give a formula string, "
                             f"a SymPy expression, a function or a symdiff Tensor")
+    if isinstance(output, numbers.Real) and not isinstance(output, bool):
+        output = T.as_tensor(output)  # a constant model: its gradients are zeros
     if not isinstance(output, T.Tensor):
-        raise DifferentiationError(f"the model {title!r} is the constant {output!r}: "
-                                   f"it does not depend on any input")
+        raise ArgumentError(f"the model {title!r} returned a {type(output).__name__}, "
+                            f"not a symdiff Tensor or a number")
     return output, env, title
 
 

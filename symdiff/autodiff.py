@@ -40,8 +40,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     y = output.node
     walk = _ReverseWalk(y, [w.node for w in wrt], per_example)
     walk.run(_seed(y, seed, per_example))
-    batch = (per_example,) if per_example else ()
-    grads = [_materialize(walk.total.get(w.uid), batch + w.shape) for w in walk.wrt]
+    grads = [_materialize(walk.total.get(w.uid), w.shape if _has_batch(w, per_example)
+                          else (per_example,) + w.shape) for w in walk.wrt]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
     for _, node in outputs:
@@ -112,7 +112,8 @@ class _ReverseWalk:
             return _lifted_rule(v, dv, args, self.per_example)
         grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
         for k, inp in enumerate(v.inputs):
-            if inp.uid in self.lifted or inp.uid in self.wrt_uids and self.per_example:
+            if inp.uid in self.lifted or inp.uid in self.wrt_uids and self.per_example \
+                    and not _has_batch(inp, self.per_example):
                 grads[k] = _per_example_rule(v, k, dv, args, self.per_example)
         return grads
 
@@ -146,6 +147,12 @@ def _materialize(grad, shape) -> T.Tensor:
     if grad.shape != shape:
         grad = T.broadcast_to(grad, shape)
     return grad
+
+
+def _has_batch(node: Node, batch: str | None) -> bool:
+    """An input with one row per example: its gradient is per example already (row i's
+    adjoint comes from example i's value alone)."""
+    return batch is None or bool(node.shape) and node.shape[0] == batch
 
 
 def _parameter_only(forward, depends: set, batch: str) -> set[int]:

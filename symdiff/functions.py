@@ -83,21 +83,77 @@ def placeholder(k: int) -> sp.Symbol:
 
 @lru_cache(maxsize=None)
 def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
-    """d body / d a_k, written through OUT (the forward value) where that is simpler."""
+    """d body / d a_k, written through OUT (the forward value) where that is simpler.
+
+    Where the derivative makes a choice (relu, abs, max/min, where) it is a Piecewise, so that
+    an adjoint built as `times(g, local)` selects g instead of multiplying it by 0 or 1: an
+    infinite g in the branch not taken cannot turn into NaN. Ties of max/min split evenly.
+    """
     a = placeholder(k)
-    if isinstance(body, sp.Pow) and body.base == a and not body.exp.is_Number:
-        derivative = body.exp * a ** (body.exp - 1)  # keeps x**y finite at x = 0
-        if body.exp.has(a):
-            derivative += body * sp.log(a)
-    else:
-        derivative = sp.diff(body, a)
+    if isinstance(body, (sp.Max, sp.Min)):
+        return _tie_split(body, a)
+    if isinstance(body, sp.Pow) and (body.exp.has(a) or not body.exp.is_Number):
+        return _power(body, a)
+    derivative = sp.diff(body, a)
     # Dirac deltas live where a step jumps: zero almost everywhere.
     derivative = derivative.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    derivative = derivative.replace(lambda e: isinstance(e, (sp.Heaviside, sp.sign)), _as_select)
     if not body.is_Symbol:
         reused = derivative.subs(body, OUT)
-        if sp.count_ops(reused) <= sp.count_ops(derivative):
+        if sp.count_ops(reused) <= sp.count_ops(derivative) and not _divides_by(reused, a):
             derivative = reused
     return derivative
+
+
+def times(g: sp.Expr, local: sp.Expr) -> sp.Expr:
+    """g * local, with g moved into the branches of the selects of `local` (outermost only:
+    a select inside another function's argument stays as it is)."""
+    if isinstance(local, sp.Piecewise):
+        return sp.Piecewise(*((times(g, value), cond) for value, cond in local.args))
+    if isinstance(local, sp.Add):
+        return sp.Add(*(times(g, term) for term in local.args))
+    if isinstance(local, sp.Mul):
+        select = next((f for f in local.args if isinstance(f, sp.Piecewise)), None)
+        if select is not None:
+            return times(g * sp.Mul(*(f for f in local.args if f is not select)), select)
+    return g * local
+
+
+def _as_select(e: sp.Expr) -> sp.Piecewise:
+    """Heaviside(x, h0) or sign(x) as a select on x's sign (NaN takes the last branch)."""
+    x = e.args[0]
+    if isinstance(e, sp.sign):
+        return sp.Piecewise((1, x > 0), (-1, x < 0), (0, True))
+    h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+    return sp.Piecewise((1, x > 0), (h0, sp.Eq(x, 0)), (0, True))
+
+
+def _tie_split(body: sp.Expr, a: sp.Symbol) -> sp.Expr:
+    """d max(args)/d a: the arguments equal to the result share the gradient evenly."""
+    count = sp.Add(*(sp.Piecewise((1, sp.Eq(arg, OUT)), (0, True)) for arg in body.args))
+    return sp.Add(*(sp.Piecewise((sp.diff(arg, a) / count, sp.Eq(arg, OUT)), (0, True))
+                    for arg in body.args if arg.has(a)))
+
+
+def _power(body: sp.Pow, a: sp.Symbol) -> sp.Expr:
+    """d b**e / d a, finite where the power is: e*b**(e-1) is taken as 0 where e = 0, and
+    b**e*log(b) as 0 where b = 0 (x**y and 0**x at zero bases, as JAX does)."""
+    b, e = body.args
+    derivative = sp.S.Zero
+    if b.has(a):
+        slope = e * b ** (e - 1) if e.is_Number else sp.Piecewise((0, sp.Eq(e, 0)),
+                                                                  (e * b ** (e - 1), True))
+        derivative += times(sp.diff(b, a), slope)
+    if e.has(a):
+        growth = sp.Piecewise((0, sp.Eq(b, 0)), (OUT * sp.log(b), True))
+        derivative += times(sp.diff(e, a), growth)
+    return derivative
+
+
+def _divides_by(e: sp.Expr, a: sp.Symbol) -> bool:
+    """Whether `e` divides by a power of `a` (x**2.5 written as out/x would be 0/0 at 0)."""
+    return any(isinstance(p, sp.Pow) and p.base == a and p.exp.is_negative
+               for p in sp.preorder_traversal(e))
 
 
 def body_dtype(body: sp.Expr) -> str:

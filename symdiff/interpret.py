@@ -17,10 +17,6 @@ from . import ops
 from .ir import Node, Program
 
 
-def _heaviside(x, h0=0.5):
-    return np.where(x > 0, 1.0, np.where(x == 0, h0, 0.0))
-
-
 def _sigmoid(x):
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
@@ -37,9 +33,8 @@ _NUMPY = {
     sp.exp: np.exp, sp.log: np.log, sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan,
     sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh, sp.asin: np.arcsin,
     sp.acos: np.arccos, sp.atan: np.arctan, sp.atan2: np.arctan2, sp.Abs: np.abs,
-    sp.sign: np.sign, sp.erf: _erf, log1p: np.log1p, expm1: np.expm1,
+    sp.erf: _erf, log1p: np.log1p, expm1: np.expm1,
     ops.sigmoid: _sigmoid, ops.softplus: _softplus, ops.relu: lambda x: np.maximum(x, 0.0),
-    sp.Heaviside: _heaviside,
 }
 _COMPARE = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
             sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.Eq: np.equal,

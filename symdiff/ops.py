@@ -16,7 +16,7 @@ import sympy as sp
 from . import tensors as T
 from .errors import ShapeError
 from .functions import (FUNCTIONS, OUT, body_dtype, local_derivative, placeholder,  # noqa: F401
-                        relu, sigmoid, softplus)
+                        relu, sigmoid, softplus, times)
 from .ir import Dim, Node, Shape
 
 _G = sp.Symbol("g", real=True)  # the incoming adjoint, in an adjoint body under construction
@@ -118,7 +118,7 @@ def _elementwise(dy, y, *args, body):
             continue
         env = {placeholder(i): x for i, x in enumerate(args)}
         env.update({OUT: y, _G: dy})
-        grads.append(T.apply_body(_G * local, env))
+        grads.append(T.apply_body(times(_G, local), env))
     return grads
 
 
@@ -131,7 +131,7 @@ def _elementwise_tangent(y, inputs, tangents, *, body):
         if da is not None and local != 0:
             symbol = sp.Symbol(f"_t{k}", real=True)
             env[symbol] = da
-            terms.append(symbol * local)
+            terms.append(times(symbol, local))
     return T.apply_body(sp.Add(*terms), env) if terms else None
 
 
@@ -165,8 +165,8 @@ def _max_tangent(y, inputs, tangents, *, axes):
     (x,), (dx,) = inputs, tangents
     if dx is None:
         return None
-    hit = T.where(x == T.broadcast_in_dim(y, x.shape, _kept(x, axes)), 1.0, 0.0)
-    return T.sum(dx * hit, axis=axes) / T.sum(hit, axis=axes)
+    hit = x == T.broadcast_in_dim(y, x.shape, _kept(x, axes))
+    return T.sum(T.where(hit, dx, 0.0), axis=axes) / T.sum(T.where(hit, 1.0, 0.0), axis=axes)
 
 
 def _reduce_shape(x, *, axes):
@@ -188,9 +188,9 @@ def _sum(dy, y, x, *, axes):
 
 @adjoint("max")  # y = max(x, axes): dy routed to the maxima, split evenly between ties
 def _max_adjoint(dy, y, x, *, axes):
-    hit = T.where(x == T.broadcast_in_dim(y, x.shape, _kept(x, axes)), 1.0, 0.0)
-    share = dy / T.sum(hit, axis=axes)
-    return [T.broadcast_in_dim(share, x.shape, _kept(x, axes)) * hit]
+    hit = x == T.broadcast_in_dim(y, x.shape, _kept(x, axes))
+    share = dy / T.sum(T.where(hit, 1.0, 0.0), axis=axes)
+    return [T.where(hit, T.broadcast_in_dim(share, x.shape, _kept(x, axes)), 0.0)]
 
 
 @shape_rule("stop_gradient")
@@ -287,10 +287,10 @@ def _take_along_shape(x, labels):
     return labels.shape, x.dtype
 
 
-@adjoint("take_along")  # y[i] = x[i, labels[i]]: dx = dy on the picked entries, as a one-hot mask
+@adjoint("take_along")  # y[i] = x[i, labels[i]]: dx = dy selected on the picked entries
 def _take_along(dy, y, x, labels):
     picked = T.iota(x.shape, axis=1) == T.broadcast_in_dim(labels, x.shape, (0,))
-    return [T.broadcast_in_dim(dy, x.shape, (0,)) * T.where(picked, 1.0, 0.0), None]
+    return [T.where(picked, T.broadcast_in_dim(dy, x.shape, (0,)), 0.0), None]
 
 
 @tangent("take_along")

@@ -24,12 +24,11 @@ class _BodyPrinter(StrPrinter):
     def _print_Float(self, expr):
         return repr(float(expr))
 
-    def _print_Heaviside(self, expr):
-        return f"step({self._print(expr.args[0])})"
-
     def _print_Piecewise(self, expr):
-        (a, cond), (b, _) = expr.args[0], expr.args[-1]
-        return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
+        text = self._print(expr.args[-1][0])
+        for value, cond in reversed(expr.args[:-1]):
+            text = f"where({self._print(cond)}, {self._print(value)}, {text})"
+        return text
 
     def _print_Unequality(self, expr):  # Ne(c, 0) is how a boolean condition is stored
         if expr.args[1] == 0:

@@ -159,35 +159,36 @@ def fold(fn, *values) -> float:
         return float(fn(*(np.float64(v) for v in values)))
 
 
-def apply_body(body: sp.Expr, env: dict) -> Tensor | float:
+def apply_body(body: sp.Expr, env: dict) -> Tensor:
     """Build the elementwise node `body`, its free symbols bound by `env` to Tensors or numbers.
 
-    Operands are broadcast to a common shape; constants are folded into the body, and a body
-    with no Tensor operand left is evaluated in float64.
+    Operands are broadcast to a common shape. Constants fold here, in one place: a body with
+    no Tensor operand left is evaluated in float64 (IEEE: 1/0 is inf), and finite constants
+    are written into the body unless SymPy would make that undefined (x/0 becomes zoo*x):
+    then they stay operands and the kernel's IEEE arithmetic decides. A comparison SymPy
+    settles (x < x) is the constant 0 or 1, which `where` reads as its condition.
     """
-    env = {s: (v if isinstance(v, Tensor) else as_tensor(v)) for s, v in env.items()
-           if s in body.free_symbols}
+    env = {s: as_tensor(v) for s, v in env.items() if s in body.free_symbols}
     shape = ops.broadcast_shapes((), *(v.shape for v in env.values()))
     values = {s: v.node.attr("value") for s, v in env.items() if _is_const(v)}
     if len(values) == len(env):
-        value = float(evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
-        return full(shape, value) if shape else value
+        return full(shape, evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
     constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
-    body = body.xreplace(constants)
-    used = [s for s in env if s not in constants and s in body.free_symbols]
+    folded = body.xreplace(constants)
+    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        folded, constants = body, {}
+    used = [s for s in env if s not in constants and s in folded.free_symbols]
     inputs, rename = [], {}
     for s in used:
         node = broadcast_to(env[s], shape).node
         if node not in inputs:
             inputs.append(node)
         rename[s] = ops.placeholder(inputs.index(node))
-    body = body.xreplace(rename)
-    if body.is_Number:
-        return full(shape, float(body))
+    body = folded.xreplace(rename)
+    if body.is_Number or body in (sp.true, sp.false):
+        return full(shape, float(bool(body)) if body in (sp.true, sp.false) else float(body))
     if body.is_Symbol:
         return Tensor(inputs[int(body.name[1:])])
-    if body.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-        raise ArgumentError(f"the expression {body} is undefined for every input")
     dtype = ops.body_dtype(body)
     if dtype != "bool":
         dtype = "float32" if all(n.dtype == "float32" for n in inputs) else "float64"
@@ -203,7 +204,7 @@ def _binary(fn, a, b):
     return apply_body(fn(x, y), {x: a, y: b})
 
 
-def function(name: str, *args) -> Tensor | float:
+def function(name: str, *args) -> Tensor:
     """Apply the elementwise function `name` (see ops.FUNCTIONS) to tensors or numbers."""
     fn, arity = ops.FUNCTIONS[name]
     if arity is not None and len(args) != arity:

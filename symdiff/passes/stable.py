@@ -96,13 +96,20 @@ def _rewrite(node: Node, new: dict) -> T.Tensor:
     return T.as_tensor(from_sympy(stable, {s.name: t for s, t in leaves.items()}))
 
 
+def _inlinable(node: Node) -> bool:
+    """Elementwise arithmetic, but never a comparison or a select: inlined into one SymPy
+    expression, SymPy could decide a condition it cannot know (Ne(x >= 0.3, 0) is True)."""
+    return node.op == "elementwise" and node.dtype != "bool" \
+        and not node.attr("body").has(sp.Piecewise)
+
+
 def _inline(node: Node, new: dict, leaves: dict, depth: int) -> sp.Expr:
     """`node`'s body with its (already rewritten) elementwise inputs of the same shape inlined
     `depth` levels deep."""
     env = {}
     for k, old in enumerate(node.inputs):
         inp = new[old.uid].node if old.uid in new else old
-        if depth > 1 and inp.op == "elementwise" and inp.shape == node.shape:
+        if depth > 1 and _inlinable(inp) and inp.shape == node.shape:
             env[ops.placeholder(k)] = _inline(inp, {}, leaves, depth - 1)
         else:
             symbol = sp.Symbol(f"_leaf{inp.uid}", real=True)

@@ -1,0 +1,172 @@
+"""Named regression tests: each failure class random testing found, with its minimal example.
+
+Expected values are closed forms worked out by hand (or NumPy's IEEE arithmetic for the
+values), never symdiff's own evaluation. Scalar formulas run on both tiers.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+
+TIERS = ("kernel", "tape")
+
+
+def on_both_tiers(formula, wrt, **arguments):
+    """(value, gradients) of `formula` from each tier; they must agree to the bit."""
+    results = [sd.compile(formula, wrt=wrt, tier=tier).value_and_grad(**arguments)
+               for tier in TIERS]
+    (v1, g1), (v2, g2) = results
+    assert np.array_equal(v1, v2, equal_nan=True), (formula, v1, v2)
+    for w in wrt:
+        assert np.array_equal(g1[w], g2[w], equal_nan=True), (formula, w, g1[w], g2[w])
+    return results[0]
+
+
+@pytest.mark.parametrize("formula, wrt, at, value, grads", [
+    ("x + x + x", ["x"], {"x": 1.5}, 4.5, {"x": 3.0}),
+    ("2*x + x", ["x"], {"x": 1.5}, 4.5, {"x": 3.0}),
+    ("w - (-w)", ["w"], {"w": 1.5}, 3.0, {"w": 2.0}),
+])
+def test_repeated_terms_whose_adjoint_is_a_sum_of_constants(formula, wrt, at, value, grads):
+    # was: AttributeError: 'float' object has no attribute 'node'
+    assert on_both_tiers(formula, wrt, **at) == (value, grads)
+
+
+def test_a_thousand_repeated_products():
+    f = sd.compile(" + ".join(["x*y"] * 1000), wrt=["x", "y"])
+    value, grads = f.value_and_grad(x=1.5, y=-2.0)
+    assert value == pytest.approx(-3000.0, rel=1e-12)
+    assert grads == pytest.approx({"x": -2000.0, "y": 1500.0}, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula, taken, expected, slope", [
+    # where(z >= 0.3, x, 0.5) at z = 0.1 is 0.5: the rewrite must not drop the where
+    ("log(1 + where(z >= 0.3, x, 0.5))", False, math.log(1.5), 0.0),
+    ("log(1 + where(z >= 0.3, x, 0.5))", True, math.log(3.0), 1 / 3),
+    ("exp(where(z >= 0.3, x, 0.5)) - 1", False, math.expm1(0.5), 0.0),
+    ("exp(where(z >= 0.3, x, 0.5)) - 1", True, math.expm1(2.0), math.exp(2.0)),
+    ("log(sigmoid(where(z >= 0.3, x, 0.5)))", False, -math.log1p(math.exp(-0.5)), 0.0),
+    ("log(sigmoid(where(z >= 0.3, x, 0.5)))", True, -math.log1p(math.exp(-2.0)),
+     1 / (1 + math.exp(2.0))),
+    ("log(1 + exp(where(z >= 0.3, x, 0.5)))", False, math.log1p(math.exp(0.5)), 0.0),
+    ("log(1 + exp(where(z >= 0.3, x, 0.5)))", True, math.log1p(math.exp(2.0)),
+     1 / (1 + math.exp(-2.0))),
+])
+def test_stable_rewrites_keep_selects_and_their_conditions(formula, taken, expected, slope):
+    value, grads = on_both_tiers(formula, ["x"], x=2.0, z=0.5 if taken else 0.1)
+    assert value == pytest.approx(expected, rel=1e-14)
+    assert grads["x"] == pytest.approx(slope, rel=1e-14, abs=1e-300)
+
+
+@pytest.mark.parametrize("formula, value", [
+    ("x + exp(1000)", math.inf), ("x + (-1)**0.5", math.nan), ("x - 1/0", -math.inf)])
+def test_non_finite_constants_compile_on_every_tier(formula, value):
+    got, grads = on_both_tiers(formula, ["x"], x=1.5)
+    assert got == value or math.isnan(value) and math.isnan(got)
+    assert grads == {"x": 1.0}
+    got32, grads32 = sd.compile(formula, wrt=["x"], dtype="float32").value_and_grad(x=1.5)
+    assert got32.dtype == np.float32 and np.array_equal(got32, np.float32(value), equal_nan=True)
+    assert grads32["x"] == np.float32(1.0)
+
+
+@pytest.mark.parametrize("formula, value", [("sin(x - x)", 0.0), ("exp(x*0)", 1.0),
+                                            ("x/x", 1.0), ("(x + 1) - x", 1.0)])
+def test_constant_subexpressions_compile_with_zero_gradients(formula, value):
+    assert on_both_tiers(formula, ["x"], x=0.75) == (value, {"x": 0.0})
+
+
+def test_a_constant_model_compiles():
+    f = sd.compile("3.5", wrt=[])
+    assert f() == 3.5 and f.value_and_grad() == (3.5, {})
+    batch = sd.compile("0*x + 2", wrt=["x"], batch=["x"])
+    value, grads = batch.value_and_grad(x=np.array([1.0, 2.0, 3.0]))
+    assert value == 2.0 and np.array_equal(grads["x"], np.zeros(3))
+
+
+@pytest.mark.parametrize("formula", ["sqrt(relu(x))", "sqrt(where(x > 0, x, 0))",
+                                     "sqrt(max(x, 0))", "sqrt(abs(x) - abs(x) * 1)"])
+def test_no_nan_from_the_branch_not_taken(formula):
+    # sqrt' is inf at 0; the select passes 0 where the branch was not taken, never 0 * inf
+    assert on_both_tiers(formula, ["x"], x=-1.0) == (0.0, {"x": 0.0})
+
+
+def test_relu_and_abs_at_zero_select_not_mask():
+    # d/dx sqrt(relu(x)) at 0: the branch x > 0 is not taken, so 0, not inf * 0 = nan
+    assert on_both_tiers("sqrt(relu(x))", ["x"], x=0.0) == (0.0, {"x": 0.0})
+    assert on_both_tiers("sqrt(abs(x))", ["x"], x=0.0) == (0.0, {"x": 0.0})
+
+
+def test_max_reduction_and_gather_adjoints_select():
+    x, labels = sd.tensor("x", (2, 3)), sd.tensor("labels", (2,), int)
+    top = sd.compile(sd.sum(sd.sqrt(sd.max(x, axis=1))), wrt=[x])
+    value, grads = top.value_and_grad(x=np.array([[-1.0, 0.0, 0.0], [4.0, 1.0, 4.0]]))
+    assert value == 2.0
+    # row 0: sqrt'(0) = inf split between the two tied maxima, 0 (not nan) elsewhere
+    np.testing.assert_array_equal(grads["x"], [[0.0, np.inf, np.inf], [0.125, 0.0, 0.125]])
+    picked = sd.compile(sd.sum(sd.sqrt(sd.take_along(x, labels))), wrt=[x])
+    _, grads = picked.value_and_grad(x=np.array([[0.0, 1.0, 4.0], [9.0, 0.0, 1.0]]),
+                                     labels=np.array([0, 2]))
+    np.testing.assert_array_equal(grads["x"], [[np.inf, 0.0, 0.0], [0.0, 0.0, 0.5]])
+
+
+@pytest.mark.parametrize("formula, at, value, grads", [
+    ("x**y", {"x": 0.0, "y": 2.5}, 0.0, {"x": 0.0, "y": 0.0}),
+    ("x**y", {"x": 0.0, "y": 0.0}, 1.0, {"x": 0.0, "y": 0.0}),
+    ("x**y", {"x": 0.0, "y": 1.0}, 0.0, {"x": 1.0, "y": 0.0}),
+    ("x**y", {"x": 2.0, "y": 3.0}, 8.0, {"x": 12.0, "y": 8.0 * math.log(2.0)}),
+    ("x**2.5", {"x": 0.0}, 0.0, {"x": 0.0}),
+    ("x**0.5", {"x": 0.0}, 0.0, {"x": math.inf}),
+])
+def test_powers_at_zero_bases(formula, at, value, grads):
+    assert on_both_tiers(formula, sorted(at), **at) == (value, grads)
+
+
+def test_zero_to_a_variable_power():
+    assert on_both_tiers("0**x", ["x"], x=2.0) == (0.0, {"x": 0.0})
+    assert on_both_tiers("x * 0**y", ["x", "y"], x=3.0, y=0.0) == (3.0, {"x": 1.0, "y": 0.0})
+
+
+def test_folded_comparisons_on_the_tape():
+    # x < x folds to false: where(false, 1, 2) * x = 2x
+    assert on_both_tiers("where(x < x, 1, 2) * x", ["x"], x=2.0) == (4.0, {"x": 2.0})
+    assert on_both_tiers("where(x <= x, x, 2)", ["x"], x=3.0) == (3.0, {"x": 1.0})
+
+
+def test_division_by_a_constant_zero_is_ieee():
+    # w/0 is +inf for w > 0 and -inf for w < 0
+    assert on_both_tiers("where((w/0) < 0.5, w, 0)", ["w"], w=2.0) == (0.0, {"w": 0.0})
+    assert on_both_tiers("where((w/0) < 0.5, w, 0)", ["w"], w=-2.0) == (-2.0, {"w": 1.0})
+    assert on_both_tiers("x/0", ["x"], x=1.0)[0] == math.inf
+
+
+@pytest.mark.parametrize("formula, share", [("max(x, y, z)", 1 / 3), ("min(x, y, z)", 1 / 3),
+                                            ("max(x, y, z) * 1", 1 / 3)])
+def test_tied_gradients_sum_to_the_incoming_one(formula, share):
+    value, grads = on_both_tiers(formula, ["x", "y", "z"], x=1.0, y=1.0, z=1.0)
+    assert value == 1.0
+    assert grads == pytest.approx({"x": share, "y": share, "z": share}, rel=1e-15)
+    assert sum(grads.values()) == pytest.approx(1.0, rel=1e-15)
+
+
+def test_two_way_ties_and_no_tie():
+    assert on_both_tiers("max(x, y)", ["x", "y"], x=2.0, y=2.0) == (2.0, {"x": 0.5, "y": 0.5})
+    assert on_both_tiers("max(x, y, z)", ["x", "y", "z"], x=1.0, y=3.0, z=3.0) \
+        == (3.0, {"x": 0.0, "y": 0.5, "z": 0.5})
+
+
+def test_two_tensors_with_one_name_and_two_shapes_are_named_in_the_error():
+    a, b = sd.tensor("A", (2, 3)), sd.tensor("A", (3, 2))
+    with pytest.raises(sd.ShapeError, match=r"'A'.*\(2, 3\).*\(3, 2\)"):
+        sd.compile(sd.sum(a) + sd.sum(b), wrt=["A"])
+
+
+def test_per_sample_gradients_by_a_batch_input():
+    # loss_i = w * x_i**2: d loss_i / d x_i = 2 w x_i (what vmap(grad) gives), d loss_i/dw = x_i**2
+    f = sd.compile("w * x**2", wrt=["x", "w"], batch=["x"], reduce=None)
+    x = np.array([1.0, -2.0, 3.0])
+    values, grads = f.value_and_grad(x=x, w=0.5)
+    np.testing.assert_array_equal(values, 0.5 * x**2)
+    np.testing.assert_array_equal(grads["x"], 2 * 0.5 * x)
+    np.testing.assert_array_equal(grads["w"], x**2)
