@@ -1,23 +1,17 @@
 """Prints an elementwise SymPy body as a scalar Python expression that Numba compiles.
 
 A subclass of SymPy's Python printer in strict mode: a function it has no rule for raises
-instead of printing something Numba cannot compile. Placeholders a0, a1, ... print as the
-operand texts given (a local name, or an array load such as `x0[i]`).
+instead of printing something Numba cannot compile. Functions print from their records in
+symdiff.functions (float64 or float32 spelling); placeholders a0, a1, ... print as the operand
+texts given (a local name, or an array load such as `x0[i]`).
 """
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from symdiff import ops
-
-
-# Elementary functions: math.* keeps float64 code short; in float32 code np.* keeps float32
-# (Numba's math.exp of a float32 is a float64).
-ELEMENTARY = {"exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos",
-              "tan": "tan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "asin": "arcsin",
-              "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "log1p": "log1p",
-              "expm1": "expm1"}
+from symdiff.functions import BY_CLASS, FUNCTIONS, placeholder
 
 
 def number(value: float, single: bool = False) -> str:
@@ -29,6 +23,17 @@ def number(value: float, single: bool = False) -> str:
     return f"np.float32({text})" if single else text
 
 
+def spell(record, args: list[str], single: bool) -> str:
+    """A function record applied to operand texts; two or more operands fold pairwise."""
+    template = record.numba32 if single else record.numba
+    text = args[0]
+    if record.arity is None:
+        for a in args[1:]:
+            text = template.format(text, a)
+        return text
+    return template.format(*args)
+
+
 class KernelPrinter(PythonCodePrinter):
     """Scalar Numba code for a body whose placeholders stand for `operands`."""
 
@@ -36,6 +41,12 @@ class KernelPrinter(PythonCodePrinter):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self._operands = operands
         self._single = dtype == "float32"
+
+    def _print(self, expr, **kwargs):
+        record = BY_CLASS.get(type(expr))
+        if record is not None:
+            return spell(record, [self._paren(a) for a in expr.args], self._single)
+        return super()._print(expr, **kwargs)
 
     def number(self, value: float) -> str:
         return number(value, self._single)
@@ -52,49 +63,14 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Rational(self, expr):
         return self.number(float(expr))
 
-    def _elementary(self, expr):
-        name = type(expr).__name__
-        args = ", ".join(self._print(a) for a in expr.args)
-        if self._single:
-            return f"np.{ELEMENTARY[name]}({args})"
-        return f"math.{'atan2' if name == 'atan2' else name}({args})"
-
-    def _print_erf(self, expr):  # only math.erf compiles: cast it back in float32 code
-        text = f"math.erf({self._print(expr.args[0])})"
-        return f"np.float32({text})" if self._single else text
-
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
+        text = self.parenthesize(base, PRECEDENCE["Pow"])
         if exp.is_Integer:  # integer powers stay exact and fast: x**2 -> x*x by LLVM
-            text = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
-            if exp == -1:
-                return f"{self.number(1.0)} / {text}"
-            return f"{text}**{int(exp)}"
-        if exp == sp.S.Half:
-            return f"{'np' if self._single else 'math'}.sqrt({self._print(base)})"
-        text = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
-        return f"{text}**{self.parenthesize(exp, sp.printing.precedence.PRECEDENCE['Pow'])}"
-
-    def _print_sigmoid(self, expr):  # through exp(-|x|), the same call softplus(x) makes
-        x, one, m = self._paren(expr.args[0]), self.number(1.0), "np" if self._single else "math"
-        e = f"{m}.exp(-abs({x}))"
-        return f"(({one} if {x} >= 0.0 else {e}) / ({one} + {e}))"
-
-    def _print_softplus(self, expr):  # log(1 + exp(x)) without overflow
-        x, m = self._paren(expr.args[0]), "np" if self._single else "math"
-        return f"(max({x}, {self.number(0.0)}) + {m}.log1p({m}.exp(-abs({x}))))"
-
-    def _print_relu(self, expr):
-        return f"np.maximum({self._print(expr.args[0])}, {self.number(0.0)})"
-
-    def _print_Max(self, expr):
-        return self._fold("np.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._fold("np.minimum", expr.args)
-
-    def _print_Abs(self, expr):
-        return f"abs({self._print(expr.args[0])})"
+            return f"{self.number(1.0)} / {text}" if exp == -1 else f"{text}**{int(exp)}"
+        if exp == sp.S.Half:  # SymPy writes sqrt(x) as x**(1/2)
+            return spell(FUNCTIONS["sqrt"], [self._print(base)], self._single)
+        return f"{text}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
 
     def _print_Piecewise(self, expr):
         text = self._print(expr.args[-1][0])
@@ -117,18 +93,8 @@ class KernelPrinter(PythonCodePrinter):
         text = self._print(expr)
         return text if expr.is_Atom or isinstance(expr, sp.Function) else f"({text})"
 
-    def _fold(self, fn, args):
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"{fn}({text}, {self._print(a)})"
-        return text
-
-
-for _name in ELEMENTARY:
-    setattr(KernelPrinter, f"_print_{_name}", KernelPrinter._elementary)
-
 
 def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64") -> str:
     """`body` as Numba scalar code, with placeholder k printed as operands[k]."""
-    env = {ops.placeholder(k).name: text for k, text in enumerate(operands)}
+    env = {placeholder(k).name: text for k, text in enumerate(operands)}
     return KernelPrinter(env, dtype).doprint(body)

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 from numba import get_num_threads
-from sympy.codegen.cfunctions import expm1, log1p
-
 from symdiff import ops
+from symdiff.functions import BY_CLASS
 from symdiff.ir import Node, Program
 
 from . import interpreter
@@ -34,11 +33,6 @@ from .entry import NCHUNKS, PARALLEL_MIN_WORK
 
 WIDTH = 256  # samples per block: a register is one row of this many float64 values
 
-_UNARY = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
-          sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin",
-          sp.acos: "acos", sp.atan: "atan", sp.Abs: "abs", sp.erf: "erf",
-          log1p: "log1p", expm1: "expm1", ops.sigmoid: "sigmoid", ops.softplus: "softplus",
-          ops.relu: "relu"}
 _COMPARE = {sp.StrictGreaterThan: "gt", sp.GreaterThan: "ge", sp.StrictLessThan: "lt",
             sp.LessThan: "le", sp.Eq: "eq", sp.Ne: "ne"}
 _IDENTITY = ("broadcast", "stop_gradient")  # the same values, sample by sample
@@ -94,14 +88,12 @@ class _Phase:
             return self.mul(e, operands)
         if isinstance(e, sp.Pow):
             return self.pow(e, operands)
-        if e.func in _UNARY:
-            return self.emit(_UNARY[e.func], (self.body(e.args[0], operands),))
-        if isinstance(e, (sp.Max, sp.Min, sp.atan2)):
-            op = {sp.Max: "max", sp.Min: "min", sp.atan2: "atan2"}[e.func]
+        if type(e) in BY_CLASS:  # a function record: its instruction, folded pairwise
+            name = BY_CLASS[type(e)].name
             args = [self.body(a, operands) for a in e.args]
-            result = args[0]
-            for a in args[1:]:
-                result = self.emit(op, (result, a))
+            result = self.emit(name, args[:2])
+            for a in args[2:]:
+                result = self.emit(name, (result, a))
             return result
         if type(e) in _COMPARE:
             a, b = (self.body(x, operands) for x in e.args)
@@ -441,8 +433,8 @@ class TapeKernel:
         results = np.empty(len(tape.scalar_outs))
         parallel = self._parallel
         big = parallel or parallel is None and n * self._work >= PARALLEL_MIN_WORK
-        run = interpreter.run_parallel if big and get_num_threads() > 1 \
-            else interpreter.run
+        module = interpreter.load()
+        run = module.run_parallel if big and get_num_threads() > 1 else module.run
         start = time.perf_counter()
         run(tape.code, tape.epilogue, scalars, columns, n, NCHUNKS if big else 1, WIDTH,
             tape.registers, max(tape.nsums, 1), outs, results)

@@ -30,7 +30,7 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
             gradient then gets that leading axis: example i's gradient, the batch sum not taken.
 
     >>> x, y = T.scalar("x"), T.scalar("y")
-    >>> print(differentiate(x * T.sin(y), [x, y]))
+    >>> print(differentiate(x * T.function("sin", y), [x, y]))
     sin1 = sin(y)
     mul2 = x*sin1
     # from: sin1 = sin(y)

@@ -18,7 +18,7 @@ def jvp(output: T.Tensor, tangents: dict) -> T.Tensor:
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> dx = T.scalar("dx")
-    >>> jvp(x * T.sin(y), {x: dx}).node.op
+    >>> jvp(x * T.function("sin", y), {x: dx}).node.op
     'elementwise'
     """
     pushed = {t.node.uid: v for t, v in tangents.items()}

@@ -10,11 +10,10 @@ from functools import reduce
 
 import sympy as sp
 
-from . import ops, tensors as T
+from . import tensors as T
+from .functions import BY_CLASS, FUNCTIONS
 from .errors import ParseError
 
-_BY_CLASS = {fn: name for name, (fn, _) in ops.FUNCTIONS.items() if isinstance(fn, type)}
-_BY_CLASS.update({sp.Max: "max", sp.Min: "min"})
 
 
 def from_sympy(expr: sp.Expr, env: dict) -> T.Tensor | float:
@@ -36,11 +35,11 @@ def from_sympy(expr: sp.Expr, env: dict) -> T.Tensor | float:
             result = reduce(operator.mul, [visit(a) for a in e.args])
         elif isinstance(e, sp.Pow):
             result = visit(e.base) ** visit(e.exp)
-        elif type(e) in _BY_CLASS:
-            result = T.function(_BY_CLASS[type(e)], *(visit(a) for a in e.args))
+        elif type(e) in BY_CLASS:
+            result = T.function(BY_CLASS[type(e)].name, *(visit(a) for a in e.args))
         else:
             raise ParseError(f"symdiff cannot compile the SymPy {type(e).__name__} in {e}; "
-                             f"known functions: {', '.join(sorted(ops.FUNCTIONS))}")
+                             f"known functions: {', '.join(sorted(FUNCTIONS))}")
         memo[e] = result
         return result
 

@@ -1,15 +1,19 @@
-"""Scalar functions of elementwise bodies, and their memoised local derivatives.
+"""Elementwise functions as records, SymPy bodies, and their memoised local derivatives.
 
-Bodies are SymPy expressions over placeholders a0, a1, ...; FUNCTIONS lists what formulas and
-`sd.*` may call by name. A local derivative is `sympy.diff` of one small body, never of a whole
+Bodies are SymPy expressions over placeholders a0, a1, ...; FUNCTIONS holds one record per
+function that formulas and `sd.*` may call by name, read by every backend (adding a function
+is adding a record). A local derivative is `sympy.diff` of one small body, never of a whole
 model, rewritten through the forward value `out` where that is simpler (d exp = out,
 d sigmoid = out*(1 - out)), and cached: bodies repeat across a model and across models.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import math
+from dataclasses import dataclass
+from functools import lru_cache, reduce
 from typing import Callable
 
+import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
@@ -50,25 +54,80 @@ class relu(sp.Function):
             return sp.Max(x, 0)
 
 
-def _max(*args):
-    return sp.Max(*args)
+_erf, _erfc = (np.vectorize(f, otypes=[float]) for f in (math.erf, math.erfc))  # no scipy:
+# importing scipy.special would cost 0.3 s
 
 
-def _min(*args):
-    return sp.Min(*args)
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-# The functions formulas and `sd.*` know, by name: name -> (SymPy callable, arity or None).
-FUNCTIONS: dict[str, tuple[Callable, int | None]] = {
-    "exp": (sp.exp, 1), "log": (sp.log, 1), "sqrt": (sp.sqrt, 1),
-    "sin": (sp.sin, 1), "cos": (sp.cos, 1), "tan": (sp.tan, 1),
-    "sinh": (sp.sinh, 1), "cosh": (sp.cosh, 1), "tanh": (sp.tanh, 1),
-    "asin": (sp.asin, 1), "acos": (sp.acos, 1), "atan": (sp.atan, 1),
-    "atan2": (sp.atan2, 2), "abs": (sp.Abs, 1), "erf": (sp.erf, 1),
-    "log1p": (log1p, 1), "expm1": (expm1, 1),
-    "sigmoid": (sigmoid, 1), "relu": (relu, 1), "softplus": (softplus, 1),
-    "min": (_min, None), "max": (_max, None),
-}
+@dataclass(frozen=True)
+class Function:
+    """Everything symdiff knows about one elementwise function; every backend reads it.
+
+    `sympy` builds the body (its derivative comes from SymPy); `numpy` evaluates it on
+    arrays; `numba` and `numba32` are scalar Numba code for float64 and float32 ({0}, {1}:
+    the operands; np.* keeps float32 where math.* would give float64), and the tape's
+    interpreter gets an instruction from the float64 form. `api` is its name in `sd.*`,
+    `arity` None means two or more, `domain` is where tests sample it.
+    """
+
+    name: str
+    sympy: Callable
+    numpy: Callable
+    numba: str
+    numba32: str
+    arity: int | None = 1
+    domain: tuple[float, float] = (-3.0, 3.0)
+    api: str = ""
+
+    @property
+    def sympy_class(self):
+        """The SymPy class of a body built by this function (sqrt gives a Pow: None)."""
+        return self.sympy if isinstance(self.sympy, type) else None
+
+
+def _unary(name, sympy, numpy, numba=None, numba32=None, **more):
+    return Function(name, sympy, numpy, numba or f"math.{name}({{0}})",
+                    numba32 or f"np.{name}({{0}})", **more)
+
+
+_SIGMOID = "(({one} if {{0}} >= 0.0 else {m}.exp(-abs({{0}}))) / ({one} + {m}.exp(-abs({{0}}))))"
+_SOFTPLUS = "(max({{0}}, {zero}) + {m}.log1p({m}.exp(-abs({{0}}))))"
+F32 = {"one": "np.float32(1.0)", "zero": "np.float32(0.0)", "m": "np"}
+F64 = {"one": "1.0", "zero": "0.0", "m": "math"}
+
+FUNCTIONS: dict[str, Function] = {f.name: f for f in [
+    _unary("exp", sp.exp, np.exp),
+    _unary("log", sp.log, np.log, domain=(0.1, 3.0)),
+    _unary("sqrt", sp.sqrt, np.sqrt, domain=(0.1, 3.0)),
+    _unary("sin", sp.sin, np.sin), _unary("cos", sp.cos, np.cos),
+    _unary("tan", sp.tan, np.tan, domain=(-1.2, 1.2)),
+    _unary("sinh", sp.sinh, np.sinh), _unary("cosh", sp.cosh, np.cosh),
+    _unary("tanh", sp.tanh, np.tanh),
+    _unary("asin", sp.asin, np.arcsin, numba32="np.arcsin({0})", domain=(-0.9, 0.9)),
+    _unary("acos", sp.acos, np.arccos, numba32="np.arccos({0})", domain=(-0.9, 0.9)),
+    _unary("atan", sp.atan, np.arctan, numba32="np.arctan({0})"),
+    Function("atan2", sp.atan2, np.arctan2, "math.atan2({0}, {1})", "np.arctan2({0}, {1})",
+             arity=2, domain=(0.2, 3.0)),
+    Function("abs", sp.Abs, np.abs, "abs({0})", "abs({0})"),
+    _unary("erf", sp.erf, _erf, numba32="np.float32(math.erf({0}))"),  # only math.erf compiles
+    _unary("erfc", sp.erfc, _erfc, numba32="np.float32(math.erfc({0}))"),
+    _unary("log1p", log1p, np.log1p, domain=(-0.9, 3.0)),
+    _unary("expm1", expm1, np.expm1),
+    Function("sigmoid", sigmoid, _sigmoid, _SIGMOID.format(**F64), _SIGMOID.format(**F32)),
+    Function("softplus", softplus, lambda x: np.logaddexp(0.0, x), _SOFTPLUS.format(**F64),
+             _SOFTPLUS.format(**F32)),
+    Function("relu", relu, lambda x: np.maximum(x, 0.0), "np.maximum({0}, 0.0)",
+             "np.maximum({0}, np.float32(0.0))"),
+    Function("max", sp.Max, np.maximum, "np.maximum({0}, {1})", "np.maximum({0}, {1})",
+             arity=None, api="maximum"),
+    Function("min", sp.Min, np.minimum, "np.minimum({0}, {1})", "np.minimum({0}, {1})",
+             arity=None, api="minimum"),
+]}
+BY_CLASS = {f.sympy_class: f for f in FUNCTIONS.values() if f.sympy_class is not None}
 
 _placeholders: list[sp.Symbol] = []
 OUT = sp.Symbol("out", real=True)
@@ -154,6 +213,42 @@ def _divides_by(e: sp.Expr, a: sp.Symbol) -> bool:
     """Whether `e` divides by a power of `a` (x**2.5 written as out/x would be 0/0 at 0)."""
     return any(isinstance(p, sp.Pow) and p.base == a and p.exp.is_negative
                for p in sp.preorder_traversal(e))
+
+
+_COMPARE = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
+            sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.Eq: np.equal,
+            sp.Ne: np.not_equal}
+
+
+def evaluate_body(body: sp.Expr, env: dict):
+    """Evaluate a SymPy body with NumPy, its symbols bound by `env` (name -> value)."""
+    with np.errstate(all="ignore"):
+        return _evaluate(body, env)
+
+
+def _evaluate(e, env):
+    if e.is_Symbol:
+        return env[e.name]
+    if e.is_Number or e in (sp.pi, sp.E):
+        return np.float64(float(e))
+    args = [_evaluate(a, env) for a in e.args] if not isinstance(e, sp.Piecewise) else None
+    if isinstance(e, sp.Add):
+        return reduce(np.add, args)
+    if isinstance(e, sp.Mul):
+        return reduce(np.multiply, args)
+    if isinstance(e, sp.Pow):
+        return np.power(np.float64(args[0]) if np.ndim(args[0]) == 0 else args[0], args[1])
+    if isinstance(e, sp.Piecewise):
+        result = _evaluate(e.args[-1][0], env)
+        for value, cond in reversed(e.args[:-1]):
+            result = np.where(_evaluate(cond, env), _evaluate(value, env), result)
+        return result
+    if type(e) in _COMPARE:
+        return _COMPARE[type(e)](*args)
+    if type(e) in BY_CLASS:
+        record = BY_CLASS[type(e)]
+        return reduce(record.numpy, args) if record.arity is None else record.numpy(*args)
+    raise NotImplementedError(f"no NumPy evaluation for {e.func}")
 
 
 def body_dtype(body: sp.Expr) -> str:

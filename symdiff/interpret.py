@@ -6,74 +6,11 @@ through a table of NumPy functions, so it also folds constants in formulas safel
 """
 from __future__ import annotations
 
-import math
-from functools import reduce
-
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
-
 from . import ops
+from .functions import evaluate_body
 from .ir import Node, Program
-
-
-def _sigmoid(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, e) / (1.0 + e)
-
-
-_erf = np.vectorize(math.erf, otypes=[float])  # scipy.special would cost 0.3 s at import
-
-
-def _softplus(x):
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
-_NUMPY = {
-    sp.exp: np.exp, sp.log: np.log, sp.sin: np.sin, sp.cos: np.cos, sp.tan: np.tan,
-    sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh, sp.asin: np.arcsin,
-    sp.acos: np.arccos, sp.atan: np.arctan, sp.atan2: np.arctan2, sp.Abs: np.abs,
-    sp.erf: _erf, log1p: np.log1p, expm1: np.expm1,
-    ops.sigmoid: _sigmoid, ops.softplus: _softplus, ops.relu: lambda x: np.maximum(x, 0.0),
-}
-_COMPARE = {sp.StrictGreaterThan: np.greater, sp.GreaterThan: np.greater_equal,
-            sp.StrictLessThan: np.less, sp.LessThan: np.less_equal, sp.Eq: np.equal,
-            sp.Ne: np.not_equal}
-
-
-def evaluate_body(body: sp.Expr, env: dict):
-    """Evaluate a SymPy body with NumPy, its symbols bound by `env` (name -> value)."""
-    with np.errstate(all="ignore"):
-        return _evaluate(body, env)
-
-
-def _evaluate(e, env):
-    if e.is_Symbol:
-        return env[e.name]
-    if e.is_Number or e in (sp.pi, sp.E):
-        return np.float64(float(e))
-    args = [_evaluate(a, env) for a in e.args] if not isinstance(e, sp.Piecewise) else None
-    if isinstance(e, sp.Add):
-        return reduce(np.add, args)
-    if isinstance(e, sp.Mul):
-        return reduce(np.multiply, args)
-    if isinstance(e, sp.Pow):
-        return np.power(np.float64(args[0]) if np.ndim(args[0]) == 0 else args[0], args[1])
-    if isinstance(e, sp.Max):
-        return reduce(np.maximum, args)
-    if isinstance(e, sp.Min):
-        return reduce(np.minimum, args)
-    if isinstance(e, sp.Piecewise):
-        result = _evaluate(e.args[-1][0], env)
-        for value, cond in reversed(e.args[:-1]):
-            result = np.where(_evaluate(cond, env), _evaluate(value, env), result)
-        return result
-    if type(e) in _COMPARE:
-        return _COMPARE[type(e)](*args)
-    if e.func in _NUMPY:
-        return _NUMPY[e.func](*args)
-    raise NotImplementedError(f"no NumPy evaluation for {e.func}")
-
 
 
 def run(program: Program, inputs: dict, dims: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ import sympy as sp
 
 from . import ops
 from .errors import ArgumentError, ShapeError
-from .interpret import evaluate_body
+from .functions import FUNCTIONS, evaluate_body
 from .ir import RESERVED, Node, make_node
 
 _DTYPES = {float: "float64", "float": "float64", "float64": "float64", np.float64: "float64",
@@ -205,30 +205,28 @@ def _binary(fn, a, b):
 
 
 def function(name: str, *args) -> Tensor:
-    """Apply the elementwise function `name` (see ops.FUNCTIONS) to tensors or numbers."""
-    fn, arity = ops.FUNCTIONS[name]
+    """Apply the elementwise function `name` (a record of functions.FUNCTIONS) to tensors or
+    numbers."""
+    record = FUNCTIONS[name]
+    arity = record.arity
     if arity is not None and len(args) != arity:
         raise ArgumentError(f"{name} takes {arity} argument{'s' * (arity > 1)}, got {len(args)}")
     if arity is None and len(args) < 2:
         raise ArgumentError(f"{name} takes at least 2 arguments, got {len(args)}")
     symbols = [sp.Symbol(f"_x{k}", real=True) for k in range(len(args))]
-    return apply_body(fn(*symbols), dict(zip(symbols, args)))
+    return apply_body(record.sympy(*symbols), dict(zip(symbols, args)))
 
 
-def _make_function(name):
+def _api_function(record):
     def fn(*args):
-        return function(name, *args)
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {name}, on Tensors or numbers."
+        return function(record.name, *args)
+    fn.__name__ = fn.__qualname__ = record.api or record.name
+    fn.__doc__ = f"Elementwise {record.name}, on Tensors or numbers."
     return fn
 
 
-exp, log, sqrt, sin, cos, tan, sinh, cosh, tanh, asin, acos, atan, atan2, erf, log1p, expm1, \
-    sigmoid, relu, softplus, minimum, maximum = (
-        _make_function(n) for n in ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh",
-                                    "tanh", "asin", "acos", "atan", "atan2", "erf", "log1p",
-                                    "expm1", "sigmoid", "relu", "softplus", "min", "max"))
-absolute = _make_function("abs")
+# sd.exp, sd.maximum, ...: one per function record (symdiff/__init__.py exports them all)
+ELEMENTWISE = {f.api or f.name: _api_function(f) for f in FUNCTIONS.values()}
 
 
 def where(cond, a, b) -> Tensor:
@@ -376,7 +374,7 @@ def logsumexp(x, axis=None, keepdims=False) -> Tensor:
     kept = tuple(a for a in range(x.ndim) if a not in axes)
     top = stop_gradient(max(x, axes))
     shifted = x - broadcast_in_dim(top, x.shape, kept)
-    out = top + log(sum(exp(shifted), axes))
+    out = top + function("log", sum(function("exp", shifted), axes))
     return reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape))) \
         if keepdims else out
 
@@ -389,7 +387,7 @@ def log_softmax(x, axis=-1) -> Tensor:
 
 
 def softmax(x, axis=-1) -> Tensor:
-    return exp(log_softmax(x, axis))
+    return function("exp", log_softmax(x, axis))
 
 
 def take_along(x, labels) -> Tensor:
@@ -407,7 +405,7 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
 
 def binary_cross_entropy_with_logits(z, y) -> Tensor:
     """-(y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))), computed as softplus(z) - y z."""
-    return softplus(z) - y * z
+    return function("softplus", z) - y * z
 
 
 def mse(prediction, target) -> Tensor:
