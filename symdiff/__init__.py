@@ -8,8 +8,8 @@
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
 from .forward import jvp
-from .errors import (ArgumentError, DifferentiationError, DomainError, NonFiniteError,
-                     ParseError, ShapeError, SymdiffError)
+from .errors import (ArgumentError, DifferentiationError, DomainError, MissingToolError,
+                     NonFiniteError, ParseError, ShapeError, SymdiffError)
 from .tensors import (Tensor, acos, asin, atan, atan2, binary_cross_entropy_with_logits,
                       concatenate, cos, cosh, erf, exp, expm1, log, log1p, log_softmax,
                       logsumexp, matmul, max, maximum, mean, minimum, mse, relu, reshape,
@@ -22,6 +22,7 @@ __all__ = [
     "ArgumentError",
     "DifferentiationError",
     "DomainError",
+    "MissingToolError",
     "NonFiniteError",
     "ParseError",
     "ShapeError",

@@ -151,7 +151,7 @@ def explain(t: Trace, arguments: dict) -> Explanation:
 
 
 def _point(arguments: dict) -> str:
-    return ", ".join(f"{k} = {summarize(v, 6)}" for k, v in arguments.items())
+    return ", ".join(f"{k} = {summarize(v, 6, compact=True)}" for k, v in arguments.items())
 
 
 def render_text(e: Explanation) -> str:
@@ -203,7 +203,11 @@ def render_html(e: Explanation) -> str:
            f"{html.escape(_point(e.arguments))}</caption>",
            "<tr><th>statement</th><th>value</th><th>upstream</th><th>local gradient</th>"
            "<th>computed by</th></tr>"]
+    heads = {"input": "forward", "seed": "backward: product = upstream × local gradient",
+             "output": "returned"}
     for r in e.rows:
+        if r.kind in heads:
+            out.append(f'<tr class="section"><th colspan="5">{heads.pop(r.kind)}</th></tr>')
         out.append(_html_row(r))
     return "\n".join(out + ["</table>"])
 
@@ -212,12 +216,12 @@ def _html_row(r: Row) -> str:
     esc = html.escape
     green, red = f'style="color:{FORWARD_COLOUR}"', f'style="color:{ADJOINT_COLOUR}"'
     if r.kind == "from":
-        return (f'<tr class="from"><td colspan="5"><code># from: {esc(r.text)}</code> '
+        return (f'<tr class="row-from"><td colspan="5"><code># from: {esc(r.text)}</code> '
                 f"&nbsp; arrives <code>{esc(r.statement)}</code></td></tr>")
     colour = green if r.kind in ("input", "forward", "output") and r.text == "value" \
         or r.kind in ("input", "forward") else red
     local = esc(_local_text(r))
-    return (f'<tr class="{r.kind}"><td><code>{esc(r.text)}</code></td>'
+    return (f'<tr class="row-{r.kind}"><td><code>{esc(r.text)}</code></td>'
             f'<td class="num" {colour}>{esc(summarize(r.value))}</td>'
             f'<td class="num" {red}>{esc(summarize(r.upstream, compact=True))}</td>'
             f"<td><code>{local}</code></td><td><code>{esc(r.statement)}</code></td></tr>")

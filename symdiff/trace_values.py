@@ -90,6 +90,7 @@ class Trace:
     names: dict[int, str]  # uid -> name, for statements and inputs
     values: dict[int, np.ndarray] | None  # uid -> value; None for the structure alone
     node_by_uid: dict[int, Node] = field(default_factory=dict)  # every node shown
+    dims: dict[str, int] = field(default_factory=dict)  # sizes of symbolic dimensions
 
     def step_of(self, node: Node) -> Step:
         return next(s for s in self.steps if s.node is node)
@@ -148,7 +149,7 @@ def trace(program: Program, wrt, title: str, arguments: dict | None = None) -> T
                                 f"(takes {', '.join(n.attr('name') for n in program.inputs)})")
         values, dims = evaluate(program, arguments)
         evaluate_nodes(topological(extra), values, dims)
-        result.values = values
+        result.values, result.dims = values, dims
     return result
 
 
