@@ -96,7 +96,8 @@ def _node_style(t: Trace, node: Node, total=None) -> str:
         name = html.escape(node.attr("name"))
     if node.op in ("input", "const", "dim"):
         summed = "" if total is None else \
-            f'<br/><font point-size="11" color="{ADJOINT_COLOUR}">Σ {html.escape(short(total))}</font>'
+            (f'<br/><font point-size="11" color="{ADJOINT_COLOUR}">'
+             f"Σ {html.escape(short(total))}</font>")
         return f'shape=plaintext, label=<<b>{name or html.escape(t.text(node))}</b>{summed}>'
     symbol = html.escape(op_label(node))
     shape = "circle" if len(symbol) <= 2 else "ellipse"
@@ -123,7 +124,8 @@ def _wire(t: Trace, wire: str, tail: str, head: str, source: Node, grad) -> list
     label = (f'<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
              f'<tr><td><font color="{FORWARD_COLOUR}">{value}</font></td></tr><hr/>'
              f'<tr><td><font color="{ADJOINT_COLOUR}">{below}</font></td></tr></table>')
-    return [f"  {wire} [shape=plaintext, margin=0, width=0, height=0, fontsize=11, label=<{label}>];",
+    return [f"  {wire} [shape=plaintext, margin=0, width=0, height=0, fontsize=11, "
+            f"label=<{label}>];",
             f"  {tail} -> {wire} [arrowhead=none, headport=w];",
             f"  {wire} -> {head} [tailport=e];"]
 

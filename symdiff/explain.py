@@ -93,7 +93,7 @@ def rows(t: Trace) -> list[Row]:
                 continue
             edges.remove(edge)
             table.append(_edge_row(t, edge, uses, format_stmt(s.node, names)))
-        table += [_edge_row(t, e, uses, f"(is {t.text(e.grad)})") for e in edges]
+        table += [_edge_row(t, e, uses, f"{t.text(e.grad)} itself") for e in edges]
     for s in groups.get(None, []):
         table.append(Row("adjoint", s.name, t.value(s.node), statement=format_stmt(s.node, names)))
     table += [Row("output", label, value) for label, value in t.outputs.items()]

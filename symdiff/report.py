@@ -27,7 +27,8 @@ table {{ border-collapse: collapse; font-size: 0.9em; }}
 td, th {{ padding: 0.15em 0.7em; text-align: left; vertical-align: top; }}
 th {{ border-bottom: 1px solid #bbb; }}
 tr.section th {{ padding-top: 0.8em; font-weight: 600; color: #555; }}
-td.num {{ white-space: nowrap; text-align: right; font-family: Menlo, Consolas, monospace; font-size: 0.85em; }}
+td.num {{ white-space: nowrap; text-align: right; font-family: Menlo, Consolas, monospace;
+          font-size: 0.85em; }}
 tr.row-from td {{ background: #f3f3f3; padding-top: 0.4em; }}
 .forward {{ color: {FORWARD_COLOUR}; }} .adjoint {{ color: {ADJOINT_COLOUR}; }}
 .circuit {{ overflow-x: auto; }}
