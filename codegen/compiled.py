@@ -204,6 +204,26 @@ class Compiled:
         instead of compiled (None until the first gradient call)."""
         return self._grad.from_cache
 
+    def explain(self, **arguments):
+        """The lectures' backprop table at `arguments`: each statement's value and, for each
+        adjoint, the upstream adjoint, the local gradient and their product (text when
+        printed, HTML in Jupyter)."""
+        from symdiff.explain import explain
+        from symdiff.trace_values import trace_compiled
+        return explain(trace_compiled(self, arguments), arguments)
+
+    def graph(self, *, collapse: bool = False, **arguments):
+        """The circuit picture: values above each wire, adjoints below (the structure alone
+        without arguments); `collapse` draws each fused loop as one node."""
+        from symdiff.circuit import Circuit
+        from symdiff.trace_values import trace_compiled
+        return Circuit(trace_compiled(self, arguments), collapse)
+
+    def report(self, path, /, **arguments):
+        """Write a self-contained HTML page about the model at `arguments` to `path`."""
+        from symdiff.report import write_report
+        return write_report(self, path, arguments)
+
     def source_of(self, kind: str) -> str:
         """The exact text of the `kind` kernel: "grad" (= .source), "value", "jvp" or "hvp"."""
         return self._kernel(kind).source

@@ -8,8 +8,8 @@
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
 from .forward import jvp
-from .errors import (ArgumentError, DifferentiationError, DomainError, NonFiniteError,
-                     ParseError, ShapeError, SymdiffError)
+from .errors import (ArgumentError, DifferentiationError, DomainError, MissingToolError,
+                     NonFiniteError, ParseError, ShapeError, SymdiffError)
 from .tensors import (ELEMENTWISE, Tensor, binary_cross_entropy_with_logits, concatenate,
                       log_softmax, logsumexp, matmul, max, mean, mse, reshape, scalar, softmax,
                       softmax_cross_entropy, stack, stop_gradient, sum, take_along, tensor,
@@ -18,7 +18,8 @@ from .tensors import (ELEMENTWISE, Tensor, binary_cross_entropy_with_logits, con
 globals().update(ELEMENTWISE)  # sd.exp, sd.sigmoid, sd.maximum, ...: one per function record
 
 __all__ = [
-    "ArgumentError", "DifferentiationError", "DomainError", "NonFiniteError", "ParseError",
+    "ArgumentError", "DifferentiationError", "DomainError", "MissingToolError",
+    "NonFiniteError", "ParseError",
     "ShapeError", "SymdiffError", "Tensor", "binary_cross_entropy_with_logits", "check_grad",
     "compile", "concatenate", "differentiate", "hessian", "hvp", "jacobian", "jvp",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "reshape", "scalar",

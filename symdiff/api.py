@@ -222,13 +222,22 @@ def _wrt_names(wrt, env, title) -> list[str]:
     return names
 
 
-def check_grad(compiled, eps: float = 1e-6, **arguments) -> float:
+def check_grad(compiled, eps: float = 1e-6, *, by_line: bool = False, **arguments):
     """Largest relative error between the compiled gradient and central differences.
+
+    With by_line=True, each adjoint statement of the Program is compared instead, in order,
+    with central differences of the forward Program by the intermediate it differentiates;
+    the result (a LineCheck) names the first line that disagrees, its `# from:` statement
+    and both numbers.
 
     Each parameter entry w is moved by ±h (h = eps·max(1, |w|)) and the model value
     recomputed (through the value-and-gradient kernel, so nothing else is compiled); the
     error is |g - fd| / max(1, |g|, |fd|), the largest over all entries.
     """
+    if by_line:
+        from .linecheck import check_lines
+        from .trace_values import trace_compiled
+        return check_lines(trace_compiled(compiled, arguments), eps)
     _, grads = compiled.value_and_grad(**arguments)
     worst = 0.0
     for name in compiled.wrt:

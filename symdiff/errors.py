@@ -32,3 +32,7 @@ class DifferentiationError(SymdiffError, ValueError):
 
 class NonFiniteError(SymdiffError, FloatingPointError):
     """A non-finite output, raised only when check_finite=True."""
+
+
+class MissingToolError(SymdiffError, RuntimeError):
+    """An optional program or package a call needs is not installed (Graphviz for pictures)."""

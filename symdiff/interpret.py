@@ -15,6 +15,12 @@ from .ir import Node, Program
 
 def run(program: Program, inputs: dict, dims: dict | None = None) -> dict:
     """Evaluate every statement with NumPy and return {output label: value}."""
+    values, _ = evaluate(program, inputs, dims)
+    return {label: values[node.uid] for label, node in program.outputs}
+
+
+def evaluate(program: Program, inputs: dict, dims: dict | None = None) -> tuple[dict, dict]:
+    """({uid: value} of every input and statement, {dimension name: size})."""
     values: dict[int, np.ndarray] = {}
     dims = dict(dims or {})
     for node in program.inputs:
@@ -22,10 +28,17 @@ def run(program: Program, inputs: dict, dims: dict | None = None) -> dict:
         for d, size in zip(node.shape, values[node.uid].shape):
             if isinstance(d, str):
                 dims[d] = size
+    evaluate_nodes([s.node for s in program.stmts], values, dims)
+    return values, dims
+
+
+def evaluate_nodes(nodes, values: dict, dims: dict) -> None:
+    """Add to `values` ({uid: value}) the value of each node in `nodes`, inputs first; nodes
+    whose inputs are neither in `values` nor in `nodes` are an error (KeyError)."""
     with np.errstate(all="ignore"):
-        for s in program.stmts:
-            values[s.node.uid] = _run_node(s.node, [values[i.uid] for i in s.node.inputs], dims)
-    return {label: values[node.uid] for label, node in program.outputs}
+        for node in nodes:
+            if node.uid not in values:
+                values[node.uid] = _run_node(node, [values[i.uid] for i in node.inputs], dims)
 
 
 def _shape(shape, dims):

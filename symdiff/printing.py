@@ -99,3 +99,8 @@ def body_name(body: sp.Expr) -> str:
         return "div"
     return {sp.Add: "add", sp.Mul: "mul", sp.Pow: "pow", sp.Abs: "abs", sp.Max: "max",
             sp.Min: "min"}.get(type(body), type(body).__name__.lower())
+
+
+def format_body(body: sp.Expr, names: dict[str, str]) -> str:
+    """An elementwise body with its symbols renamed by `names` (symbol name -> text)."""
+    return _BodyPrinter(names).doprint(body)

@@ -29,10 +29,13 @@ def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds()
     assert newton_steps <= 10 and descent_steps >= 100
 
 
-def test_lectures_example_checks_every_number(capsys):
-    load("lectures").main()
+def test_lectures_example_checks_every_number(capsys, tmp_path):
+    load("lectures").main(pictures=tmp_path)
     out = capsys.readouterr().out
-    assert "MISMATCH" not in out and "# from:" in out
+    assert "MISMATCH" not in out and "# from:" in out and "upstream" in out
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "add_and_mul_gates.png", "fan_out.png", "log_product_and_sin.png", "logistic_loss.png",
+        "sigmoid_neuron.png"]
 
 
 def test_fit_formula_recovers_the_parameters(capsys):
