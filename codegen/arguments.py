@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from symdiff.errors import ArgumentError, DomainError, ShapeError
-from symdiff.ops import format_shape
+from symdiff.ir import format_shape
 
 
 class InputSpec:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from symdiff.errors import ArgumentError, NonFiniteError
-from symdiff.ir import Program
+from symdiff.program import Program
 
 from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
 from .build import cache_hit, load_module

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symdiff import ops
 from symdiff.errors import ShapeError
-from symdiff.ir import Node, Program
+from symdiff.optable import OPS
+from symdiff.ir import Node, format_shape
+from symdiff.program import Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
@@ -239,44 +240,15 @@ class _Emitter:
         return lines
 
     def structural(self, node: Node) -> list[str]:
-        name, a = self.name(node), dict(node.attrs)
-        args = [self.name(i) for i in node.inputs]
-        op = node.op
-        if op == "elementwise":
-            return [f"{name} = {print_body(a['body'], args, self.dtype)}"]
-        if op == "dim":
-            return [f"{name} = {'np.float32' if self.single else 'float'}"
-                    f"({self.dim_var[a['name']]})"]
-        if op == "const":
-            value = self.number(a["value"])
-            return [f"{name} = np.full({self.shape(node.shape)}, {value})" if node.rank
-                    else f"{name} = {value}"]
-        if op == "stop_gradient":
-            return [f"{name} = {args[0]}"]
-        if op == "matmul":
-            args = [f"{self.name(i.inputs[0])}.T" if i.uid in self.inline_transposes else arg
-                    for i, arg in zip(node.inputs, args)]
-            return [f"{name} = np.dot({args[0]}, {args[1]})"]
-        if op == "transpose":
-            if node.uid in self.inline_transposes:
-                return []
-            if node.rank == 2:
-                return [f"{name} = {args[0]}.T"]
-            return [f"{name} = np.transpose({args[0]}, {a['perm']})"]
-        if op == "reshape":
-            src = node.inputs[0]
-            if src.rank == 0:
-                return [f"{name} = np.full({self.shape(node.shape)}, {args[0]})"]
-            if node.rank == 0:
-                return [f"{name} = np.ascontiguousarray({args[0]}).ravel()[0]"]
-            return [f"{name} = np.ascontiguousarray({args[0]}).reshape({self.shape(node.shape)})"]
-        if op == "concatenate":
-            return [f"{name} = np.concatenate(({', '.join(args)},), axis={a['axis']})"]
-        if op == "slice":
-            index = ", ".join(f"{a['start']}:{a['stop']}" if k == a["axis"] else ":"
-                              for k in range(node.rank))
-            return [f"{name} = np.ascontiguousarray({args[0]}[{index}])"]
-        raise NotImplementedError(f"codegen has no rule for {format_stmt(node, self.names)}")
+        """A statement outside loops, as its op record emits it."""
+        emit = OPS[node.op].emit
+        if emit is None:
+            raise NotImplementedError(f"no Numba emission for {format_stmt(node, self.names)}")
+        return emit(self, node)
+
+    def body(self, body, operands: list[str]) -> str:
+        """An elementwise body as scalar code in this module's float type."""
+        return print_body(body, operands, self.dtype)
 
     # ------------------------------------------------------------ loop nests
 
@@ -292,7 +264,7 @@ class _Emitter:
                 lines = self.accumulate(loop, node, idx, accumulators)
                 body += [(s.origin, line) for line in lines]
                 continue
-            if node.op in ("broadcast", "iota", "dim") and not self.stored(node):
+            if node.op in INDEX_MAPS and not self.stored(node):
                 continue
             text = self.value_text(loop, node, idx)
             if self.stored(node):
@@ -332,40 +304,20 @@ class _Emitter:
         axes = node.attr("axes")
         value = self.operand(loop, node.inputs[0], idx)
         kept = ", ".join(v for a, v in enumerate(idx) if a not in axes)
-        name = self.name(node)
-        def combine(target):
-            if node.op == "sum":
-                return f"{target} += {value}"
-            return f"{target} = np.maximum({target}, {value})"
-
+        name, record = self.name(node), OPS[node.op]
         if 0 not in axes:
             loop.direct.append(node)
-            return [combine(f"{name}[{kept}]")]
+            return [record.accumulate(f"{name}[{kept}]", value)]
         loop.partial.append(node)
         if node.rank == 0:  # a local accumulator per chunk, stored once at the end
-            accumulators.append(f"{name} = {'0.0' if node.op == 'sum' else '-np.inf'}")
-            return [combine(name)]
-        return [combine(f"part_{name}[{self.var['c']}, {kept}]")]
+            accumulators.append(f"{name} = {number(record.identity)}")
+            return [record.accumulate(name, value)]
+        return [record.accumulate(f"part_{name}[{self.var['c']}, {kept}]", value)]
 
     def value_text(self, loop: _Loop, node: Node, idx: str) -> str:
         """The text that computes `node` inside a loop over `idx` (statement right-hand side)."""
-        if node.op == "elementwise":
-            return print_body(node.attr("body"),
-                              [self.operand(loop, i, idx) for i in node.inputs], self.dtype)
-        if node.op == "broadcast":
-            src = node.inputs[0]
-            if src.rank == 0:
-                return self.read(loop, src)
-            dims, shape = node.attr("dims"), node.attr("shape")
-            picks = ", ".join("0" if src.shape[a] == 1 and shape[d] != 1 else idx[d]
-                              for a, d in enumerate(dims))
-            return f"{self.read(loop, src)}[{picks}]"
-        if node.op == "iota":
-            return idx[node.attr("axis")]
-        if node.op == "take_along":  # a gather: labels were range-checked before the call
-            x, labels = node.inputs
-            return f"{self.read(loop, x)}[{idx[0]}, {self.operand(loop, labels, idx)}]"
-        return self.operand(loop, node, idx)
+        in_loop = OPS[node.op].in_loop
+        return in_loop(self, loop, node, idx) if in_loop else self.operand(loop, node, idx)
 
     def operand(self, loop: _Loop, node: Node, idx: str) -> str:
         """How a statement in this loop reads `node`."""
@@ -387,16 +339,16 @@ class _Emitter:
 
     def call(self, loop: _Loop) -> list[str]:
         unit = loop.unit
-        lines = [f"    # loop {loop.index} over {ops.format_shape(unit.space)}"]
+        lines = [f"    # loop {loop.index} over {format_shape(unit.space)}"]
         chunks, threaded, c = self.var["chunks"], self.var["threaded"], self.var["c"]
         rows = chunks if self.chunked(unit) else "1"
         for n in loop.stores:
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
         for n in loop.direct:  # accumulated along inner axes, in the program's float type
-            fill = self.number(0.0 if n.op == "sum" else -np.inf)
+            fill = self.number(OPS[n.op].identity)
             lines.append(f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
         for n in loop.partial:  # batch sums: float64 partials, rounded once at the end
-            fill = "0.0" if n.op == "sum" else "-np.inf"
+            fill = number(OPS[n.op].identity)
             lines.append(f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
                          f"{fill})")
         args = ", ".join(loop.reads)
@@ -414,15 +366,11 @@ class _Emitter:
             lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
         for n in loop.partial:
             part, name = f"part_{self.name(n)}", self.name(n)
-            if n.op == "sum":
-                total = f"{part}.sum()" if n.rank == 0 else f"{part}.sum(axis=0)"
-            elif n.rank == 0:
-                total = f"{part}.max()"
-            else:
-                lines += [f"    {name} = {part}[0].copy()",
-                          f"    for {self.var['c']} in range(1, {rows}):",
-                          f"        {name} = np.maximum({name}, {part}[{self.var['c']}])"]
-                total = name
+            c = self.var["c"]  # the chunks' partial results, combined in chunk order
+            lines += [f"    {name} = {part}[0]{'.copy()' if n.rank else ''}",
+                      f"    for {c} in range(1, {rows}):",
+                      f"        {OPS[n.op].accumulate(name, f'{part}[{c}]')}"]
+            total = name
             if self.single:
                 total = f"np.float32({total})" if n.rank == 0 else f"{total}.astype(np.float32)"
             if total != name:
@@ -464,4 +412,4 @@ def _dims(program: Program) -> dict[str, str]:
 
 
 def _describe(unit: Unit) -> str:
-    return f"Fused loop over {ops.format_shape(unit.space)}, axis 0 from lo to hi (chunk c)."
+    return f"Fused loop over {format_shape(unit.space)}, axis 0 from lo to hi (chunk c)."

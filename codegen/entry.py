@@ -11,7 +11,8 @@ way), else in one. Anything else goes to `slow`, which converts it or raises a c
 """
 from __future__ import annotations
 
-from symdiff.ir import Node, Program
+from symdiff.ir import Node
+from symdiff.program import Program
 
 JIT = '@njit(cache=True, error_model="numpy")'  # strict IEEE: fastmath would drop NaN checks
 NCHUNKS = 16  # fixed, so a result has the same bits at any thread count

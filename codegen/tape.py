@@ -24,7 +24,10 @@ import sympy as sp
 from numba import get_num_threads
 from symdiff import ops
 from symdiff.functions import BY_CLASS
-from symdiff.ir import Node, Program
+from symdiff.optable import OPS
+from symdiff.printing import format_stmt
+from symdiff.ir import Node, format_shape
+from symdiff.program import Program
 
 from . import interpreter
 from .arguments import InputSpec, convert, wrong_names
@@ -35,7 +38,6 @@ WIDTH = 256  # samples per block: a register is one row of this many float64 val
 
 _COMPARE = {sp.StrictGreaterThan: "gt", sp.GreaterThan: "ge", sp.StrictLessThan: "lt",
             sp.LessThan: "le", sp.Eq: "eq", sp.Ne: "ne"}
-_IDENTITY = ("broadcast", "stop_gradient")  # the same values, sample by sample
 
 
 class Unsupported(Exception):
@@ -186,37 +188,30 @@ class Tape:
         # dimension -> its index in scalars (an input may share a dimension's name)
         self.columns: list[str] = []  # batch inputs, in column order
         self.dim = _check(program)
-        batch = _Phase(self)
-        epilogue = _Phase(self)
-        sums: dict[int, int] = {}  # sum node uid -> index of its total
+        batch, epilogue = _Phase(self), _Phase(self)
+        self.batch = batch  # the phase batch sums accumulate in
+        self.sums: dict[int, int] = {}  # batch sum node uid -> index of its total
         vector_outs, scalar_outs = [], []
         after_sum = _after_sum(program)
         needed_batch, needed_epilogue = _needed(program)
         for s in program.stmts:
             node = s.node
             if node.uid in needed_batch:
-                if node.op != "sum" and node.uid in after_sum:
+                if not _is_sum(node) and node.uid in after_sum:
                     raise Unsupported(f"{s.name} is per sample but depends on a batch sum: "
                                       f"that takes two passes over the batch")
-                if node.op == "sum":
-                    sums[node.uid] = len(sums)
-                    batch.sink("sum", (self._operand(batch, node.inputs[0]),), sums[node.uid])
-                else:
-                    self._statement(batch, node)
+                self.operand(batch, node)
             if node.uid in needed_epilogue:
-                if node.op == "sum":
-                    epilogue.vreg[node.uid] = epilogue.emit("load_sum", (), sums[node.uid])
-                else:
-                    self._statement(epilogue, node)
+                self.operand(epilogue, node)
         for label, node in program.outputs:
             if node.rank:
-                batch.sink("store", (self._operand(batch, node),), len(vector_outs))
+                batch.sink("store", (self.operand(batch, node),), len(vector_outs))
                 vector_outs.append(label)
             else:
-                epilogue.sink("store_scalar", (self._operand(epilogue, node),),
+                epilogue.sink("store_scalar", (self.operand(epilogue, node),),
                               len(scalar_outs))
                 scalar_outs.append(label)
-        self.nsums = len(sums)
+        self.nsums = len(self.sums)
         self.vector_outs, self.scalar_outs = vector_outs, scalar_outs
         self.code, batch_registers = _allocate(_pair_sincos(_fuse_muladd(batch.instrs)))
         self.epilogue, epilogue_registers = _allocate(_pair_sincos(_fuse_muladd(epilogue.instrs)))
@@ -228,38 +223,44 @@ class Tape:
             self.scalars.append(value)
         return self._constants[value]
 
-    def _slot(self, key: tuple[str, str]) -> int:
+    # The lowering API of the op records' tape rules (symdiff/ops/): each returns the virtual
+    # register holding its node's value, or raises Unsupported.
+    Unsupported = Unsupported
+
+    def slot(self, key: tuple[str, str]) -> int:
+        """The scalar slot of a scalar input or a dimension, (op, name), filled per call."""
         if key not in self.slots:
             self.slots[key] = len(self.scalars)
             self.scalars.append(0.0)
         return self.slots[key]
 
-    def _operand(self, phase: _Phase, node: Node) -> int:
-        """The virtual register holding `node` in `phase`, loading inputs on first use."""
-        if node.uid in phase.vreg:
-            return phase.vreg[node.uid]
-        name = node.attr("name")
-        if node.op == "input" and node.rank:
-            if name not in self.columns:
-                self.columns.append(name)
-            reg = phase.emit("load", (), self.columns.index(name))
-        elif node.op in ("input", "dim"):
-            reg = phase.emit("fill", (), self._slot((node.op, name)))
-        elif node.op == "const":
-            reg = phase.constant(node.attr("value"))
-        else:
-            raise AssertionError(f"{node!r} is used before it is computed")
-        phase.vreg[node.uid] = reg
-        return reg
+    def column(self, name: str) -> int:
+        """The column of batch input `name`."""
+        if name not in self.columns:
+            self.columns.append(name)
+        return self.columns.index(name)
 
-    def _statement(self, phase: _Phase, node: Node) -> None:
-        if node.op in ("input", "dim", "const"):
-            self._operand(phase, node)
-        elif node.op in _IDENTITY:
-            phase.vreg[node.uid] = self._operand(phase, node.inputs[0])
-        else:  # elementwise, by _check
-            operands = [self._operand(phase, i) for i in node.inputs]
-            phase.vreg[node.uid] = phase.body(node.attr("body"), operands)
+    def operand(self, phase: _Phase, node: Node) -> int | None:
+        """The virtual register holding `node` in `phase`, lowered on first use by its op
+        record's tape rule."""
+        if node.uid not in phase.vreg:
+            lower = OPS[node.op].tape
+            if lower is None:
+                raise Unsupported(f"{format_stmt(node, self.program.names())}: the tape has no "
+                                  f"instruction for {node.op}")
+            phase.vreg[node.uid] = lower(self, phase, node)
+        return phase.vreg[node.uid]
+
+    def batch_sum(self, phase: _Phase, node: Node) -> int | None:
+        """A sum over the batch: accumulated in the batch phase, read as a total after it."""
+        if node.inputs[0].rank != 1:
+            raise Unsupported(f"{format_stmt(node, self.program.names())} is not a sum over "
+                              f"the batch")
+        if phase is self.batch:
+            self.sums[node.uid] = len(self.sums)
+            phase.sink("sum", (self.operand(phase, node.inputs[0]),), self.sums[node.uid])
+            return None
+        return phase.emit("load_sum", (), self.sums[node.uid])
 
     def listing(self, title: str) -> str:
         """What `Compiled.source` shows for a tape: the Program it runs, statement by statement."""
@@ -279,27 +280,28 @@ def _check(program: Program) -> str | None:
             raise Unsupported(f"input {node.attr('name')} is {node.dtype}; the tape is float64")
         if node.rank > 1 or node.rank == 1 and not isinstance(node.shape[0], str):
             raise Unsupported(f"input {node.attr('name')} has shape "
-                              f"{ops.format_shape(node.shape)}; the tape takes scalars and "
+                              f"{format_shape(node.shape)}; the tape takes scalars and "
                               f"batch vectors")
         dims.update(node.shape)
     if len(dims) > 1:
         raise Unsupported(f"inputs have several batch dimensions: {sorted(dims)}")
     for s in program.stmts:
         node = s.node
-        fits = node.op in ("elementwise", "const", "dim", "stop_gradient") \
-            or node.op == "broadcast" and node.inputs[0].rank == 0 \
-            or node.op == "sum" and node.inputs[0].rank == 1
-        if not fits or node.rank > 1 or node.dtype not in ("float64", "bool"):
-            raise Unsupported(f"{s.name} ({node.op}, shape {ops.format_shape(node.shape)}) is "
+        if node.rank > 1 or node.dtype not in ("float64", "bool"):
+            raise Unsupported(f"{s.name} ({node.op}, shape {format_shape(node.shape)}) is "
                               f"not a scalar or per-sample statement")
     return dims.pop() if dims else None
+
+
+def _is_sum(node: Node) -> bool:
+    return OPS[node.op].kind == "reduce"
 
 
 def _after_sum(program: Program) -> set[int]:
     """Uids of statements that depend on a batch sum."""
     found: set[int] = set()
     for s in program.stmts:
-        if s.node.op == "sum" or any(i.uid in found for i in s.node.inputs):
+        if _is_sum(s.node) or any(i.uid in found for i in s.node.inputs):
             found.add(s.node.uid)
     return found
 
@@ -312,12 +314,12 @@ def _needed(program: Program) -> tuple[set[int], set[int]]:
         (batch if node.rank else epilogue).add(node.uid)
     for s in reversed(program.stmts):
         node = s.node
-        if node.uid in epilogue and node.op != "sum":
+        if node.uid in epilogue and not _is_sum(node):
             epilogue.update(i.uid for i in node.inputs)
             if node.rank:
                 raise Unsupported(f"{s.name}: a scalar result needs a per-sample value "
                                   f"without a sum over the batch")
-        if node.uid in epilogue and node.op == "sum":
+        if node.uid in epilogue and _is_sum(node):
             batch.add(node.uid)
         if node.uid in batch:
             batch.update(i.uid for i in node.inputs)

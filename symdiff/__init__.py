@@ -5,6 +5,7 @@
 >>> f(x=-2.0, y=5.0, z=-4.0)
 -12.0
 """
+from . import ops  # noqa: F401  (fills the op table before anything builds a graph)
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
 from .forward import jvp

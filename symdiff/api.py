@@ -18,7 +18,7 @@ from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
 from .ir import topological
-from .ops import format_shape
+from .ir import format_shape
 from .parse import build, free_names, parse_formula
 from .passes.stable import stabilize
 from .trace import parameter_names, trace

@@ -2,7 +2,7 @@
 a Program that computes the value, then the adjoints.
 
 The graph is walked once in reverse topological order from the output (seed 1). Each op's
-adjoint rule in `ops.OPS` is a vector-Jacobian product built from Tensor operations, so the
+adjoint rule in its op record (symdiff/ops/) is a vector-Jacobian product built from Tensor operations, so the
 adjoint part is IR like the forward part. Adjoints of a value used in several places are
 summed here, in one place. Every node made while handling a forward node is tagged with it,
 which gives the `# from:` comments of the generated code.
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from . import ops, tensors as T
+from . import tensors as T
 from .errors import DifferentiationError
-from .ir import Node, Program, Stmt, topological
-from .printing import body_name, format_stmt
+from .ir import Node, format_shape, topological
+from .optable import OPS
+from .program import Program, Stmt
+from .printing import format_stmt
 
 
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
@@ -40,8 +42,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     y = output.node
     walk = _ReverseWalk(y, [w.node for w in wrt], per_example)
     walk.run(_seed(y, seed, per_example))
-    grads = [_materialize(walk.total.get(w.uid), w.shape if _has_batch(w, per_example)
-                          else (per_example,) + w.shape) for w in walk.wrt]
+    grads = [_materialize(walk.total.get(w.uid), _gradient_shape(w, per_example))
+             for w in walk.wrt]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
     for _, node in outputs:
@@ -55,11 +57,11 @@ def _seed(y: Node, seed, per_example) -> T.Tensor:
         if not y.shape or y.shape[0] != per_example:
             raise DifferentiationError(
                 f"per-example gradients need one value per example along {per_example!r}, "
-                f"but the model has shape {ops.format_shape(y.shape)}")
+                f"but the model has shape {format_shape(y.shape)}")
         return T.full(y.shape, 1.0)
     if seed is None and y.shape != ():
         raise DifferentiationError(
-            f"the loss must be a scalar, but it has shape {ops.format_shape(y.shape)}: "
+            f"the loss must be a scalar, but it has shape {format_shape(y.shape)}: "
             f"reduce it (sd.mean, sd.sum) or pass reduce='mean'")
     return seed if seed is not None else T.full((), 1.0)
 
@@ -94,7 +96,7 @@ class _ReverseWalk:
             self.total[v.uid] = dv
             self.adjoint_of.setdefault(dv.node.uid, v)
             self.claim(dv.node, v)
-            if ops.OPS[v.op].kind == "leaf":
+            if OPS[v.op].kind == "leaf":
                 continue
             for inp, g in zip(v.inputs, self.rule(v, dv)):
                 if g is not None and inp.uid in self.depends:
@@ -104,7 +106,7 @@ class _ReverseWalk:
 
     def rule(self, v: Node, dv: T.Tensor) -> list:
         """The adjoints of v's inputs, given v's adjoint dv."""
-        rule = ops.OPS[v.op].adjoint
+        rule = OPS[v.op].adjoint
         if rule is None:
             raise DifferentiationError(f"no adjoint rule for '{v.op}' in {format_stmt(v, {})}")
         args = [T.Tensor(i) for i in v.inputs]
@@ -155,6 +157,11 @@ def _has_batch(node: Node, batch: str | None) -> bool:
     return batch is None or bool(node.shape) and node.shape[0] == batch
 
 
+def _gradient_shape(w: Node, batch: str | None):
+    """w's shape, with a leading batch axis for a parameter's per-example gradients."""
+    return w.shape if _has_batch(w, batch) else (batch,) + w.shape
+
+
 def _parameter_only(forward, depends: set, batch: str) -> set[int]:
     """uids of the values that depend on the parameters but on no per-example input."""
     per_example = set()
@@ -173,12 +180,12 @@ def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):
 
     def lift(t):
         return T.broadcast_in_dim(t, (batch,) + t.shape, tuple(range(1, t.ndim + 1)))
-    return ops.OPS["elementwise"].adjoint(dv, lift(T.Tensor(v)), *map(lift, args),
+    return OPS["elementwise"].adjoint(dv, lift(T.Tensor(v)), *map(lift, args),
                                           **dict(v.attrs))
 
 
 def _per_example_rule(v: Node, k: int, dv: T.Tensor, args, batch: str):
-    rule = ops.OPS[v.op].per_example
+    rule = OPS[v.op].per_example
     grad = rule(dv, T.Tensor(v), *args, k=k, batch=batch, **dict(v.attrs)) if rule else None
     if grad is None:
         raise DifferentiationError(
@@ -241,7 +248,5 @@ def _fresh(name: str, taken: set) -> str:
 
 
 def _hint(node: Node) -> str:
-    if node.op == "elementwise":
-        return body_name(node.attr("body"))
-    return {"const": "c", "dim": "size", "stop_gradient": "sg", "take_along": "take",
-            "concatenate": "cat"}.get(node.op, node.op)
+    hint = OPS[node.op].hint
+    return (hint(node) if callable(hint) else hint) or node.op

@@ -19,7 +19,7 @@ import sympy as sp
 from .errors import ArgumentError, MissingToolError
 from .explain import ADJOINT_COLOUR, FORWARD_COLOUR, summarize
 from .ir import Node
-from .ops import format_shape
+from .ir import format_shape
 from .passes.fuse import fuse
 from .printing import body_name
 from .trace_values import Trace

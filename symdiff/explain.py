@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .functions import OUT, local_derivative, placeholder
-from .interpret import evaluate_body
+from .functions import evaluate_body
 from .printing import format_body, format_origin, format_stmt
 from .trace_values import Edge, Trace
 

@@ -7,9 +7,10 @@ Hessian-vector products (forward over reverse) at about the cost of a few gradie
 """
 from __future__ import annotations
 
-from . import ops, tensors as T
+from . import tensors as T
 from .errors import DifferentiationError
 from .ir import topological
+from .optable import OPS
 from .printing import format_stmt
 
 
@@ -23,12 +24,12 @@ def jvp(output: T.Tensor, tangents: dict) -> T.Tensor:
     """
     pushed = {t.node.uid: v for t, v in tangents.items()}
     for node in topological([output.node]):
-        if node.uid in pushed or ops.OPS[node.op].kind == "leaf":
+        if node.uid in pushed or OPS[node.op].kind == "leaf":
             continue
         incoming = [pushed.get(i.uid) for i in node.inputs]
         if all(t is None for t in incoming):
             continue
-        rule = ops.OPS[node.op].tangent
+        rule = OPS[node.op].tangent
         if rule is None:
             raise DifferentiationError(f"no tangent rule for '{node.op}' in "
                                        f"{format_stmt(node, {})}")

@@ -1,11 +1,10 @@
-"""The IR: a hash-consed tensor DAG (Node) and the straight-line Program made from it.
+"""The IR: a hash-consed tensor DAG of Nodes, and shapes (NumPy broadcasting, symbolic dims).
 
 Every stage speaks it. A Node is one op on input nodes, with a shape (ints, and names such
 as "n" for dimensions known only at call time) and a dtype; a scalar is a rank-0 node.
 Building the same op on the same inputs twice returns the same node, so common
-subexpressions are shared as they are built. A Program schedules the nodes reachable from
-its outputs into SSA statements, forward part first, each adjoint statement tagged with the
-forward statement it comes from.
+subexpressions are shared as they are built. The straight-line Program made from a graph is
+in program.py.
 """
 from __future__ import annotations
 
@@ -15,8 +14,29 @@ import threading
 import weakref
 from dataclasses import dataclass
 
+from .errors import ShapeError
+
 Dim = int | str
 Shape = tuple[Dim, ...]
+
+
+def format_shape(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def broadcast_shapes(*shapes: Shape, what: str = "operands") -> Shape:
+    """NumPy broadcasting of shapes that may hold symbolic dimensions."""
+    rank = max(len(s) for s in shapes)
+    result = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            listed = " and ".join(map(format_shape, shapes))
+            raise ShapeError(f"cannot broadcast the shapes {listed} "
+                             f"of {what}: dimensions {sorted(map(str, dims))} differ")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
 
 _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _intern_lock = threading.Lock()
@@ -87,59 +107,3 @@ def topological(outputs) -> list[Node]:
 # (Loop and chunk variables are chosen per module to avoid the model's names.)
 RESERVED = frozenset({"np", "math", "numba", "njit", "prange", "kernel", "abs", "max", "min",
                       "float", "range"}) | frozenset(keyword.kwlist)
-
-
-@dataclass(frozen=True, slots=True)
-class Stmt:
-    """`name = node`; `origin` is the forward node an adjoint statement comes from."""
-
-    name: str
-    node: Node
-    origin: Node | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Program:
-    """Straight-line SSA: inputs, statements in execution order, named outputs."""
-
-    inputs: tuple[Node, ...]
-    stmts: tuple[Stmt, ...]
-    outputs: tuple[tuple[str, Node], ...]
-
-    def name(self, node: Node) -> str:
-        return self.names()[node.uid]
-
-    def names(self) -> dict[int, str]:
-        table = {n.uid: n.attr("name") for n in self.inputs}
-        table.update((s.node.uid, s.name) for s in self.stmts)
-        return table
-
-    def output(self, label: str) -> Node:
-        return dict(self.outputs)[label]
-
-    def __str__(self):
-        from .printing import format_origin, format_stmt  # ir stays a leaf module
-        names = self.names()
-        lines, origin = [], None
-        for s in self.stmts:
-            if s.origin is not None and s.origin is not origin:
-                lines.append(f"# from: {format_origin(s.origin, names)}")
-            origin = s.origin
-            lines.append(format_stmt(s.node, names))
-        outs = ", ".join(f"{label}={names[n.uid]}" for label, n in self.outputs)
-        return "\n".join(lines + [f"return {outs}"])
-
-
-def verify(program: Program) -> None:
-    """Check the Program's invariants: SSA, defined-before-use, unique names."""
-    defined = {n.uid for n in program.inputs}
-    seen_names = {n.attr("name") for n in program.inputs}
-    for s in program.stmts:
-        assert s.name not in seen_names, f"name {s.name} defined twice"
-        seen_names.add(s.name)
-        for inp in s.node.inputs:
-            assert inp.uid in defined, f"{s.name} uses an undefined value {inp!r}"
-        assert s.node.uid not in defined, f"{s.name} assigned twice"
-        defined.add(s.node.uid)
-    for label, node in program.outputs:
-        assert node.uid in defined, f"output {label} is not computed"

@@ -11,7 +11,8 @@ import ast
 import difflib
 import warnings
 
-from . import ops, tensors as T
+from . import tensors as T
+from .functions import FUNCTIONS
 from .errors import ParseError
 
 MAX_LENGTH = 20_000
@@ -24,7 +25,7 @@ _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
 _COMPARE = {ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
             ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b}
 _EXTRA = {"where": (T.where, 3)}  # functions that are not elementwise SymPy bodies
-KNOWN_FUNCTIONS = sorted(set(ops.FUNCTIONS) | set(_EXTRA))
+KNOWN_FUNCTIONS = sorted(set(FUNCTIONS) | set(_EXTRA))
 
 
 def parse_formula(text: str) -> ast.Expression:
@@ -106,7 +107,7 @@ def _check_node(node: ast.AST, text: str) -> None:
             raise ParseError(f"the literal {node.value!r} is not a real number", text, col)
         return
     if isinstance(node, ast.Name):
-        if node.id in ops.FUNCTIONS or node.id in _EXTRA:
+        if node.id in FUNCTIONS or node.id in _EXTRA:
             raise ParseError(f"{node.id!r} is a function; call it as {node.id}(...)", text, col)
         if node.id.startswith("_"):
             raise ParseError(f"the name {node.id!r} is not allowed (leading underscore)", text, col)
@@ -115,7 +116,7 @@ def _check_node(node: ast.AST, text: str) -> None:
         if not isinstance(node.func, ast.Name):
             raise ParseError("only functions called by plain name are allowed", text, col)
         name = node.func.id
-        if name not in ops.FUNCTIONS and name not in _EXTRA:
+        if name not in FUNCTIONS and name not in _EXTRA:
             close = difflib.get_close_matches(name, KNOWN_FUNCTIONS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ParseError(f"unknown function {name!r}{hint} Known: {', '.join(KNOWN_FUNCTIONS)}",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from . import ops
-from .ir import Node
+from .ir import Node, format_shape
+from .optable import OPS
 
 
 class _BodyPrinter(StrPrinter):
@@ -42,32 +42,16 @@ class _BodyPrinter(StrPrinter):
 def format_expr(node: Node, names: dict[int, str]) -> str:
     """The right-hand side of `node`'s statement, its inputs named by `names` (uid -> name)."""
     args = [names.get(i.uid, f"%{i.uid}") for i in node.inputs]
-    a = dict(node.attrs)
-    op = node.op
-    if op == "elementwise":
-        env = {ops.placeholder(k).name: name for k, name in enumerate(args)}
-        return _BodyPrinter(env).doprint(a["body"])
-    if op == "matmul":
-        return f"{args[0]} @ {args[1]}"
-    if op == "const":
-        return f"full({ops.format_shape(node.shape)}, {a['value']!r})" if node.shape \
-            else repr(a["value"])
-    if op in ("dim", "input"):
-        return a["name"]
-    if op == "iota":
-        return f"iota({ops.format_shape(node.shape)}, axis={a['axis']})"
-    if op == "broadcast":
-        return f"broadcast({args[0]}, {ops.format_shape(a['shape'])})"
-    if op in ("sum", "max"):
-        axes = a["axes"]
-        return f"{op}({args[0]}, axis={axes[0] if len(axes) == 1 else axes})"
+    formatter = OPS[node.op].format
+    if formatter is not None:
+        return formatter(node, args)
     extra = "".join(f", {k}={_format_attr(v)}" for k, v in node.attrs)
-    return f"{op}({', '.join(args)}{extra})"
+    return f"{node.op}({', '.join(args)}{extra})"
 
 
 def _format_attr(value):
     if isinstance(value, tuple):
-        return ops.format_shape(value)
+        return format_shape(value)
     return repr(value)
 
 
@@ -81,7 +65,7 @@ def format_origin(node: Node, names: dict[int, str]) -> str:
         return f"{node.attr('name')} (an input: the adjoints of its uses, summed)"
     if node.op == "broadcast":
         source = names.get(node.inputs[0].uid, "?")
-        return f"{source} broadcast to {ops.format_shape(node.shape)} (adjoint summed back)"
+        return f"{source} broadcast to {format_shape(node.shape)} (adjoint summed back)"
     return format_stmt(node, names)
 
 

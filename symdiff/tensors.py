@@ -14,10 +14,10 @@ import re
 import numpy as np
 import sympy as sp
 
-from . import ops
 from .errors import ArgumentError, ShapeError
-from .functions import FUNCTIONS, evaluate_body
-from .ir import RESERVED, Node, make_node
+from .functions import FUNCTIONS, body_dtype, evaluate_body, placeholder
+from .ir import RESERVED, Node, broadcast_shapes, format_shape, make_node
+from .optable import output_type
 
 _DTYPES = {float: "float64", "float": "float64", "float64": "float64", np.float64: "float64",
            "float32": "float32", np.float32: "float32",
@@ -42,7 +42,7 @@ class Tensor:
     def __repr__(self):
         name = self.node.attr("name")
         label = f"'{name}', " if name else ""
-        return f"Tensor({label}shape={ops.format_shape(self.shape)}, dtype={self.dtype})"
+        return f"Tensor({label}shape={format_shape(self.shape)}, dtype={self.dtype})"
 
     def __bool__(self):
         raise TypeError("a symbolic Tensor has no truth value: use sd.where(cond, a, b) "
@@ -169,7 +169,7 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
     settles (x < x) is the constant 0 or 1, which `where` reads as its condition.
     """
     env = {s: as_tensor(v) for s, v in env.items() if s in body.free_symbols}
-    shape = ops.broadcast_shapes((), *(v.shape for v in env.values()))
+    shape = broadcast_shapes((), *(v.shape for v in env.values()))
     values = {s: v.node.attr("value") for s, v in env.items() if _is_const(v)}
     if len(values) == len(env):
         return full(shape, evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
@@ -183,13 +183,13 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
         node = broadcast_to(env[s], shape).node
         if node not in inputs:
             inputs.append(node)
-        rename[s] = ops.placeholder(inputs.index(node))
+        rename[s] = placeholder(inputs.index(node))
     body = folded.xreplace(rename)
     if body.is_Number or body in (sp.true, sp.false):
         return full(shape, float(bool(body)) if body in (sp.true, sp.false) else float(body))
     if body.is_Symbol:
         return Tensor(inputs[int(body.name[1:])])
-    dtype = ops.body_dtype(body)
+    dtype = body_dtype(body)
     if dtype != "bool":
         dtype = "float32" if all(n.dtype == "float32" for n in inputs) else "float64"
     return Tensor(make_node("elementwise", inputs, shape, dtype, body=body))
@@ -200,7 +200,7 @@ def _is_const(v) -> bool:
 
 
 def _binary(fn, a, b):
-    x, y = ops.placeholder(0), ops.placeholder(1)
+    x, y = placeholder(0), placeholder(1)
     return apply_body(fn(x, y), {x: a, y: b})
 
 
@@ -231,7 +231,7 @@ ELEMENTWISE = {f.api or f.name: _api_function(f) for f in FUNCTIONS.values()}
 
 def where(cond, a, b) -> Tensor:
     """`a` where `cond` is true, else `b`, elementwise."""
-    c, x, y = (ops.placeholder(k) for k in range(3))
+    c, x, y = (placeholder(k) for k in range(3))
     return apply_body(sp.Piecewise((x, sp.Ne(c, 0)), (y, True)), {c: cond, x: a, y: b})
 
 
@@ -244,13 +244,13 @@ def broadcast_in_dim(x: Tensor, shape, dims) -> Tensor:
     if x.shape == shape and dims == tuple(range(len(shape))):
         return x
     if _is_const(x):
-        ops.output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
+        output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
         return full(shape, x.node.attr("value"))
     if x.node.op == "broadcast" and all(  # compose: always broadcast from the source itself
             x.node.inputs[0].shape[a] == x.shape[d] for a, d in enumerate(x.node.attr("dims"))):
         inner = x.node.attr("dims")
         return broadcast_in_dim(Tensor(x.node.inputs[0]), shape, tuple(dims[d] for d in inner))
-    out_shape, dtype = ops.output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
+    out_shape, dtype = output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
     return Tensor(make_node("broadcast", (x.node,), out_shape, dtype, shape=shape, dims=dims))
 
 
@@ -275,7 +275,7 @@ def _reduce(op, x, axis, keepdims):
     axes = _axes(axis, x.ndim)
     out = x
     if axes:
-        shape, dtype = ops.output_type(op, (x.node,), dict(axes=axes))
+        shape, dtype = output_type(op, (x.node,), dict(axes=axes))
         out = Tensor(make_node(op, (x.node,), shape, dtype, axes=axes))
     if keepdims:
         out = reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape)))
@@ -307,7 +307,7 @@ def reshape(x, shape) -> Tensor:
     shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
     if shape == x.shape:
         return x
-    out_shape, dtype = ops.output_type("reshape", (x.node,), dict(shape=shape))
+    out_shape, dtype = output_type("reshape", (x.node,), dict(shape=shape))
     return Tensor(make_node("reshape", (x.node,), out_shape, dtype, shape=shape))
 
 
@@ -315,10 +315,10 @@ def transpose(x, perm=None) -> Tensor:
     x = as_tensor(x)
     perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) for p in perm)
     if sorted(perm) != list(range(x.ndim)):
-        raise ShapeError(f"{perm} is not a permutation of the axes of {ops.format_shape(x.shape)}")
+        raise ShapeError(f"{perm} is not a permutation of the axes of {format_shape(x.shape)}")
     if perm == tuple(range(x.ndim)):
         return x
-    shape, dtype = ops.output_type("transpose", (x.node,), dict(perm=perm))
+    shape, dtype = output_type("transpose", (x.node,), dict(perm=perm))
     return Tensor(make_node("transpose", (x.node,), shape, dtype, perm=perm))
 
 
@@ -331,7 +331,7 @@ def stop_gradient(x) -> Tensor:
 def matmul(a, b) -> Tensor:
     """`a @ b` for vectors and matrices."""
     a, b = as_tensor(a, "left operand of @"), as_tensor(b, "right operand of @")
-    shape, dtype = ops.output_type("matmul", (a.node, b.node), {})
+    shape, dtype = output_type("matmul", (a.node, b.node), {})
     return Tensor(make_node("matmul", (a.node, b.node), shape, dtype))
 
 
@@ -346,7 +346,7 @@ def concatenate(parts, axis=0) -> Tensor:
         return parts[0]
     axis = _axes(axis, parts[0].ndim)[0]
     nodes = tuple(p.node for p in parts)
-    shape, dtype = ops.output_type("concatenate", nodes, dict(axis=axis))
+    shape, dtype = output_type("concatenate", nodes, dict(axis=axis))
     return Tensor(make_node("concatenate", nodes, shape, dtype, axis=axis))
 
 
@@ -360,7 +360,7 @@ def stack(parts, axis=0) -> Tensor:
 def slice_axis(x: Tensor, axis: int, start: int, stop: int) -> Tensor:
     if (start, stop) == (0, x.shape[axis]):
         return x
-    shape, dtype = ops.output_type("slice", (x.node,), dict(axis=axis, start=start, stop=stop))
+    shape, dtype = output_type("slice", (x.node,), dict(axis=axis, start=start, stop=stop))
     return Tensor(make_node("slice", (x.node,), shape, dtype, axis=axis, start=start, stop=stop))
 
 
@@ -393,7 +393,7 @@ def softmax(x, axis=-1) -> Tensor:
 def take_along(x, labels) -> Tensor:
     """`x[i, labels[i]]` for each row i: picks one entry per row by integer label."""
     x, labels = as_tensor(x), as_tensor(labels, "labels")
-    shape, dtype = ops.output_type("take_along", (x.node, labels.node), {})
+    shape, dtype = output_type("take_along", (x.node, labels.node), {})
     return Tensor(make_node("take_along", (x.node, labels.node), shape, dtype))
 
 

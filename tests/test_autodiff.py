@@ -10,7 +10,8 @@ from symdiff import ops, tensors as T
 from symdiff.autodiff import differentiate
 from symdiff.functions import FUNCTIONS
 from symdiff.interpret import run
-from symdiff.ir import topological, verify
+from symdiff.ir import topological
+from symdiff.program import verify
 
 
 def grads_at(output, values):

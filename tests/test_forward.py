@@ -29,12 +29,6 @@ def test_tangent_matches_central_differences(name, fn, inputs):
     np.testing.assert_allclose(result["jvp"], numeric, rtol=1e-6, atol=1e-7)
 
 
-def test_every_op_has_a_tangent_rule():
-    from symdiff import ops
-    missing = [op for op, d in ops.OPS.items() if d.kind != "leaf" and d.tangent is None]
-    assert not missing
-
-
 @pytest.fixture(scope="module")
 def issue_example():
     return sd.compile("x**2*y + sin(x*y)", wrt=["x", "y"])

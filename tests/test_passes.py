@@ -5,7 +5,8 @@ import symdiff as sd
 from symdiff import ops, tensors as T
 from symdiff.autodiff import differentiate
 from symdiff.functions import placeholder, sigmoid, softplus
-from symdiff.ir import topological, verify
+from symdiff.ir import topological
+from symdiff.program import verify
 from symdiff.passes.fuse import fuse
 from symdiff.passes.stable import stabilize
 

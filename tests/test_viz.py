@@ -10,7 +10,7 @@ import sympy
 
 import symdiff as sd
 from conftest import mlp_arguments
-from symdiff import ops
+from symdiff.ops import elementwise
 from symdiff.circuit import short
 
 PRODUCT_AT = dict(x=-2.0, y=5.0, z=-4.0)
@@ -190,12 +190,12 @@ def test_every_line_agrees_for_correct_rules(neuron, mlp, mlp_at):
 
 
 def test_the_first_wrong_line_is_named_with_its_origin_and_both_numbers(monkeypatch):
-    right = ops.local_derivative
+    right = elementwise.local_derivative
 
     def wrong(body, k):  # a rule with a sign error: d sin(u)/du = -cos(u)
         return -right(body, k) if isinstance(body, sympy.sin) else right(body, k)
 
-    monkeypatch.setattr(ops, "local_derivative", wrong)  # still wrong when checked, as a
+    monkeypatch.setattr(elementwise, "local_derivative", wrong)  # still wrong when checked, as a
     wrong_sin = sd.compile(FANOUT, wrt=["x1", "x2"])    # user's own rule would be
     check = sd.check_grad(wrong_sin, by_line=True, x1=2.0, x2=5.0)
     assert not check.ok

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir import Node, Program, Stmt
+from .. import ops  # noqa: F401  (the records these sets are read from)
+from ..ir import Node
+from ..optable import OPS
+from ..program import Program, Stmt
 
-LOOP_OPS = frozenset({"elementwise", "broadcast", "sum", "max", "iota", "dim", "take_along"})
-INDEX_MAPS = frozenset({"broadcast", "iota"})
-REDUCTIONS = frozenset({"sum", "max"})
+LOOP_OPS = frozenset(op for op, record in OPS.items() if record.fusable)
+INDEX_MAPS = frozenset(op for op, record in OPS.items() if record.index_map)
+REDUCTIONS = frozenset(op for op, record in OPS.items() if record.kind == "reduce")
 
 
 @dataclass
@@ -44,7 +47,7 @@ def fuse(program: Program) -> list[Unit]:
         node = stmt.node
         if node.uid in virtual:
             continue
-        if node.op not in LOOP_OPS or (node.op == "iota" and not node.shape):
+        if node.op not in LOOP_OPS:
             # a structural statement, as early as its inputs allow
             target = max((placed[i.uid][0] + 1 for i in sources(node, virtual)
                           if i.uid in placed), default=0)

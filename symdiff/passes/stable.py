@@ -11,7 +11,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .. import ops, tensors as T
+from .. import tensors as T
+from ..functions import placeholder, sigmoid, softplus
 from ..from_sympy import from_sympy
 from ..ir import Node, make_node, topological
 
@@ -26,21 +27,21 @@ def _one_plus(e):
 
 def _log(e):  # log(1+exp(u)) -> softplus(u); log(1+u) -> log1p(u); log sigmoid u -> -softplus(-u)
     (x,) = e.args
-    if isinstance(x, ops.sigmoid):
-        return -ops.softplus(-x.args[0])
+    if isinstance(x, sigmoid):
+        return -softplus(-x.args[0])
     rest = _one_plus(x)
     if rest is None:
         return None
     if isinstance(rest, sp.exp):
-        return ops.softplus(rest.args[0])
-    if isinstance(-rest, ops.sigmoid):  # log(1 - sigmoid(u)) = -softplus(u)
-        return -ops.softplus((-rest).args[0])
+        return softplus(rest.args[0])
+    if isinstance(-rest, sigmoid):  # log(1 - sigmoid(u)) = -softplus(u)
+        return -softplus((-rest).args[0])
     return log1p(rest)
 
 
 def _reciprocal(e):  # 1 / (1 + exp(-u)) -> sigmoid(u)
     rest = _one_plus(e.base) if e.exp == -1 else None
-    return ops.sigmoid(-rest.args[0]) if isinstance(rest, sp.exp) else None
+    return sigmoid(-rest.args[0]) if isinstance(rest, sp.exp) else None
 
 
 def _minus_one(e):  # exp(u) - 1 -> expm1(u)
@@ -90,7 +91,7 @@ def _rewrite(node: Node, new: dict) -> T.Tensor:
         if stable == before:
             break
     if stable == expr:
-        env = {ops.placeholder(k): new[i.uid] for k, i in enumerate(node.inputs)}
+        env = {placeholder(k): new[i.uid] for k, i in enumerate(node.inputs)}
         return T.as_tensor(T.apply_body(node.attr("body"), env))
     # rebuilt one node per operation: unchanged parts are the very same (hash-consed) nodes
     return T.as_tensor(from_sympy(stable, {s.name: t for s, t in leaves.items()}))
@@ -110,9 +111,9 @@ def _inline(node: Node, new: dict, leaves: dict, depth: int) -> sp.Expr:
     for k, old in enumerate(node.inputs):
         inp = new[old.uid].node if old.uid in new else old
         if depth > 1 and _inlinable(inp) and inp.shape == node.shape:
-            env[ops.placeholder(k)] = _inline(inp, {}, leaves, depth - 1)
+            env[placeholder(k)] = _inline(inp, {}, leaves, depth - 1)
         else:
             symbol = sp.Symbol(f"_leaf{inp.uid}", real=True)
             leaves[symbol] = T.Tensor(inp)
-            env[ops.placeholder(k)] = symbol
+            env[placeholder(k)] = symbol
     return node.attr("body").xreplace(env)

@@ -1,0 +1,74 @@
+"""Elementwise ops: one SymPy body over placeholders a0, a1, ... (symdiff/functions.py).
+
+One generic record serves every body: its local derivatives come from `sympy.diff` of the
+small body (memoised), so the adjoint is dy times each derivative and the tangent is the sum of
+each input's tangent times its derivative. Where a derivative is a select, the incoming
+adjoint goes into its branches (`times`). Per-example gradients need no rule of their own:
+autodiff lifts a parameter-only body over the batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .. import tensors as T
+from ..functions import OUT, body_dtype, evaluate_body, local_derivative, placeholder, times
+from ..optable import define
+from ..printing import body_name, format_body
+
+_G = sp.Symbol("g", real=True)  # the incoming adjoint, in an adjoint body under construction
+
+
+def _shape(*inputs, body):
+    shapes = {x.shape for x in inputs}
+    assert len(shapes) <= 1, f"elementwise inputs must be broadcast first: {shapes}"
+    return (inputs[0].shape if inputs else ()), body_dtype(body)
+
+
+def _adjoint(dy, y, *args, body):  # y = f(a0, a1, ...): da_k = dy * df/da_k
+    grads = []
+    for k, a in enumerate(args):
+        local = local_derivative(body, k)
+        if a.dtype not in ("float64", "float32") or local == 0:
+            grads.append(None)
+            continue
+        env = {placeholder(i): x for i, x in enumerate(args)}
+        env.update({OUT: y, _G: dy})
+        grads.append(T.apply_body(times(_G, local), env))
+    return grads
+
+
+def _tangent(y, inputs, tangents, *, body):  # dy = sum_k df/da_k * da_k
+    terms, env = [], {OUT: y}
+    for k, (a, da) in enumerate(zip(inputs, tangents)):
+        env[placeholder(k)] = a
+        local = local_derivative(body, k)
+        if da is not None and local != 0:
+            symbol = sp.Symbol(f"_t{k}", real=True)
+            env[symbol] = da
+            terms.append(times(symbol, local))
+    return T.apply_body(sp.Add(*terms), env) if terms else None
+
+
+def _evaluate(node, args, dims):
+    env = {placeholder(k).name: x for k, x in enumerate(args)}
+    shape = tuple(dims[d] if isinstance(d, str) else d for d in node.shape)
+    return np.broadcast_to(evaluate_body(node.attr("body"), env), shape)
+
+
+def _tape(tape, phase, node):
+    return phase.body(node.attr("body"), [tape.operand(phase, i) for i in node.inputs])
+
+
+def _names(args):
+    return {placeholder(k).name: name for k, name in enumerate(args)}
+
+
+define("elementwise", "elementwise", shape=_shape, adjoint=_adjoint, tangent=_tangent,
+       per_example=None, evaluate=_evaluate, fusable=True,
+       emit=lambda e, node: [f"{e.name(node)} = "
+                             f"{e.body(node.attr('body'), [e.name(i) for i in node.inputs])}"],
+       in_loop=lambda e, loop, node, idx: e.body(
+           node.attr("body"), [e.operand(loop, i, idx) for i in node.inputs]),
+       tape=_tape, format=lambda node, args: format_body(node.attr("body"), _names(args)),
+       hint=lambda node: body_name(node.attr("body")))

@@ -1,0 +1,224 @@
+"""Layout ops: broadcast, reshape, transpose, slice, concatenate, and stop_gradient.
+
+All are linear in their data input, so a tangent is the op applied to the tangent. A broadcast
+is where adjoints are summed back (rules never un-broadcast), and where per-example gradients
+of a parameter are read off before that sum.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tensors as T
+from ..errors import ShapeError
+from ..ir import format_shape
+from ..optable import define, rule
+
+
+def _linear(build):
+    """The tangent rule of an op linear in its one input: the op applied to the tangent."""
+    def rule(y, inputs, tangents, **attrs):
+        return None if tangents[0] is None else build(tangents[0], **attrs)
+    return rule
+
+
+def _sizes(shape, dims):
+    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+
+
+# ---------------------------------------------------------------- broadcast
+
+
+def _broadcast_shape(x, *, shape, dims):
+    for axis, out_axis in enumerate(dims):
+        if x.shape[axis] != 1 and x.shape[axis] != shape[out_axis]:
+            raise ShapeError(f"cannot broadcast shape {format_shape(x.shape)} "
+                             f"to {format_shape(shape)}")
+    return shape, x.dtype
+
+
+def _summed_axes(x, shape, dims, first=0):
+    """The axes of the broadcast result that were added or stretched from size 1."""
+    return tuple(sorted(tuple(a for a in range(first, len(shape)) if a not in dims) + tuple(
+        out for axis, out in enumerate(dims) if x.shape[axis] == 1 and shape[out] != 1)))
+
+
+def _broadcast_adjoint(dy, y, x, *, shape, dims):  # dx = dy summed over the broadcast axes
+    return [T.reshape(T.sum(dy, axis=_summed_axes(x, shape, dims)), x.shape)]
+
+
+def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's share is dy[i]
+    if not shape or shape[0] != batch or 0 in dims:
+        return None
+    summed = _summed_axes(p, shape, dims, first=1)
+    return T.reshape(T.sum(dy, axis=summed) if summed else dy, (batch,) + p.shape)
+
+
+def _broadcast_evaluate(node, args, dims):
+    shape, where = _sizes(node.attr("shape"), dims), node.attr("dims")
+    expanded = args[0].reshape([args[0].shape[where.index(k)] if k in where else 1
+                                for k in range(len(shape))])
+    return np.broadcast_to(expanded, shape)
+
+
+def _broadcast_in_loop(e, loop, node, idx):  # read the source in place
+    src = node.inputs[0]
+    if src.rank == 0:
+        return e.read(loop, src)
+    dims, shape = node.attr("dims"), node.attr("shape")
+    picks = ", ".join("0" if src.shape[a] == 1 and shape[d] != 1 else idx[d]
+                      for a, d in enumerate(dims))
+    return f"{e.read(loop, src)}[{picks}]"
+
+
+def _broadcast_tape(tape, phase, node):
+    if node.inputs[0].rank:
+        raise tape.Unsupported(f"broadcast of shape {format_shape(node.inputs[0].shape)}: the "
+                               f"tape broadcasts scalars only")
+    return tape.operand(phase, node.inputs[0])
+
+
+define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adjoint,
+       tangent=_linear(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
+       per_example=_broadcast_per_example, evaluate=_broadcast_evaluate, emit=None,
+       in_loop=_broadcast_in_loop, tape=_broadcast_tape, fusable=True, index_map=True,
+       format=lambda node, args: f"broadcast({args[0]}, {format_shape(node.attr('shape'))})")
+
+
+# ---------------------------------------------------------------- stop_gradient
+
+
+define("stop_gradient", "structural", shape=lambda x: (x.shape, x.dtype),
+       adjoint=lambda dy, y, x: [None], tangent=lambda y, inputs, tangents: None,
+       per_example=None, evaluate=lambda node, args, dims: args[0],
+       emit=lambda e, node: [f"{e.name(node)} = {e.name(node.inputs[0])}"], in_loop=None,
+       tape=lambda tape, phase, node: tape.operand(phase, node.inputs[0]), hint="sg")
+
+
+# ---------------------------------------------------------------- reshape, transpose
+
+
+def _size(shape):
+    ints, names = 1, []
+    for d in shape:
+        if isinstance(d, int):
+            ints *= d
+        else:
+            names.append(d)
+    return ints, tuple(sorted(names))
+
+
+def _reshape_shape(x, *, shape):
+    if _size(x.shape) != _size(shape):
+        raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {format_shape(shape)}")
+    return shape, x.dtype
+
+
+def _reshape_emit(e, node):
+    name, src, arg = e.name(node), node.inputs[0], e.name(node.inputs[0])
+    if src.rank == 0:
+        return [f"{name} = np.full({e.shape(node.shape)}, {arg})"]
+    if node.rank == 0:
+        return [f"{name} = np.ascontiguousarray({arg}).ravel()[0]"]
+    return [f"{name} = np.ascontiguousarray({arg}).reshape({e.shape(node.shape)})"]
+
+
+define("reshape", "structural", shape=_reshape_shape,
+       adjoint=lambda dy, y, x, *, shape: [T.reshape(dy, x.shape)],
+       tangent=_linear(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
+       evaluate=lambda node, args, dims: np.reshape(args[0], _sizes(node.attr("shape"), dims)),
+       emit=_reshape_emit, in_loop=None, tape=None)
+
+
+def _transpose_adjoint(dy, y, x, *, perm):  # dx = transpose(dy, inverse perm)
+    return [T.transpose(dy, tuple(sorted(range(len(perm)), key=perm.__getitem__)))]
+
+
+def _transpose_emit(e, node):
+    if node.uid in e.inline_transposes:  # written as a .T view in the np.dot reading it
+        return []
+    name, arg = e.name(node), e.name(node.inputs[0])
+    if node.rank == 2:
+        return [f"{name} = {arg}.T"]
+    return [f"{name} = np.transpose({arg}, {node.attr('perm')})"]
+
+
+define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for p in perm),
+                                                             x.dtype),
+       adjoint=_transpose_adjoint, tangent=_linear(lambda dx, perm: T.transpose(dx, perm)),
+       per_example=None, evaluate=lambda node, args, dims: np.transpose(args[0],
+                                                                        node.attr("perm")),
+       emit=_transpose_emit, in_loop=None, tape=None)
+
+
+# ---------------------------------------------------------------- slice, concatenate
+
+
+def _slice_shape(x, *, axis, start, stop):
+    if not (0 <= start <= stop <= x.shape[axis]):
+        raise ShapeError(f"slice {start}:{stop} is out of range for axis {axis} of "
+                         f"{format_shape(x.shape)}")
+    return x.shape[:axis] + (stop - start,) + x.shape[axis + 1:], x.dtype
+
+
+def _slice_adjoint(dy, y, x, *, axis, start, stop):  # dx = dy padded with zeros
+    pieces = []
+    if start:
+        pieces.append(T.zeros(x.shape[:axis] + (start,) + x.shape[axis + 1:]))
+    pieces.append(dy)
+    if stop < x.shape[axis]:
+        pieces.append(T.zeros(x.shape[:axis] + (x.shape[axis] - stop,) + x.shape[axis + 1:]))
+    return [T.concatenate(pieces, axis=axis) if len(pieces) > 1 else dy]
+
+
+def _slice_index(node):
+    return tuple(slice(node.attr("start"), node.attr("stop")) if k == node.attr("axis")
+                 else slice(None) for k in range(node.rank))
+
+
+def _slice_emit(e, node):
+    index = ", ".join(f"{s.start}:{s.stop}" if s.start is not None else ":"
+                      for s in _slice_index(node))
+    return [f"{e.name(node)} = np.ascontiguousarray({e.name(node.inputs[0])}[{index}])"]
+
+
+define("slice", "structural", shape=_slice_shape, adjoint=_slice_adjoint,
+       tangent=_linear(lambda dx, axis, start, stop: T.slice_axis(dx, axis, start, stop)),
+       per_example=None, evaluate=lambda node, args, dims: args[0][_slice_index(node)],
+       emit=_slice_emit, in_loop=None, tape=None)
+
+
+def _concatenate_shape(*parts, axis):
+    first = parts[0].shape
+    for p in parts[1:]:
+        if len(p.shape) != len(first) or any(
+                a != b for i, (a, b) in enumerate(zip(first, p.shape)) if i != axis):
+            raise ShapeError(f"cannot concatenate shapes {format_shape(first)} and "
+                             f"{format_shape(p.shape)} along axis {axis}")
+    sizes = [p.shape[axis] for p in parts]
+    if not all(isinstance(s, int) for s in sizes):
+        raise ShapeError(f"concatenate along a symbolic axis ({sizes}) is not supported")
+    return first[:axis] + (sum(sizes),) + first[axis + 1:], parts[0].dtype
+
+
+def _concatenate_adjoint(dy, y, *parts, axis):  # each part gets its slice of dy
+    grads, start = [], 0
+    for p in parts:
+        grads.append(T.slice_axis(dy, axis, start, start + p.shape[axis]))
+        start += p.shape[axis]
+    return grads
+
+
+def _concatenate_tangent(y, inputs, tangents, *, axis):
+    if all(t is None for t in tangents):
+        return None
+    return T.concatenate([T.zeros(x.shape) if t is None else t
+                          for x, t in zip(inputs, tangents)], axis=axis)
+
+
+define("concatenate", "structural", shape=_concatenate_shape, adjoint=_concatenate_adjoint,
+       tangent=_concatenate_tangent, per_example=None,
+       evaluate=lambda node, args, dims: np.concatenate(args, axis=node.attr("axis")),
+       emit=lambda e, node: [f"{e.name(node)} = np.concatenate(("
+                             f"{', '.join(e.name(i) for i in node.inputs)},), "
+                             f"axis={node.attr('axis')})"],
+       in_loop=None, tape=None, hint="cat")

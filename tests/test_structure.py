@@ -1,0 +1,94 @@
+"""The package's structure: every op record complete, every function record usable by every
+backend, and modules that import on their own with no import cycle."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from symdiff.functions import FUNCTIONS
+from symdiff.optable import OPS, missing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(_name(p) for folder in ("symdiff", "codegen")
+                 for p in (ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_every_op_record_says_what_every_backend_does(op):
+    record = OPS[op]
+    assert not missing(op), f"{op} was defined without {missing(op)}"
+    if record.kind != "leaf":  # every backend that builds or runs a graph needs these
+        for field in ("shape", "adjoint", "tangent", "evaluate"):
+            assert getattr(record, field) is not None, f"{op} has no {field} rule"
+    if record.kind == "reduce":
+        assert record.accumulate is not None and record.identity is not None
+    else:  # Numba: a statement of its own, or an element inside a fused loop
+        assert record.emit or record.in_loop or op == "input", f"{op}: no Numba emission"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_record_is_complete(name):
+    record = FUNCTIONS[name]
+    assert callable(record.sympy) and callable(record.numpy)
+    assert "{0}" in record.numba and "{0}" in record.numba32
+    assert record.domain[0] < record.domain[1]
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The package modules `module` imports when it loads (imports inside functions aside)."""
+    tree = ast.parse(path.read_text())
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in MODULES else base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in MODULES}
+
+
+def test_no_import_cycles():
+    graph = {}
+    for module in MODULES:
+        parts = module.split(".")
+        path = ROOT.joinpath(*parts[:-1], parts[-1] + ".py")
+        if not path.exists():
+            path = ROOT.joinpath(*parts, "__init__.py")
+        graph[module] = _imports(path, module) - {module}
+    state: dict[str, int] = {}
+
+    def visit(module, trail):
+        if state.get(module) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(trail + [module]))
+        if state.get(module) == 2:
+            return
+        state[module] = 1
+        for dependency in sorted(graph.get(module, ())):
+            visit(dependency, trail + [module])
+        state[module] = 2
+
+    for module in MODULES:
+        visit(module, [])
+
+
+def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
+    script = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+    for module in MODULES:
+        result = subprocess.run([sys.executable, "-c", script, module], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{module}: {result.stderr[-2000:]}"
