@@ -1,8 +1,11 @@
-"""`Compiled`: the runtime object a user calls. Checks arguments, runs the kernel, returns values.
+"""`Compiled`: the runtime object a user calls. Runs a kernel (or tape) per kind of result.
 
-Arguments are bound by name to kernel positions worked out once; each call checks each array's
-dtype, rank and dimensions (symbolic ones must agree across inputs) and each label array's
-range before the kernel runs, because Numba kernels run without bounds checks.
+Input: the Programs of a model (gradient, value, jvp, hvp), each built on first use. A call
+goes to the generated entry point, which tests the arguments' types with their input specs
+(codegen/inputs.py); the kernel checks sizes and labels before it reads anything (Numba runs
+without bounds checks); whatever the fast path refuses goes to the slow path here, which
+converts it or raises a SymdiffError naming the argument. Output: the value, and gradients by
+name.
 """
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ import numpy as np
 from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.program import Program
 
-from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
+from .inputs import MISSING, bind, check_rate, specs_of
 from .build import cache_hit, load_module
 from .emit import MACHINERY, emit_source, program_dtype
-from .entry import label_bound
 from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
-TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (NUMBA-FACTS.md)
+TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (Numba's compile
+# time grows with the square of a function's statements: ~1 s at 137, ~9 s at 1,000)
 
 
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=()):
@@ -47,7 +50,7 @@ class Kernel:
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
         self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
-        self._specs = [InputSpec(n, label_bound(program, n)) for n in program.inputs]
+        self._specs = specs_of(program)
         self._parallel = parallel
         self.timings = {}
         start = time.perf_counter()
@@ -58,12 +61,10 @@ class Kernel:
         self.timings["load"] = time.perf_counter() - start
         self._function = module.kernel
         self._run, self._run_fast, self._run_step, self._run_step_fast = \
-            module.entry(self._slow, self._slow_step, parallel)
-        self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel)
+            module.entry(self._slow, self._slow_step, parallel, MISSING)
+        self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel,
+                                                           MISSING)
         self._gate, self._step_gate = module.kernel_gate, getattr(module, "step_gate", None)
-        for step in (self._run_step, self._run_step_fast):  # called by users as sgd_step:
-            if step is not None:  # a missing or unknown name is Python's TypeError, named so
-                step.__qualname__ = "Compiled.sgd_step"
         self._raw = self._run
         self._call = self._first_call
         self.dtype = program_dtype(program)
@@ -79,12 +80,7 @@ class Kernel:
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
-        try:
-            return self._call(**arguments)
-        except TypeError:
-            if sorted(arguments) != sorted(self.inputs):
-                wrong_names(self.title, self.inputs, arguments)
-            raise
+        return self._call(**arguments)
 
     def _first_call(self, **arguments):
         """Calls before the gate has compiled: checked in full, the first one timed (it
@@ -108,6 +104,7 @@ class Kernel:
     def _slow(self, **arguments):
         """Arguments the generated fast check did not accept: each converted (lists, other
         dtypes, strided arrays) or refused with a clear error, then run through again."""
+        bind(self.title, self._specs, arguments)
         return self._rerun(**self._converted(arguments))
 
     def _converted(self, arguments: dict, in_place=()) -> dict:
@@ -118,14 +115,14 @@ class Kernel:
         for spec in self._specs:
             value = arguments[spec.name]
             if spec.name in in_place:
-                check_in_place(spec, value)
+                spec.check_in_place(value)
                 if not spec.shape:  # a 0-d array, not a scalar to convert
                     converted[spec.name] = value
                     continue
-            converted[spec.name] = convert(spec, value, dims)
+            converted[spec.name] = spec.convert(value, dims)
         for spec in self._specs:
             if spec.label_bound is not None:
-                check_labels(spec, converted[spec.name], dims)
+                spec.check_labels(converted[spec.name], dims)
         return converted
 
     def step_function(self, install):
@@ -143,8 +140,7 @@ class Kernel:
         """`step` arguments the generated check did not accept: parameters must already be
         writable arrays (they are updated in place); other inputs are converted."""
         lr = check_rate(lr)
-        if sorted(arguments) != sorted(self.inputs):
-            wrong_names(self.title, self.inputs, arguments)
+        bind(self.title, self._specs, arguments)
         return self._rerun_step(lr, **self._converted(arguments, self.update))
 
 
@@ -268,7 +264,7 @@ class Compiled:
         specs = {spec.name: spec for spec in self._grad._specs}
         for w in self.wrt:
             if w in arguments:
-                check_in_place(specs[w], arguments[w])
+                specs[w].check_in_place(arguments[w])
         value, grads = self.value_and_grad(**arguments)
         for w in self.wrt:
             arguments[w] -= lr * grads[w]

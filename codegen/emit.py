@@ -17,12 +17,13 @@ import numpy as np
 
 from symdiff.errors import ShapeError
 from symdiff.optable import OPS
-from symdiff.ir import Node, format_shape
+from symdiff.ir import Node, format_shape, fresh
 from symdiff.program import Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
-from .entry import JIT, REFUSED, emit_entry, fresh, label_bound
+from .entry import JIT, NCHUNKS, PARALLEL_MIN_WORK, emit_entry  # noqa: F401
+from .inputs import REFUSED, specs_of
 from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -71,6 +72,7 @@ def emit_source(program: Program, title: str = "model", update=()) -> str:
 class _Emitter:
     def __init__(self, program: Program):
         self.program = program
+        self.specs = specs_of(program)
         self.names = program.names()
         self.units = fuse(program)
         self.unit_of = {s.node.uid: k for k, u in enumerate(self.units) for s in u.stmts}
@@ -147,7 +149,7 @@ class _Emitter:
         if update:
             parts.append("\n" + "\n".join(self.step(update)) + "\n")
             parts.append(GATE.format(function="step"))
-        parts.append(emit_entry(self.program, update))
+        parts.append(emit_entry(self.specs, len(self.program.stmts), update))
         return "\n".join(parts)
 
     def step(self, update: tuple) -> list[str]:
@@ -176,27 +178,15 @@ class _Emitter:
         """Sizes and labels, checked before anything is read (the kernel has no bounds
         checks). `run` has checked types, ranks and layouts; on ValueError it hands the
         arguments to the runtime's slow path, which names what is wrong."""
-        sizes = []
-        for node in self.program.inputs:
-            name = node.attr("name")
-            for axis, d in enumerate(node.shape):
-                read = f"{name}.shape[{axis}]"
-                want = self.dim_var.get(d, d)
-                if read == self.dims.get(want):
-                    sizes.append(f"{want} > 0")
-                else:
-                    sizes.append(f"{read} == {want}")
+        sizes = [c for spec in self.specs for c in spec.size_conditions(self.dim_var, self.dims)]
         lines = []
         if sizes:
             lines += ["    if not (" + "\n            and ".join(sizes) + "):",
                       f"        raise ValueError({REFUSED!r})"]
-        for node in self.program.inputs:
-            bound = label_bound(self.program, node)
-            if bound is not None:
-                label = fresh("label", set(self.names.values()))
-                lines += [f"    for {label} in {node.attr('name')}:",
-                          f"        if {label} < 0 or {label} >= {self.dim_var.get(bound, bound)}:",
-                          f"            raise ValueError({REFUSED!r})"]
+        label = fresh("label", set(self.names.values()))
+        for spec in self.specs:
+            if spec.label_bound is not None:
+                lines += spec.label_lines(self.dim_var, label)
         return lines
 
     @property

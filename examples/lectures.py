@@ -18,7 +18,7 @@ PICTURES = Path(__file__).resolve().parent.parent / "docs" / "circuits"
 
 TOLERANCE = 1e-9
 
-# (title, formula, point, expected value, expected gradients); the table in LECTURES.md.
+# (title, formula, point, expected value, expected gradients), as the lectures work them.
 EXAMPLES = [  # the first words of each title name its picture
     ("add and mul gates: f = (x + y)*z, q = x + y; df/dz = q, df/dq = df/dx = df/dy = z",
      "(x + y) * z", dict(x=-2.0, y=5.0, z=-4.0),

@@ -17,8 +17,7 @@ from .autodiff import differentiate, gradients, schedule
 from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
-from .ir import topological
-from .ir import format_shape
+from .ir import format_shape, fresh, topological
 from .parse import build, free_names, parse_formula
 from .passes.stable import stabilize
 from .trace import parameter_names, trace
@@ -92,7 +91,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             [("value", output.node)] + [(f"hvp:{w}", jvp(g, directions).node)
                                         for w, g in zip(wrt_names, gradients(program))],
             inputs=inputs + list(directions.values()))
-    from codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
+    from .codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
                     parallel, timings, check_finite, tier)
@@ -132,7 +131,7 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
         "jvp": lambda: schedule([("value", output.node), ("jvp", jvp(output, directions).node)],
                                 inputs=inputs + list(directions.values())),
     }
-    from codegen.compiled import Compiled, Jacobian
+    from .codegen.compiled import Compiled, Jacobian
     compiled = Compiled(programs, wrt_names, name or title,
                         {w: t.node.attr("name") for w, t in tangents.items()}, parallel,
                         tier=tier)
@@ -140,9 +139,7 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
 
 
 def _fresh_input(name: str, shape, env: dict) -> T.Tensor:
-    while name in env:
-        name += "_"
-    return T.tensor(name, shape)
+    return T.tensor(fresh(name, set(env)), shape)
 
 
 def _tangent_inputs(env: dict, wrt_names) -> dict:

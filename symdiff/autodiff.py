@@ -13,7 +13,7 @@ import sympy as sp
 
 from . import tensors as T
 from .errors import DifferentiationError
-from .ir import Node, format_shape, topological
+from .ir import Node, format_shape, fresh, topological
 from .optable import OPS
 from .program import Program, Stmt
 from .printing import format_stmt
@@ -227,24 +227,16 @@ def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=No
     for node in body_nodes:
         forward = node.uid in forward_uids
         if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
-            name = _fresh("d" + names[adjoint_of[node.uid].uid], taken)
+            name = fresh("d" + names[adjoint_of[node.uid].uid], taken)
         elif node.op == "broadcast" and node.inputs[0].uid in names:
-            name = _fresh(names[node.inputs[0].uid] + "_bc", taken)  # a broadcast copy of it
+            name = fresh(names[node.inputs[0].uid] + "_bc", taken)  # a broadcast copy of it
         else:
             counter += 1
-            name = _fresh(f"{_hint(node)}{counter}", taken)
+            name = fresh(f"{_hint(node)}{counter}", taken)
         names[node.uid] = name
         taken.add(name)
         stmts.append(Stmt(name, node, None if forward else origin.get(node.uid)))
     return Program(tuple(inputs), tuple(stmts), tuple(outputs))
-
-
-def _fresh(name: str, taken: set) -> str:
-    candidate, k = name, 1
-    while candidate in taken:
-        k += 1
-        candidate = f"{name}_{k}"
-    return candidate
 
 
 def _hint(node: Node) -> str:

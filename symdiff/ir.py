@@ -103,6 +103,16 @@ def topological(outputs) -> list[Node]:
     return order
 
 
+def fresh(name: str, taken: set) -> str:
+    """`name`, or `name_2`, `name_3`, ... if taken; the result is added to `taken`."""
+    candidate, k = name, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    taken.add(candidate)
+    return candidate
+
+
 # Module-level and builtin names a generated module uses; a user symbol may not take them.
 # (Loop and chunk variables are chosen per module to avoid the model's names.)
 RESERVED = frozenset({"np", "math", "numba", "njit", "prange", "kernel", "abs", "max", "min",

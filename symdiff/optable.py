@@ -40,6 +40,7 @@ class OpDef:
     index_map: bool = False  # read in place by the loops that use it, never stored
     identity: float | None = None  # a reduction's starting value
     accumulate: Callable | None = None  # a reduction's (target, value) -> update statement
+    labels: Callable | None = None  # (node) -> (its integer labels, the size they stay below)
 
 
 OPS: dict[str, OpDef] = {}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from codegen.emit import comment_names, emit_source
+from symdiff.codegen.emit import comment_names, emit_source
 from conftest import LOGISTIC, at_one_and_two_threads, mlp_arguments
 from symdiff.interpret import run
 from symdiff.printing import format_origin

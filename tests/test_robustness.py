@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from codegen import build
+from symdiff.codegen import build
 
 
 @pytest.fixture(scope="module", params=["kernel", "tape"])

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    return ".".join(("symdiff",) * (parts[0] == "codegen") + parts)  # installed as symdiff.codegen
 
 
 MODULES = sorted(_name(p) for folder in ("symdiff", "codegen")
@@ -65,7 +66,8 @@ def _imports(path: Path, module: str) -> set[str]:
 def test_no_import_cycles():
     graph = {}
     for module in MODULES:
-        parts = module.split(".")
+        parts = module.removeprefix("symdiff.").split(".") if module.startswith(
+            "symdiff.codegen") else module.split(".")
         path = ROOT.joinpath(*parts[:-1], parts[-1] + ".py")
         if not path.exists():
             path = ROOT.joinpath(*parts, "__init__.py")
@@ -86,9 +88,15 @@ def test_no_import_cycles():
         visit(module, [])
 
 
-def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
+def test_every_module_imports_on_its_own_in_a_fresh_interpreter(tmp_path):
     script = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
-    for module in MODULES:
-        result = subprocess.run([sys.executable, "-c", script, module], cwd=ROOT,
+    for module in MODULES:  # from elsewhere than the repository: as installed
+        result = subprocess.run([sys.executable, "-c", script, module], cwd=tmp_path,
                                 capture_output=True, text=True)
         assert result.returncode == 0, f"{module}: {result.stderr[-2000:]}"
+
+
+def test_the_code_generator_installs_as_symdiff_codegen(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import codegen"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert "No module named 'codegen'" in result.stderr

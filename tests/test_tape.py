@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from codegen import interpreter
-from codegen.compiled import TAPE_MIN_STATEMENTS
+from symdiff.codegen import interpreter
+from symdiff.codegen.compiled import TAPE_MIN_STATEMENTS
 from conftest import at_one_and_two_threads, mlp_arguments
 from symdiff.errors import ArgumentError, ShapeError
 from symdiff.interpret import run

@@ -34,5 +34,6 @@ define("take_along", "structural", shape=_shape, adjoint=_adjoint,
        tangent=lambda y, inputs, tangents: None if tangents[0] is None
        else T.take_along(tangents[0], inputs[1]),
        per_example=None, fusable=True, emit=None, in_loop=_in_loop, tape=None,
+       labels=lambda node: (node.inputs[1], node.inputs[0].shape[1]),
        evaluate=lambda node, args, dims: np.take_along_axis(args[0], args[1][:, None],
                                                             axis=1)[:, 0], hint="take")
