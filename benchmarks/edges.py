@@ -32,6 +32,7 @@ CASES = [
     ("x**y at (0, 0)", "x**y", {"x": 0.0, "y": 0.0}, lambda m, x, y: x ** y),
     ("0**x at x = 2", "0**x", {"x": 2.0}, lambda m, x: (0 * x) ** x),
     ("x/0 at x = 1", "x/0", {"x": 1.0}, lambda m, x: x / 0.0),
+    ("x/x at x = 0 (0/0)", "x/x", {"x": 0.0}, lambda m, x: x / x),
     ("x + exp(1000)", "x + exp(1000)", {"x": 1.0}, lambda m, x: x + math.inf),
     ("sin(x - x)", "sin(x - x)", {"x": 1.0}, lambda m, x: m.sin(x - x)),
     ("constant model 3.5", "3.5 + 0*x", {"x": 1.0}, lambda m, x: 3.5 + 0 * x),

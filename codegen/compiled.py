@@ -254,6 +254,8 @@ class Compiled:
         `np.array(0.5)`), so that the kernel can update them; the other inputs are passed as
         for `value_and_grad`. Replaced by the generated function for scalar losses.
         """
+        if not self.wrt:
+            raise ArgumentError(f"{self.title}: sgd_step has nothing to update: wrt is empty")
         raise ArgumentError(f"{self.title}: sgd_step needs a scalar loss; this model's "
                             f"value has one entry per example (reduce=None) or per output")
 

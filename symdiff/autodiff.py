@@ -78,8 +78,10 @@ class _ReverseWalk:
         for node in self.forward:
             if any(i.uid in self.depends for i in node.inputs):
                 self.depends.add(node.uid)
-        self.lifted = _parameter_only(self.forward, self.depends, per_example) \
-            if per_example else set()
+        self.lifted = set()
+        if per_example:
+            _check_uncoupled(self.forward, self.depends, per_example)
+            self.lifted = _parameter_only(self.forward, self.depends, per_example)
         self.total: dict[int, T.Tensor] = {}  # forward uid -> its adjoint
         self.adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> its forward node
         self.origin: dict[int, Node] = {}  # uid of an adjoint-part node -> its forward node
@@ -162,6 +164,20 @@ def _gradient_shape(w: Node, batch: str | None):
     return w.shape if _has_batch(w, batch) else (batch,) + w.shape
 
 
+def _check_uncoupled(forward, depends: set, batch: str) -> None:
+    """Per-example gradients need each example's value to depend on its own row alone: refuse
+    a statement that combines rows (a sum or mean over the batch axis, say) on a path from a
+    parameter, instead of returning gradients that leave that dependence out."""
+    for node in forward:
+        mixed = [i for i in node.inputs if batch in i.shape]
+        if node.uid in depends and mixed and batch not in node.shape:
+            raise DifferentiationError(
+                f"per-example gradients (reduce=None): the model combines examples, {node.op} "
+                f"of shape {format_shape(mixed[0].shape)} -> {format_shape(node.shape)} over "
+                f"the batch axis {batch!r}; each example's value must depend on its own row "
+                f"only (use reduce='mean' or 'sum' for the gradient of the total)")
+
+
 def _parameter_only(forward, depends: set, batch: str) -> set[int]:
     """uids of the values that depend on the parameters but on no per-example input."""
     per_example = set()
@@ -173,15 +189,13 @@ def _parameter_only(forward, depends: set, batch: str) -> set[int]:
 
 def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):
     """A parameter-only op's rule, with the adjoint carrying one row per example."""
-    if v.op != "elementwise":
+    lift = OPS[v.op].lift
+    if lift is None:
         raise DifferentiationError(
-            f"per-example gradients: {format_stmt(v, {})} combines parameters before they meet "
-            f"the batch; only elementwise ops may do that")
-
-    def lift(t):
-        return T.broadcast_in_dim(t, (batch,) + t.shape, tuple(range(1, t.ndim + 1)))
-    return OPS["elementwise"].adjoint(dv, lift(T.Tensor(v)), *map(lift, args),
-                                          **dict(v.attrs))
+            f"per-example gradients: {v.op} of shape {format_shape(v.inputs[0].shape)} combines "
+            f"parameters before they meet the batch; per-example gradients support "
+            f"elementwise ops, reshapes and transposes there")
+    return lift(dv, T.Tensor(v), *args, batch=batch, **dict(v.attrs))
 
 
 def _per_example_rule(v: Node, k: int, dv: T.Tensor, args, batch: str):

@@ -149,6 +149,8 @@ def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
     infinite g in the branch not taken cannot turn into NaN. Ties of max/min split evenly.
     """
     a = placeholder(k)
+    if body_dtype(body) == "bool":  # a comparison: piecewise constant, no gradient
+        return sp.S.Zero
     if isinstance(body, (sp.Max, sp.Min)):
         return _tie_split(body, a)
     if isinstance(body, sp.Pow) and (body.exp.has(a) or not body.exp.is_Number):
@@ -162,6 +164,18 @@ def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
         if sp.count_ops(reused) <= sp.count_ops(derivative) and not _divides_by(reused, a):
             derivative = reused
     return derivative
+
+
+def guarded(g: sp.Expr, product: sp.Expr) -> sp.Expr:
+    """`product` (of g), but 0 wherever g is 0: for an incoming adjoint or tangent that a
+    select set to 0, so that a NaN or inf local derivative in the branch not taken cannot
+    make 0 * inf = NaN."""
+    return sp.Piecewise((0, sp.Eq(g, 0)), (product, True))
+
+
+def may_be_selected_zero(body: sp.Expr) -> bool:
+    """Whether a value with this body is 0 where a select did not take its branch."""
+    return isinstance(body, sp.Piecewise) and any(value == 0 for value, _ in body.args)
 
 
 def times(g: sp.Expr, local: sp.Expr) -> sp.Expr:
@@ -203,8 +217,9 @@ def _power(body: sp.Pow, a: sp.Symbol) -> sp.Expr:
         slope = e * b ** (e - 1) if e.is_Number else sp.Piecewise((0, sp.Eq(e, 0)),
                                                                   (e * b ** (e - 1), True))
         derivative += times(sp.diff(b, a), slope)
-    if e.has(a):
-        growth = sp.Piecewise((0, sp.Eq(b, 0)), (OUT * sp.log(b), True))
+    if e.has(a):  # the real log of a negative constant base is NaN (SymPy's would be complex)
+        log_b = sp.nan if b.is_Number and b.is_negative else sp.log(b)
+        growth = sp.Piecewise((0, sp.Eq(b, 0)), (OUT * log_b, True))
         derivative += times(sp.diff(e, a), growth)
     return derivative
 

@@ -41,6 +41,9 @@ class OpDef:
     identity: float | None = None  # a reduction's starting value
     accumulate: Callable | None = None  # a reduction's (target, value) -> update statement
     labels: Callable | None = None  # (node) -> (its integer labels, the size they stay below)
+    # (dy, y, *inputs, batch, **attrs) -> input adjoints, for an op on parameters alone whose
+    # adjoint dy carries a leading axis of one row per example (per-example gradients)
+    lift: Callable | None = None
 
 
 OPS: dict[str, OpDef] = {}

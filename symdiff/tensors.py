@@ -164,9 +164,10 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
 
     Operands are broadcast to a common shape. Constants fold here, in one place: a body with
     no Tensor operand left is evaluated in float64 (IEEE: 1/0 is inf), and finite constants
-    are written into the body unless SymPy would make that undefined (x/0 becomes zoo*x):
-    then they stay operands and the kernel's IEEE arithmetic decides. A comparison SymPy
-    settles (x < x) is the constant 0 or 1, which `where` reads as its condition.
+    are written into the body unless SymPy would then drop an operand or make the body
+    undefined (0*x becomes 0, x/0 becomes zoo*x, both wrong where x is inf or 0): then they
+    stay operands and the kernel's IEEE arithmetic decides. Each operand gets a placeholder
+    of its own, so that SymPy cannot simplify x/x to 1 or x - x to 0 (NaN at 0 or inf).
     """
     env = {s: as_tensor(v) for s, v in env.items() if s in body.free_symbols}
     shape = broadcast_shapes((), *(v.shape for v in env.values()))
@@ -175,15 +176,15 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
         return full(shape, evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
     constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
     folded = body.xreplace(constants)
-    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-        folded, constants = body, {}
+    operands = [s for s in env if s not in constants]
+    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or any(
+            s not in folded.free_symbols for s in operands if s in body.free_symbols):
+        folded, constants = body, {}  # 0*x or x/0: folding would change IEEE's answer
     used = [s for s in env if s not in constants and s in folded.free_symbols]
     inputs, rename = [], {}
-    for s in used:
-        node = broadcast_to(env[s], shape).node
-        if node not in inputs:
-            inputs.append(node)
-        rename[s] = placeholder(inputs.index(node))
+    for s in used:  # one placeholder per operand, even for one node twice: x/x stays x/x
+        inputs.append(broadcast_to(env[s], shape).node)
+        rename[s] = placeholder(len(inputs) - 1)
     body = folded.xreplace(rename)
     if body.is_Number or body in (sp.true, sp.false):
         return full(shape, float(bool(body)) if body in (sp.true, sp.false) else float(body))

@@ -86,9 +86,11 @@ def test_a_constant_model_compiles():
 
 
 @pytest.mark.parametrize("formula", ["sqrt(relu(x))", "sqrt(where(x > 0, x, 0))",
-                                     "sqrt(max(x, 0))", "sqrt(abs(x) - abs(x) * 1)"])
+                                     "sqrt(max(x, 0))", "where(x > 0, sqrt(x), 0)",
+                                     "where(x > 0, x**0.5 + log(x), 0)"])
 def test_no_nan_from_the_branch_not_taken(formula):
-    # sqrt' is inf at 0; the select passes 0 where the branch was not taken, never 0 * inf
+    # sqrt' is inf at 0 (and NaN at -1); the select passes 0 where the branch was not taken,
+    # and a product with a select's 0 stays 0: never 0 * inf or 0 * NaN
     assert on_both_tiers(formula, ["x"], x=-1.0) == (0.0, {"x": 0.0})
 
 
@@ -170,3 +172,66 @@ def test_per_sample_gradients_by_a_batch_input():
     np.testing.assert_array_equal(values, 0.5 * x**2)
     np.testing.assert_array_equal(grads["x"], 2 * 0.5 * x)
     np.testing.assert_array_equal(grads["w"], x**2)
+
+
+# Found by the differential campaign (tests/test_differential.py, tests/fuzz_campaign.py)
+
+
+@pytest.mark.parametrize("formula, at, grads", [
+    ("where(y, w, y ** w)", {"y": -1.0, "w": 0.5}, {"y": 0.0, "w": 1.0}),
+    ("max(1, w, w ** x)", {"w": 0.0, "x": 1e-8}, {"w": 0.0, "x": 0.0}),
+    ("where(y, y, x / 0)", {"x": -2.0, "y": -1.5}, {"x": 0.0, "y": 1.0}),
+])
+def test_a_select_zero_times_a_nan_local_derivative_is_zero(formula, at, grads):
+    # the untaken branch's own derivative is NaN or inf there; its incoming adjoint is a 0
+    assert on_both_tiers(formula, sorted(at), **at)[1] == grads
+
+
+def test_forward_mode_ignores_the_branch_not_taken_too():
+    for tier in TIERS:
+        f = sd.compile("x ** where(z, 1, z)", wrt=["x", "z"], tier=tier)
+        assert f.jvp({"x": 1.0, "z": 0.0}, x=-0.39, z=-1.3) == (-0.39, 1.0)
+
+
+@pytest.mark.parametrize("formula, at", [("x / x", {"x": 0.0}), ("(1 - 1) / y", {"y": 0.0}),
+                                         ("x - x", {"x": math.inf}), ("0 * x", {"x": math.inf})])
+def test_no_simplification_that_ieee_would_not_make(formula, at):
+    # SymPy would fold these to 1 or 0; IEEE arithmetic (and NumPy) gives NaN
+    value, _ = on_both_tiers(formula, sorted(at), **at)
+    assert math.isnan(value)
+
+
+def test_the_log_of_a_negative_constant_base_is_a_real_nan():
+    # d/dw (-1)**w = (-1)**w * log(-1): SymPy's log(-1) is i*pi; a real kernel gives NaN
+    value, grads = on_both_tiers("(-1) ** w", ["w"], w=1.0)
+    assert value == -1.0 and isinstance(grads["w"], float) and math.isnan(grads["w"])
+
+
+@pytest.mark.parametrize("formula, x, value", [("x <= 0", 1.0, 0.0), ("x <= 0", -1.0, 1.0),
+                                               ("sqrt(x < 0)", -2.0, 1.0)])
+def test_a_comparison_as_the_value_is_zero_or_one_with_no_gradient(formula, x, value):
+    got, grads = on_both_tiers(formula, ["x"], x=x)
+    assert type(got) is float and got == value and grads == {"x": 0.0}
+
+
+def test_per_example_gradients_of_a_parameter_broadcast_against_a_transposed_batch():
+    X, c = sd.tensor("X", ("n", 3)), sd.tensor("c", (3,))
+    per_example = sd.sum(sd.transpose(sd.transpose(X) * sd.reshape(c, (3, 1))) ** 2, axis=1)
+    f = sd.compile(per_example, wrt=[c], reduce=None)  # loss_i = sum_j (X_ij c_j)^2
+    x, cv = np.arange(6.0).reshape(2, 3), np.array([0.5, -1.0, 2.0])
+    values, grads = f.value_and_grad(X=x, c=cv)
+    np.testing.assert_allclose(values, np.sum((x * cv) ** 2, axis=1), rtol=1e-15)
+    np.testing.assert_allclose(grads["c"], 2 * x**2 * cv, rtol=1e-15)  # row i: d loss_i / dc
+
+
+def test_per_example_gradients_of_coupled_examples_are_refused():
+    X, w = sd.tensor("X", ("n", 2)), sd.tensor("w", (2,))
+    H = X * w
+    coupled = sd.sum(H * sd.mean(H, axis=0, keepdims=True), axis=1)
+    with pytest.raises(sd.DifferentiationError, match=r"combines examples.*batch axis 'n'"):
+        sd.compile(coupled, wrt=[w], reduce=None)
+
+
+def test_sgd_step_on_a_model_with_nothing_to_update_says_so():
+    with pytest.raises(sd.ArgumentError, match="nothing to update: wrt is empty"):
+        sd.compile("0.5", wrt=[]).sgd_step(0.1)

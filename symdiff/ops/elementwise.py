@@ -12,7 +12,8 @@ import numpy as np
 import sympy as sp
 
 from .. import tensors as T
-from ..functions import OUT, body_dtype, evaluate_body, local_derivative, placeholder, times
+from ..functions import (OUT, body_dtype, evaluate_body, guarded, local_derivative,
+                         may_be_selected_zero, placeholder, times)
 from ..optable import define
 from ..printing import body_name, format_body
 
@@ -25,6 +26,21 @@ def _shape(*inputs, body):
     return (inputs[0].shape if inputs else ()), body_dtype(body)
 
 
+def _selected(t) -> bool:
+    """Whether Tensor t may be 0 because a select did not take its branch (looking through
+    broadcasts): then a product with it is guarded (functions.guarded)."""
+    node = t.node
+    while node.op == "broadcast":
+        node = node.inputs[0]
+    return node.op == "elementwise" and may_be_selected_zero(node.attr("body"))
+
+
+def _product(g, t, local):
+    """g * local, guarded where the Tensor t bound to g may be a select's 0."""
+    return guarded(g, times(g, local)) if _selected(t) and not local.is_Number \
+        else times(g, local)
+
+
 def _adjoint(dy, y, *args, body):  # y = f(a0, a1, ...): da_k = dy * df/da_k
     grads = []
     for k, a in enumerate(args):
@@ -34,7 +50,7 @@ def _adjoint(dy, y, *args, body):  # y = f(a0, a1, ...): da_k = dy * df/da_k
             continue
         env = {placeholder(i): x for i, x in enumerate(args)}
         env.update({OUT: y, _G: dy})
-        grads.append(T.apply_body(times(_G, local), env))
+        grads.append(T.apply_body(_product(_G, dy, local), env))
     return grads
 
 
@@ -46,8 +62,14 @@ def _tangent(y, inputs, tangents, *, body):  # dy = sum_k df/da_k * da_k
         if da is not None and local != 0:
             symbol = sp.Symbol(f"_t{k}", real=True)
             env[symbol] = da
-            terms.append(times(symbol, local))
+            terms.append(_product(symbol, da, local))
     return T.apply_body(sp.Add(*terms), env) if terms else None
+
+
+def _lift(dy, y, *args, batch, body):  # each operand repeated for every example
+    def batched(t):
+        return T.broadcast_in_dim(t, (batch,) + t.shape, tuple(range(1, t.ndim + 1)))
+    return _adjoint(dy, batched(y), *map(batched, args), body=body)
 
 
 def _evaluate(node, args, dims):
@@ -71,4 +93,5 @@ define("elementwise", "elementwise", shape=_shape, adjoint=_adjoint, tangent=_ta
        in_loop=lambda e, loop, node, idx: e.body(
            node.attr("body"), [e.operand(loop, i, idx) for i in node.inputs]),
        tape=_tape, format=lambda node, args: format_body(node.attr("body"), _names(args)),
+       lift=_lift,
        hint=lambda node: body_name(node.attr("body")))

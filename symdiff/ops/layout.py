@@ -47,10 +47,18 @@ def _broadcast_adjoint(dy, y, x, *, shape, dims):  # dx = dy summed over the bro
 
 
 def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's share is dy[i]
-    if not shape or shape[0] != batch or 0 in dims:
+    if batch not in shape:
         return None
-    summed = _summed_axes(p, shape, dims, first=1)
-    return T.reshape(T.sum(dy, axis=summed) if summed else dy, (batch,) + p.shape)
+    b = shape.index(batch)  # the batch axis, anywhere: summed over the others, moved first
+    if b in dims and p.shape[dims.index(b)] != 1:
+        return None  # p has a batch axis of its own: not a parameter
+    summed = tuple(a for a in _summed_axes(p, shape, dims) if a != b)
+    share = T.sum(dy, axis=summed) if summed else dy
+    kept = [a for a in range(len(shape)) if a not in summed]
+    first = kept.index(b)
+    if first:
+        share = T.transpose(share, (first,) + tuple(a for a in range(len(kept)) if a != first))
+    return T.reshape(share, (batch,) + p.shape)
 
 
 def _broadcast_evaluate(node, args, dims):
@@ -123,6 +131,7 @@ def _reshape_emit(e, node):
 
 
 define("reshape", "structural", shape=_reshape_shape,
+       lift=lambda dy, y, x, *, batch, shape: [T.reshape(dy, (batch,) + x.shape)],
        adjoint=lambda dy, y, x, *, shape: [T.reshape(dy, x.shape)],
        tangent=_linear(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
        evaluate=lambda node, args, dims: np.reshape(args[0], _sizes(node.attr("shape"), dims)),
@@ -142,8 +151,13 @@ def _transpose_emit(e, node):
     return [f"{name} = np.transpose({arg}, {node.attr('perm')})"]
 
 
+def _transpose_lift(dy, y, x, *, batch, perm):  # the batch axis stays first
+    inverse = sorted(range(len(perm)), key=perm.__getitem__)
+    return [T.transpose(dy, (0,) + tuple(p + 1 for p in inverse))]
+
+
 define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for p in perm),
-                                                             x.dtype),
+                                                             x.dtype), lift=_transpose_lift,
        adjoint=_transpose_adjoint, tangent=_linear(lambda dx, perm: T.transpose(dx, perm)),
        per_example=None, evaluate=lambda node, args, dims: np.transpose(args[0],
                                                                         node.attr("perm")),

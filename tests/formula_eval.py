@@ -1,0 +1,279 @@
+"""Exact evaluation of a formula's syntax tree at a point, for the formula oracle.
+
+Input: a formula parsed by Python's `ast` and a point. Output: every node's value in mpmath at
+50 digits, with IEEE rules for inf and NaN (`_Pass`), either unbounded or emulating a float
+format's range, with each node's first-order rounding-error bound R; and, walking down from
+the output (`resolve`), each kink's and where's decision at the point and how much of each
+node reaches the output. Shares no code with symdiff.
+"""
+from __future__ import annotations
+
+import ast
+
+import mpmath as mp
+import numpy as np
+
+mp.mp.dps = 50
+GRAD, VALUE, DEAD = 2, 1, 0  # how much of a node's value reaches the output
+FORMATS = {"float64": (float(np.finfo(np.float64).max), float(np.finfo(np.float64).tiny), 53),
+           "float32": (float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny), 24)}
+NEAR = mp.mpf("1e-9")  # a kink's margin below NEAR * (its rounding scale) is "at the kink"
+NAN, INF = mp.nan, mp.inf
+
+
+class Reject(Exception):
+    """The point sits where the answer is a convention (kink, boundary, NaN in a comparison)."""
+
+
+def _real(v):
+    if isinstance(v, mp.mpc):
+        return v.real if v.imag == 0 else NAN
+    return v
+
+
+def _finite(v) -> bool:
+    return mp.isfinite(v)
+
+
+def _sigmoid(v):
+    return 1 / (1 + mp.exp(-v)) if v >= 0 else mp.exp(v) / (1 + mp.exp(v))
+
+
+def _softplus(v):
+    return mp.log1p(mp.exp(v)) if v <= 0 else v + mp.log1p(mp.exp(-v))
+
+
+def _log(v):
+    return -INF if v == 0 else mp.log(v)
+
+
+# name -> (value, derivative); derivatives written from the textbook, by this module
+UNARY = {
+    "exp": (mp.exp, mp.exp), "log": (_log, lambda a: 1 / a),
+    "sqrt": (mp.sqrt, lambda a: 1 / (2 * mp.sqrt(a))),
+    "sin": (mp.sin, mp.cos), "cos": (mp.cos, lambda a: -mp.sin(a)),
+    "tan": (mp.tan, lambda a: 1 + mp.tan(a) ** 2), "sinh": (mp.sinh, mp.cosh),
+    "cosh": (mp.cosh, mp.sinh), "tanh": (mp.tanh, lambda a: 1 - mp.tanh(a) ** 2),
+    "asin": (mp.asin, lambda a: 1 / mp.sqrt(1 - a * a)),
+    "acos": (mp.acos, lambda a: -1 / mp.sqrt(1 - a * a)),
+    "atan": (mp.atan, lambda a: 1 / (1 + a * a)),
+    "erf": (mp.erf, lambda a: 2 / mp.sqrt(mp.pi) * mp.exp(-a * a)),
+    "log1p": (lambda a: -INF if a == -1 else mp.log1p(a), lambda a: 1 / (1 + a)),
+    "expm1": (mp.expm1, mp.exp), "sigmoid": (_sigmoid, lambda a: _sigmoid(a) * _sigmoid(-a)),
+    "softplus": (_softplus, _sigmoid), "abs": (mp.fabs, lambda a: mp.sign(a)),
+}
+
+
+def apply(name: str, a):
+    """UNARY[name] at a, NaN outside its real domain (as IEEE arithmetic gives)."""
+    if mp.isnan(a):
+        return NAN
+    try:
+        return _real(UNARY[name][0](a))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return NAN
+
+
+def atan2(y, x):
+    """C's atan2, infinities included (atan2(inf, inf) = pi/4, atan2(-1, -inf) = -pi)."""
+    if mp.isnan(y) or mp.isnan(x):
+        return NAN
+    if mp.isinf(y):
+        y, x = mp.sign(y), (mp.sign(x) if mp.isinf(x) else mp.mpf(0))
+    elif mp.isinf(x):
+        y, x = mp.sign(y) * mp.mpf("1e-1000"), mp.sign(x)
+    return mp.atan2(y, x)
+
+
+def divide(a, b):
+    if b == 0:
+        return NAN if a == 0 or mp.isnan(a) else mp.sign(a) * INF
+    return a / b
+
+
+def power(a, b):
+    """C's pow: x**0 = 1 = 1**y, 0**negative = inf, negative**non-integer = NaN."""
+    if b == 0 or a == 1:
+        return mp.mpf(1)
+    if mp.isnan(a) or mp.isnan(b):
+        return NAN
+    if a == 0:
+        return mp.mpf(0) if b > 0 else INF
+    if mp.isinf(b):  # C's pow: |a| < 1 shrinks to 0 under +inf, |a| > 1 grows; -1 stays 1
+        grows = (abs(a) > 1) == (b > 0)
+        return mp.mpf(1) if abs(a) == 1 else INF if grows else mp.mpf(0)
+    odd = _finite(b) and b == mp.floor(b) and mp.floor(b) % 2 == 1
+    if a == -INF:
+        return (-1 if odd else 1) * (INF if b > 0 else mp.mpf(0))
+    if a < 0 and _finite(b) and b != mp.floor(b):
+        return NAN
+    try:
+        return _real(mp.power(a, b))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return NAN
+
+
+def _d(f, a, Ra):
+    """|f'(a)| * Ra, zero when Ra is (an exact operand contributes no error)."""
+    if Ra == 0:
+        return mp.mpf(0)
+    try:
+        return abs(f(a)) * Ra
+    except ZeroDivisionError:
+        return INF
+
+
+def _near(margin, scale) -> bool:
+    return margin == 0 or (_finite(margin) and _finite(scale) and abs(margin) <= NEAR * scale)
+
+
+class _Pass:
+    """Every node's value at one point, in exact arithmetic with IEEE rules for inf and NaN
+    (`bounded=False`; with rounding bounds R) or emulating the float format's range
+    (`bounded=True`: overflow to inf, underflow to 0, `flagged` where the format is imprecise).
+    """
+
+    def __init__(self, env: dict, fmt: str, bounded: bool):
+        self.env, self.fmt, self.bounded = env, fmt, bounded
+        self.max, self.tiny, bits = (mp.mpf(v) for v in FORMATS[fmt])
+        self.flush = self.tiny * mp.mpf(2) ** -bits
+        self.value, self.R, self.flagged, self.sides = {}, {}, set(), {}
+
+    def run(self, node):
+        v, R = self._node(node)
+        v = _real(v)
+        if self.bounded and not mp.isnan(v):
+            if abs(v) > self.max:
+                v = mp.sign(v) * INF
+            if 0 < abs(v) < self.tiny or self.max / 8 < abs(v) < INF:
+                self.flagged.add(id(node))  # underflow (to 0 or subnormal), or near overflow
+            if 0 < abs(v) < self.flush:
+                v = mp.mpf(0)
+        self.value[id(node)], self.R[id(node)] = v, R
+        return v, R
+
+    def _node(self, node):
+        if isinstance(node, ast.Constant):
+            c = float(node.value)
+            rounded = c if self.fmt == "float64" else float(np.float32(c)) if abs(c) < 1e38 else 0
+            return mp.mpf(c), (mp.mpf(0) if rounded == c else abs(mp.mpf(c)))
+        if isinstance(node, ast.Name):
+            return self.env[node.id], mp.mpf(0)
+        if isinstance(node, ast.UnaryOp):
+            a, Ra = self.run(node.operand)
+            return (-a if isinstance(node.op, ast.USub) else a), Ra
+        if isinstance(node, ast.BinOp):
+            return self._binary(type(node.op), *self.run(node.left), *self.run(node.right))
+        if isinstance(node, ast.Compare):
+            (l, Rl), (r, Rr) = self.run(node.left), self.run(node.comparators[0])
+            self.sides[id(node)] = (l, r, Rl + Rr + abs(l) + abs(r))
+            truth = {ast.Lt: l < r, ast.LtE: l <= r, ast.Gt: l > r, ast.GtE: l >= r}
+            return mp.mpf(truth[type(node.ops[0])]), mp.mpf(0)
+        return self._call(node.func.id, node.args)
+
+    def _binary(self, op, a, Ra, b, Rb):
+        if op is ast.Add or op is ast.Sub:
+            v = a + b if op is ast.Add else a - b
+            return v, Ra + Rb + abs(v)
+        if op is ast.Mult:
+            v = a * b
+            return v, _d(lambda _: b, a, Ra) + _d(lambda _: a, b, Rb) + abs(v)
+        if op is ast.Div:
+            v = divide(a, b)
+            return v, _d(lambda _: divide(1, b), a, Ra) + _d(lambda _: divide(a, b * b), b, Rb) \
+                + abs(v)
+        v = power(a, b)
+        return v, _d(lambda _: b * power(a, b - 1), a, Ra) + \
+            _d(lambda _: v * _log(abs(a)), b, Rb) + abs(v)
+
+    def _call(self, name, args):
+        if name == "where":
+            cond, _ = self.run(args[0])
+            (a, Ra), (b, Rb) = self.run(args[1]), self.run(args[2])
+            return (a, Ra) if (mp.isnan(cond) or cond != 0) else (b, Rb)
+        vals = [self.run(a) for a in args]
+        if any(mp.isnan(v) for v, _ in vals):
+            return NAN, mp.mpf(0)
+        if name in ("max", "min"):
+            pick = max if name == "max" else min
+            return vals[pick(range(len(vals)), key=lambda k: vals[k][0])]
+        if name == "relu":
+            a, Ra = vals[0]
+            return (a, Ra) if a > 0 else (mp.mpf(0), mp.mpf(0))
+        if name == "atan2":
+            (y, Ry), (x, Rx) = vals
+            v = atan2(y, x)
+            r2 = x * x + y * y
+            return v, _d(lambda _: divide(x, r2), y, Ry) + _d(lambda _: divide(y, r2), x, Rx) \
+                + abs(v)
+        (a, Ra), = vals
+        v = apply(name, a)
+        return v, _d(UNARY[name][1], a, Ra) + (0 if name == "abs" else abs(v))
+
+
+def _same(a: ast.AST, b: ast.AST) -> bool:
+    """Structurally equal subtrees: symdiff computes them once, so their floats are equal."""
+    return ast.dump(a) == ast.dump(b)
+
+
+def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: bool) -> None:
+    """Walk from the output down, recording each kink's and where's decision and each node's
+    level (GRAD: its gradient matters; VALUE: only its value; DEAD: a branch not taken).
+    With `strict`, raise Reject where a decision sits on its boundary."""
+    live[id(node)] = max(level, live.get(id(node), DEAD))
+    v = lambda n: p.value[id(n)]  # noqa: E731
+    children = [(c, level) for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr)]
+    if isinstance(node, ast.Compare):  # a comparison used as a value: 1 or 0
+        decisions[id(node)] = _condition(p, node, level, strict)
+    if isinstance(node, ast.Call):
+        name, args = node.func.id, node.args
+        children = [(a, level) for a in args]
+        if level > DEAD and name != "where" and any(mp.isnan(v(a)) for a in args) and \
+                name in ("relu", "abs", "max", "min", "atan2") and strict:
+            raise Reject(f"NaN reaches {name}")
+        if name in ("relu", "abs"):
+            a = v(args[0])
+            if strict and level == GRAD and _near(a, p.R[id(args[0])] + abs(a)):
+                raise Reject(f"{name} at its kink")
+            decisions[id(node)] = bool(a > 0)
+            if name == "relu" and not a > 0:
+                children = [(args[0], min(level, VALUE))]
+        elif name in ("max", "min"):
+            best = p.value[id(node)]
+            k = next((i for i, a in enumerate(args) if v(a) == best), 0)
+            for i, a in enumerate(args):
+                scale = p.R[id(a)] + p.R[id(args[k])] + abs(v(a)) + abs(best)
+                if strict and level == GRAD and i != k and _near(v(a) - best, scale) \
+                        and not _same(a, args[k]):
+                    raise Reject(f"{name} with a near tie")
+            decisions[id(node)] = k
+            children = [(a, level if i == k else min(level, VALUE)) for i, a in enumerate(args)]
+        elif name == "where":
+            truth = _condition(p, args[0], level, strict)
+            decisions[id(node)] = truth
+            children = [(args[0], min(level, VALUE)), (args[1], level if truth else DEAD),
+                        (args[2], DEAD if truth else level)]
+        elif name == "atan2" and strict and level > DEAD:
+            y, x = v(args[0]), v(args[1])
+            if _near(y, p.R[id(args[0])] + abs(y)) and (x < 0 or level == GRAD and
+                                                        _near(x, p.R[id(args[1])] + abs(x))):
+                raise Reject("atan2 on its branch cut")
+    for child, lev in children:
+        resolve(p, child, lev, live, decisions, strict)
+
+
+def _condition(p: _Pass, cond, level: int, strict: bool) -> bool:
+    if isinstance(cond, ast.Compare):
+        l, r, scale = p.sides[id(cond)]
+        if strict and level > DEAD:
+            if mp.isnan(l) or mp.isnan(r):
+                raise Reject("NaN in a comparison")
+            if _near(l - r, scale) and not _same(cond.left, cond.comparators[0]):
+                raise Reject("where on its boundary")
+        return bool(p.value[id(cond)] != 0)
+    c = p.value[id(cond)]
+    if strict and level > DEAD and (mp.isnan(c) or _near(c, p.R[id(cond)] + abs(c))):
+        raise Reject("where's condition at 0 or NaN")
+    return bool(mp.isnan(c) or c != 0)
+
+

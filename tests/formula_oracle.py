@@ -1,0 +1,274 @@
+"""An oracle for formula strings that shares no code with symdiff: value, gradient, Hessian.
+
+Input: a formula string and a point {name: float}. The string is parsed here with Python's
+`ast` (not symdiff's parser). Output: a `Sample` with the exact value (mpmath, 50 digits, IEEE
+rules for inf and nan), and the exact gradient and second derivatives from `sympy.diff` of the
+whole expression, each with a rounding-error bound `R` that the judge scales by the format's
+epsilon. `Reject` is raised for points where the answer depends on a convention (at a kink, a
+`where` boundary, NaN reaching a comparison): targeted tests with closed forms cover those.
+
+How a point is judged (the "condition" of the comparison):
+
+* Branches are resolved at the point first: relu, abs, max/min and where are replaced by the
+  argument or branch they select, so SymPy differentiates the smooth expression that equals
+  the formula near the point (the branch not taken contributes nothing, as it must).
+* R is a first-order rounding-error bound in units of epsilon: every operation of an
+  expression tree is assumed to round its result once (relative error <= eps), and R sums
+  |d result / d node| * |node| over the tree (running error analysis). For the value it is
+  taken over the formula's own tree; for a derivative over SymPy's derivative expression,
+  plus the value's R (a derivative computed through the forward value, like sigmoid' =
+  s*(1 - s) or tanh' = 1 - t*t, has an absolute error of the order eps * value). A result is
+  right when |got - exact| <= K * eps * R: cancellation and ill-conditioned functions widen
+  the band exactly where float arithmetic cannot do better.
+* Values are compared as numbers only when no live intermediate overflows, underflows or is
+  non-finite in float arithmetic. Otherwise the kind is judged where IEEE arithmetic and exact
+  arithmetic agree on it (both NaN: NaN is expected; exact beyond the float range and the
+  float emulation infinite: an infinity is expected), and nothing is judged where they differ
+  (exp(1000)/exp(1000): float arithmetic gives NaN, an algebraic rewrite may give 1).
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+
+import mpmath as mp
+import numpy as np
+import sympy as sp
+
+from formula_eval import (DEAD, FORMATS, GRAD, INF, NAN, UNARY, _d, _finite, _log, _near,
+                          _Pass, apply, atan2, divide, power, resolve)
+
+
+def rtol(fmt: str) -> float:
+    """K * eps: 64 units in the last place, room for libm's few-ulp functions."""
+    return 64.0 * 2.0 ** -FORMATS[fmt][2]
+
+
+_SYMPY = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos,
+          "tan": sp.tan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "asin": sp.asin,
+          "acos": sp.acos, "atan": sp.atan, "erf": sp.erf,
+          "log1p": lambda u: sp.log(1 + u), "expm1": lambda u: sp.exp(u) - 1,
+          "sigmoid": lambda u: 1 / (1 + sp.exp(-u)), "softplus": lambda u: sp.log(1 + sp.exp(u))}
+
+
+def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
+    """The smooth SymPy expression equal to the formula near the point whose branch
+    `decisions` are given (each kink and where replaced by what it selects there)."""
+    go = lambda n: to_sympy(n, decisions, symbols)  # noqa: E731
+    if isinstance(node, ast.Constant):
+        return sp.Rational(float(node.value)) if isinstance(node.value, float) \
+            else sp.Integer(node.value)
+    if isinstance(node, ast.Name):  # each occurrence of a variable is a symbol of its own
+        return symbols[id(node)]
+    if isinstance(node, ast.UnaryOp):
+        return -go(node.operand) if isinstance(node.op, ast.USub) else go(node.operand)
+    if isinstance(node, ast.Compare):
+        return sp.Integer(int(decisions[id(node)]))
+    if isinstance(node, ast.BinOp):
+        a, b = go(node.left), go(node.right)
+        return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                ast.Div: lambda: a / b, ast.Pow: lambda: a ** b}[type(node.op)]()
+    name, args = node.func.id, node.args
+    if name == "where":
+        return go(args[1] if decisions[id(node)] else args[2])
+    if name in ("max", "min"):
+        return go(args[decisions[id(node)]])
+    if name == "relu":
+        return go(args[0]) if decisions[id(node)] else sp.S.Zero
+    if name == "abs":
+        return go(args[0]) if decisions[id(node)] else -go(args[0])
+    if name == "atan2":
+        return sp.atan2(go(args[0]), go(args[1]))
+    return _SYMPY[name](go(args[0]))
+
+
+_MPMATH = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
+           sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin", sp.acos: "acos",
+           sp.atan: "atan", sp.erf: "erf", sp.Abs: "abs"}
+
+
+def bound(expr: sp.Expr, env: dict, memo: dict | None = None):
+    """(value, R) of a SymPy expression at `env` {Symbol: mpf}: its exact value and the
+    rounding-error bound of evaluating its tree in floats (see the module docstring)."""
+    memo = {} if memo is None else memo
+    if expr in memo:
+        return memo[expr]
+    zero = mp.mpf(0)
+    if expr.is_number and expr.is_extended_real is not True or expr.has(sp.zoo, sp.nan):
+        out = NAN, zero  # I, zoo, nan and oo: not a float the kernel could hold
+    elif expr.is_Symbol:
+        out = env[expr], zero
+    elif expr.is_Rational:
+        v = mp.mpf(expr.p) / expr.q
+        out = v, zero if expr.q & (expr.q - 1) == 0 else abs(v)
+    elif expr.is_Number or isinstance(expr, sp.NumberSymbol):
+        if expr.has(sp.zoo, sp.nan, sp.oo, sp.I) or not expr.is_real:
+            out = NAN, zero
+        else:
+            v = mp.mpf(sp.Float(expr, 60))
+            out = v, abs(v)
+    else:
+        args = [bound(a, env, memo) for a in expr.args]
+        out = _bound_op(expr, args)
+    v = out[0]
+    if _finite(v) and v != 0 and not FLOAT_RANGE[0] <= abs(v) <= FLOAT_RANGE[1]:
+        memo["outside float range"] = True
+    memo[expr] = out
+    return out
+
+
+FLOAT_RANGE = (mp.mpf(FORMATS["float64"][1]), mp.mpf(FORMATS["float64"][0]))
+
+
+def _bound_op(expr, args):
+    if isinstance(expr, sp.Add):
+        v = mp.fsum(a for a, _ in args)
+        return v, mp.fsum(R for _, R in args) + (len(args) - 1) * mp.fsum(abs(a) for a, _ in args)
+    if isinstance(expr, sp.Mul):
+        v = mp.fprod(a for a, _ in args)
+        R = sum((abs(mp.fprod(b for j, (b, _) in enumerate(args) if j != i)) * Ri
+                 for i, (_, Ri) in enumerate(args) if Ri != 0), mp.mpf(0))
+        return v, R + (len(args) - 1) * abs(v)
+    if isinstance(expr, sp.Pow):
+        (a, Ra), (b, Rb) = args
+        v = power(a, b)
+        return v, _d(lambda _: b * power(a, b - 1), a, Ra) + \
+            _d(lambda _: v * _log(abs(a)), b, Rb) + abs(v)
+    if isinstance(expr, sp.atan2):
+        (y, Ry), (x, Rx) = args
+        v = atan2(y, x)
+        r2 = x * x + y * y
+        return v, _d(lambda _: divide(x, r2), y, Ry) + _d(lambda _: divide(y, r2), x, Rx) + abs(v)
+    if isinstance(expr, sp.sign):  # from |u|'s derivative: at u = 0 a kink, not judged
+        a = args[0][0]
+        return (NAN if _near(a, args[0][1] + abs(a)) else mp.sign(a)), mp.mpf(0)
+    name = _MPMATH.get(expr.func)
+    if name is None:
+        raise TypeError(f"no rounding bound for {expr.func} in {expr}")
+    (a, Ra), = args
+    v = apply(name, a)
+    return v, _d(UNARY[name][1], a, Ra) + abs(v)
+
+
+@dataclass
+class Sample:
+    """The oracle at one point. `kind` is "number" (compare `value` within K*eps*R), "nan" or
+    "inf" (a value of that kind is expected) or "unjudged"; `grads` holds (exact, R) for each
+    gradient that can be judged there."""
+
+    kind: str
+    value: object
+    R: object
+    grads: dict = field(default_factory=dict)
+    signature: tuple = ()
+    decisions: dict = field(default_factory=dict)
+
+
+class FormulaOracle:
+    """Parses `text` once; `sample(point)` gives the exact value and derivatives there."""
+
+    def __init__(self, text: str, fmt: str = "float64"):
+        self.text, self.fmt = text, fmt
+        self.tree = ast.parse(text.strip(), mode="eval").body
+        order = [n for n in ast.walk(self.tree)]
+        self.index = {id(n): i for i, n in enumerate(order)}
+        called = {id(n.func) for n in order if isinstance(n, ast.Call)}
+        names = [n for n in order if isinstance(n, ast.Name) and id(n) not in called]
+        self.names = sorted({n.id for n in names}, key=lambda s: min(
+            n.col_offset for n in names if n.id == s))
+        # one symbol per occurrence of a variable: a derivative is the sum of the chain rule's
+        # terms, one per occurrence, each evaluated (and range-checked) as symdiff computes it,
+        # never simplified first (SymPy would turn d(x/x) into 0 and hide that the terms
+        # 1/x and -x/x**2 leave the float range at tiny x)
+        self.occurrences = {n: [] for n in self.names}
+        self.symbols = {}
+        for node in names:
+            symbol = sp.Symbol(f"{node.id}_{len(self.occurrences[node.id])}", real=True)
+            self.occurrences[node.id].append(symbol)
+            self.symbols[id(node)] = symbol
+        self._smooth: dict[tuple, tuple] = {}
+
+    def sample(self, point: dict) -> Sample:
+        env = {n: mp.mpf(float(point[n])) for n in self.names}
+        exact = _Pass(env, self.fmt, bounded=False)
+        exact.run(self.tree)
+        live, decisions = {}, {}
+        resolve(exact, self.tree, GRAD, live, decisions, strict=True)
+        emulated = _Pass(env, self.fmt, bounded=True)
+        emulated.run(self.tree)
+        float_decisions = {}
+        resolve(emulated, self.tree, GRAD, {}, float_decisions, strict=False)
+        v, vf = exact.value[id(self.tree)], emulated.value[id(self.tree)]
+        R = exact.R[id(self.tree)]
+        troubled = float_decisions != decisions or any(
+            not _finite(emulated.value[i]) or i in emulated.flagged or not _finite(exact.value[i])
+            for i, level in live.items() if level > DEAD)
+        signature = tuple(sorted((self.index[i], d) for i, d in decisions.items()))
+        if not troubled and _finite(v) and _finite(R):
+            sample = Sample("number", v, R, signature=signature, decisions=decisions)
+            sample.grads = self._gradients(sample, env)
+            return sample
+        if mp.isnan(v) and mp.isnan(vf):
+            return Sample("nan", v, R)
+        if mp.isinf(vf) and (mp.isinf(v) or abs(v) > FORMATS[self.fmt][0]):
+            return Sample("inf", vf, R)
+        return Sample("unjudged", v, R)
+
+    def smooth(self, sample: Sample):
+        """(F, {name: dF/dname}) for the sample's branches, from SymPy, cached."""
+        if sample.signature not in self._smooth:
+            F = to_sympy(self.tree, sample.decisions, self.symbols)
+            self._smooth[sample.signature] = (F, {n: self._diff(F, n) for n in self.names}, {})
+        return self._smooth[sample.signature]
+
+    def _diff(self, expr, name: str) -> sp.Expr:
+        """d expr / d name: the sum over the occurrences of `name`."""
+        return sp.Add(*(sp.diff(expr, o) for o in self.occurrences[name]))
+
+    def _judgeable(self, expr, env, memo, floor):
+        g, R = bound(expr, {o: env[n] for n in self.names for o in self.occurrences[n]}, memo)
+        if memo.pop("outside float range", False):  # an intermediate over- or underflows:
+            return None  # float arithmetic cannot be expected to reach the exact answer
+        if _finite(g) and _finite(R) and abs(g) <= FORMATS[self.fmt][0] / 8:
+            return g, R + floor
+        return None
+
+    def _gradients(self, sample: Sample, env: dict) -> dict:
+        _, derivatives, _ = self.smooth(sample)
+        memo, grads = {}, {}
+        for name, D in derivatives.items():
+            judged = self._judgeable(D, env, memo, sample.R)
+            if judged is not None:
+                grads[name] = judged
+        return grads
+
+    def second(self, sample: Sample, point: dict, a: str, b: str):
+        """(exact, R) of d2F/da db at the sample's point, or None if it cannot be judged."""
+        if sample.kind != "number":
+            return None
+        _, derivatives, seconds = self.smooth(sample)
+        if (a, b) not in seconds:
+            seconds[(a, b)] = self._diff(derivatives[a], b)
+        if sample.kind != "number" or a not in sample.grads or b not in sample.grads:
+            return None
+        env = {n: mp.mpf(float(point[n])) for n in self.names}
+        floor = sample.grads[a][1] + sample.grads[b][1]
+        return self._judgeable(seconds[(a, b)], env, {}, floor)
+
+
+def mismatch(got, kind: str, exact, R, fmt: str) -> str | None:
+    """Why `got` is wrong for an oracle of `kind` (see Sample), or None if it is right."""
+    got = float(np.asarray(got, dtype=np.float64))
+    if kind == "nan":
+        return None if math.isnan(got) else f"expected nan, got {got!r}"
+    if kind == "inf":
+        return None if math.isinf(got) else f"expected an infinity, got {got!r}"
+    if kind != "number":
+        return None
+    tolerance = rtol(fmt) * R + 16 * FORMATS[fmt][1]
+    error = abs(mp.mpf(got) - exact) if math.isfinite(got) else INF
+    if error <= tolerance:
+        return None
+    return (f"expected {mp.nstr(exact, 17)}, got {got!r} (error {mp.nstr(error, 3)}, "
+            f"tolerance {mp.nstr(tolerance, 3)} = K*eps*R, R = {mp.nstr(R, 3)})")
