@@ -14,6 +14,11 @@ from symdiff.errors import ArgumentError, DomainError, ShapeError
 from symdiff.ops import format_shape
 
 
+class LazyInput(ArgumentError):
+    """An argument that is a Dask array: `Compiled` runs such calls chunk by chunk
+    (codegen/chunked.py); calls that cannot say so."""
+
+
 class InputSpec:
     """What one kernel argument must be, worked out once."""
 
@@ -106,6 +111,9 @@ def _scalar(spec: InputSpec, value):
 def _array(spec: InputSpec, value) -> np.ndarray:
     """`value` as a C-contiguous, aligned, writable array of the spec's dtype, the one array
     type a kernel is compiled for (a copy only when needed; kernels never write inputs)."""
+    if hasattr(type(value), "__dask_graph__"):  # np.asarray would compute it here, whole
+        raise LazyInput(f"{spec.name} is a Dask array: value_and_grad, grad and calling the "
+                        f"model take Dask arrays; this call takes NumPy arrays")
     try:
         array = np.asarray(value)
     except Exception as e:

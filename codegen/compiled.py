@@ -13,7 +13,8 @@ import numpy as np
 from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.ir import Program
 
-from .arguments import InputSpec, check_in_place, check_labels, check_rate, convert, wrong_names
+from .arguments import (InputSpec, LazyInput, check_in_place, check_labels, check_rate, convert,
+                        wrong_names)
 from .build import cache_hit, load_module
 from .emit import MACHINERY, emit_source, program_dtype
 from .entry import label_bound
@@ -186,6 +187,11 @@ class Compiled:
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
 
+    def __reduce__(self):
+        """Pickles as its Programs and options; another process rebuilds it from its cache."""
+        from .pickling import reduce_compiled
+        return reduce_compiled(self)
+
     @property
     def kernel_source(self) -> str:
         """The math of `source`: forward and adjoint statements (the fused loops and the
@@ -221,7 +227,10 @@ class Compiled:
 
     def __call__(self, **arguments):
         """The model's value: a float, or an array for per-example values."""
-        value = self._kernel("value")(arguments)[0]
+        try:
+            value = self._kernel("value")(arguments)[0]
+        except LazyInput:
+            return _chunked(self, arguments, gradients=False)[0]
         if self.check_finite:
             _check_finite(self.title, [("value", value)])
         return value
@@ -255,8 +264,14 @@ class Compiled:
         return value
 
     def value_and_grad(self, **arguments):
-        """(value, {name in wrt: gradient}) from one kernel call."""
-        value, grads = self._grad(arguments)
+        """(value, {name in wrt: gradient}) from one kernel call.
+
+        Batch inputs may be Dask arrays chunked along the batch axis: each chunk then runs
+        as a task on Dask's current scheduler (see codegen/chunked.py)."""
+        try:
+            value, grads = self._grad(arguments)
+        except LazyInput:
+            return _chunked(self, arguments)
         grads = dict(zip(self.wrt, grads))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
@@ -341,6 +356,11 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+def _chunked(compiled, arguments: dict, gradients: bool = True):
+    from .chunked import value_and_grad  # here, so that Dask loads only when it is used
+    return value_and_grad(compiled, arguments, gradients)
 
 
 def _check_finite(title: str, outputs) -> None:
