@@ -123,6 +123,8 @@ def _array(spec: InputSpec, value) -> np.ndarray:
         what = "integer labels" if spec.dtype == "int64" else "real numbers"
         raise ArgumentError(f"{spec.name} must hold {what}, not dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=spec.numpy_dtype)
+    if array.dtype is not spec.numpy_dtype:  # an equal copy, as unpickling makes: the
+        array = array.view(spec.numpy_dtype)  # generated check compares dtypes by identity
     return array if array.flags.carray else array.copy()
 
 

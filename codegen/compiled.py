@@ -6,6 +6,7 @@ range before the kernel runs, because Numba kernels run without bounds checks.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -44,6 +45,7 @@ class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     tier = "kernel"
+    _first_calls = threading.Lock()  # threads racing to compile the gate: one does, then closes it
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
         self.program, self.title, self.update = program, title, tuple(update)
@@ -91,14 +93,15 @@ class Kernel:
         """Calls before the gate has compiled: checked in full, the first one timed (it
         compiles, or loads from the cache). Then the gate is closed to other types, and calls
         take the fast path."""
-        start = time.perf_counter()
-        run = self._run if self.dtype != "float32" else self._run_float32
-        result = run(**arguments)
-        self.timings.setdefault("compile", time.perf_counter() - start)
-        if self._gate.signatures:
-            self._gate.disable_compile()
-            self._raw = self._run_fast
-            self._call = self._raw if self.dtype != "float32" else self._run_float32
+        with self._first_calls:
+            start = time.perf_counter()
+            run = self._run if self.dtype != "float32" else self._run_float32
+            result = run(**arguments)
+            self.timings.setdefault("compile", time.perf_counter() - start)
+            if self._gate.signatures:
+                self._gate.disable_compile()
+                self._raw = self._run_fast
+                self._call = self._raw if self.dtype != "float32" else self._run_float32
         return result
 
     def _run_float32(self, **arguments):
@@ -230,6 +233,8 @@ class Compiled:
         try:
             value = self._kernel("value")(arguments)[0]
         except LazyInput:
+            value = None  # Dask arrays: run chunk by chunk, outside this handler
+        if value is None:
             return _chunked(self, arguments, gradients=False)[0]
         if self.check_finite:
             _check_finite(self.title, [("value", value)])
@@ -271,6 +276,8 @@ class Compiled:
         try:
             value, grads = self._grad(arguments)
         except LazyInput:
+            grads = None  # Dask arrays: run chunk by chunk, outside this handler
+        if grads is None:
             return _chunked(self, arguments)
         grads = dict(zip(self.wrt, grads))
         if self.check_finite:

@@ -51,6 +51,13 @@ def test_round_trip_in_process_gives_the_same_source_and_bits(mlp, logistic, log
     assert pickle.loads(pickle.dumps(model)) is again  # rebuilt once per process
 
 
+def test_unpickled_arrays_are_taken_as_they_are_made(mlp):
+    arguments = mlp_arguments(20)
+    received = pickle.loads(pickle.dumps(arguments, protocol=5))  # dtypes equal, not identical
+    assert received["X"].dtype is not np.dtype(np.float64)
+    assert same_bits(mlp.value_and_grad(**received), mlp.value_and_grad(**arguments))
+
+
 def test_jacobian_and_options_travel():
     J = sd.jacobian("x * y + sin(x)", wrt=["x", "y"])
     assert np.array_equal(pickle.loads(pickle.dumps(J))(x=0.0, y=2.0), J(x=0.0, y=2.0))
