@@ -18,7 +18,8 @@ from pathlib import Path
 from .env import describe, set_threads
 
 WORKLOADS = {"neuron": "neuron", "logreg": "logreg", "mlp-small": "mlp_small",
-             "mlp-large": "mlp_large", "swell": "swell", "compile": "compile_time", "hvp": "hvp"}
+             "mlp-large": "mlp_large", "swell": "swell", "compile": "compile_time", "hvp": "hvp",
+             "dask": "cluster"}
 ROOT = Path(__file__).resolve().parent.parent
 
 

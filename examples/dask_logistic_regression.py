@@ -43,8 +43,10 @@ def write_data(directory, n, features, rows, seed):
     t = (X @ truth + rng.logistic(size=n, chunks=rows) > 0).astype(float)
     da.to_npy_stack(f"{directory}/X", X)
     da.to_npy_stack(f"{directory}/t", t)
-    return (da.from_npy_stack(f"{directory}/X", mmap_mode="r"),
-            da.from_npy_stack(f"{directory}/t", mmap_mode="r"))
+    # copy-on-write maps: writable arrays, which kernels take as they are (read-only ones
+    # would be copied first), while the files stay as written
+    return (da.from_npy_stack(f"{directory}/X", mmap_mode="c"),
+            da.from_npy_stack(f"{directory}/t", mmap_mode="c"))
 
 
 def fit(loss, X, t, lam, tol, verbose):

@@ -34,27 +34,8 @@ def split_loss(program: Program, wrt) -> Split:
     epilogue; `wrt` names the parameters, in the order of the Program's gradients."""
     y = program.output("value")
     batch = _batch_dim(program)
-    batched = [n.attr("name") for n in program.inputs if batch in n.shape]
-    if set(batched) & set(wrt):
-        raise DifferentiationError(
-            f"over Dask chunks, gradients are by parameters, not by batch inputs "
-            f"({', '.join(w for w in wrt if w in batched)}); use reduce=None for those")
     sums, epilogue_nodes = _batch_sums(y, batch)
-    if len(sums) != 1 or sums[0].shape != ():
-        found = ", ".join(_where(s, program) for s in sums) or "none"
-        raise DifferentiationError(
-            f"a loss over Dask chunks must read the batch through one scalar sum (or mean) over "
-            f"its axis {batch!r}; this one has {len(sums)} such sums: {found}")
-    for node in epilogue_nodes:
-        if batch in node.shape:
-            raise DifferentiationError(
-                f"a loss over Dask chunks must reduce each sample's term with one sum over "
-                f"{batch!r} before anything else; {_where(node, program)} reads the batch")
-    for node in topological([sums[0]]):
-        if node.op == "dim" and node.attr("name") == batch:
-            raise DifferentiationError(
-                f"a loss over Dask chunks must not use the batch size {batch!r} inside a "
-                f"sample's term (a chunk knows only its own); it reads it in {_where(sums[0], program)}")
+    _check_separable(program, wrt, batch, sums, epilogue_nodes)
     inputs = list(program.inputs)
     by_name = {n.attr("name"): T.Tensor(n) for n in inputs}
     params = [by_name[w] for w in wrt]
@@ -70,6 +51,29 @@ def split_loss(program: Program, wrt) -> Split:
                  differentiate(epilogue, [T.scalar(total)] + params,
                                inputs=[T.scalar(total), T.scalar(count)] + unbatched),
                  total, count)
+
+
+def _check_separable(program: Program, wrt, batch: str, sums, epilogue_nodes) -> None:
+    """Refuse, with the reason, a loss whose chunks cannot be worked on apart."""
+    batched = [n.attr("name") for n in program.inputs if batch in n.shape]
+    if set(batched) & set(wrt):
+        raise DifferentiationError(
+            f"over Dask chunks, gradients are by parameters, not by batch inputs "
+            f"({', '.join(w for w in wrt if w in batched)}); use reduce=None for those")
+    if len(sums) != 1 or sums[0].shape != ():
+        found = ", ".join(_where(s, program) for s in sums) or "none"
+        raise DifferentiationError(
+            f"a loss over Dask chunks must read the batch through one scalar sum (or mean) over "
+            f"its axis {batch!r}; this one has {len(sums)} such sums: {found}")
+    for node in epilogue_nodes:
+        if batch in node.shape:
+            raise DifferentiationError(
+                f"a loss over Dask chunks must reduce each sample's term with one sum over "
+                f"{batch!r} before anything else; {_where(node, program)} reads the batch")
+    if any(n.op == "dim" and n.attr("name") == batch for n in topological([sums[0]])):
+        raise DifferentiationError(
+            f"a loss over Dask chunks must not use the batch size {batch!r} inside a sample's "
+            f"term (a chunk knows only its own); it does in {_where(sums[0], program)}")
 
 
 def _batch_dim(program: Program) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from conftest import LOGISTIC, mlp_arguments
+from conftest import mlp_arguments
 from symdiff.ir import verify
 from symdiff.serialize import programs_from_data, programs_to_data
 
