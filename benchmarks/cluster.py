@@ -176,7 +176,7 @@ def run(quick: bool = False) -> str:
     clusters, opened = {}, []
     for workers in (2, 1):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=None)
+                               dashboard_address=":0", memory_limit=None)
         client = Client(cluster, set_as_default=False)
         opened += [client, cluster]
         X, t, y = make_data(client, n, ROWS)

@@ -78,7 +78,7 @@ def main(n=3_000_000, features=30, rows=250_000, lam=1e-4, memory_limit="512MiB"
     loss = compile_loss(features, lam)
     with tempfile.TemporaryDirectory(prefix="symdiff-dask-") as directory, \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         memory_limit=memory_limit, dashboard_address=None) as cluster, \
+                         memory_limit=memory_limit, dashboard_address=":0") as cluster, \
             Client(cluster):
         X, t = write_data(directory, n, features, rows, seed)
         if verbose:

@@ -52,7 +52,7 @@ def numpy_logreg(X, t, w, b):
 @pytest.fixture(scope="module")
 def client():
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     with cluster, Client(cluster) as client:
         yield client
 
