@@ -187,13 +187,13 @@ def run(quick: bool = False) -> str:
                                                      sync=True))}
     try:
         sections = [f"## dask: full-batch value and gradients on a LocalCluster, "
-                    f"chunks of {ROWS:,} rows (medians of {rounds} rounds)\n",
+                    f"chunks of {ROWS:,} rows (medians of {rounds} rounds)",
                     throughput(clusters, local, n, rounds),
-                    "### Per-chunk overhead (2 workers, logistic regression, 10⁶ rows)\n",
+                    "### Per-chunk overhead (2 workers, logistic regression, 10⁶ rows)",
                     overhead(client2, rounds),
-                    f"### Time to the same loss as dask-ml (2 workers, n = {n:,})\n",
+                    f"### Time to the same loss as dask-ml (2 workers, n = {n:,})",
                     against_dask_ml(client2, data2, n)]
     finally:
         for thing in opened:
             thing.close()
-    return "\n".join(sections)
+    return "\n\n".join(sections)
