@@ -9,6 +9,7 @@ name.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.program import Program
 
-from .inputs import MISSING, bind, check_rate, specs_of
+from .inputs import MISSING, LazyInput, bind, check_rate, specs_of
 from .build import cache_hit, load_module
 from .emit import MACHINERY, emit_source, program_dtype
 from .tape import TapeKernel, Unsupported, build_tape
@@ -46,6 +47,7 @@ class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     tier = "kernel"
+    _first_calls = threading.Lock()  # threads racing to compile the gate: one does, then closes it
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
         self.program, self.title, self.update = program, title, tuple(update)
@@ -86,14 +88,15 @@ class Kernel:
         """Calls before the gate has compiled: checked in full, the first one timed (it
         compiles, or loads from the cache). Then the gate is closed to other types, and calls
         take the fast path."""
-        start = time.perf_counter()
-        run = self._run if self.dtype != "float32" else self._run_float32
-        result = run(**arguments)
-        self.timings.setdefault("compile", time.perf_counter() - start)
-        if self._gate.signatures:
-            self._gate.disable_compile()
-            self._raw = self._run_fast
-            self._call = self._raw if self.dtype != "float32" else self._run_float32
+        with self._first_calls:
+            start = time.perf_counter()
+            run = self._run if self.dtype != "float32" else self._run_float32
+            result = run(**arguments)
+            self.timings.setdefault("compile", time.perf_counter() - start)
+            if self._gate.signatures:
+                self._gate.disable_compile()
+                self._raw = self._run_fast
+                self._call = self._raw if self.dtype != "float32" else self._run_float32
         return result
 
     def _run_float32(self, **arguments):
@@ -182,6 +185,11 @@ class Compiled:
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
 
+    def __reduce__(self):
+        """Pickles as its Programs and options; another process rebuilds it from its cache."""
+        from .pickling import reduce_compiled
+        return reduce_compiled(self)
+
     @property
     def kernel_source(self) -> str:
         """The math of `source`: forward and adjoint statements (the fused loops and the
@@ -237,7 +245,12 @@ class Compiled:
 
     def __call__(self, **arguments):
         """The model's value: a float, or an array for per-example values."""
-        value = self._kernel("value")(arguments)[0]
+        try:
+            value = self._kernel("value")(arguments)[0]
+        except LazyInput:
+            value = None  # Dask arrays: run chunk by chunk, outside this handler
+        if value is None:
+            return _chunked(self, arguments, gradients=False)[0]
         if self.check_finite:
             _check_finite(self.title, [("value", value)])
         return value
@@ -273,8 +286,16 @@ class Compiled:
         return value
 
     def value_and_grad(self, **arguments):
-        """(value, {name in wrt: gradient}) from one kernel call."""
-        value, grads = self._grad(arguments)
+        """(value, {name in wrt: gradient}) from one kernel call.
+
+        Batch inputs may be Dask arrays chunked along the batch axis: each chunk then runs
+        as a task on Dask's current scheduler (see codegen/chunked.py)."""
+        try:
+            value, grads = self._grad(arguments)
+        except LazyInput:
+            grads = None  # Dask arrays: run chunk by chunk, outside this handler
+        if grads is None:
+            return _chunked(self, arguments)
         grads = dict(zip(self.wrt, grads))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
@@ -359,6 +380,11 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+def _chunked(compiled, arguments: dict, gradients: bool = True):
+    from .chunked import value_and_grad  # here, so that Dask loads only when it is used
+    return value_and_grad(compiled, arguments, gradients)
 
 
 def _check_finite(title: str, outputs) -> None:

@@ -21,6 +21,11 @@ NUMPY = {"float64": np.float64, "float32": np.float32, "int64": np.int64}
 REFUSED = "symdiff: sizes or labels refused"  # the kernel's ValueError; run() goes the slow way
 
 
+class LazyInput(ArgumentError):
+    """An argument that is a Dask array: `Compiled` runs such calls chunk by chunk
+    (codegen/chunked.py); calls that cannot say so."""
+
+
 class Missing:
     """The default of every generated entry point's parameters: a name not passed."""
 
@@ -117,6 +122,9 @@ class InputSpec:
     def _array(self, value) -> np.ndarray:
         """`value` as a C-contiguous, aligned, writable array of this dtype (a copy only when
         needed; kernels never write their inputs)."""
+        if hasattr(type(value), "__dask_graph__"):  # np.asarray would compute it here, whole
+            raise LazyInput(f"{self.name} is a Dask array: value_and_grad, grad and calling "
+                            f"the model take Dask arrays; this call takes NumPy arrays")
         try:
             array = np.asarray(value)
         except Exception as e:
@@ -127,6 +135,8 @@ class InputSpec:
             what = "integer labels" if self.dtype == "int64" else "real numbers"
             raise ArgumentError(f"{self.name} must hold {what}, not dtype {array.dtype}")
         array = np.ascontiguousarray(array, dtype=self.numpy_dtype)
+        if array.dtype is not self.numpy_dtype:  # an equal copy, as unpickling makes: the
+            array = array.view(self.numpy_dtype)  # generated check compares dtypes by identity
         return array if array.flags.carray else array.copy()
 
     def check_labels(self, labels: np.ndarray, dims: dict) -> None:

@@ -2,6 +2,9 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -41,3 +44,19 @@ def test_lectures_example_checks_every_number(capsys, tmp_path):
 def test_fit_formula_recovers_the_parameters(capsys):
     fitted = load("fit_formula").main(n=500, epochs=10, tolerance=0.05, show_source=False)
     assert set(fitted) == {"a", "b", "c"}
+
+
+def test_dask_logistic_regression_reaches_scikit_learns_fit(capsys, tmp_path):
+    import dask
+    from sklearn.linear_model import LogisticRegression
+    example = load("dask_logistic_regression")
+    n, features, lam = 6000, 30, 1e-4
+    result, history = example.main(n=n, features=features, rows=1000, lam=lam, tol=1e-9)
+    out = capsys.readouterr().out
+    assert "iteration   1  loss" in out and f"iteration {len(history):3d}" in out
+    assert result.success and history[-1] < history[0]
+    with dask.config.set(scheduler="threads"):  # the same data again, for an independent fit
+        X, t = (a.compute() for a in example.write_data(tmp_path, n, features, 1000, seed=0))
+    reference = LogisticRegression(C=1 / (lam * n), tol=1e-12, max_iter=10_000).fit(X, t)
+    np.testing.assert_allclose(result.x[:features], reference.coef_[0], rtol=1e-4, atol=1e-6)
+    assert result.x[features] == pytest.approx(reference.intercept_[0], rel=1e-4, abs=1e-6)

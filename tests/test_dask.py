@@ -1,0 +1,195 @@
+"""Dask arrays as batch inputs: on the threaded scheduler and on a real two-process cluster."""
+import os
+import signal
+import sys
+import threading
+import time
+
+import cloudpickle
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster, get_task_stream
+
+import symdiff as sd
+from conftest import LOGISTIC, mlp_arguments
+from test_pickling import same_bits
+
+D, LAM = 4, 1e-3
+
+
+@pytest.fixture(scope="module")
+def logreg():
+    X, t = sd.tensor("X", ("n", D)), sd.tensor("t", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")
+    loss = sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)) + LAM / 2 * sd.sum(w * w)
+    return sd.compile(loss, wrt=[w, b])
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    n = 3000
+    X = rng.normal(size=(n, D))
+    t = (X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(size=n) > 0).astype(float)
+    return dict(X=X, t=t, w=rng.normal(size=D) * 0.3, b=0.2)
+
+
+def chunked(arguments, rows=500, names=("X", "t", "y")):
+    return {k: da.from_array(v, chunks=(rows,) + np.shape(v)[1:]) if k in names else v
+            for k, v in arguments.items()}
+
+
+def numpy_logreg(X, t, w, b):
+    """The loss and its gradient written out by hand: an oracle independent of symdiff."""
+    z = X @ w + b
+    p = 1.0 / (1.0 + np.exp(-z))
+    loss = np.mean(np.logaddexp(0.0, z) - t * z) + LAM / 2 * w @ w
+    return loss, {"w": X.T @ (p - t) / len(t) + LAM * w, "b": np.mean(p - t)}
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def reference(logreg, data):
+    """The result on the threaded scheduler, to compare every other way of running with."""
+    with dask.config.set(scheduler="threads"):
+        return logreg.value_and_grad(**chunked(data))
+
+
+def test_threaded_scheduler_agrees_with_the_local_kernel_and_the_hand_gradient(
+        logreg, data, reference):
+    value, grads = reference
+    local_value, local_grads = logreg.value_and_grad(**data)
+    assert isinstance(value, float) and isinstance(grads["b"], float)
+    assert value == pytest.approx(local_value, rel=1e-12, abs=0)
+    for w in ("w", "b"):
+        np.testing.assert_allclose(grads[w], local_grads[w], rtol=1e-12, atol=0)
+    hand_value, hand_grads = numpy_logreg(**data)
+    assert value == pytest.approx(hand_value, rel=1e-12)
+    for w in ("w", "b"):
+        np.testing.assert_allclose(grads[w], hand_grads[w], rtol=1e-10)
+    with dask.config.set(scheduler="threads"):
+        assert logreg(**chunked(data)) == value
+        assert same_bits(logreg.grad(**chunked(data)), grads)
+
+
+def test_bits_depend_on_the_chunking_alone(logreg, data, reference):
+    for scheduler, workers in [("sync", 1), ("threads", 2), ("threads", 4)]:
+        with dask.config.set(scheduler=scheduler, num_workers=workers):
+            assert same_bits(logreg.value_and_grad(**chunked(data)), reference)
+    mixed = {**chunked(data), "t": da.from_array(data["t"], chunks=700)}  # rechunked like X
+    with dask.config.set(scheduler="threads"):
+        assert same_bits(logreg.value_and_grad(**mixed), reference)
+
+
+def test_mlp_over_chunks_agrees_with_the_local_kernel(mlp):
+    arguments = mlp_arguments(1000, seed=5)
+    with dask.config.set(scheduler="threads"):
+        value, grads = mlp.value_and_grad(**chunked(arguments, rows=300))
+    local_value, local_grads = mlp.value_and_grad(**arguments)
+    assert value == pytest.approx(local_value, rel=1e-12, abs=0)
+    for w in grads:
+        np.testing.assert_allclose(grads[w], local_grads[w], rtol=1e-12, atol=1e-15)
+
+
+def test_per_example_values_and_gradients_are_dask_arrays(logistic_data):
+    f = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], reduce=None)
+    lazy = chunked(logistic_data, rows=10, names=("x0", "x1", "y"))
+    with dask.config.set(scheduler="threads"):
+        values, grads = f.value_and_grad(**lazy)
+        assert isinstance(values, da.Array) and values.chunks == ((10, 10, 10, 7),)
+        local_values, local_grads = f.value_and_grad(**logistic_data)
+        assert same_bits(values.compute(), local_values)
+        assert same_bits({w: g.compute() for w, g in grads.items()}, local_grads)
+        assert same_bits(f(**lazy).compute(), f(**logistic_data))
+
+
+def test_errors_name_what_is_wrong(logreg, data):
+    lazy = chunked(data)
+    with pytest.raises(sd.ArgumentError, match="w is a Dask array"):
+        logreg.value_and_grad(**{**lazy, "w": da.from_array(data["w"])})
+    with pytest.raises(sd.ArgumentError, match="different lengths"):
+        logreg.value_and_grad(**{**lazy, "t": lazy["t"][:-1]})
+    with pytest.raises(sd.ArgumentError, match="missing argument b"):
+        logreg.value_and_grad(**{k: v for k, v in lazy.items() if k != "b"})
+    with pytest.raises(sd.ArgumentError, match="X is a Dask array"):
+        logreg.jvp({"w": np.ones(D)}, **lazy)
+    x, c = sd.tensor("x", ("n",)), sd.scalar("c")
+    centred = sd.compile(sd.mean((c * x - sd.mean(c * x)) ** 2), wrt=[c])
+    with pytest.raises(sd.DifferentiationError, match="batch size 'n' inside a sample"):
+        centred.value_and_grad(x=da.ones(10, chunks=5), c=1.0)
+
+
+def test_a_nan_in_a_chunk_names_the_chunk_as_a_local_call_would(data):
+    f = sd.compile("log(1 + exp(-y*(w0*x0 + w1*x1 + b)))", wrt=["w0", "w1", "b"],
+                   batch=["x0", "x1", "y"], check_finite=True)
+    arguments = dict(x0=data["X"][:, 0].copy(), x1=data["X"][:, 1], y=2 * data["t"] - 1,
+                     w0=0.1, w1=0.2, b=0.0)
+    arguments["x0"][1234] = np.nan
+    with pytest.raises(sd.NonFiniteError) as local:
+        f.value_and_grad(**arguments)
+    with dask.config.set(scheduler="threads"), pytest.raises(sd.NonFiniteError) as lazy:
+        f.value_and_grad(**chunked(arguments, names=("x0", "x1", "y")))
+    assert str(lazy.value).startswith(str(local.value).split(" (check_finite")[0])
+    assert "chunk 2, rows 1000:1500" in str(lazy.value)
+
+
+def test_a_cluster_of_processes_gives_the_same_bits(client, logreg, data, reference):
+    with get_task_stream(client) as tasks:  # the active Client runs them: no code change
+        assert same_bits(logreg.value_and_grad(**chunked(data)), reference)
+        assert logreg(**chunked(data)) == reference[0]
+    ran = [t for t in tasks.data if str(t["key"]).startswith("_partial")]
+    assert len(ran) == 2 * 6 and {t["worker"] for t in ran} <= set(client.run(os.getpid))
+
+
+def test_a_bad_label_fails_its_chunk_as_a_local_call_and_the_cluster_goes_on(client, mlp):
+    arguments = mlp_arguments(900, seed=2)
+    arguments["y"][650] = 3  # classes are 0, 1, 2
+    with pytest.raises(sd.DomainError, match=r"y holds the label 3, outside \[0, 3\)"):
+        mlp.value_and_grad(**arguments)
+    with pytest.raises(sd.DomainError, match=r"label 3, outside \[0, 3\) \[in chunk 2, rows "
+                                             r"600:900\]"):
+        mlp.value_and_grad(**chunked(arguments, rows=300))
+    arguments["y"][650] = 2
+    value, _ = mlp.value_and_grad(**chunked(arguments, rows=300))
+    assert value == pytest.approx(mlp.value_and_grad(**arguments)[0], rel=1e-12)
+
+
+def _slow(block):
+    time.sleep(0.15)
+    return block
+
+
+def _kernels_from_cache():
+    from symdiff.codegen import pickling
+    return [kernels[True].from_cache for model in pickling._rebuilt.values()
+            if "_chunk_kernels" in model.__dict__
+            for kernels in [model._chunk_kernels[1]] if True in kernels]
+
+
+def test_a_worker_killed_mid_gradient_changes_no_bit(client, logreg, data, reference):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # _slow runs on the workers
+    lazy = chunked(data)
+    lazy["X"] = lazy["X"].map_blocks(_slow, dtype=float)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(out=logreg.value_and_grad(**lazy)))
+    worker.start()
+    while not any(client.processing().values()):
+        time.sleep(0.01)
+    time.sleep(0.2)
+    pid = next(iter(client.run(os.getpid).values()))
+    os.kill(pid, signal.SIGKILL)
+    worker.join(timeout=120)
+    assert same_bits(result["out"], reference)
+    client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed one
+    assert same_bits(logreg.value_and_grad(**lazy), reference)
+    loaded = client.run(_kernels_from_cache)
+    assert len(loaded) == 2 and all(v and all(v) for v in loaded.values())
