@@ -119,7 +119,7 @@ def _d(f, a, Ra):
         return mp.mpf(0)
     try:
         return abs(f(a)) * Ra
-    except ZeroDivisionError:
+    except (ZeroDivisionError, OverflowError):  # mpmath's exp of a huge argument
         return INF
 
 

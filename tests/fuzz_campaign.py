@@ -207,8 +207,9 @@ def main():
                               rng.choice(HEADS), rng.choice(["mean", "sum", None]),
                               rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 3),
                               rng.choice([1, 3, 7]), rng.randrange(2**32),
-                              "float32" if rng.random() < 0.2 else "float64",
-                              rng.random() < 0.3)
+                              "float32" if rng.random() < 0.2 else "float64", False)
+            # jvp, hvp and the Hessian exist for reduced (scalar) losses only
+            case.second_order = case.reduce is not None and rng.random() < 0.3
             try:
                 problems = tensor_problems(case)
             except Exception as e:  # noqa: BLE001
