@@ -56,9 +56,8 @@ def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
     """The smooth SymPy expression equal to the formula near the point whose branch
     `decisions` are given (each kink and where replaced by what it selects there)."""
     go = lambda n: to_sympy(n, decisions, symbols)  # noqa: E731
-    if isinstance(node, ast.Constant):
-        return sp.Rational(float(node.value)) if isinstance(node.value, float) \
-            else sp.Integer(node.value)
+    if isinstance(node, ast.Constant):  # a symbol too, bound to its value when evaluated
+        return symbols[id(node)]
     if isinstance(node, ast.Name):  # each occurrence of a variable is a symbol of its own
         return symbols[id(node)]
     if isinstance(node, ast.UnaryOp):
@@ -79,8 +78,9 @@ def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
     if name == "abs":
         return go(args[0]) if decisions[id(node)] else -go(args[0])
     if name == "atan2":
-        return sp.atan2(go(args[0]), go(args[1]))
-    return _SYMPY[name](go(args[0]))
+        return sp.atan2(go(args[0]), go(args[1]), evaluate=False)
+    fn = _SYMPY[name]  # unevaluated: SymPy would turn tan(atan2(x, c)) into x/c, a formula
+    return fn(go(args[0]), evaluate=False) if isinstance(fn, type) else fn(go(args[0]))
 
 
 _MPMATH = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
@@ -187,6 +187,12 @@ class FormulaOracle:
             symbol = sp.Symbol(f"{node.id}_{len(self.occurrences[node.id])}", real=True)
             self.occurrences[node.id].append(symbol)
             self.symbols[id(node)] = symbol
+        # and each constant: SymPy must not fold y**w * 0 to 0 (IEEE: NaN where y**w is) or
+        # 1e300**2 to one exact number (in floats it overflows)
+        self.constants = {}
+        for k, node in enumerate(n for n in order if isinstance(n, ast.Constant)):
+            self.symbols[id(node)] = symbol = sp.Symbol(f"_c{k}", real=True)
+            self.constants[symbol] = mp.mpf(float(node.value))
         self._smooth: dict[tuple, tuple] = {}
 
     def sample(self, point: dict) -> Sample:
@@ -224,10 +230,11 @@ class FormulaOracle:
 
     def _diff(self, expr, name: str) -> sp.Expr:
         """d expr / d name: the sum over the occurrences of `name`."""
-        return sp.Add(*(sp.diff(expr, o) for o in self.occurrences[name]))
+        return sp.Add(*(sp.diff(expr, o) for o in self.occurrences[name]), evaluate=False)
 
     def _judgeable(self, expr, env, memo, floor):
-        g, R = bound(expr, {o: env[n] for n in self.names for o in self.occurrences[n]}, memo)
+        values = {o: env[n] for n in self.names for o in self.occurrences[n]}
+        g, R = bound(expr, {**values, **self.constants}, memo)
         if memo.pop("outside float range", False):  # an intermediate over- or underflows:
             return None  # float arithmetic cannot be expected to reach the exact answer
         if _finite(g) and _finite(R) and abs(g) <= FORMATS[self.fmt][0] / 8:

@@ -235,3 +235,18 @@ def test_per_example_gradients_of_coupled_examples_are_refused():
 def test_sgd_step_on_a_model_with_nothing_to_update_says_so():
     with pytest.raises(sd.ArgumentError, match="nothing to update: wrt is empty"):
         sd.compile("0.5", wrt=[]).sgd_step(0.1)
+
+
+def test_a_select_zero_seen_through_a_negation_or_a_sum():
+    # the adjoint into asin is -(a select's 0); asin' is NaN at z = 1.28
+    assert on_both_tiers("where(w, x, -asin(z))", ["w", "x", "z"], w=0.5, x=1.0, z=1.28)[1] \
+        == {"w": 0.0, "x": 1.0, "z": 0.0}
+    assert on_both_tiers("where(w, x, 2*asin(z) + asin(z))", ["w", "x", "z"], w=0.5, x=1.0,
+                         z=1.28)[1] == {"w": 0.0, "x": 1.0, "z": 0.0}
+
+
+def test_a_hessian_entry_does_not_take_nan_from_another_direction():
+    # d2/dx2 x**y = y (y - 1) x**(y - 2) = 2 at y = 2, x < 0, although d/dy (x**y) is NaN there
+    for tier in TIERS:
+        H = sd.hessian(sd.compile("x**y", wrt=["x", "y"], tier=tier))(x=-0.375, y=2.0)
+        assert H[0, 0] == 2.0 and math.isnan(H[1, 1])

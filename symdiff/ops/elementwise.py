@@ -26,19 +26,30 @@ def _shape(*inputs, body):
     return (inputs[0].shape if inputs else ()), body_dtype(body)
 
 
-def _selected(t) -> bool:
-    """Whether Tensor t may be 0 because a select did not take its branch (looking through
-    broadcasts): then a product with it is guarded (functions.guarded)."""
+def _selected(t, depth: int = 8) -> bool:
+    """Whether Tensor t may be 0 because a select did not take its branch: a select with a 0
+    branch, seen through broadcasts, constant multiples and sums of such values (a product
+    with it is then guarded: functions.guarded)."""
     node = t.node
     while node.op == "broadcast":
         node = node.inputs[0]
-    return node.op == "elementwise" and may_be_selected_zero(node.attr("body"))
+    if node.op != "elementwise" or depth == 0:
+        return False
+    body = node.attr("body")
+    if may_be_selected_zero(body):
+        return True
+    scaled = isinstance(body, sp.Mul) and len(body.args) == 2 and body.args[0].is_Number
+    summed = isinstance(body, sp.Add) and all(a.is_Symbol for a in body.args)
+    return (scaled or summed) and all(_selected(T.Tensor(i), depth - 1) for i in node.inputs)
 
 
-def _product(g, t, local):
-    """g * local, guarded where the Tensor t bound to g may be a select's 0."""
-    return guarded(g, times(g, local)) if _selected(t) and not local.is_Number \
-        else times(g, local)
+def _product(g, t, local, direction=False):
+    """g * local, guarded where the Tensor t bound to g may be a select's 0, or is a tangent
+    direction given by the caller (a Hessian's basis vector is 0 along the other parameters,
+    whose derivatives may be NaN there)."""
+    if local.is_Number or not (direction or _selected(t)):
+        return times(g, local)
+    return guarded(g, times(g, local))
 
 
 def _adjoint(dy, y, *args, body):  # y = f(a0, a1, ...): da_k = dy * df/da_k
@@ -62,7 +73,7 @@ def _tangent(y, inputs, tangents, *, body):  # dy = sum_k df/da_k * da_k
         if da is not None and local != 0:
             symbol = sp.Symbol(f"_t{k}", real=True)
             env[symbol] = da
-            terms.append(_product(symbol, da, local))
+            terms.append(_product(symbol, da, local, direction=da.node.op == "input"))
     return T.apply_body(sp.Add(*terms), env) if terms else None
 
 
