@@ -10,6 +10,7 @@ not match its name is treated as corrupt and replaced.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import stat
@@ -18,11 +19,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numba
-import numpy as np
-
 CODEGEN_VERSION = "2"
 ENV_VAR = "SYMDIFF_CACHE_DIR"
+# versions read without importing Numba: a wait=False model answers before Numba has loaded
+_NUMBA, _NUMPY = (importlib.metadata.version(p) for p in ("numba", "numpy"))
 _LOCKS: dict[str, threading.Lock] = {}  # one per module: a background load and a call wait
 _LOCKS_LOCK = threading.Lock()  # for each other instead of importing (compiling) it twice
 
@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 
 
 def source_key(source: str) -> str:
-    stamp = f"symdiff-codegen {CODEGEN_VERSION} numba {numba.__version__} numpy {np.__version__}\n"
+    stamp = f"symdiff-codegen {CODEGEN_VERSION} numba {_NUMBA} numpy {_NUMPY}\n"
     return hashlib.sha256((stamp + source).encode()).hexdigest()[:40]
 
 

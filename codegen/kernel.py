@@ -2,7 +2,7 @@
 
 Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py);
 Numba compiles `kernel` at import for its one signature, or loads the machine code Numba
-cached for it. `step` (one SGD step) and the kernel's threaded copy are compiled only when
+cached for it (Numba itself is imported only then). `step` (one SGD step) and the kernel's threaded copy are compiled only when
 first needed. With `wait=False` the import runs on a background thread, and until it is done
 calls run the Program through NumPy (symdiff.interpret): the same math, but NumPy's exp, log
 and sums round differently, so the last bits may differ from the kernel's; `tier` says which
@@ -15,7 +15,6 @@ import time
 import types
 
 import numpy as np
-from numba import get_num_threads, njit
 
 from symdiff.interpret import evaluate
 from symdiff.program import Program
@@ -104,6 +103,7 @@ class Kernel:
     def _threaded(self):
         """The dispatcher for a batch in 16 chunks: the kernel's threaded copy when there are
         threads to share them (compiled on first use), else the kernel itself."""
+        from numba import get_num_threads
         if get_num_threads() == 1:
             return self._module.kernel
         if self._threads is None:
@@ -153,6 +153,7 @@ class Kernel:
         def first_step(lr, **arguments):
             if self._module is None:
                 return fallback(lr, **arguments)
+            from numba import njit
             module, start = self._module, time.perf_counter()
             self._step = njit(module.STEP_SIGNATURE, cache=True, error_model="numpy")(
                 module.step)
@@ -187,6 +188,7 @@ def threaded_copy(kernel, signature):
     """The kernel's Python function under the name kernel_threaded, compiled with its prange
     loops on threads. Its own name gives it its own entries in Numba's on-disk cache, whose
     index does not key on compile flags."""
+    from numba import njit
     f = kernel.py_func
     copy = types.FunctionType(f.__code__, f.__globals__, "kernel_threaded", f.__defaults__,
                               f.__closure__)
