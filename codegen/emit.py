@@ -151,7 +151,7 @@ class _Emitter:
         `step`): one array type per array input, as its input spec accepts it."""
         types = [numba_type(spec, spec.name in in_place) for spec in self.specs]
         lead = ["float64"] if in_place else []
-        return "(" + ", ".join(lead + types + ["int64"]) + ")"
+        return "(" + ", ".join(lead + types + ["int64"]) + ",)"
 
     def step(self, update: tuple) -> list[str]:
         """`step(lr, <inputs>, chunks)`: the kernel, then p -= lr * dp in place for each
