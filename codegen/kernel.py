@@ -40,6 +40,7 @@ class Kernel:
         self._specs = specs_of(program)
         self._parallel = parallel
         self._module = self._threads = self._step = self._error = None
+        self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
         self._call = self._numpy
         self.timings = {}
         self._started = time.perf_counter()
@@ -102,15 +103,25 @@ class Kernel:
 
     def _threaded(self):
         """The dispatcher for a batch in 16 chunks: the kernel's threaded copy when there are
-        threads to share them (compiled on first use), else the kernel itself."""
+        threads to share them, else the kernel itself. The copy compiles on a background
+        thread from the first call that could use it; until it is ready the kernel runs the
+        16 chunks in order, which gives the same bits, so the switch is invisible."""
         from numba import get_num_threads
-        if get_num_threads() == 1:
-            return self._module.kernel
-        if self._threads is None:
-            start = time.perf_counter()
+        if self._threads is not None and get_num_threads() > 1:
+            return self._threads
+        if get_num_threads() > 1 and not self._threads_started:
+            self._threads_started = True
+            threading.Thread(target=self._compile_threads, daemon=True,
+                             name=f"symdiff threads: {self.title}").start()
+        return self._module.kernel
+
+    def _compile_threads(self) -> None:
+        start = time.perf_counter()
+        try:
             self._threads = threaded_copy(self._module.kernel, self._module.SIGNATURE)
             self.timings["threaded compile"] = time.perf_counter() - start
-        return self._threads
+        finally:
+            self._threads_done.set()
 
     def _numpy(self, **arguments):
         """Before the kernel is in place: the Program run by NumPy, statement by statement."""

@@ -85,8 +85,10 @@ def test_parallel_chunks_give_the_same_bits_at_one_and_two_threads(logistic_data
             "y": rng.choice([-1.0, 1.0], 5001)}
     one, two = at_one_and_two_threads(lambda: loss.value_and_grad(**data))
     assert one[0] == two[0] and one[1] == two[1]
-    if numba.config.NUMBA_NUM_THREADS > 1:  # the second call ran the kernel's threaded copy
-        assert loss._grad._threads is not None and loss._grad._threads.signatures
+    if numba.config.NUMBA_NUM_THREADS > 1:  # now on the threaded copy, compiled meanwhile
+        assert loss._grad._threads_done.wait(600) and loss._grad._threads.signatures
+        _, threaded = at_one_and_two_threads(lambda: loss.value_and_grad(**data))
+        assert threaded[0] == one[0] and threaded[1] == one[1]
     serial = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"],
                         parallel=False).value_and_grad(**data)
     assert serial[0] == pytest.approx(one[0], rel=1e-13)
