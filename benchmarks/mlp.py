@@ -39,7 +39,7 @@ def flops(sizes, n: int) -> int:
     return 2 * forward + (forward - 2 * n * sizes[0] * sizes[1])
 
 
-def symdiff_model(sizes):
+def symdiff_model(sizes, **options):
     h = sd.tensor("X", ("n", sizes[0]))
     y = sd.tensor("y", ("n",), dtype=int)
     params = []
@@ -49,7 +49,7 @@ def symdiff_model(sizes):
         h = h @ W + b
         if l < len(sizes) - 1:
             h = sd.relu(h)
-    return sd.compile(sd.mean(sd.softmax_cross_entropy(h, y)), wrt=params)
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(h, y)), wrt=params, **options)
 
 
 def numpy_value_and_grad(params: dict, X, y):

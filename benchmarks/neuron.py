@@ -27,8 +27,9 @@ NCHUNKS = 16
 PARALLEL_FROM = 20_000  # samples; below this the hand-written kernel runs serially
 
 
-def symdiff_model():
-    return sd.compile(FORMULA, wrt=["w0", "w1", "w2"], batch=["x0", "x1", "y"], reduce="mean")
+def symdiff_model(**options):
+    return sd.compile(FORMULA, wrt=["w0", "w1", "w2"], batch=["x0", "x1", "y"], reduce="mean",
+                      **options)
 
 
 def make_data(n: int, seed: int = 0) -> dict:

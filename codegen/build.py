@@ -10,18 +10,21 @@ not match its name is treated as corrupt and replaced.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import stat
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
-import numba
-import numpy as np
-
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 ENV_VAR = "SYMDIFF_CACHE_DIR"
+# versions read without importing Numba: a wait=False model answers before Numba has loaded
+_NUMBA, _NUMPY = (importlib.metadata.version(p) for p in ("numba", "numpy"))
+_LOCKS: dict[str, threading.Lock] = {}  # one per module: a background load and a call wait
+_LOCKS_LOCK = threading.Lock()  # for each other instead of importing (compiling) it twice
 
 
 def cache_dir() -> Path:
@@ -38,27 +41,39 @@ def cache_dir() -> Path:
 
 
 def source_key(source: str) -> str:
-    stamp = f"symdiff-codegen {CODEGEN_VERSION} numba {numba.__version__} numpy {np.__version__}\n"
+    stamp = f"symdiff-codegen {CODEGEN_VERSION} numba {_NUMBA} numpy {_NUMPY}\n"
     return hashlib.sha256((stamp + source).encode()).hexdigest()[:40]
 
 
 def load_module(source: str):
     """Write `source` under its hash (unless a valid copy exists) and import it.
 
-    Returns (module, reused): reused is True when a valid file was already there.
+    Returns (module, reused): reused is True when a valid file was already there. Importing
+    it runs Numba's compile of the functions given signatures, or its load from the cache.
     """
     key = source_key(source)
     name = f"_symdiff_k_{key}"
-    if name in sys.modules:
-        return sys.modules[name], True
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        if name in sys.modules:
+            return sys.modules[name], True
+        return _import(source, key, name)
+
+
+def _import(source: str, key: str, name: str):
     path = cache_dir() / f"k_{key}.py"
     reused = _valid(path, key)
     if not reused:
         _write_atomically(path, source)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
+    sys.modules[name] = module  # before running it: Numba's cache loads look it up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module, reused
 
 

@@ -9,17 +9,14 @@ name.
 """
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 
 from symdiff.errors import ArgumentError, NonFiniteError
 from symdiff.program import Program
 
-from .inputs import MISSING, LazyInput, bind, check_rate, specs_of
-from .build import cache_hit, load_module
-from .emit import MACHINERY, emit_source, program_dtype
+from .emit import MACHINERY
+from .inputs import LazyInput, check_rate
+from .kernel import Kernel
 from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
@@ -27,128 +24,21 @@ TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (Num
 # time grows with the square of a function's statements: ~1 s at 137, ~9 s at 1,000)
 
 
-def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=()):
+def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
+                wait: bool = True):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
     interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs of
     TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds."""
     if tier == "kernel" or tier == "auto" and len(program.stmts) < TAPE_MIN_STATEMENTS:
-        return Kernel(program, title, parallel, update)
+        return Kernel(program, title, parallel, update, wait)
     try:
         tape = build_tape(program)
     except Unsupported as e:
         if tier == "tape":
             raise ArgumentError(f"{title}: tier='tape' cannot run this model: {e}; "
                                 f"use tier='kernel' or 'auto'") from None
-        return Kernel(program, title, parallel, update)
+        return Kernel(program, title, parallel, update, wait)
     return TapeKernel(program, title, parallel, tape, update)
-
-
-class Kernel:
-    """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
-
-    tier = "kernel"
-    _first_calls = threading.Lock()  # threads racing to compile the gate: one does, then closes it
-
-    def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
-        self.program, self.title, self.update = program, title, tuple(update)
-        self.inputs = tuple(n.attr("name") for n in program.inputs)
-        self._specs = specs_of(program)
-        self._parallel = parallel
-        self.timings = {}
-        start = time.perf_counter()
-        self.source = emit_source(program, title, self.update)
-        self.timings["emit"] = time.perf_counter() - start
-        start = time.perf_counter()
-        module, _ = load_module(self.source)  # from_cache says whether Numba compiled
-        self.timings["load"] = time.perf_counter() - start
-        self._function = module.kernel
-        self._run, self._run_fast, self._run_step, self._run_step_fast = \
-            module.entry(self._slow, self._slow_step, parallel, MISSING)
-        self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel,
-                                                           MISSING)
-        self._gate, self._step_gate = module.kernel_gate, getattr(module, "step_gate", None)
-        self._raw = self._run
-        self._call = self._first_call
-        self.dtype = program_dtype(program)
-
-    @property
-    def from_cache(self) -> bool | None:
-        """Whether the machine code came from Numba's on-disk cache rather than a compile
-        (None before the first call)."""
-        if "compile" not in self.timings:
-            return None
-        used = [d for d in (self._gate, self._function) if d.signatures]
-        return bool(used) and all(cache_hit(d) for d in used)
-
-    def __call__(self, arguments: dict):
-        """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
-        return self._call(**arguments)
-
-    def _first_call(self, **arguments):
-        """Calls before the gate has compiled: checked in full, the first one timed (it
-        compiles, or loads from the cache). Then the gate is closed to other types, and calls
-        take the fast path."""
-        with self._first_calls:
-            start = time.perf_counter()
-            run = self._run if self.dtype != "float32" else self._run_float32
-            result = run(**arguments)
-            self.timings.setdefault("compile", time.perf_counter() - start)
-            if self._gate.signatures:
-                self._gate.disable_compile()
-                self._raw = self._run_fast
-                self._call = self._raw if self.dtype != "float32" else self._run_float32
-        return result
-
-    def _run_float32(self, **arguments):
-        value, rest = self._raw(**arguments)  # Numba returns float32 scalars as floats
-        value = np.float32(value) if isinstance(value, float) else value
-        return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
-
-    def _slow(self, **arguments):
-        """Arguments the generated fast check did not accept: each converted (lists, other
-        dtypes, strided arrays) or refused with a clear error, then run through again."""
-        bind(self.title, self._specs, arguments)
-        return self._rerun(**self._converted(arguments))
-
-    def _converted(self, arguments: dict, in_place=()) -> dict:
-        """Every argument as the kernel takes it, or a clear error; parameters in `in_place`
-        must already be what the kernel updates (they are checked, never copied)."""
-        dims: dict[str, tuple[int, str]] = {}
-        converted = {}
-        for spec in self._specs:
-            value = arguments[spec.name]
-            if spec.name in in_place:
-                spec.check_in_place(value)
-                if not spec.shape:  # a 0-d array, not a scalar to convert
-                    converted[spec.name] = value
-                    continue
-            converted[spec.name] = spec.convert(value, dims)
-        for spec in self._specs:
-            if spec.label_bound is not None:
-                spec.check_labels(converted[spec.name], dims)
-        return converted
-
-    def step_function(self, install):
-        """`sgd_step(lr, **arguments)`: the generated check-and-step, fully checked until the
-        step gate has compiled; then `install` puts the fast path in its place."""
-        def first_steps(lr, **arguments):
-            result = self._run_step(lr, **arguments)
-            if self._step_gate.signatures:
-                self._step_gate.disable_compile()
-                install(self._run_step_fast)
-            return result
-        return first_steps
-
-    def _slow_step(self, lr, **arguments):
-        """`step` arguments the generated check did not accept: parameters must already be
-        writable arrays (they are updated in place); other inputs are converted."""
-        lr = check_rate(lr)
-        bind(self.title, self._specs, arguments)
-        return self._rerun_step(lr, **self._converted(arguments, self.update))
-
-
-def _unreachable(*args, **arguments):
-    raise AssertionError("converted arguments failed the generated check")
 
 
 class Compiled:
@@ -159,11 +49,15 @@ class Compiled:
     Arguments are passed by name. `source` is the exact text of the gradient kernel (for the
     tape tier, the Program the tape runs); `tier` says which tier runs it, `from_cache` whether
     its machine code came from the on-disk cache, `timings` how long each stage took.
+
+    With `wait=False` the kernels compile on a background thread; until the gradient kernel
+    is in place `tier` is "numpy" and calls run the Program through NumPy, whose last bits
+    may differ from the kernel's. `wait()` blocks until the kernel is in place.
     """
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
                  parallel: bool | None = None, timings: dict | None = None,
-                 check_finite: bool = False, tier: str = "auto"):
+                 check_finite: bool = False, tier: str = "auto", wait: bool = True):
         if tier not in TIERS:
             raise ArgumentError(f"tier must be one of {', '.join(map(repr, TIERS))}, "
                                 f"not {tier!r}")
@@ -171,12 +65,12 @@ class Compiled:
         self.check_finite = check_finite
         self._programs, self._kernels = programs, {}
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
-        self._parallel, self._tier = parallel, tier
+        self._parallel, self._tier, self._wait = parallel, tier, wait
         self._grad = gradient = self._kernel("grad")
-        self.tier = gradient.tier
-        if gradient.update and gradient.tier == "kernel" and not check_finite:
+        if gradient.update and isinstance(gradient, Kernel) and not check_finite:
             # the generated check-and-step, with no layer between the user and it
-            self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast))
+            self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast),
+                                                   self._value_and_grad_step)
         elif gradient.update:
             self.sgd_step = self._value_and_grad_step
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
@@ -197,15 +91,28 @@ class Compiled:
         return self.source.split(MACHINERY)[0].rstrip() + "\n"
 
     @property
+    def tier(self) -> str:
+        """What runs the gradient now: "kernel", "tape", or "numpy" while the kernel of a
+        `wait=False` model is being prepared."""
+        return self._grad.tier
+
+    def wait(self) -> "Compiled":
+        """Block until the gradient kernel is in place (a no-op unless wait=False)."""
+        getattr(self._grad, "wait", lambda: None)()
+        return self
+
+    @property
     def timings(self) -> dict:
-        """Seconds per stage: front end, differentiate, then the gradient kernel's own (emit,
-        load and, after the first call, compile; or tape and first call)."""
+        """Seconds per stage: front end, differentiate, then the gradient kernel's own: emit,
+        compile (Numba's compile, or its load from the cache) and `kernel ready` (from the
+        kernel's start to its arrival); or tape and first call."""
         return {**self._timings, **self._grad.timings}
 
     @property
     def from_cache(self) -> bool | None:
         """Whether the gradient kernel's machine code was loaded from Numba's on-disk cache
-        instead of compiled (None until the first gradient call)."""
+        instead of compiled (None until it is in place, or for a tape before its first
+        call)."""
         return self._grad.from_cache
 
     def explain(self, **arguments):
@@ -240,7 +147,7 @@ class Compiled:
             program = self._programs[kind]()
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
-                                              self.wrt if scalar_loss else ())
+                                              self.wrt if scalar_loss else (), self._wait)
         return self._kernels[kind]
 
     def __call__(self, **arguments):
@@ -276,7 +183,7 @@ class Compiled:
         """sgd_step as value_and_grad, then the update: for tapes, and with check_finite=True
         (a non-finite loss or gradient raises before any parameter changes)."""
         lr = check_rate(lr)
-        specs = {spec.name: spec for spec in self._grad._specs}
+        specs = {spec.name: spec for spec in self._grad._specs}  # checked before any change
         for w in self.wrt:
             if w in arguments:
                 specs[w].check_in_place(arguments[w])

@@ -1,19 +1,17 @@
 """A Program -> the Python source of one module that Numba compiles.
 
-The module holds `kernel(<inputs>, chunks, threaded)`, which returns `(value, (gradients...))`,
-and one function per loop nest found by the fusion pass. A loop over the batch axis runs over
-samples lo..hi of chunk c: the kernel splits the batch into `chunks` (1, or a fixed 16 for large
-batches) and runs them in a plain loop, or, when `threaded` is not None, through the loop's
-`_parallel` twin, which runs them in `prange`. Each chunk sums into its own row of a partial
-buffer and the rows are added in order afterwards: no data race, and the same bits however many
-threads run the chunks. Numba prunes the branch on `threaded is None` per signature, so the
-parallel twin compiles only when threads are first used.
+The module holds `kernel(<inputs>, chunks)`, which returns `(value, (gradients...))`, compiled
+at import for exactly one signature (`SIGNATURE`, from the input specs: the dispatcher then
+refuses other types with a TypeError), and one function per loop nest found by the fusion pass.
+A loop over the batch axis runs over samples lo..hi of chunk c: the kernel splits the batch into
+`chunks` (1, or a fixed 16 for large batches) and runs them in `prange`, which is a plain loop
+in `kernel`; its threaded copy (compiled.py, only when a call can use threads) runs them on
+threads. Each chunk sums into its own row of a partial buffer and the rows are added in order
+afterwards: no data race, and the same bits however many threads run the chunks.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from symdiff.errors import ShapeError
 from symdiff.optable import OPS
@@ -22,8 +20,8 @@ from symdiff.program import Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
 
-from .entry import JIT, NCHUNKS, PARALLEL_MIN_WORK, emit_entry  # noqa: F401
-from .inputs import REFUSED, specs_of
+from .entry import JIT, emit_entry
+from .inputs import REFUSED, numba_type, specs_of
 from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -35,16 +33,11 @@ Generated code: forward statements, then adjoint statements, each adjoint group 
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
+from numba.types import Array, float32, float64, int64
 
 '''
-PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
-MACHINERY = "# ---- The call machinery: argument checks, the fast path's gate, the SGD step ----"
-GATE = """
-# {function} again, as a second dispatcher: it compiles once, for the types run's checks
-# accept, then refuses any other types (TypeError) instead of compiling for them.
-{function}_gate = njit(cache=True, error_model="numpy")({function}.py_func)
-"""
+MACHINERY = "# ---- The call machinery: the SGD step, the argument checks ----"
 
 
 @dataclass
@@ -94,7 +87,7 @@ class _Emitter:
             if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in self.outputs
             and all(r.op == "matmul" for r in readers.get(s.node.uid, []))}
         taken = set(self.names.values())
-        self.var = {role: fresh(role, taken) for role in ("chunks", "threaded", "c", "lo", "hi")}
+        self.var = {role: fresh(role, taken) for role in ("chunks", "c", "lo", "hi")}
         self.index = [fresh(v, taken) for v in INDEX]
         self.dims = {fresh(d, taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
@@ -133,9 +126,9 @@ class _Emitter:
             body += [f"    {label} = {r}" for label, r in aliases]
             returns[1:] = [label if (label, r) in aliases else r
                            for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
-        args = ", ".join([n.attr("name") for n in self.program.inputs]
-                         + [self.var["chunks"], self.var["threaded"]])
-        kernel = [JIT, f"def kernel({args}):"]
+        args = ", ".join([n.attr("name") for n in self.program.inputs] + [self.var["chunks"]])
+        kernel = [f"SIGNATURE = {self.signature()}", "", "",
+                  JIT.replace("@njit(", "@njit(SIGNATURE, "), f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
         kernel += self.argument_checks()
         kernel += body
@@ -145,28 +138,37 @@ class _Emitter:
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
-        parts.append("\n" + MACHINERY + "\n" + GATE.format(function="kernel"))
+        parts.append("\n" + MACHINERY + "\n")
         if update:
-            parts.append("\n" + "\n".join(self.step(update)) + "\n")
-            parts.append(GATE.format(function="step"))
+            parts.append("\n".join(self.step(update)) + "\n")
         parts.append(emit_entry(self.specs, len(self.program.stmts), update))
         return "\n".join(parts)
 
+    def signature(self, in_place=()) -> str:
+        """The Numba argument types of `kernel` (or, with the parameters `in_place`, of
+        `step`): one array type per array input, as its input spec accepts it."""
+        types = [numba_type(spec, spec.name in in_place) for spec in self.specs]
+        lead = ["float64"] if in_place else []
+        return "(" + ", ".join(lead + types + ["int64"]) + ",)"
+
     def step(self, update: tuple) -> list[str]:
-        """`step(lr, <inputs>, chunks, threaded)`: the kernel, then p -= lr * dp in place for
-        each parameter p (a scalar one comes as a 0-d array); returns the loss."""
+        """`step(lr, <inputs>, chunks)`: the kernel, then p -= lr * dp in place for each
+        parameter p (a scalar one comes as a 0-d array); returns the loss. Compiled for
+        `STEP_SIGNATURE` on the first `sgd_step` (compiled.py); it calls the kernel's machine
+        code."""
         inputs = {n.attr("name"): n for n in self.program.inputs}
         taken = set(inputs)
         rate, value = fresh("lr", taken), fresh("value", taken)
         grads = [fresh(f"d{name}", taken) for name in update]
         args = [f"{name}[()]" if name in update and not inputs[name].rank else name
                 for name in inputs]
-        lines = [JIT, f"def step({rate}, {', '.join(inputs)}, {self.var['chunks']}, "
-                      f"{self.var['threaded']}):",
+        chunks = self.var["chunks"]
+        lines = [f"STEP_SIGNATURE = {self.signature(update)}", "", "",
+                 f"def step({rate}, {', '.join(inputs)}, {chunks}):",
                  '    """One SGD step in place: each parameter p becomes p - lr * dp. Returns '
                  'the loss."""',
                  f"    {value}, ({''.join(g + ', ' for g in grads)}) = kernel({', '.join(args)}, "
-                 f"{self.var['chunks']}, {self.var['threaded']})"]
+                 f"{chunks})"]
         if self.single:
             lines.append(f"    {rate} = np.float32({rate})")
         for name, grad in zip(update, grads):
@@ -246,7 +248,7 @@ class _Emitter:
         loop = _Loop(k, unit)
         space = unit.space
         idx = self.index[:len(space)]
-        c, lo, hi, chunks = (self.var[r] for r in ("c", "lo", "hi", "chunks"))
+        c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
         body, accumulators = [], []  # body: (origin, line) pairs
         for s in unit.stmts:
             node = s.node
@@ -279,14 +281,6 @@ class _Emitter:
         lines += [pad + line for line in self.with_origins(body)]
         lines += [f"    part_{self.name(n)}[{c}] = {self.name(n)}" for n in loop.partial
                   if n.rank == 0]
-        if self.chunked(unit):
-            size = self.dim_var[space[0]]
-            lines += ["", "", PARALLEL_JIT,
-                      f"def _loop{k}_parallel({chunks}, {size}, {', '.join(loop.reads)}):",
-                      f"    for {c} in prange({chunks}):",
-                      f"        _loop{k}({c}, {c} * {size} // {chunks}, "
-                      f"({c} + 1) * {size} // {chunks}, "
-                      f"{', '.join(loop.reads)})"]
         loop.lines = lines
         return loop
 
@@ -330,7 +324,7 @@ class _Emitter:
     def call(self, loop: _Loop) -> list[str]:
         unit = loop.unit
         lines = [f"    # loop {loop.index} over {format_shape(unit.space)}"]
-        chunks, threaded, c = self.var["chunks"], self.var["threaded"], self.var["c"]
+        chunks, c = self.var["chunks"], self.var["c"]
         rows = chunks if self.chunked(unit) else "1"
         for n in loop.stores:
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
@@ -343,15 +337,10 @@ class _Emitter:
                          f"{fill})")
         args = ", ".join(loop.reads)
         size = self.dim_var.get(unit.space[0], unit.space[0])
-        if self.chunked(unit):  # one chunk: a direct call, which LLVM optimises better
-            lines += [f"    if {chunks} == 1:",
-                      f"        _loop{loop.index}(0, 0, {size}, {args})",
-                      f"    elif {threaded} is None:",
-                      f"        for {c} in range({chunks}):",
-                      f"            _loop{loop.index}({c}, {c} * {size} // {chunks}, "
-                      f"({c} + 1) * {size} // {chunks}, {args})",
-                      "    else:",
-                      f"        _loop{loop.index}_parallel({chunks}, {size}, {args})"]
+        if self.chunked(unit):  # a plain loop in `kernel`, threads in its threaded copy
+            lines += [f"    for {c} in prange({chunks}):",
+                      f"        _loop{loop.index}({c}, {c} * {size} // {chunks}, "
+                      f"({c} + 1) * {size} // {chunks}, {args})"]
         else:
             lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
         for n in loop.partial:

@@ -1,52 +1,56 @@
 """The entry points of a generated module: `run` and `run_step`, plain Python beside the kernel.
 
-`entry(slow, slow_step, parallel, missing)` returns them bound to the runtime's general paths,
-its thread choice and its marker of a name not passed. `run(<inputs>)` accepts arguments that
-need nothing done to them with the attribute tests of their input specs, then calls the kernel:
-in 16 chunks when the batch is large enough to pay for threads (run by threads only if there
-are several, the bits the same either way), else in one. Anything else, a missing or an
-unknown name included, goes to `slow`, which converts it or raises a clear error.
-`run_step(lr, <inputs>)` does the same for `step`. Per call, this is all the overhead.
+`entry(kernel, threaded, slow, parallel, missing)` returns `run(<inputs>)`: it tests the classes
+of scalar arguments (Numba would silently convert an int or a bool), then calls the kernel,
+whose dispatcher was compiled for exactly one signature and so refuses arrays of any other
+dtype, rank, layout or writability (and a missing name's marker) with a TypeError; the kernel
+checks sizes and labels and raises ValueError before it reads anything. The batch runs in 16
+chunks when it is large enough to pay for threads (on `threaded()`, the threaded copy when
+there are several threads; the bits are the same either way), else in one. Anything refused,
+an unknown name included, goes to `slow`, which converts it or raises a clear error.
+`step_entry(step, slow_step, parallel, missing)` returns `run_step(lr, <inputs>)`, the same for
+`step` on small batches; large batches and everything refused go to `slow_step`. Per call,
+this is all the overhead.
 """
 from __future__ import annotations
 
 JIT = '@njit(cache=True, error_model="numpy")'  # strict IEEE: fastmath would drop NaN checks
 NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
 PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
+TO_SLOW = "(TypeError, ValueError, AttributeError, IndexError)"  # what sends a call the slow way
 
 
 def emit_entry(specs, statements: int, update=()) -> str:
-    """`entry(slow, slow_step, parallel, missing)`: returns `run`, `run_fast` and, when
-    `update` names the parameters `step` updates in place, `run_step` and `run_step_fast`."""
-    lines = ["", "", "_ndarray, _float64, _float32 = np.ndarray, np.float64, np.float32",
-             "_f8, _f4, _i8 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)",
-             "", "", "def entry(slow, slow_step, parallel, missing):",
-             '    """The entry points; `slow` and `slow_step` take what they do not accept."""']
-    functions = [("kernel", "run", ())] + ([("step", "run_step", update)] if update else [])
-    for function, name, in_place in functions:
-        lines += _checked(specs, statements, function, name, in_place)
-        lines += _gated(specs, statements, function, name, in_place)
-    steps = "run_step, run_step_fast" if update else "None, None"
-    lines += ["", f"    return run, run_fast, {steps}"]
+    """`entry(...)`, and `step_entry(...)` when `update` names the parameters that `step`
+    updates in place."""
+    lines = ["", "", "_float64, _float32 = np.float64, np.float32", "", "",
+             "def entry(kernel, threaded, slow, parallel, missing):",
+             '    """`run`: the kernel on the fast path; `slow` takes what it refuses."""']
+    lines += _run(specs, statements)
+    if update:
+        lines += ["", "", "def step_entry(step, slow_step, parallel, missing):",
+                  '    """`run_step`: `step` on small batches; `slow_step` takes the rest."""']
+        lines += _run_step(specs, statements, update)
     return "\n".join(lines) + "\n"
 
 
-def _signature(specs, function: str) -> tuple[str, str, str]:
+def _signature(specs, lead=()) -> tuple[str, str, str]:
     """(parameters, call arguments, keywords) of an entry point."""
     names = [spec.name for spec in specs]
-    lead = ["lr"] if function == "step" else []
-    parameters = ", ".join(lead + [f"{n}=missing" for n in names] + ["**unknown"])
-    keywords = ", ".join(lead + [f"{n}={n}" for n in names] + ["**unknown"])
-    return parameters, ", ".join(lead + names), keywords
+    parameters = ", ".join([*lead, *(f"{n}=missing" for n in names), "**unknown"])
+    keywords = ", ".join([*lead, *(f"{n}={n}" for n in names), "**unknown"])
+    return parameters, ", ".join([*lead, *names]), keywords
 
 
-def _scalar_tests(specs, function: str, in_place) -> list[str]:
-    tests = ["(lr.__class__ is float or lr.__class__ is _float64)"] if function == "step" else []
-    return tests + [spec.fast_test() for spec in specs
-                    if not spec.shape and spec.name not in in_place]
+def _tests(specs, in_place=(), lead=()) -> str:
+    """`if` text: no unknown names, and every scalar argument of its exact class."""
+    tests = ["not unknown"] + list(lead) + [spec.fast_test() for spec in specs
+                                            if not spec.shape and spec.name not in in_place]
+    return "        if " + ("(" + "\n                and ".join(tests) + ")" if len(tests) > 1
+                            else tests[0]) + ":"
 
 
-def _threaded(specs, statements: int) -> str | None:
+def _big(specs, statements: int) -> str | None:
     """The test for a batch large enough for threads, or None without a batch axis."""
     for spec in specs:
         for axis, d in spec.axes:
@@ -56,51 +60,36 @@ def _threaded(specs, statements: int) -> str | None:
     return None
 
 
-def _checked(specs, statements: int, function: str, name: str, in_place) -> list[str]:
-    """run or run_step: every spec's attribute test, then `function` in 1 or 16 chunks.
-    Sizes and labels are checked in the kernel, where it costs nanoseconds; it raises
-    ValueError before anything else, and the slow path then names what is wrong."""
-    parameters, args, keywords = _signature(specs, function)
-    tests = ["not unknown"] + _scalar_tests(specs, function, in_place) + [
-        spec.fast_test(spec.name in in_place) for spec in specs
-        if spec.shape or spec.name in in_place]
-    pad = "        "
-    lines = ["", f"    def {name}({parameters}):",
-             f'        """Check the arguments, then run {function}; the slow path takes the rest."""',
-             f"{pad}if (" + f"\n{pad}        and ".join(tests) + "):", f"{pad}    try:"]
-    threaded = _threaded(specs, statements)
-    if threaded:
-        lines += [f"{pad}        if {threaded}:",
-                  f"{pad}            threaded = True if get_num_threads() > 1 else None",
-                  f"{pad}            return {function}({args}{', ' * bool(args)}{NCHUNKS}, "
-                  f"threaded)"]
-    lines += [f"{pad}        return {function}_gate({args}{', ' * bool(args)}1, None)",
-              f"{pad}    except (TypeError, ValueError):  # sizes or labels: slow says which",
-              f"{pad}        pass",
-              f"{pad}return {'slow_step' if function == 'step' else 'slow'}({keywords})"]
+def _run(specs, statements: int) -> list[str]:
+    parameters, args, keywords = _signature(specs)
+    args += ", " * bool(args)
+    big = _big(specs, statements)
+    lines = ["", f"    def run({parameters}):",
+             '        """The kernel if it accepts the arguments; else the slow path."""',
+             _tests(specs), "            try:"]
+    if big:
+        lines += [f"                if {big}:",
+                  f"                    return threaded()({args}{NCHUNKS})"]
+    lines += [f"                return kernel({args}1)",
+              f"            except {TO_SLOW}:  # types, sizes or labels: slow says which",
+              "                pass",
+              f"        return slow({keywords})", "", "    return run"]
     return lines
 
 
-def _gated(specs, statements: int, function: str, name: str, in_place) -> list[str]:
-    """run_fast or run_step_fast, once the gate has compiled: scalar class tests only, then
-    the gate, whose dispatcher raises TypeError for arrays of other types than it compiled
-    for (and for a missing name's marker); anything refused goes through the checked path."""
-    if not any(spec.shape or spec.name in in_place for spec in specs):
-        return ["", f"    {name}_fast = {name}"]  # scalars only: the class tests are all
-    parameters, args, keywords = _signature(specs, function)
-    tests = ["not unknown"] + _scalar_tests(specs, function, in_place)
-    call = f"return {function}_gate({args}{', ' * bool(args)}1, None)"
-    threaded = _threaded(specs, statements)
-    lines = ["", f"    def {name}_fast({parameters}):",
-             f'        """`{name}` once the gate has compiled."""',
-             "        if " + ("(" + "\n                and ".join(tests) + ")" if len(tests) > 1
-                             else tests[0]) + ":",
+def _run_step(specs, statements: int, update) -> list[str]:
+    parameters, args, keywords = _signature(specs, ("lr",))
+    big = _big(specs, statements)
+    call = f"return step({args}, 1)"
+    lines = ["", f"    def run_step({parameters}):",
+             '        """`step` if it accepts the arguments; else the slow path."""',
+             _tests(specs, update, ["(lr.__class__ is float or lr.__class__ is _float64)"]),
              "            try:"]
-    if threaded:
-        lines += [f"                if not ({threaded}):", f"                    {call}"]
+    if big:
+        lines += [f"                if not ({big}):", f"                    {call}"]
     else:
         lines.append(f"                {call}")
-    lines += ["            except (TypeError, ValueError, AttributeError, IndexError):",
+    lines += [f"            except {TO_SLOW}:",
               "                pass",
-              f"        return {name}({keywords})"]
+              f"        return slow_step({keywords})", "", "    return run_step"]
     return lines

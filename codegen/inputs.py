@@ -169,6 +169,15 @@ class InputSpec:
                             f"C-contiguous {self.dtype} NumPy array{scalar}, not {what}")
 
 
+def numba_type(spec: InputSpec, in_place: bool = False) -> str:
+    """The Numba type, as generated code spells it, of what `fast_test` accepts: a
+    C-contiguous writable array of the dtype and rank (0-d for a scalar updated in place), or
+    a scalar of the dtype."""
+    if spec.shape or in_place:
+        return f"Array({spec.dtype}, {len(spec.shape)}, 'C')"
+    return spec.dtype
+
+
 def specs_of(program) -> list[InputSpec]:
     """The spec of each input of `program`, in argument order, label bounds found."""
     bounds = {}

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
-from numba import get_num_threads
 from symdiff import ops
 from symdiff.functions import BY_CLASS
 from symdiff.optable import OPS
@@ -435,6 +434,7 @@ class TapeKernel:
         results = np.empty(len(tape.scalar_outs))
         parallel = self._parallel
         big = parallel or parallel is None and n * self._work >= PARALLEL_MIN_WORK
+        from numba import get_num_threads  # loaded with the interpreter, not before
         module = interpreter.load()
         run = module.run_parallel if big and get_num_threads() > 1 else module.run
         start = time.perf_counter()

@@ -44,7 +44,7 @@ def main(n=2000, epochs=60, batch_size=64, lr=0.05, momentum=0.9, noise=0.1, see
     loss = sd.compile("(a*sin(b*x) + c - y)**2", wrt=["a", "b", "c"], batch=["x", "y"],
                       reduce="mean")
     params = dict(START)
-    loss.value_and_grad(x=x[:1], y=y[:1], **params)  # the first call JIT-compiles the kernel
+    loss.value_and_grad(x=x[:1], y=y[:1], **params)  # sd.compile compiled the kernel
     print("compile: " + ", ".join(f"{stage} {seconds:.3f} s"
                                   for stage, seconds in loss.timings.items()))
 

@@ -56,7 +56,7 @@ def main(epochs=30, batch_size=64, lr=0.1, momentum=0.9, lam=1e-3, seed=0, repor
     start = time.perf_counter()
     step = compile_step(X_train.shape[1], lam)
     params = {"w": np.zeros(X_train.shape[1]), "b": np.zeros(())}
-    step.value_and_grad(X=X_train[:1], y=y_train[:1], **params)  # the first call JIT-compiles
+    step.value_and_grad(X=X_train[:1], y=y_train[:1], **params)  # the kernel compiled in sd.compile
     print(f"compile {time.perf_counter() - start:.2f} s")
 
     velocity = {name: np.zeros_like(value) for name, value in params.items()}

@@ -26,7 +26,7 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            dtype=float, parallel=None, check_finite=False, tier="auto", name=None):
+            dtype=float, parallel=None, check_finite=False, tier="auto", wait=True, name=None):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -51,6 +51,12 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             "tape" runs it on the interpreter compiled once per machine (no compile per model;
             scalar-per-sample float64 models: formulas, SymPy expressions, scalar functions).
             "auto" takes the tape for such models from 100 statements on, else the kernel.
+        wait: True (the default) prepares the kernel before returning, so every call runs it
+            and gives the same bits. False returns at once and compiles the kernel on a
+            background thread; until it is in place (`f.tier == "numpy"`), calls run the
+            Program through NumPy: the same values up to rounding (NumPy's exp, log and sums
+            differ in the last bits), then the kernel's. `f.wait()` waits for the kernel;
+            `f.timings["kernel ready"]` says when it arrived.
 
     >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
     >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
@@ -94,7 +100,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     from .codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
-                    parallel, timings, check_finite, tier)
+                    parallel, timings, check_finite, tier, wait)
 
 
 def hvp(compiled):

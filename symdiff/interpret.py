@@ -7,7 +7,7 @@ or executed as code.
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
+
 from .optable import OPS
 from .program import Program
 

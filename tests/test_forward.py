@@ -41,7 +41,7 @@ def test_jvp_is_the_directional_derivative(issue_example):
     _, along_y = issue_example.jvp(x=1.0, y=2.0, tangents={"y": 1.0})
     assert along_y == pytest.approx(issue_example.grad(x=1.0, y=2.0)["y"], rel=1e-14)
     jvp_source = issue_example.source_of("jvp")
-    assert "def kernel(x, y, x_dot, y_dot, chunks, threaded)" in jvp_source
+    assert "def kernel(x, y, x_dot, y_dot, chunks)" in jvp_source
     assert issue_example.source_of("grad") == issue_example.source
 
 

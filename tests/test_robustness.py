@@ -108,7 +108,7 @@ def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
                            capture_output=True, timeout=300)
     assert third.returncode == 0, third.stderr
     assert third.stdout.splitlines()[-1] == \
-        "True ['compile', 'differentiate', 'emit', 'front end', 'load']"
+        "True ['compile', 'differentiate', 'emit', 'front end', 'kernel ready']"
 
 
 def test_a_corrupt_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
@@ -138,7 +138,7 @@ LOGISTIC_L2 = "log(1 + exp(-y*(w0*x0 + w1*x1 + b))) + 0.5*w0**2"
 
 def float32_variables(kernel):
     """{variable: Numba type} of every compiled function of a kernel's module."""
-    module = sys.modules[kernel._function.py_func.__module__]
+    module = kernel._module
     types = {}
     for name, fn in vars(module).items():
         if name.startswith(("kernel", "_loop")) and hasattr(fn, "overloads"):

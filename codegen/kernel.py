@@ -1,0 +1,218 @@
+"""`Kernel`: one Program's generated module, loaded now or in the background, and its calls.
+
+Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py);
+Numba compiles `kernel` at import for its one signature, or loads the machine code Numba
+cached for it (Numba itself is imported only then). `step` (one SGD step) and the kernel's threaded copy are compiled only when
+first needed. With `wait=False` the import runs on a background thread, and until it is done
+calls run the Program through NumPy (symdiff.interpret): the same math, but NumPy's exp, log
+and sums round differently, so the last bits may differ from the kernel's; `tier` says which
+ran. Output: (value, (other outputs...)) per call.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import numpy as np
+
+from symdiff.interpret import evaluate
+from symdiff.program import Program
+
+from .build import cache_hit, load_module
+from .emit import emit_source, program_dtype
+from .entry import NCHUNKS, PARALLEL_MIN_WORK
+from .inputs import MISSING, bind, check_rate, specs_of
+
+# Numba's `parallel` for prange loops only: array expressions and allocations stay serial
+PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
+                   setitem=False, numpy=False, stencil=False, fusion=False)
+
+
+class Kernel:
+    """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
+
+    def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
+                 wait: bool = True):
+        self.program, self.title, self.update = program, title, tuple(update)
+        self.inputs = tuple(n.attr("name") for n in program.inputs)
+        self.dtype = program_dtype(program)
+        self._specs = specs_of(program)
+        self._parallel = parallel
+        self._module = self._threads = self._step = self._error = None
+        self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
+        self._call = self._numpy
+        self.timings = {}
+        self._started = time.perf_counter()
+        self.source = emit_source(program, title, self.update)
+        self.timings["emit"] = time.perf_counter() - self._started
+        if wait:
+            self._load()
+        else:
+            threading.Thread(target=self._load_in_background, daemon=True,
+                             name=f"symdiff kernel: {title}").start()
+
+    @property
+    def tier(self) -> str:
+        """"kernel" once the machine code is in place; "numpy" while it is being prepared."""
+        return "kernel" if self._module is not None else "numpy"
+
+    def wait(self) -> None:
+        """Block until the kernel is in place (raises what its compile raised)."""
+        while self._module is None and self._error is None:
+            time.sleep(0.005)
+        if self._error is not None:
+            raise self._error
+
+    def _load(self) -> None:
+        start = time.perf_counter()
+        module, _ = load_module(self.source)  # Numba compiles kernel here, or loads it
+        self.timings["compile"] = time.perf_counter() - start
+        self._rerun = module.entry(module.kernel, self._threaded, _unreachable, self._parallel,
+                                   MISSING)
+        run = module.entry(module.kernel, self._threaded, self._slow, self._parallel, MISSING)
+        self._module = module
+        self.timings["kernel ready"] = time.perf_counter() - self._started
+        self._call = run if self.dtype != "float32" else self._float32(run)
+
+    def _load_in_background(self) -> None:
+        try:
+            self._load()
+        except BaseException as e:  # raised by the next call, or by wait()
+            self._error = e
+
+    @property
+    def from_cache(self) -> bool | None:
+        """Whether the machine code came from Numba's on-disk cache rather than a compile
+        (None before the kernel is in place)."""
+        if self._module is None:
+            return None
+        used = [self._module.kernel, self._step, self._threads]
+        return all(cache_hit(d) for d in used if d is not None)
+
+    def __call__(self, arguments: dict):
+        """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
+        return self._call(**arguments)
+
+    def _float32(self, run):
+        def run_float32(**arguments):
+            value, rest = run(**arguments)  # Numba returns float32 scalars as floats
+            value = np.float32(value) if isinstance(value, float) else value
+            return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
+        return run_float32
+
+    def _threaded(self):
+        """The dispatcher for a batch in 16 chunks: the kernel's threaded copy when there are
+        threads to share them, else the kernel itself. The copy compiles on a background
+        thread from the first call that could use it; until it is ready the kernel runs the
+        16 chunks in order, which gives the same bits, so the switch is invisible."""
+        from numba import get_num_threads
+        if self._threads is not None and get_num_threads() > 1:
+            return self._threads
+        if get_num_threads() > 1 and not self._threads_started:
+            self._threads_started = True
+            threading.Thread(target=self._compile_threads, daemon=True,
+                             name=f"symdiff threads: {self.title}").start()
+        return self._module.kernel
+
+    def _compile_threads(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._threads = threaded_copy(self._module.kernel, self._module.SIGNATURE)
+            self.timings["threaded compile"] = time.perf_counter() - start
+        finally:
+            self._threads_done.set()
+
+    def _numpy(self, **arguments):
+        """Before the kernel is in place: the Program run by NumPy, statement by statement."""
+        if self._error is not None:
+            raise self._error
+        converted, dims = self._converted(arguments)
+        values, _ = evaluate(self.program, converted, {d: size for d, (size, _) in dims.items()})
+        results = [_result(values[node.uid], self.dtype) for _, node in self.program.outputs]
+        return results[0], tuple(results[1:])
+
+    def _slow(self, **arguments):
+        """Arguments the generated fast path did not accept: each converted (lists, other
+        dtypes, strided arrays) or refused with a clear error, then run through again."""
+        return self._rerun(**self._converted(arguments)[0])
+
+    def _converted(self, arguments: dict, in_place=()) -> tuple[dict, dict]:
+        """Every argument as the kernel takes it, or a clear error; parameters in `in_place`
+        must already be what the kernel updates (they are checked, never copied). Also the
+        sizes of symbolic dimensions: {name: (size, the input that set it)}."""
+        bind(self.title, self._specs, arguments)
+        dims: dict[str, tuple[int, str]] = {}
+        converted = {}
+        for spec in self._specs:
+            value = arguments[spec.name]
+            if spec.name in in_place:
+                spec.check_in_place(value)
+                if not spec.shape:  # a 0-d array, not a scalar to convert
+                    converted[spec.name] = value
+                    continue
+            converted[spec.name] = spec.convert(value, dims)
+        for spec in self._specs:
+            if spec.label_bound is not None:
+                spec.check_labels(converted[spec.name], dims)
+        return converted, dims
+
+    def step_function(self, install, fallback):
+        """`sgd_step(lr, **arguments)`: `fallback` (value_and_grad, then the update) until
+        the kernel is in place; then `step` is compiled and `install` puts its checked entry
+        point in place."""
+        def first_step(lr, **arguments):
+            if self._module is None:
+                return fallback(lr, **arguments)
+            from numba import njit
+            module, start = self._module, time.perf_counter()
+            self._step = njit(module.STEP_SIGNATURE, cache=True, error_model="numpy")(
+                module.step)
+            self.timings["step compile"] = time.perf_counter() - start
+            self._rerun_step = module.step_entry(self._step, _unreachable, self._parallel,
+                                                 MISSING)
+            run_step = module.step_entry(self._step, self._slow_step, self._parallel, MISSING)
+            install(run_step)
+            return run_step(lr, **arguments)
+        return first_step
+
+    def _slow_step(self, lr, **arguments):
+        """`step` arguments the generated check did not accept, and large batches:
+        parameters must already be writable arrays (they are updated in place); other
+        inputs are converted. A large batch runs the kernel in 16 chunks, then the update."""
+        lr = check_rate(lr)
+        converted, dims = self._converted(arguments, self.update)
+        n = next((size for size, _ in dims.values()), 0)
+        if not (self._parallel or self._parallel is None
+                and n * len(self.program.stmts) >= PARALLEL_MIN_WORK) or not dims:
+            return self._rerun_step(lr, **converted)
+        plain = {k: v[()] if k in self.update and v.ndim == 0 else v
+                 for k, v in converted.items()}
+        value, grads = self._threaded()(*plain.values(), NCHUNKS)
+        rate = np.float32(lr) if self.dtype == "float32" else lr
+        for name, grad in zip(self.update, grads):
+            converted[name] -= rate * (np.float32(grad) if self.dtype == "float32" else grad)
+        return value
+
+
+def threaded_copy(kernel, signature):
+    """The kernel's Python function under the name kernel_threaded, compiled with its prange
+    loops on threads. Its own name gives it its own entries in Numba's on-disk cache, whose
+    index does not key on compile flags."""
+    from numba import njit
+    f = kernel.py_func
+    copy = types.FunctionType(f.__code__, f.__globals__, "kernel_threaded", f.__defaults__,
+                              f.__closure__)
+    copy.__qualname__ = "kernel_threaded"
+    return njit(signature, cache=True, error_model="numpy", parallel=dict(PRANGE_ONLY))(copy)
+
+
+def _result(value, dtype: str):
+    """A NumPy result as the kernel returns it: a fresh array, or a float (np.float32)."""
+    if np.ndim(value) == 0:
+        return np.float32(value) if dtype == "float32" else float(value)
+    return np.array(value, dtype=dtype)
+
+
+def _unreachable(*args, **arguments):
+    raise AssertionError("converted arguments failed the generated check")

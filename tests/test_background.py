@@ -1,0 +1,118 @@
+"""wait=False: first results from NumPy while the kernel compiles on a background thread.
+
+The kernel's arrival is held back by a gate on its module load, so what runs when is decided
+by the test, not by timing. The NumPy results are checked against an independent oracle
+(central differences of a hand-written NumPy forward pass), and against the kernel's.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.codegen import kernel as kernel_module
+from conftest import mlp_arguments
+
+
+def forward(X, y, W1, b1, W2, b2):
+    """The MLP's mean softmax cross-entropy, written out in NumPy."""
+    z = np.maximum(X @ W1 + b1, 0.0) @ W2 + b2
+    z = z - z.max(axis=1, keepdims=True)
+    return np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+
+
+def central_differences(arguments, name, h=1e-6):
+    grad = np.zeros_like(arguments[name])
+    for index in np.ndindex(grad.shape):
+        moved = [arguments[name].copy() for _ in range(2)]
+        moved[0][index] += h
+        moved[1][index] -= h
+        grad[index] = (forward(**{**arguments, name: moved[0]})
+                       - forward(**{**arguments, name: moved[1]})) / (2 * h)
+    return grad
+
+
+def mlp_model(**options):
+    X, y = sd.tensor("X", ("n", 6)), sd.tensor("y", ("n",), dtype=int)
+    W1, b1 = sd.tensor("W1", (6, 5)), sd.tensor("b1", (5,))
+    W2, b2 = sd.tensor("W2", (5, 3)), sd.tensor("b2", (3,))
+    logits = sd.relu(X @ W1 + b1) @ W2 + b2
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
+                      **options)
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """An event that lets the background load of kernels proceed when set."""
+    release = threading.Event()
+    load = kernel_module.load_module
+
+    def held_load(source):
+        assert release.wait(600)
+        return load(source)
+
+    monkeypatch.setattr(kernel_module, "load_module", held_load)
+    return release
+
+
+def test_numpy_answers_first_then_the_kernel(held):
+    f = mlp_model(wait=False)
+    arguments = mlp_arguments(7, seed=3)
+    value, grads = f.value_and_grad(**arguments)
+    assert f.tier == "numpy" and f.from_cache is None and "kernel ready" not in f.timings
+    assert value == pytest.approx(forward(**arguments), rel=1e-12)
+    for name in f.wrt:
+        np.testing.assert_allclose(grads[name], central_differences(arguments, name),
+                                   rtol=1e-6, atol=1e-8, err_msg=name)
+    params = {k: arguments[k].copy() for k in f.wrt}
+    f.sgd_step(0.5, **{**arguments, **params})  # before the kernel: NumPy, then the update
+    for name in f.wrt:
+        np.testing.assert_allclose(params[name], arguments[name] - 0.5 * grads[name],
+                                   rtol=1e-13, atol=1e-15, err_msg=name)
+    held.set()
+    assert f.wait() is f and f.tier == "kernel"
+    assert 0 < f.timings["compile"] <= f.timings["kernel ready"]
+    kernel_value, kernel_grads = f.value_and_grad(**arguments)
+    assert kernel_value == pytest.approx(value, rel=1e-13)
+    for name in f.wrt:
+        np.testing.assert_allclose(kernel_grads[name], grads[name], rtol=1e-12, atol=1e-15)
+
+
+def test_the_numpy_path_refuses_bad_arguments_as_the_kernel_does(held):
+    f = mlp_model(wait=False)
+    arguments = mlp_arguments(4, seed=4)
+    with pytest.raises(sd.ShapeError, match="y has n = 3 on axis 0, but X has n = 4"):
+        f.value_and_grad(**{**arguments, "y": arguments["y"][:3]})
+    with pytest.raises(sd.DomainError, match="label 7"):
+        f.value_and_grad(**{**arguments, "y": np.array([0, 1, 7, 0])})
+    with pytest.raises(sd.ArgumentError, match="missing argument W2"):
+        f.value_and_grad(**{k: v for k, v in arguments.items() if k != "W2"})
+    held.set()
+    f.wait()
+
+
+def test_a_failed_background_compile_is_raised_not_hidden(monkeypatch):
+    def broken(source):
+        raise RuntimeError("no compiler today")
+
+    monkeypatch.setattr(kernel_module, "load_module", broken)
+    f = sd.compile("w*x + b", wrt=["w", "b"], batch=["x"], wait=False)
+    with pytest.raises(RuntimeError, match="no compiler today"):
+        f.wait()
+    with pytest.raises(RuntimeError, match="no compiler today"):
+        f.value_and_grad(w=1.0, b=0.0, x=np.ones(3))
+
+
+def test_float32_results_keep_their_type_on_the_numpy_path(held):
+    f = sd.compile("softplus(w*x + b)", wrt=["w", "b"], batch=["x"], dtype="float32",
+                   wait=False)
+    x = np.linspace(-2, 2, 9, dtype=np.float32)
+    value, grads = f.value_and_grad(w=np.float32(0.5), b=np.float32(-0.25), x=x)
+    assert f.tier == "numpy" and type(value) is np.float32 and type(grads["w"]) is np.float32
+    z = 0.5 * x.astype(float) - 0.25
+    assert value == pytest.approx(np.mean(np.logaddexp(0.0, z)), rel=1e-6)
+    assert grads["w"] == pytest.approx(np.mean(x / (1 + np.exp(-z))), rel=1e-5)
+    held.set()
+    f.wait()
+    assert f.value_and_grad(w=np.float32(0.5), b=np.float32(-0.25), x=x)[0] == \
+        pytest.approx(value, rel=1e-6)
