@@ -5,7 +5,9 @@ its thread choice and its marker of a name not passed. `run(<inputs>)` accepts a
 need nothing done to them with the attribute tests of their input specs, then calls the kernel:
 in 16 chunks when the batch is large enough to pay for threads (run by threads only if there
 are several, the bits the same either way), else in one. Anything else, a missing or an
-unknown name included, goes to `slow`, which converts it or raises a clear error.
+unknown name included, goes to `slow`, which converts it or raises a clear error; only a
+scalar that came as a 0-d array (or a float for a float32 model) is converted here, in a
+branch the usual call never enters, so every form of a scalar takes the fast path.
 `run_step(lr, <inputs>)` does the same for `step`. Per call, this is all the overhead.
 """
 from __future__ import annotations
@@ -65,19 +67,51 @@ def _checked(specs, statements: int, function: str, name: str, in_place) -> list
         spec.fast_test(spec.name in in_place) for spec in specs
         if spec.shape or spec.name in in_place]
     pad = "        "
-    lines = ["", f"    def {name}({parameters}):",
-             f'        """Check the arguments, then run {function}; the slow path takes the rest."""',
-             f"{pad}if (" + f"\n{pad}        and ".join(tests) + "):", f"{pad}    try:"]
+    attempt = []
     threaded = _threaded(specs, statements)
     if threaded:
-        lines += [f"{pad}        if {threaded}:",
-                  f"{pad}            threaded = True if get_num_threads() > 1 else None",
-                  f"{pad}            return {function}({args}{', ' * bool(args)}{NCHUNKS}, "
-                  f"threaded)"]
-    lines += [f"{pad}        return {function}_gate({args}{', ' * bool(args)}1, None)",
-              f"{pad}    except (TypeError, ValueError):  # sizes or labels: slow says which",
-              f"{pad}        pass",
-              f"{pad}return {'slow_step' if function == 'step' else 'slow'}({keywords})"]
+        attempt += [f"    if {threaded}:",
+                    "        threaded = True if get_num_threads() > 1 else None",
+                    f"        return {function}({args}{', ' * bool(args)}{NCHUNKS}, threaded)"]
+    attempt += [f"    return {function}_gate({args}{', ' * bool(args)}1, None)"]
+    lines = ["", f"    def {name}({parameters}):",
+             f'        """Check the arguments, then run {function}; the slow path takes the rest."""']
+    lines += _attempts(specs, function, in_place, tests, attempt, pad,
+                       ("TypeError", "ValueError"), "sizes or labels: slow says which")
+    return lines + [f"{pad}return {'slow_step' if function == 'step' else 'slow'}({keywords})"]
+
+
+def _attempts(specs, function, in_place, tests, attempt, pad, errors, why="") -> list[str]:
+    """`if tests: try attempt`, and where scalars came in another form than the tests take
+    (a 0-d array, a NumPy scalar of another class, a float for a float32 model), the same
+    again after a cheap conversion of each: no extra work when the tests pass first time."""
+    def tested(pad):
+        condition = tests[0] if len(tests) == 1 else \
+            "(" + f"\n{pad}        and ".join(tests) + ")"
+        comment = f"  # {why}" if why else ""
+        return [f"{pad}if {condition}:", f"{pad}    try:"] + [
+            f"{pad}    {line}" for line in attempt] + [
+            f"{pad}    except ({', '.join(errors)}):{comment}", f"{pad}        pass"]
+    lines = tested(pad)
+    conversions = _scalar_conversions(specs, function, in_place)
+    if conversions:
+        lines += [f"{pad}elif not unknown:"] + [f"{pad}    {c}" for c in conversions]
+        lines += tested(pad + "    ")
+    return lines
+
+
+def _scalar_conversions(specs, function: str, in_place) -> list[str]:
+    """Statements giving each scalar argument the class its test takes, where it can cheaply."""
+    names = (["lr"] if function == "step" else []) + [
+        spec.name for spec in specs if not spec.shape and spec.name not in in_place]
+    dtypes = {spec.name: spec.dtype for spec in specs}
+    lines = []
+    for n in names:
+        if dtypes.get(n, "float64") == "float32":
+            lines.append(f"{n} = _float32({n}) if {n}.__class__ is float else "
+                         f"{n}[()] if {n}.__class__ is _ndarray else {n}")
+        else:
+            lines.append(f"{n} = {n}[()] if {n}.__class__ is _ndarray else {n}")
     return lines
 
 
@@ -91,16 +125,9 @@ def _gated(specs, statements: int, function: str, name: str, in_place) -> list[s
     tests = ["not unknown"] + _scalar_tests(specs, function, in_place)
     call = f"return {function}_gate({args}{', ' * bool(args)}1, None)"
     threaded = _threaded(specs, statements)
+    attempt = [f"    if not ({threaded}):", f"        {call}"] if threaded else [f"    {call}"]
     lines = ["", f"    def {name}_fast({parameters}):",
-             f'        """`{name}` once the gate has compiled."""',
-             "        if " + ("(" + "\n                and ".join(tests) + ")" if len(tests) > 1
-                             else tests[0]) + ":",
-             "            try:"]
-    if threaded:
-        lines += [f"                if not ({threaded}):", f"                    {call}"]
-    else:
-        lines.append(f"                {call}")
-    lines += ["            except (TypeError, ValueError, AttributeError, IndexError):",
-              "                pass",
-              f"        return {name}({keywords})"]
-    return lines
+             f'        """`{name}` once the gate has compiled."""']
+    lines += _attempts(specs, function, in_place, tests, attempt, "        ",
+                       ("TypeError", "ValueError", "AttributeError", "IndexError"))
+    return lines + [f"        return {name}({keywords})"]
