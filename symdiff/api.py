@@ -26,7 +26,8 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            dtype=float, parallel=None, check_finite=False, tier="auto", name=None):
+            dtype=float, parallel=None, check_finite=False, tier="auto", name=None,
+            allow_unused=False):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -34,6 +35,9 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             Tensor built with `sd.tensor` and `sd.*` functions.
         wrt: the inputs to differentiate by (names, or Tensors/SymPy symbols). Every name must
             occur in the model; a misspelt one is an error, not a silent zero gradient.
+        allow_unused: True makes a name in `wrt` that the model does not use an input like
+            the others (of its declared shape: `shapes`, `batch`, or the Tensor given),
+            whose gradient is zeros.
         batch: names of inputs that are arrays over the batch axis "n" (formulas, SymPy
             expressions and functions); one compiled kernel serves every batch size.
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
@@ -61,7 +65,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     timings = {}
     start = time.perf_counter()
     output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype)
-    wrt_names = _wrt_names(wrt, env, title)
+    wrt_names = _wrt_names(wrt, env, title, allow_unused and _declare(batch, shapes, dtype))
     per_sample = reduce is None and output.shape != ()
     if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
         raise DifferentiationError(
@@ -201,7 +205,15 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
     return output, env, title
 
 
-def _wrt_names(wrt, env, title) -> list[str]:
+def _declare(batch, shapes, dtype):
+    """name -> the input a formula or function would have declared for it."""
+    batch = [batch] if isinstance(batch, str) else list(batch)
+    return lambda n: T.tensor(n, dict(shapes or {}).get(n, ("n",) if n in batch else ()), dtype)
+
+
+def _wrt_names(wrt, env, title, declare=None) -> list[str]:
+    """The names in `wrt`; with `declare` (allow_unused), one the model does not use is added
+    to `env` as an input, a Tensor as given, a name as `declare` makes it."""
     if wrt is None:
         raise ArgumentError("say which inputs to differentiate by: wrt=[...]")
     if isinstance(wrt, (str, T.Tensor, sp.Symbol)):
@@ -210,9 +222,13 @@ def _wrt_names(wrt, env, title) -> list[str]:
     for w in wrt:
         name = w.node.attr("name") if isinstance(w, T.Tensor) else \
             w.name if isinstance(w, sp.Symbol) else w
+        if name not in env and declare:
+            T.check_name(name)
+            env[name] = w if isinstance(w, T.Tensor) else declare(name)
         if name not in env:
             raise DifferentiationError(f"wrt {name!r} does not occur in {title!r}; "
-                                       f"its inputs are {', '.join(env) or 'none'}")
+                                       f"its inputs are {', '.join(env) or 'none'} "
+                                       f"(allow_unused=True gives it a zero gradient)")
         if env[name].dtype == "int64":
             raise DifferentiationError(f"wrt {name!r} is an integer input; it has no gradient")
         names.append(name)

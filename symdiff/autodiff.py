@@ -172,11 +172,17 @@ def _parameter_only(forward, depends: set, batch: str) -> set[int]:
 
 
 def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):
-    """A parameter-only op's rule, with the adjoint carrying one row per example."""
+    """A parameter-only op's rule, with the adjoint carrying one row per example: an
+    elementwise rule applied to lifted operands, or the op's per-example rule."""
+    rule = OPS[v.op].per_example
+    grad = rule(dv, T.Tensor(v), *args, k=0, batch=batch, **dict(v.attrs)) \
+        if v.op != "elementwise" and rule else None
+    if grad is not None:
+        return [grad]
     if v.op != "elementwise":
         raise DifferentiationError(
             f"per-example gradients: {format_stmt(v, {})} combines parameters before they meet "
-            f"the batch; only elementwise ops may do that")
+            f"the batch; only elementwise ops, slices and gathers may do that")
 
     def lift(t):
         return T.broadcast_in_dim(t, (batch,) + t.shape, tuple(range(1, t.ndim + 1)))
