@@ -153,18 +153,20 @@ class Compiled:
 
     Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
     names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
-    Arguments are passed by name. `source` is the exact text of the gradient kernel (for the
+    Arguments are passed by name. A model compiled with auxiliary outputs (`aux`) returns
+    them too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`,
+    `value, aux = f(...)` and `value, aux = f.sgd_step(...)`. `source` is the exact text of the gradient kernel (for the
     tape tier, the Program the tape runs); `tier` says which tier runs it, `from_cache` whether
     its machine code came from the on-disk cache, `timings` how long each stage took.
     """
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
                  parallel: bool | None = None, timings: dict | None = None,
-                 check_finite: bool = False, tier: str = "auto"):
+                 check_finite: bool = False, tier: str = "auto", aux: tuple = ()):
         if tier not in TIERS:
             raise ArgumentError(f"tier must be one of {', '.join(map(repr, TIERS))}, "
                                 f"not {tier!r}")
-        self.wrt, self.title = tuple(wrt), title
+        self.wrt, self.title, self.aux = tuple(wrt), title, tuple(aux)
         self.check_finite = check_finite
         self._programs, self._kernels = programs, {}
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
@@ -174,8 +176,8 @@ class Compiled:
         if gradient.update and gradient.tier == "kernel" and not check_finite:
             # the generated check-and-step, with no layer between the user and it
             self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast))
-        elif gradient.update:
-            self.sgd_step = self._value_and_grad_step
+        elif gradient.update or self.aux and gradient.program.outputs[0][1].rank == 0:
+            self.sgd_step = self._value_and_grad_step  # (the kernel's step has no aux)
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -230,17 +232,19 @@ class Compiled:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
-            scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0
+            scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
                                               self.wrt if scalar_loss else ())
         return self._kernels[kind]
 
     def __call__(self, **arguments):
-        """The model's value: a float, or an array for per-example values."""
-        value = self._kernel("value")(arguments)[0]
+        """The model's value: a float, or an array for per-example values (and the aux
+        outputs, if any: `value, aux`)."""
+        value, rest = self._kernel("value")(arguments)
+        aux = dict(zip(self.aux, rest))
         if self.check_finite:
-            _check_finite(self.title, [("value", value)])
-        return value
+            _check_finite(self.title, [("value", value)] + _named(aux))
+        return (value, aux) if self.aux else value
 
     def grad(self, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
@@ -265,19 +269,22 @@ class Compiled:
         for w in self.wrt:
             if w in arguments:
                 specs[w].check_in_place(arguments[w])
-        value, grads = self.value_and_grad(**arguments)
+        value, grads, *aux = self.value_and_grad(**arguments)
         for w in self.wrt:
             arguments[w] -= lr * grads[w]
-        return value
+        return (value, *aux) if aux else value
 
     def value_and_grad(self, **arguments):
-        """(value, {name in wrt: gradient}) from one kernel call."""
-        value, grads = self._grad(arguments)
-        grads = dict(zip(self.wrt, grads))
+        """(value, {name in wrt: gradient}) from one kernel call; with aux outputs,
+        (value, gradients, {aux name: value})."""
+        value, rest = self._grad(arguments)
+        grads = dict(zip(self.wrt, rest))
+        aux = dict(zip(self.aux, rest[len(self.wrt):]))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
-                                                            for w, g in grads.items()])
-        return value, grads
+                                                            for w, g in grads.items()]
+                          + _named(aux))
+        return (value, grads, aux) if self.aux else (value, grads)
 
     def jvp(self, tangents: dict, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.
@@ -357,6 +364,10 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+def _named(aux: dict) -> list:
+    return [(f"aux {name}", value) for name, value in aux.items()]
 
 
 def _check_finite(title: str, outputs) -> None:
