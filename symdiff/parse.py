@@ -81,12 +81,15 @@ def _parse(text: str) -> ast.Expression | ast.Module:
         except (ValueError, MemoryError, RecursionError) as e:
             raise ParseError(f"cannot parse {_quote(text)}: {e}", text) from None
         try:
-            return ast.parse(text, mode="exec")
+            module = ast.parse(text, mode="exec")
         except SyntaxError as e:
             raise ParseError(f"invalid syntax in {_quote(text)}: {e.msg}", text,
                              (e.offset or 1) - 1, e.lineno if "\n" in text else None) from None
         except (ValueError, MemoryError, RecursionError) as e:
             raise ParseError(f"cannot parse {_quote(text)}: {e}", text) from None
+    if not module.body:
+        raise ParseError("the formula is empty (only comments)", text)
+    return module
 
 
 def _walk(tree: ast.AST) -> list[ast.AST]:
