@@ -55,10 +55,10 @@ def function(name: str, body, derivative=None, *, args=None, domain=(-3.0, 3.0))
     Returns a callable; formulas call it by `name` from now on. Defining a name again with
     another body replaces it for models built afterwards.
 
-    >>> import sympy as sp
+    >>> import sympy as sp, symdiff as sd
     >>> x = sp.Symbol("x", real=True)
-    >>> sq = function("sq", x**2)
-    >>> compile("sq(a) + 1", wrt=["a"]).value_and_grad(a=3.0)
+    >>> sq = sd.function("sq", x**2)
+    >>> sd.compile("sq(a) + 1", wrt=["a"]).value_and_grad(a=3.0)
     (10.0, {'a': 6.0})
     """
     T.check_name(name, what="function name")

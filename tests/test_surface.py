@@ -82,6 +82,33 @@ def test_random_indexing_matches_numpy_and_central_differences(seed):
     np.testing.assert_allclose(got["dx"], central(forward, x_value), rtol=1e-6, atol=1e-8)
 
 
+def test_random_indexing_in_one_kernel():
+    """Random keys of several inputs in one compiled kernel, against NumPy."""
+    rng = np.random.default_rng(1234)
+    inputs, keys, weights, values, loss = {}, [], [], {}, 0.0
+    for k in range(12):
+        shape = tuple(int(s) for s in rng.integers(1, 5, size=rng.integers(1, 4)))
+        values[f"x{k}"] = rng.normal(size=shape)
+        key = random_key(rng, shape)
+        key = key if _usable(values[f"x{k}"], key) else (slice(None, None, -1),)
+        weights.append(rng.normal(size=values[f"x{k}"][key].shape))
+        keys.append(key)
+        inputs[f"x{k}"] = sd.tensor(f"x{k}", shape)
+        weight = sd.tensor(f"w{k}", weights[-1].shape)
+        loss = loss + sd.sum(weight * sd.sin(inputs[f"x{k}"][key]))
+    f = sd.compile(loss, wrt=list(inputs.values()))
+    value, grads = f.value_and_grad(**values, **{f"w{k}": w for k, w in enumerate(weights)})
+
+    def forward(name, v):
+        moved = {**values, name: v}
+        return sum(float(np.sum(w * np.sin(moved[f"x{k}"][key])))
+                   for k, (w, key) in enumerate(zip(weights, keys)))
+    assert value == pytest.approx(forward("x0", values["x0"]), rel=1e-12)
+    for name in inputs:
+        np.testing.assert_allclose(grads[name], central(lambda v: forward(name, v), values[name]),
+                                   rtol=1e-6, atol=1e-8)
+
+
 @pytest.fixture(scope="module")
 def indexed():
     """One kernel reading many slices and gathers of X (n, 4) and w (5,), in place."""

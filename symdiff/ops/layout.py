@@ -63,12 +63,9 @@ def _broadcast_evaluate(node, args, dims):
 
 def _broadcast_in_loop(e, loop, node, idx):  # read the source in place
     src = node.inputs[0]
-    if src.rank == 0:
-        return e.read(loop, src)
     dims, shape = node.attr("dims"), node.attr("shape")
-    picks = ", ".join("0" if src.shape[a] == 1 and shape[d] != 1 else idx[d]
-                      for a, d in enumerate(dims))
-    return f"{e.read(loop, src)}[{picks}]"
+    picks = ["0" if src.shape[a] == 1 and shape[d] != 1 else idx[d] for a, d in enumerate(dims)]
+    return e.operand(loop, src, picks)  # (the source may be an index map read in place too)
 
 
 def _broadcast_tape(tape, phase, node):
