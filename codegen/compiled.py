@@ -240,11 +240,13 @@ class Compiled:
     def __call__(self, **arguments):
         """The model's value: a float, or an array for per-example values (and the aux
         outputs, if any: `value, aux`)."""
-        value, rest = self._kernel("value")(arguments)
-        aux = dict(zip(self.aux, rest))
+        result = self._kernel("value")(arguments)
+        if self.aux:
+            return self._with_aux(*result)
+        value = result[0]
         if self.check_finite:
-            _check_finite(self.title, [("value", value)] + _named(aux))
-        return (value, aux) if self.aux else value
+            _check_finite(self.title, [("value", value)])
+        return value
 
     def grad(self, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
@@ -279,12 +281,20 @@ class Compiled:
         (value, gradients, {aux name: value})."""
         value, rest = self._grad(arguments)
         grads = dict(zip(self.wrt, rest))
-        aux = dict(zip(self.aux, rest[len(self.wrt):]))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
-                                                            for w, g in grads.items()]
-                          + _named(aux))
-        return (value, grads, aux) if self.aux else (value, grads)
+                                                            for w, g in grads.items()])
+        if self.aux:
+            _, aux = self._with_aux(value, rest[len(self.wrt):])
+            return value, grads, aux
+        return value, grads
+
+    def _with_aux(self, value, outputs) -> tuple:
+        """(value, {aux name: value}) from a kernel's aux outputs, checked if asked."""
+        aux = dict(zip(self.aux, outputs))
+        if self.check_finite:
+            _check_finite(self.title, [(f"aux {name}", v) for name, v in aux.items()])
+        return value, aux
 
     def jvp(self, tangents: dict, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.
@@ -364,10 +374,6 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
-
-
-def _named(aux: dict) -> list:
-    return [(f"aux {name}", value) for name, value in aux.items()]
 
 
 def _check_finite(title: str, outputs) -> None:
