@@ -46,7 +46,9 @@ class Compiled:
 
     Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
     names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
-    Arguments are passed by name. `source` is the exact text of the gradient kernel (for the
+    Arguments are passed by name. A model compiled with auxiliary outputs (`aux`) returns
+    them too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`,
+    `value, aux = f(...)` and `value, aux = f.sgd_step(...)`. `source` is the exact text of the gradient kernel (for the
     tape tier, the Program the tape runs); `tier` says which tier runs it, `from_cache` whether
     its machine code came from the on-disk cache, `timings` how long each stage took.
 
@@ -57,11 +59,12 @@ class Compiled:
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
                  parallel: bool | None = None, timings: dict | None = None,
-                 check_finite: bool = False, tier: str = "auto", wait: bool = True):
+                 check_finite: bool = False, tier: str = "auto", wait: bool = True,
+                 aux: tuple = ()):
         if tier not in TIERS:
             raise ArgumentError(f"tier must be one of {', '.join(map(repr, TIERS))}, "
                                 f"not {tier!r}")
-        self.wrt, self.title = tuple(wrt), title
+        self.wrt, self.title, self.aux = tuple(wrt), title, tuple(aux)
         self.check_finite = check_finite
         self._programs, self._kernels = programs, {}
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
@@ -71,8 +74,8 @@ class Compiled:
             # the generated check-and-step, with no layer between the user and it
             self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast),
                                                    self._value_and_grad_step)
-        elif gradient.update:
-            self.sgd_step = self._value_and_grad_step
+        elif gradient.update or self.aux and gradient.program.outputs[0][1].rank == 0:
+            self.sgd_step = self._value_and_grad_step  # (the kernel's step has no aux)
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -145,19 +148,23 @@ class Compiled:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
-            scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0
+            scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
                                               self.wrt if scalar_loss else (), self._wait)
         return self._kernels[kind]
 
     def __call__(self, **arguments):
-        """The model's value: a float, or an array for per-example values."""
+        """The model's value: a float, or an array for per-example values (and the aux
+        outputs, if any: `value, aux`)."""
         try:
-            value = self._kernel("value")(arguments)[0]
+            result = self._kernel("value")(arguments)
         except LazyInput:
-            value = None  # Dask arrays: run chunk by chunk, outside this handler
-        if value is None:
+            result = None  # Dask arrays: run chunk by chunk, outside this handler
+        if result is None:
             return _chunked(self, arguments, gradients=False)[0]
+        if self.aux:
+            return self._with_aux(*result)
+        value = result[0]
         if self.check_finite:
             _check_finite(self.title, [("value", value)])
         return value
@@ -187,27 +194,38 @@ class Compiled:
         for w in self.wrt:
             if w in arguments:
                 specs[w].check_in_place(arguments[w])
-        value, grads = self.value_and_grad(**arguments)
+        value, grads, *aux = self.value_and_grad(**arguments)
         for w in self.wrt:
             arguments[w] -= lr * grads[w]
-        return value
+        return (value, *aux) if aux else value
 
     def value_and_grad(self, **arguments):
-        """(value, {name in wrt: gradient}) from one kernel call.
+        """(value, {name in wrt: gradient}) from one kernel call; with aux outputs,
+        (value, gradients, {aux name: value}).
 
         Batch inputs may be Dask arrays chunked along the batch axis: each chunk then runs
         as a task on Dask's current scheduler (see codegen/chunked.py)."""
         try:
-            value, grads = self._grad(arguments)
+            value, rest = self._grad(arguments)
         except LazyInput:
-            grads = None  # Dask arrays: run chunk by chunk, outside this handler
-        if grads is None:
+            rest = None  # Dask arrays: run chunk by chunk, outside this handler
+        if rest is None:
             return _chunked(self, arguments)
-        grads = dict(zip(self.wrt, grads))
+        grads = dict(zip(self.wrt, rest))
         if self.check_finite:
             _check_finite(self.title, [("value", value)] + [(f"the gradient by {w}", g)
                                                             for w, g in grads.items()])
+        if self.aux:
+            _, aux = self._with_aux(value, rest[len(self.wrt):])
+            return value, grads, aux
         return value, grads
+
+    def _with_aux(self, value, outputs) -> tuple:
+        """(value, {aux name: value}) from a kernel's aux outputs, checked if asked."""
+        aux = dict(zip(self.aux, outputs))
+        if self.check_finite:
+            _check_finite(self.title, [(f"aux {name}", v) for name, v in aux.items()])
+        return value, aux
 
     def jvp(self, tangents: dict, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.

@@ -10,7 +10,9 @@ there are several threads; the bits are the same either way), else in one. Anyth
 an unknown name included, goes to `slow`, which converts it or raises a clear error.
 `step_entry(step, slow_step, parallel, missing)` returns `run_step(lr, <inputs>)`, the same for
 `step` on small batches; large batches and everything refused go to `slow_step`. Per call,
-this is all the overhead.
+this is all the overhead. A scalar that came as a 0-d array (or a float for a float32 model)
+is converted in a second branch that the usual call never enters, so every form of a scalar
+takes the fast path.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ TO_SLOW = "(TypeError, ValueError, AttributeError, IndexError)"  # what sends a 
 def emit_entry(specs, statements: int, update=()) -> str:
     """`entry(...)`, and `step_entry(...)` when `update` names the parameters that `step`
     updates in place."""
-    lines = ["", "", "_float64, _float32 = np.float64, np.float32", "", "",
+    lines = ["", "", "_float64, _float32, _ndarray = np.float64, np.float32, np.ndarray", "", "",
              "def entry(kernel, threaded, slow, parallel, missing):",
              '    """`run`: the kernel on the fast path; `slow` takes what it refuses."""']
     lines += _run(specs, statements)
@@ -42,12 +44,42 @@ def _signature(specs, lead=()) -> tuple[str, str, str]:
     return parameters, ", ".join([*lead, *names]), keywords
 
 
-def _tests(specs, in_place=(), lead=()) -> str:
+def _tests(specs, in_place=(), lead=(), pad="        ") -> str:
     """`if` text: no unknown names, and every scalar argument of its exact class."""
     tests = ["not unknown"] + list(lead) + [spec.fast_test() for spec in specs
                                             if not spec.shape and spec.name not in in_place]
-    return "        if " + ("(" + "\n                and ".join(tests) + ")" if len(tests) > 1
-                            else tests[0]) + ":"
+    return f"{pad}if " + ("(" + f"\n{pad}        and ".join(tests) + ")" if len(tests) > 1
+                          else tests[0]) + ":"
+
+
+def _guarded(specs, attempt: list[str], in_place=(), lead=(), comment="") -> list[str]:
+    """`if tests: try attempt`, and where a scalar came in another form than its test takes
+    (a 0-d array, a float for a float32 model), the same again after a cheap conversion of
+    each scalar: a branch the usual call never enters, so every form takes the fast path."""
+    def tried(pad):
+        return [_tests(specs, in_place, lead, pad), f"{pad}    try:"] + \
+            [f"{pad}        {line}" for line in attempt] + \
+            [f"{pad}    except {TO_SLOW}:{comment}", f"{pad}        pass"]
+    lines = tried("        ")
+    conversions = _scalar_conversions(specs, in_place, bool(lead))
+    if conversions:
+        lines += ["        elif not unknown:"] + [f"            {c}" for c in conversions]
+        lines += tried("            ")
+    return lines
+
+
+def _scalar_conversions(specs, in_place, rate: bool) -> list[str]:
+    """Statements giving each scalar argument the class its test takes, where that is cheap."""
+    scalars = [("lr", "float64")] * rate + [(spec.name, spec.dtype) for spec in specs
+                                             if not spec.shape and spec.name not in in_place]
+    lines = []
+    for name, dtype in scalars:
+        if dtype == "float32":
+            lines.append(f"{name} = _float32({name}) if {name}.__class__ is float else "
+                         f"{name}[()] if {name}.__class__ is _ndarray else {name}")
+        elif dtype == "float64":
+            lines.append(f"{name} = {name}[()] if {name}.__class__ is _ndarray else {name}")
+    return lines
 
 
 def _big(specs, statements: int) -> str | None:
@@ -64,32 +96,20 @@ def _run(specs, statements: int) -> list[str]:
     parameters, args, keywords = _signature(specs)
     args += ", " * bool(args)
     big = _big(specs, statements)
+    attempt = [f"if {big}:", f"    return threaded()({args}{NCHUNKS})"] if big else []
+    attempt.append(f"return kernel({args}1)")
     lines = ["", f"    def run({parameters}):",
-             '        """The kernel if it accepts the arguments; else the slow path."""',
-             _tests(specs), "            try:"]
-    if big:
-        lines += [f"                if {big}:",
-                  f"                    return threaded()({args}{NCHUNKS})"]
-    lines += [f"                return kernel({args}1)",
-              f"            except {TO_SLOW}:  # types, sizes or labels: slow says which",
-              "                pass",
-              f"        return slow({keywords})", "", "    return run"]
-    return lines
+             '        """The kernel if it accepts the arguments; else the slow path."""']
+    lines += _guarded(specs, attempt, comment="  # types, sizes or labels: slow says which")
+    return lines + [f"        return slow({keywords})", "", "    return run"]
 
 
 def _run_step(specs, statements: int, update) -> list[str]:
     parameters, args, keywords = _signature(specs, ("lr",))
     big = _big(specs, statements)
     call = f"return step({args}, 1)"
+    attempt = [f"if not ({big}):", f"    {call}"] if big else [call]
     lines = ["", f"    def run_step({parameters}):",
-             '        """`step` if it accepts the arguments; else the slow path."""',
-             _tests(specs, update, ["(lr.__class__ is float or lr.__class__ is _float64)"]),
-             "            try:"]
-    if big:
-        lines += [f"                if not ({big}):", f"                    {call}"]
-    else:
-        lines.append(f"                {call}")
-    lines += [f"            except {TO_SLOW}:",
-              "                pass",
-              f"        return slow_step({keywords})", "", "    return run_step"]
-    return lines
+             '        """`step` if it accepts the arguments; else the slow path."""']
+    lines += _guarded(specs, attempt, update, ["(lr.__class__ is float or lr.__class__ is _float64)"])
+    return lines + [f"        return slow_step({keywords})", "", "    return run_step"]

@@ -20,7 +20,7 @@ so Numba compiles it once per machine (and again only when a function record cha
 """
 from __future__ import annotations
 
-from symdiff.functions import FUNCTIONS
+from symdiff.functions import BUILTINS, FUNCTIONS
 
 from .build import load_module
 from .printer import spell
@@ -35,14 +35,16 @@ FIXED = (
     # comparisons give 1.0 or 0.0; where(a, b, c) picks b where a != 0
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
-OPCODES = FIXED + tuple(FUNCTIONS)  # then one instruction per function record
+OPCODES = FIXED + BUILTINS  # then one instruction per built-in function record (composite
+# ones, from sd.function, are lowered to these)
 CODE = {name: k for k, name in enumerate(OPCODES)}
 
 
 def source() -> str:
     """The interpreter module's text."""
     branches = []
-    for name, record in FUNCTIONS.items():
+    for name in BUILTINS:
+        record = FUNCTIONS[name]
         operands = ["v"] if record.arity == 1 else ["x[i]", "y[i]"]
         branches += [f"        elif op == {CODE[name]}:  # {name}",
                      "            for i in range(m):"]

@@ -44,6 +44,8 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print(self, expr, **kwargs):
         record = BY_CLASS.get(type(expr))
+        if record is not None and record.definition is not None:  # sd.function: its body
+            return f"({self._print(record.expand(expr.args))})"
         if record is not None:
             return spell(record, [self._paren(a) for a in expr.args], self._single)
         return super()._print(expr, **kwargs)

@@ -90,6 +90,8 @@ class _Phase:
             return self.mul(e, operands)
         if isinstance(e, sp.Pow):
             return self.pow(e, operands)
+        if type(e) in BY_CLASS and BY_CLASS[type(e)].definition is not None:
+            return self.body(BY_CLASS[type(e)].expand(e.args), operands)  # sd.function
         if type(e) in BY_CLASS:  # a function record: its instruction, folded pairwise
             name = BY_CLASS[type(e)].name
             args = [self.body(a, operands) for a in e.args]

@@ -8,6 +8,7 @@
 from . import ops  # noqa: F401  (fills the op table before anything builds a graph)
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
+from .custom import function
 from .forward import jvp
 from .errors import (ArgumentError, DifferentiationError, DomainError, MissingToolError,
                      NonFiniteError, ParseError, ShapeError, SymdiffError)
@@ -22,7 +23,7 @@ __all__ = [
     "ArgumentError", "DifferentiationError", "DomainError", "MissingToolError",
     "NonFiniteError", "ParseError",
     "ShapeError", "SymdiffError", "Tensor", "binary_cross_entropy_with_logits", "check_grad",
-    "compile", "concatenate", "differentiate", "hessian", "hvp", "jacobian", "jvp",
+    "compile", "concatenate", "differentiate", "function", "hessian", "hvp", "jacobian", "jvp",
     "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "reshape", "scalar",
     "softmax", "softmax_cross_entropy", "stack", "stop_gradient", "sum", "take_along",
     "tensor", "transpose", "where", *sorted(ELEMENTWISE)]

@@ -14,11 +14,12 @@ import sympy as sp
 
 from . import tensors as T
 from .autodiff import differentiate, gradients, schedule
+from .auxiliary import PREFIX, auxiliary_outputs
 from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
 from .ir import format_shape, fresh, topological
-from .parse import build, free_names, parse_formula
+from .parse import build, formula_text, free_names, parse_formula
 from .passes.stable import stabilize
 from .trace import parameter_names, trace
 
@@ -26,7 +27,8 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            dtype=float, parallel=None, check_finite=False, tier="auto", wait=True, name=None):
+            dtype=float, parallel=None, check_finite=False, tier="auto", wait=True, name=None,
+            allow_unused=False, aux=None):
     """Compile `model` into value and gradient kernels.
 
     Args:
@@ -34,6 +36,13 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             Tensor built with `sd.tensor` and `sd.*` functions.
         wrt: the inputs to differentiate by (names, or Tensors/SymPy symbols). Every name must
             occur in the model; a misspelt one is an error, not a silent zero gradient.
+        aux: {name: expression} of auxiliary outputs (an accuracy, the logits, per-sample
+            losses), each written as the model is (a formula may read the model's named
+            lines), computed in the same kernel and returned beside the value:
+            `value, grads, aux = f.value_and_grad(...)`, `value, aux = f(...)`.
+        allow_unused: True makes a name in `wrt` that the model does not use an input like
+            the others (of its declared shape: `shapes`, `batch`, or the Tensor given),
+            whose gradient is zeros.
         batch: names of inputs that are arrays over the batch axis "n" (formulas, SymPy
             expressions and functions); one compiled kernel serves every batch size.
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
@@ -66,8 +75,10 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         raise ArgumentError(f"reduce must be 'mean', 'sum' or None, not {reduce!r}")
     timings = {}
     start = time.perf_counter()
-    output, env, title = _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype)
-    wrt_names = _wrt_names(wrt, env, title)
+    output, env, title, steps = _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype)
+    extra = auxiliary_outputs(aux, env, steps)
+    wrt_names = _wrt_names(wrt, env, title, allow_unused and _declare(batch, shapes, dtype),
+                           steps)
     per_sample = reduce is None and output.shape != ()
     if isinstance(model, T.Tensor) and output.shape != () and not per_sample:
         raise DifferentiationError(
@@ -81,26 +92,39 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     start = time.perf_counter()
     inputs = list(env.values())
     wrt_tensors = [env[w] for w in wrt_names]
-    program = differentiate(output, wrt_tensors, inputs=inputs,
+    names = _line_names(steps)
+    program = differentiate(output, wrt_tensors, inputs=inputs, names=names, extra=extra,
                             per_example=output.shape[0] if per_sample else None)
     timings["differentiate"] = time.perf_counter() - start
     programs = {"grad": lambda: program,
-                "value": lambda: schedule([("value", output.node)], inputs=inputs)}
+                "value": lambda: schedule([("value", output.node)] + [
+                    (label, t.node) for label, t in extra], inputs=inputs, names=names)}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)
         directions = {env[w]: tangents[w] for w in wrt_names}
         programs["jvp"] = lambda: schedule([("value", output.node),
                                             ("jvp", jvp(output, directions).node)],
-                                           inputs=inputs + list(directions.values()))
+                                           inputs=inputs + list(directions.values()),
+                                           names=names)
         programs["hvp"] = lambda: schedule(
             [("value", output.node)] + [(f"hvp:{w}", jvp(g, directions).node)
                                         for w, g in zip(wrt_names, gradients(program))],
-            inputs=inputs + list(directions.values()))
+            inputs=inputs + list(directions.values()), names=names)
     from .codegen.compiled import Compiled  # here, so `import symdiff` does not load Numba
     return Compiled(programs, wrt_names, name or title, {w: t.node.attr("name")
                                                           for w, t in tangents.items()},
-                    parallel, timings, check_finite, tier, wait)
+                    parallel, timings, check_finite, tier, wait,
+                    aux=tuple(label[len(PREFIX):] for label, _ in extra))
+
+
+def _line_names(steps: dict) -> dict[int, str]:
+    """{uid: name} of the values a formula's lines name (the first name of a value)."""
+    names: dict[int, str] = {}
+    for name, value in steps.items():
+        if isinstance(value, T.Tensor) and value.node.op not in ("input", "const"):
+            names.setdefault(value.node.uid, name)
+    return names
 
 
 def hvp(compiled):
@@ -124,8 +148,8 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
     >>> J(x=0.0, y=2.0)
     array([[3., 0.]])
     """
-    output, env, title = _front_end(model, wrt, batch, None, shapes, dtypes)
-    wrt_names = _wrt_names(wrt, env, title)
+    output, env, title, steps = _front_end(model, wrt, batch, None, shapes, dtypes)
+    wrt_names = _wrt_names(wrt, env, title, None, steps)
     output = stabilize(output)
     inputs = list(env.values())
     cotangent = _fresh_input("u", output.shape, env)
@@ -155,7 +179,8 @@ def _tangent_inputs(env: dict, wrt_names) -> dict:
 
 
 def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
-    """(output Tensor, {input name: Tensor} in argument order, title)."""
+    """(output Tensor, {input name: Tensor} in argument order, title, {name: value} of the
+    lines of a formula)."""
     batch = [batch] if isinstance(batch, str) else list(batch)
     shapes, dtypes = dict(shapes or {}), dict(dtypes or {})
 
@@ -170,11 +195,12 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
             env[n] = T.tensor(n, shape, dtypes.get(n, dtype))
         return env
 
+    steps: dict = {}
     if isinstance(model, str):
         tree = parse_formula(model)
         env = make_env(free_names(tree))
-        output = build(tree, env, model)
-        title = model
+        output = build(tree, env, model, steps)
+        title = formula_text(model)
     elif isinstance(model, sp.Basic):
         names = sorted((s.name for s in model.free_symbols), key=str)
         env = make_env(names)
@@ -206,10 +232,18 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
     if not isinstance(output, T.Tensor):
         raise ArgumentError(f"the model {title!r} returned a {type(output).__name__}, "
                             f"not a symdiff Tensor or a number")
-    return output, env, title
+    return output, env, title, steps
 
 
-def _wrt_names(wrt, env, title) -> list[str]:
+def _declare(batch, shapes, dtype):
+    """name -> the input a formula or function would have declared for it."""
+    batch = [batch] if isinstance(batch, str) else list(batch)
+    return lambda n: T.tensor(n, dict(shapes or {}).get(n, ("n",) if n in batch else ()), dtype)
+
+
+def _wrt_names(wrt, env, title, declare=None, steps=()) -> list[str]:
+    """The names in `wrt`; with `declare` (allow_unused), one the model does not use is added
+    to `env` as an input, a Tensor as given, a name as `declare` makes it."""
     if wrt is None:
         raise ArgumentError("say which inputs to differentiate by: wrt=[...]")
     if isinstance(wrt, (str, T.Tensor, sp.Symbol)):
@@ -218,9 +252,16 @@ def _wrt_names(wrt, env, title) -> list[str]:
     for w in wrt:
         name = w.node.attr("name") if isinstance(w, T.Tensor) else \
             w.name if isinstance(w, sp.Symbol) else w
+        if name in steps:
+            raise DifferentiationError(f"wrt {name!r} is a line of the formula, not an input: "
+                                       f"differentiate by the inputs it is computed from")
+        if name not in env and declare:
+            T.check_name(name)
+            env[name] = w if isinstance(w, T.Tensor) else declare(name)
         if name not in env:
             raise DifferentiationError(f"wrt {name!r} does not occur in {title!r}; "
-                                       f"its inputs are {', '.join(env) or 'none'}")
+                                       f"its inputs are {', '.join(env) or 'none'} "
+                                       f"(allow_unused=True gives it a zero gradient)")
         if env[name].dtype == "int64":
             raise DifferentiationError(f"wrt {name!r} is an integer input; it has no gradient")
         names.append(name)
@@ -243,7 +284,7 @@ def check_grad(compiled, eps: float = 1e-6, *, by_line: bool = False, **argument
         from .linecheck import check_lines
         from .trace_values import trace_compiled
         return check_lines(trace_compiled(compiled, arguments), eps)
-    _, grads = compiled.value_and_grad(**arguments)
+    _, grads, *_ = compiled.value_and_grad(**arguments)
     worst = 0.0
     for name in compiled.wrt:
         base = np.array(arguments[name], dtype=np.float64)
@@ -254,7 +295,7 @@ def check_grad(compiled, eps: float = 1e-6, *, by_line: bool = False, **argument
             for sign in (1, -1):
                 moved = base.copy()
                 moved[index] += sign * h
-                value, _ = compiled.value_and_grad(**{**arguments, name: moved})
+                value = compiled.value_and_grad(**{**arguments, name: moved})[0]
                 values.append(np.asarray(value, dtype=np.float64))
             numeric = (values[0] - values[1]) / (2 * h)
             # per-example gradients carry a leading batch axis: compare every example

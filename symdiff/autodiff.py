@@ -20,7 +20,8 @@ from .printing import format_stmt
 
 
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
-                  inputs=None, per_example: str | None = None) -> Program:
+                  inputs=None, per_example: str | None = None, names=None,
+                  extra=()) -> Program:
     """The Program computing `output` and d output / d w for each w in `wrt`.
 
     Args:
@@ -30,6 +31,10 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         inputs: the input Tensors in argument order (default: those found, by name).
         per_example: the batch dimension of an output holding one value per example; each
             gradient then gets that leading axis: example i's gradient, the batch sum not taken.
+        names: {uid: name} of forward values the user named (the lines of a formula); their
+            statements keep the names, their adjoints are "d" + name.
+        extra: more outputs, (label, Tensor) pairs computed beside the value (auxiliary
+            outputs), scheduled with the forward statements.
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> print(differentiate(x * T.function("sin", y), [x, y]))
@@ -46,9 +51,11 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
              for w in walk.wrt]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
     outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
+    forward = walk.forward_uids | {n.uid for _, t in extra for n in topological([t.node])}
+    outputs += [(lab, t.node) for lab, t in extra]
     for _, node in outputs:
         walk.claim(node, None)
-    return schedule(outputs, walk.origin, walk.adjoint_of, walk.forward_uids, inputs, walk.step)
+    return schedule(outputs, walk.origin, walk.adjoint_of, forward, inputs, walk.step, names)
 
 
 def _seed(y: Node, seed, per_example) -> T.Tensor:
@@ -194,7 +201,7 @@ def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):
         raise DifferentiationError(
             f"per-example gradients: {v.op} of shape {format_shape(v.inputs[0].shape)} combines "
             f"parameters before they meet the batch; per-example gradients support "
-            f"elementwise ops, reshapes and transposes there")
+            f"elementwise ops, reshapes, transposes, slices and gathers there")
     return lift(dv, T.Tensor(v), *args, batch=batch, **dict(v.attrs))
 
 
@@ -209,8 +216,9 @@ def _per_example_rule(v: Node, k: int, dv: T.Tensor, args, batch: str):
 
 
 def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=None,
-             step=None) -> Program:
+             step=None, names=None) -> Program:
     """Order the nodes reachable from `outputs` into named statements (forward first).
+    `names` gives the user's names of some forward values ({uid: name}).
 
     `origin` maps the uid of each adjoint-part node to the forward node it comes from, and
     `step` each forward uid to when the reverse walk handled it: adjoint statements are
@@ -225,6 +233,7 @@ def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=No
         inputs = [t.node for t in inputs]
     else:
         inputs = [found[k] for k in sorted(found)]
+    given = names or {}
     names: dict[int, str] = {n.uid: n.attr("name") for n in inputs}
     taken = set(names.values())
     stmts, counter = [], 0
@@ -240,7 +249,9 @@ def schedule(outputs, origin=None, adjoint_of=None, forward_uids=None, inputs=No
     body_nodes.sort(key=when)
     for node in body_nodes:
         forward = node.uid in forward_uids
-        if node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
+        if node.uid in given and (forward or not forward_uids):
+            name = fresh(given[node.uid], taken)
+        elif node.uid in adjoint_of and not forward and adjoint_of[node.uid].uid in names:
             name = fresh("d" + names[adjoint_of[node.uid].uid], taken)
         elif node.op == "broadcast" and node.inputs[0].uid in names:
             name = fresh(names[node.inputs[0].uid] + "_bc", taken)  # a broadcast copy of it

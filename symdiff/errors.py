@@ -8,10 +8,12 @@ class SymdiffError(Exception):
 class ParseError(SymdiffError, SyntaxError):
     """A formula string that is not a formula symdiff accepts."""
 
-    def __init__(self, message, text=None, col=None):
+    def __init__(self, message, text=None, col=None, line=None):
         where = f" [col {col + 1}]" if col is not None else ""
+        if line is not None:  # a formula of several lines
+            where = f" [line {line}" + (f", col {col + 1}]" if col is not None else "]")
         super().__init__(message + where)
-        self.msg, self.text, self.offset = message + where, text, col
+        self.msg, self.text, self.offset, self.line = message + where, text, col, line
 
 
 class ShapeError(SymdiffError, ValueError):

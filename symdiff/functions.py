@@ -42,6 +42,18 @@ class softplus(sp.Function):
             return sp.log(1 + sp.exp(x))
 
 
+class floor(sp.Function):
+    """The largest integer not above x; its derivative is 0 (it is constant between jumps)."""
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.floor(x)
+
+
 class relu(sp.Function):
     """max(x, 0), with relu'(0) = 0 as in PyTorch and JAX."""
 
@@ -72,6 +84,11 @@ class Function:
     the operands; np.* keeps float32 where math.* would give float64), and the tape's
     interpreter gets an instruction from the float64 form. `api` is its name in `sd.*`,
     `arity` None means two or more, `domain` is where tests sample it.
+
+    A composite record (`sd.function`) has a `definition`, a SymPy expression of `params`
+    over functions that have records: the backends expand it in place of a call (the kernel
+    printer prints it, the tape lowers it to existing instructions, `numpy` evaluates it),
+    and its SymPy class's derivative is the user's, or SymPy's of the definition.
     """
 
     name: str
@@ -82,11 +99,18 @@ class Function:
     arity: int | None = 1
     domain: tuple[float, float] = (-3.0, 3.0)
     api: str = ""
+    definition: sp.Expr | None = None
+    params: tuple = ()
+    derivatives: tuple | None = None  # a composite record's own derivatives, if given
 
     @property
     def sympy_class(self):
         """The SymPy class of a body built by this function (sqrt gives a Pow: None)."""
         return self.sympy if isinstance(self.sympy, type) else None
+
+    def expand(self, args) -> sp.Expr:
+        """A composite record's definition applied to `args`."""
+        return self.definition.xreplace(dict(zip(self.params, args)))
 
 
 def _unary(name, sympy, numpy, numba=None, numba32=None, **more):
@@ -126,8 +150,35 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
              arity=None, api="maximum"),
     Function("min", sp.Min, np.minimum, "np.minimum({0}, {1})", "np.minimum({0}, {1})",
              arity=None, api="minimum"),
+    Function("floor", floor, np.floor, "np.floor({0})", "np.floor({0})"),
 ]}
 BY_CLASS = {f.sympy_class: f for f in FUNCTIONS.values() if f.sympy_class is not None}
+BY_CLASS[sp.floor] = FUNCTIONS["floor"]  # SymPy's own floor, in SymPy models and sd.function
+BUILTINS = tuple(FUNCTIONS)  # the records above; sd.function adds composite ones
+
+
+def define_composite(name: str, definition: sp.Expr, params: tuple, derivatives=None,
+                     domain=(-3.0, 3.0)) -> Function:
+    """Add (or replace) the composite record `name`: `definition` over `params`, with
+    `derivatives` (one expression of `params` per parameter) or SymPy's."""
+    def fdiff(self, argindex=1):
+        k = argindex - 1
+        d = derivatives[k] if derivatives else sp.diff(definition, params[k])
+        return d.xreplace(dict(zip(params, self.args)))
+
+    def eval(cls, *args):
+        if all(a.is_Number for a in args):
+            return definition.xreplace(dict(zip(params, args)))
+
+    cls = type(name, (sp.Function,), {"nargs": len(params), "fdiff": fdiff,
+                                      "eval": classmethod(eval)})
+    names = [p.name for p in params]
+    record = Function(name, cls, lambda *values: evaluate_body(definition,
+                                                               dict(zip(names, values))),
+                      "", "", arity=len(params), domain=domain, definition=definition,
+                      params=tuple(params), derivatives=derivatives and tuple(derivatives))
+    FUNCTIONS[name] = BY_CLASS[cls] = record
+    return record
 
 _placeholders: list[sp.Symbol] = []
 OUT = sp.Symbol("out", real=True)

@@ -39,7 +39,7 @@ a.from {{ color: #555; }} span.target {{ background: #fff3c4; }}
 def write_report(compiled, path, arguments: dict) -> Path:
     """Write the report of `compiled` at `arguments` to `path`; returns the path."""
     t = trace_compiled(compiled, arguments)
-    value, grads = compiled.value_and_grad(**arguments)
+    value, grads, *_ = compiled.value_and_grad(**arguments)
     sections = [
         ("model", "Model", _model(compiled, arguments)),
         ("result", "Value and gradients (from the kernel)", _result(value, grads)),

@@ -76,6 +76,10 @@ class Tensor:
     def reshape(self, *shape): return reshape(self, shape[0] if len(shape) == 1 else shape)
     def transpose(self, *perm): return transpose(self, perm or None)
 
+    def __getitem__(self, key):  # NumPy indexing: symdiff/indexing.py
+        from .indexing import getitem
+        return getitem(self, key)
+
 
 # ---------------------------------------------------------------- leaves
 
@@ -356,13 +360,6 @@ def stack(parts, axis=0) -> Tensor:
     axis = _axes(axis, parts[0].ndim + 1)[0]
     grown = [reshape(p, p.shape[:axis] + (1,) + p.shape[axis:]) for p in parts]
     return concatenate(grown, axis)
-
-
-def slice_axis(x: Tensor, axis: int, start: int, stop: int) -> Tensor:
-    if (start, stop) == (0, x.shape[axis]):
-        return x
-    shape, dtype = output_type("slice", (x.node,), dict(axis=axis, start=start, stop=stop))
-    return Tensor(make_node("slice", (x.node,), shape, dtype, axis=axis, start=start, stop=stop))
 
 
 # ---------------------------------------------------------------- losses and friends

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from symdiff import ops, tensors as T
+from symdiff import indexing as I, ops, tensors as T
 from symdiff.autodiff import differentiate
 from symdiff.functions import FUNCTIONS
 from symdiff.interpret import run
@@ -130,8 +130,12 @@ CASES = [_function_case(name) for name in sorted(FUNCTIONS)] + [
     ("bce-mse", lambda z, t: T.binary_cross_entropy_with_logits(z, t) + T.mse(z, t),
      {"z": ((5,), ANY), "t": ((5,), uniform(0, 1))}),
     ("concatenate-stack-slice", lambda a, b: T.concatenate([a, b * a], axis=1)
-     * T.stack([a, b], axis=1).reshape((2, 6)) + T.sum(T.slice_axis(a, 1, 1, 3) ** 2),
+     * T.stack([a, b], axis=1).reshape((2, 6)) + T.sum(a[:, 1:3] ** 2),
      {"a": ((2, 3), ANY), "b": ((2, 3), ANY)}),
+    ("index-slice-gather-newaxis", lambda x: T.sum(x[1:, ::-2] ** 2) + x[-1]
+     + T.sum(x[[2, 0, 2]] * x[..., None, 1], axis=0), {"x": ((3, 4), ANY)}),
+    ("pad-scatter-add", lambda y: T.sum(I.pad(y, (3, 5), ((1, 1, 2), (4, -2, 3))) ** 2)
+     + I.scatter_add(y, (2, 4), 1, (3, 0, 3)) ** 3, {"y": ((2, 3), ANY)}),
 ]
 
 

@@ -27,7 +27,7 @@ def _adjoint(dy, y, x, labels):  # dx = dy selected on the picked entries, 0 els
 
 def _in_loop(e, loop, node, idx):
     x, labels = node.inputs
-    return f"{e.read(loop, x)}[{idx[0]}, {e.operand(loop, labels, idx)}]"
+    return e.operand(loop, x, [idx[0], e.operand(loop, labels, idx)])
 
 
 define("take_along", "structural", shape=_shape, adjoint=_adjoint,

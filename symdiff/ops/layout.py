@@ -1,4 +1,4 @@
-"""Layout ops: broadcast, reshape, transpose, slice, concatenate, and stop_gradient.
+"""Layout ops: broadcast, reshape, transpose, concatenate, and stop_gradient.
 
 All are linear in their data input, so a tangent is the op applied to the tangent. A broadcast
 is where adjoints are summed back (rules never un-broadcast), and where per-example gradients
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensors as T
+from ..indexing import slice_axis
 from ..errors import ShapeError
 from ..ir import format_shape
 from ..optable import define, rule
@@ -70,12 +71,9 @@ def _broadcast_evaluate(node, args, dims):
 
 def _broadcast_in_loop(e, loop, node, idx):  # read the source in place
     src = node.inputs[0]
-    if src.rank == 0:
-        return e.read(loop, src)
     dims, shape = node.attr("dims"), node.attr("shape")
-    picks = ", ".join("0" if src.shape[a] == 1 and shape[d] != 1 else idx[d]
-                      for a, d in enumerate(dims))
-    return f"{e.read(loop, src)}[{picks}]"
+    picks = ["0" if src.shape[a] == 1 and shape[d] != 1 else idx[d] for a, d in enumerate(dims)]
+    return e.operand(loop, src, picks)  # (the source may be an index map read in place too)
 
 
 def _broadcast_tape(tape, phase, node):
@@ -164,41 +162,7 @@ define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for
        emit=_transpose_emit, in_loop=None, tape=None)
 
 
-# ---------------------------------------------------------------- slice, concatenate
-
-
-def _slice_shape(x, *, axis, start, stop):
-    if not (0 <= start <= stop <= x.shape[axis]):
-        raise ShapeError(f"slice {start}:{stop} is out of range for axis {axis} of "
-                         f"{format_shape(x.shape)}")
-    return x.shape[:axis] + (stop - start,) + x.shape[axis + 1:], x.dtype
-
-
-def _slice_adjoint(dy, y, x, *, axis, start, stop):  # dx = dy padded with zeros
-    pieces = []
-    if start:
-        pieces.append(T.zeros(x.shape[:axis] + (start,) + x.shape[axis + 1:]))
-    pieces.append(dy)
-    if stop < x.shape[axis]:
-        pieces.append(T.zeros(x.shape[:axis] + (x.shape[axis] - stop,) + x.shape[axis + 1:]))
-    return [T.concatenate(pieces, axis=axis) if len(pieces) > 1 else dy]
-
-
-def _slice_index(node):
-    return tuple(slice(node.attr("start"), node.attr("stop")) if k == node.attr("axis")
-                 else slice(None) for k in range(node.rank))
-
-
-def _slice_emit(e, node):
-    index = ", ".join(f"{s.start}:{s.stop}" if s.start is not None else ":"
-                      for s in _slice_index(node))
-    return [f"{e.name(node)} = np.ascontiguousarray({e.name(node.inputs[0])}[{index}])"]
-
-
-define("slice", "structural", shape=_slice_shape, adjoint=_slice_adjoint,
-       tangent=_linear(lambda dx, axis, start, stop: T.slice_axis(dx, axis, start, stop)),
-       per_example=None, evaluate=lambda node, args, dims: args[0][_slice_index(node)],
-       emit=_slice_emit, in_loop=None, tape=None)
+# ---------------------------------------------------------------- concatenate
 
 
 def _concatenate_shape(*parts, axis):
@@ -217,7 +181,7 @@ def _concatenate_shape(*parts, axis):
 def _concatenate_adjoint(dy, y, *parts, axis):  # each part gets its slice of dy
     grads, start = [], 0
     for p in parts:
-        grads.append(T.slice_axis(dy, axis, start, start + p.shape[axis]))
+        grads.append(slice_axis(dy, axis, start, start + p.shape[axis]))
         start += p.shape[axis]
     return grads
 

@@ -62,7 +62,7 @@ def fuse(program: Program) -> list[Unit]:
                 continue
             where, in_loop = placed[inp.uid]
             shares = in_loop and units[where].space == space and inp in node.inputs \
-                and node.op != "broadcast"
+                and node.op not in INDEX_MAPS  # an index map reads other entries than its own
             earliest = max(earliest, where if shares else where + 1)
         target = next((k for k in range(earliest, len(units))
                        if units[k].loop and units[k].space == space), None)
@@ -79,7 +79,8 @@ def fuse(program: Program) -> list[Unit]:
 def virtual_nodes(program: Program) -> set[int]:
     """uids of broadcasts and index ramps read only inside loops (never stored, never returned)."""
     outputs = {n.uid for _, n in program.outputs}
-    structural_reads = {i.uid for s in program.stmts if s.node.op not in LOOP_OPS
+    structural_reads = {i.uid for s in program.stmts  # and scalar code, which has no loop
+                        if s.node.op not in LOOP_OPS or not iteration_space(s.node)
                         for i in s.node.inputs}
     return {s.node.uid for s in program.stmts if s.node.op in INDEX_MAPS and s.node.shape
             and s.node.uid not in outputs and s.node.uid not in structural_reads}
@@ -100,12 +101,12 @@ def _sink(units: list[Unit], program: Program, virtual: set[int]) -> None:
     readers: dict[int, set[int]] = {}
     unit_of = {s.node.uid: k for k, u in enumerate(units) for s in u.stmts}
 
-    def note_reads(node, k):
+    def note_reads(node, k, mapped=False):
         for inp in node.inputs:
             if inp.uid in virtual:
-                note_reads(inp, k)
-            else:
-                readers.setdefault(inp.uid, set()).add(k)
+                note_reads(inp, k, True)
+            else:  # read through an index map, at other entries: never sunk into the reader
+                readers.setdefault(inp.uid, set()).update((k, -1) if mapped else (k,))
 
     for k, unit in enumerate(units):
         for s in unit.stmts:

@@ -1,0 +1,151 @@
+"""Indexing ops: strided slices and integer-array gathers, and their transposes (pad, scatter_add).
+
+A slice's `index` holds one entry per input axis: None keeps the whole axis (the only entry a
+symbolic axis takes), an int k picks entry k and drops the axis, and (start, step, count) keeps
+`count` entries from `start` in steps of `step` (negative steps too). A gather picks the
+entries `indices` (a tuple of ints, repeats allowed) along `axis`. Both are index maps: loops
+read their source in place at the mapped index, nothing is copied. Their adjoints put the
+incoming adjoint back where the entries came from, into zeros: `pad` writes it, `scatter_add`
+adds it (a repeated index receives the sum of its adjoints).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import indexing as I
+from ..ir import format_shape
+from ..optable import define
+
+
+def _sizes(shape, dims):
+    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+
+
+def _linear(build):
+    """The tangent rule of an op linear in its one input: the op applied to the tangent."""
+    def rule(y, inputs, tangents, **attrs):
+        return None if tangents[0] is None else build(tangents[0], **attrs)
+    return rule
+
+
+def _lifted(build, shift):
+    """The lift rule of a parameter-only op: its adjoint rule with the leading batch axis of
+    a per-example adjoint kept whole (`shift` moves the op's attributes past it)."""
+    def rule(dy, y, x, *, batch, **attrs):
+        return [build(dy, (batch,) + x.shape, **shift(attrs))]
+    return rule
+
+
+# ---------------------------------------------------------------- slice, pad
+
+
+def _slice_shape(x, *, index):
+    return I.sliced_shape(x.shape, index), x.dtype
+
+
+def _source_index(node, idx):
+    """The source's index expressions for the output's loop variables `idx`."""
+    out, picks = iter(idx), []
+    for entry in node.attr("index"):
+        if entry is None:
+            picks.append(next(out))
+        elif isinstance(entry, int):
+            picks.append(str(entry))
+        else:
+            start, step, _ = entry
+            term = next(out) if abs(step) == 1 else f"{abs(step)}*{next(out)}"
+            sign = "-" if step < 0 else "+"
+            picks.append(term if start == 0 and step > 0 else f"{start} {sign} {term}")
+    return picks
+
+
+def _slice_emit(e, node):  # a scalar picked outside loops (loops read slices in place)
+    text = f"{e.name(node.inputs[0])}[{I.index_text(node.attr('index'))}]"
+    return [f"{e.name(node)} = {text if node.rank == 0 else f'np.ascontiguousarray({text})'}"]
+
+
+define("slice", "structural", shape=_slice_shape,
+       adjoint=lambda dy, y, x, *, index: [I.pad(dy, x.shape, index)],
+       tangent=_linear(lambda dx, index: I.slice_axes(dx, index)),
+       per_example=None, lift=_lifted(I.pad, lambda a: dict(index=(None,) + a["index"])),
+       evaluate=lambda node, args, dims: args[0][I.numpy_index(node.attr("index"))],
+       emit=_slice_emit, fusable=True, index_map=True, tape=None,
+       in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0],
+                                                    _source_index(node, idx)),
+       format=lambda node, args: f"{args[0]}[{I.index_text(node.attr('index'))}]")
+
+
+def _pad_evaluate(node, args, dims):
+    out = np.zeros(_sizes(node.attr("shape"), dims), dtype=args[0].dtype)
+    out[I.numpy_index(node.attr("index"))] = args[0]
+    return out
+
+
+def _pad_emit(e, node):  # zeros, the adjoint written where the slice read
+    name = e.name(node)
+    return [f"{name} = np.zeros({e.shape(node.shape)}{e.typed})",
+            f"{name}[{I.index_text(node.attr('index'))}] = {e.name(node.inputs[0])}"]
+
+
+define("pad", "structural", shape=lambda dy, *, shape, index: (shape, dy.dtype),
+       adjoint=lambda dz, z, dy, *, shape, index: [I.slice_axes(dz, index)],
+       tangent=_linear(lambda t, shape, index: I.pad(t, shape, index)), per_example=None,
+       evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None,
+       format=lambda node, args: f"pad({args[0]}, {format_shape(node.attr('shape'))}, "
+                                 f"[{I.index_text(node.attr('index'))}])")
+
+
+# ---------------------------------------------------------------- gather, scatter_add
+
+
+def _gather_shape(x, *, axis, indices):
+    return x.shape[:axis] + (len(indices),) + x.shape[axis + 1:], x.dtype
+
+
+def _gather_in_loop(e, loop, node, idx):
+    axis, indices = node.attr("axis"), node.attr("indices")
+    picks = list(idx)
+    picks[axis] = f"{I.tuple_text(indices)}[{idx[axis]}]"
+    return e.operand(loop, node.inputs[0], picks)
+
+
+def _shift_axis(attrs):
+    return dict(attrs, axis=attrs["axis"] + 1)
+
+
+define("gather", "structural", shape=_gather_shape,
+       adjoint=lambda dy, y, x, *, axis, indices: [I.scatter_add(dy, x.shape, axis, indices)],
+       tangent=_linear(lambda dx, axis, indices: I.gather(dx, axis, indices)),
+       per_example=None, lift=_lifted(lambda dy, shape, axis, indices: I.scatter_add(
+           dy, shape, axis, indices), _shift_axis),
+       evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
+                                                 axis=node.attr("axis")),
+       emit=None, in_loop=_gather_in_loop, fusable=True, index_map=True, tape=None,
+       format=lambda node, args: f"gather({args[0]}, axis={node.attr('axis')}, "
+                                 f"indices={list(node.attr('indices'))})")
+
+
+def _scatter_evaluate(node, args, dims):
+    out = np.zeros(_sizes(node.attr("shape"), dims), dtype=args[0].dtype)
+    axis = node.attr("axis")
+    np.add.at(out, (slice(None),) * axis + (list(node.attr("indices")),), args[0])
+    return out
+
+
+def _scatter_emit(e, node):  # zeros, each row of the adjoint added where it was read
+    name, src, axis = e.name(node), e.name(node.inputs[0]), node.attr("axis")
+    q = e.index[0]
+    lead = ":, " * axis
+    return [f"{name} = np.zeros({e.shape(node.shape)}{e.typed})",
+            f"for {q} in range({len(node.attr('indices'))}):",
+            f"    {name}[{lead}{I.tuple_text(node.attr('indices'))}[{q}]] += {src}[{lead}{q}]"]
+
+
+define("scatter_add", "structural", shape=lambda dy, *, shape, axis, indices: (shape, dy.dtype),
+       adjoint=lambda dz, z, dy, *, shape, axis, indices: [I.gather(dz, axis, indices)],
+       tangent=_linear(lambda t, shape, axis, indices: I.scatter_add(t, shape, axis, indices)),
+       per_example=None, evaluate=_scatter_evaluate, emit=_scatter_emit, in_loop=None,
+       tape=None, hint="scatter",
+       format=lambda node, args: f"scatter_add({args[0]}, {format_shape(node.attr('shape'))}, "
+                                 f"axis={node.attr('axis')}, "
+                                 f"indices={list(node.attr('indices'))})")
