@@ -102,6 +102,7 @@ class Function:
     definition: sp.Expr | None = None
     params: tuple = ()
     derivatives: tuple | None = None  # a composite record's own derivatives, if given
+    internal: bool = False  # used by symdiff's own rules, not offered to formulas or sd.*
 
     @property
     def sympy_class(self):
@@ -111,6 +112,19 @@ class Function:
     def expand(self, args) -> sp.Expr:
         """A composite record's definition applied to `args`."""
         return self.definition.xreplace(dict(zip(self.params, args)))
+
+
+class finite(sp.Function):
+    """x where x is finite, else 0: what a product with an exact 0 keeps of x (0 * inf is
+    taken as 0 there). Its derivative is 1, as x's where x is finite."""
+
+    def fdiff(self, argindex=1):
+        return sp.S.One
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sp.S.Zero if x in (sp.nan, sp.oo, -sp.oo, sp.zoo) else x
 
 
 def _unary(name, sympy, numpy, numba=None, numba32=None, **more):
@@ -151,6 +165,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("min", sp.Min, np.minimum, "np.minimum({0}, {1})", "np.minimum({0}, {1})",
              arity=None, api="minimum"),
     Function("floor", floor, np.floor, "np.floor({0})", "np.floor({0})"),
+    Function("finite", finite, lambda x: np.where(np.isfinite(x), x, 0.0),
+             "({0} if math.isfinite({0}) else 0.0)",
+             "({0} if math.isfinite({0}) else np.float32(0.0))", internal=True),
 ]}
 BY_CLASS = {f.sympy_class: f for f in FUNCTIONS.values() if f.sympy_class is not None}
 BY_CLASS[sp.floor] = FUNCTIONS["floor"]  # SymPy's own floor, in SymPy models and sd.function
@@ -217,16 +234,18 @@ def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
     return derivative
 
 
-def guarded(g: sp.Expr, product: sp.Expr) -> sp.Expr:
-    """`product` (of g), but 0 wherever g is 0: for an incoming adjoint or tangent that a
-    select set to 0, so that a NaN or inf local derivative in the branch not taken cannot
-    make 0 * inf = NaN."""
-    return sp.Piecewise((0, sp.Eq(g, 0)), (product, True))
+def guarded(g: sp.Expr, local: sp.Expr) -> sp.Expr:
+    """g * local, but where g is 0, g * finite(local): for an incoming adjoint or tangent that
+    a select set to 0, so that a NaN or inf local derivative in the branch not taken cannot
+    make 0 * inf = NaN. Both forms have the derivative local by g where local is finite, so
+    second derivatives stay right where a gradient is 0."""
+    return sp.Piecewise((times(g, local), sp.Ne(g, 0)), (times(g, finite(local)), True))
 
 
 def may_be_selected_zero(body: sp.Expr) -> bool:
     """Whether a value with this body is 0 where a select did not take its branch."""
-    return isinstance(body, sp.Piecewise) and any(value == 0 for value, _ in body.args)
+    return isinstance(body, sp.Piecewise) and any(
+        value == 0 or may_be_selected_zero(value) for value, _ in body.args)
 
 
 def times(g: sp.Expr, local: sp.Expr) -> sp.Expr:

@@ -33,7 +33,7 @@ _EXTRA = {"where": (T.where, 3)}  # functions that are not elementwise SymPy bod
 
 def known_functions() -> list[str]:
     """Every function a formula may call: the records (built-in and sd.function) and where."""
-    return sorted(set(FUNCTIONS) | set(_EXTRA))
+    return sorted({name for name, f in FUNCTIONS.items() if not f.internal} | set(_EXTRA))
 
 
 def parse_formula(text: str) -> ast.Expression | ast.Module:

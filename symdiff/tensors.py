@@ -181,9 +181,10 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
     constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
     folded = body.xreplace(constants)
     operands = [s for s in env if s not in constants]
-    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or any(
-            s not in folded.free_symbols for s in operands if s in body.free_symbols):
+    dropped = any(s not in folded.free_symbols for s in operands if s in body.free_symbols)
+    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or dropped and not body.has(sp.Piecewise):
         folded, constants = body, {}  # 0*x or x/0: folding would change IEEE's answer
+        # (a select whose condition is constant drops its other branch, as it should)
     used = [s for s in env if s not in constants and s in folded.free_symbols]
     inputs, rename = [], {}
     for s in used:  # one placeholder per operand, even for one node twice: x/x stays x/x
@@ -231,7 +232,7 @@ def _api_function(record):
 
 
 # sd.exp, sd.maximum, ...: one per function record (symdiff/__init__.py exports them all)
-ELEMENTWISE = {f.api or f.name: _api_function(f) for f in FUNCTIONS.values()}
+ELEMENTWISE = {f.api or f.name: _api_function(f) for f in FUNCTIONS.values() if not f.internal}
 
 
 def where(cond, a, b) -> Tensor:

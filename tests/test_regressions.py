@@ -250,3 +250,22 @@ def test_a_hessian_entry_does_not_take_nan_from_another_direction():
     for tier in TIERS:
         H = sd.hessian(sd.compile("x**y", wrt=["x", "y"], tier=tier))(x=-0.375, y=2.0)
         assert H[0, 0] == 2.0 and math.isnan(H[1, 1])
+
+
+def test_second_derivatives_where_a_guarded_gradient_is_zero():
+    # at w = 0 the adjoint into max is exactly 0; d2/dy dw = 1/u**2 = 0.25 all the same
+    # (a guard that made the product 0 there used to make its derivative 0 too)
+    for tier in TIERS:
+        H = sd.hessian(sd.compile("atan2(relu(max(y, x)), w)", wrt=["y", "x", "w"],
+                                  tier=tier))(y=2.0, x=-1.0, w=0.0)
+        np.testing.assert_array_equal(H, [[0, 0, 0.25], [0, 0, 0], [0.25, 0, 0]])
+
+
+@pytest.mark.parametrize("formula, at, grads", [
+    ("where(1 > 1, atan2(y, 1) / 0, x)", {"x": 2.5, "y": 1e-8}, {"x": 1.0, "y": 0.0}),
+    ("where(2 > x, (-2.5 + -2.5) ** min(z, 10, z), w)", {"w": -1.7, "x": 2.7, "z": 0.7},
+     {"w": 1.0, "x": 0.0, "z": 0.0}),
+])
+def test_constant_conditions_and_nan_local_derivatives_in_the_branch_not_taken(formula, at,
+                                                                                grads):
+    assert on_both_tiers(formula, sorted(at), **at)[1] == grads

@@ -47,9 +47,9 @@ def _product(g, t, local, direction=False):
     """g * local, guarded where the Tensor t bound to g may be a select's 0, or is a tangent
     direction given by the caller (a Hessian's basis vector is 0 along the other parameters,
     whose derivatives may be NaN there)."""
-    if local.is_Number or not (direction or _selected(t)):
+    if local.is_Number and local.is_finite or not (direction or _selected(t)):
         return times(g, local)
-    return guarded(g, times(g, local))
+    return guarded(g, local)
 
 
 def _adjoint(dy, y, *args, body):  # y = f(a0, a1, ...): da_k = dy * df/da_k
