@@ -182,6 +182,11 @@ class _Pass:
             v = divide(a, b)
             return v, _d(lambda _: divide(1, b), a, Ra) + _d(lambda _: divide(a, b * b), b, Rb) \
                 + abs(v)
+        if _finite(a) and a < 0 and _finite(b) and b != mp.nint(b) \
+                and abs(b - mp.nint(b)) <= 4 * (Rb + abs(b)) * mp.mpf(2) ** -52:
+            # a negative base to a power that rounding may make an integer: real or NaN
+            # depends on the last bit (x**(1 + 1e-38) is NaN exactly, -1 in floats)
+            raise Reject("a negative base to a power within rounding of an integer")
         v = power(a, b)
         return v, _d(lambda _: b * power(a, b - 1), a, Ra) + \
             _d(lambda _: v * _log(abs(a)), b, Rb) + abs(v)
