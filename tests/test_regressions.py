@@ -269,3 +269,12 @@ def test_second_derivatives_where_a_guarded_gradient_is_zero():
 def test_constant_conditions_and_nan_local_derivatives_in_the_branch_not_taken(formula, at,
                                                                                 grads):
     assert on_both_tiers(formula, sorted(at), **at)[1] == grads
+
+
+@pytest.mark.parametrize("formula, at", [("where(x, x, y ** y)", {"x": 1.99, "y": -0.478}),
+                                         ("where(w, x, 0.5 ** y ** y)",
+                                          {"w": 1.0, "x": -1.0, "y": -1.904})])
+def test_a_guarded_adjoint_is_itself_a_select_zero_for_the_next_rule(formula, at):
+    # the adjoint into y**y is a guarded product, 0 where the where's adjoint is: the guard
+    # carries on into pow's own rule (d/dy y**y is NaN at y < 0)
+    assert on_both_tiers(formula, sorted(at), **at)[1]["y"] == 0.0

@@ -38,15 +38,20 @@ def _selected(t, depth: int = 8) -> bool:
     body = node.attr("body")
     if may_be_selected_zero(body):
         return True
+    if isinstance(body, sp.Piecewise) and isinstance(body.args[0][1], sp.Ne):
+        g, zero = body.args[0][1].args  # a guarded product: 0 wherever its g is
+        if g.is_Symbol and zero == 0:
+            return _selected(T.Tensor(node.inputs[int(g.name[1:])]), depth - 1)
     scaled = isinstance(body, sp.Mul) and len(body.args) == 2 and body.args[0].is_Number
     summed = isinstance(body, sp.Add) and all(a.is_Symbol for a in body.args)
     return (scaled or summed) and all(_selected(T.Tensor(i), depth - 1) for i in node.inputs)
 
 
 def _product(g, t, local, direction=False):
-    """g * local, guarded where the Tensor t bound to g may be a select's 0, or is a tangent
-    direction given by the caller (a Hessian's basis vector is 0 along the other parameters,
-    whose derivatives may be NaN there)."""
+    """g * local, guarded where the Tensor t bound to g may be a select's 0, and always for a
+    tangent (forward mode: a tangent that is exactly 0, along another parameter or out of a
+    branch not taken, contributes 0 even where that parameter's derivative is NaN). Adjoints,
+    the hot path of gradients, are guarded only where a select can make them 0."""
     if local.is_Number and local.is_finite or not (direction or _selected(t)):
         return times(g, local)
     return guarded(g, local)
@@ -73,7 +78,7 @@ def _tangent(y, inputs, tangents, *, body):  # dy = sum_k df/da_k * da_k
         if da is not None and local != 0:
             symbol = sp.Symbol(f"_t{k}", real=True)
             env[symbol] = da
-            terms.append(_product(symbol, da, local, direction=da.node.op == "input"))
+            terms.append(_product(symbol, da, local, direction=True))
     return T.apply_body(sp.Add(*terms), env) if terms else None
 
 
