@@ -14,11 +14,13 @@ import time
 import numpy as np
 
 from symdiff.errors import ArgumentError, NonFiniteError
+from symdiff.optim import SGD, Optimizer
 from symdiff.program import Program
 
 from .inputs import MISSING, bind, check_rate, specs_of
 from .build import cache_hit, load_module
 from .emit import MACHINERY, emit_source, program_dtype
+from .optim import Steps, TapeSteps
 from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
@@ -29,7 +31,8 @@ TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (Num
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=()):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
     interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs of
-    TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds."""
+    TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds.
+    `update` names the parameters an optimizer step updates (the outputs after the value)."""
     if tier == "kernel" or tier == "auto" and len(program.stmts) < TAPE_MIN_STATEMENTS:
         return Kernel(program, title, parallel, update)
     try:
@@ -47,27 +50,31 @@ class Kernel:
 
     tier = "kernel"
 
-    def __init__(self, program: Program, title: str, parallel: bool | None = None, update=()):
+    def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
+                 noise: bool = False):
         self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = specs_of(program)
         self._parallel = parallel
         self.timings = {}
         start = time.perf_counter()
-        self.source = emit_source(program, title, self.update)
+        self.source = emit_source(program, title, self.update, noise)
         self.timings["emit"] = time.perf_counter() - start
         start = time.perf_counter()
         module, _ = load_module(self.source)  # from_cache says whether Numba compiled
         self.timings["load"] = time.perf_counter() - start
+        self._module = module
         self._function = module.kernel
-        self._run, self._run_fast, self._run_step, self._run_step_fast = \
-            module.entry(self._slow, self._slow_step, parallel, MISSING)
-        self._rerun, _, self._rerun_step, _ = module.entry(_unreachable, _unreachable, parallel,
-                                                           MISSING)
-        self._gate, self._step_gate = module.kernel_gate, getattr(module, "step_gate", None)
+        self._run, self._run_fast = module.entry(self._slow, parallel, MISSING)
+        self._rerun, _ = module.entry(_unreachable, parallel, MISSING)
+        self._gate = module.kernel_gate
         self._raw = self._run
         self._call = self._first_call
         self.dtype = program_dtype(program)
+
+    def steps(self, check_finite=None, bound=None) -> Steps:
+        """The optimizer steps of this module (it must have been made with `update`)."""
+        return Steps(self, self._module, self._parallel, check_finite, bound)
 
     @property
     def from_cache(self) -> bool | None:
@@ -125,25 +132,6 @@ class Kernel:
                 spec.check_labels(converted[spec.name], dims)
         return converted
 
-    def step_function(self, install):
-        """`sgd_step(lr, **arguments)`: the generated check-and-step, fully checked until the
-        step gate has compiled; then `install` puts the fast path in its place."""
-        def first_steps(lr, **arguments):
-            result = self._run_step(lr, **arguments)
-            if self._step_gate.signatures:
-                self._step_gate.disable_compile()
-                install(self._run_step_fast)
-            return result
-        return first_steps
-
-    def _slow_step(self, lr, **arguments):
-        """`step` arguments the generated check did not accept: parameters must already be
-        writable arrays (they are updated in place); other inputs are converted."""
-        lr = check_rate(lr)
-        bind(self.title, self._specs, arguments)
-        return self._rerun_step(lr, **self._converted(arguments, self.update))
-
-
 def _unreachable(*args, **arguments):
     raise AssertionError("converted arguments failed the generated check")
 
@@ -171,11 +159,8 @@ class Compiled:
         self._parallel, self._tier = parallel, tier
         self._grad = gradient = self._kernel("grad")
         self.tier = gradient.tier
-        if gradient.update and gradient.tier == "kernel" and not check_finite:
-            # the generated check-and-step, with no layer between the user and it
-            self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast))
-        elif gradient.update:
-            self.sgd_step = self._value_and_grad_step
+        self._steps = {}  # private (per-example clipping) or not -> Steps
+        self._sgd = SGD(0.0)  # what sgd_step steps with
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -230,6 +215,10 @@ class Compiled:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
+            if kind == "dp":  # the clipped sums, the noise added in the step
+                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt,
+                                             noise=True)
+                return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
                                               self.wrt if scalar_loss else ())
@@ -246,29 +235,45 @@ class Compiled:
         """The gradients, {name in wrt: value}."""
         return self.value_and_grad(**arguments)[1]
 
-    def sgd_step(self, lr, **arguments):
-        """One step of gradient descent in one kernel call: every parameter p in `wrt` becomes
-        p - lr * dp, in place; returns the loss before the step.
+    def step(self, opt: Optimizer, **arguments):
+        """One step of the optimizer `opt` (`sd.optim.SGD`, `Adam`, `AdamW`) in one kernel
+        call: the loss, its gradients, clipping and the update of every parameter in `wrt`
+        and of `opt`'s state arrays, in place. Returns the loss before the step.
 
-        The parameters must be writable float arrays (a scalar as a 0-d array,
-        `np.array(0.5)`), so that the kernel can update them; the other inputs are passed as
-        for `value_and_grad`. Replaced by the generated function for scalar losses.
+        Parameters must be writable float arrays (a scalar as a 0-d array, `np.array(0.5)`);
+        the other inputs are passed as for `value_and_grad`. Every array is checked before
+        anything changes; with check_finite=True a non-finite loss or gradient raises
+        NonFiniteError before any update. With `per_example_clip`, the gradient is the
+        differentially private one (see `sd.optim.Optimizer`).
         """
-        raise ArgumentError(f"{self.title}: sgd_step needs a scalar loss; this model's "
-                            f"value has one entry per example (reduce=None) or per output")
+        if not isinstance(opt, Optimizer):
+            raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
+                                f"not {type(opt).__name__}")
+        private = opt.per_example_clip is not None
+        steps = self._steps.get(private) or self._make_steps(private)
+        return steps(opt, arguments)
 
-    def _value_and_grad_step(self, lr, **arguments):
-        """sgd_step as value_and_grad, then the update: for tapes, and with check_finite=True
-        (a non-finite loss or gradient raises before any parameter changes)."""
-        lr = check_rate(lr)
-        specs = {spec.name: spec for spec in self._grad._specs}
-        for w in self.wrt:
-            if w in arguments:
-                specs[w].check_in_place(arguments[w])
-        value, grads = self.value_and_grad(**arguments)
-        for w in self.wrt:
-            arguments[w] -= lr * grads[w]
-        return value
+    def sgd_step(self, lr, **arguments):
+        """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
+        in place, in one kernel call; returns the loss before the step."""
+        self._sgd.lr = check_rate(lr)
+        return self.step(self._sgd, **arguments)
+
+    def _make_steps(self, private: bool):
+        kernel = self._grad
+        if not kernel.update:
+            raise ArgumentError(f"{self.title}: step needs a scalar loss; this model's value "
+                                f"has one entry per example (reduce=None) or per output")
+        check = _check_finite_of(self.title) if self.check_finite else None
+        if private:
+            kernel = self._kernel("dp")
+            steps = kernel.steps(check, bound=kernel.inputs[-1])
+        elif kernel.tier == "tape":
+            steps = TapeSteps(kernel, check)
+        else:
+            steps = kernel.steps(check)
+        self._steps[private] = steps
+        return steps
 
     def value_and_grad(self, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call."""
@@ -357,6 +362,10 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+def _check_finite_of(title: str):
+    return lambda outputs: _check_finite(title, outputs)
 
 
 def _check_finite(title: str, outputs) -> None:

@@ -24,6 +24,7 @@ from symdiff.printing import format_origin, format_stmt
 
 from .entry import JIT, NCHUNKS, PARALLEL_MIN_WORK, emit_entry  # noqa: F401
 from .inputs import REFUSED, specs_of
+from .optim import emit_entries, emit_steps
 from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -39,7 +40,7 @@ from numba import get_num_threads, njit, prange
 
 '''
 PARALLEL_JIT = '@njit(cache=True, parallel=True, error_model="numpy")'
-MACHINERY = "# ---- The call machinery: argument checks, the fast path's gate, the SGD step ----"
+MACHINERY = "# ---- The call machinery: argument checks, the fast path's gate, optimizer steps ----"
 GATE = """
 # {function} again, as a second dispatcher: it compiles once, for the types run's checks
 # accept, then refuses any other types (TypeError) instead of compiling for them.
@@ -60,13 +61,16 @@ class _Loop:
     lines: list[str] = field(default_factory=list)
 
 
-def emit_source(program: Program, title: str = "model", update=()) -> str:
+def emit_source(program: Program, title: str = "model", update=(), noise: bool = False) -> str:
     """The module text for `program`. Same Program, same text: the text is the cache key.
 
     `update` names the parameters of a gradient Program (its outputs after the value, in
-    order): the module then also has `step`, one SGD step that updates them in place.
+    order): the module then also has a `step_<rule>` per optimizer rule, which updates them
+    and the optimizer's state in place (codegen/optim.py). With `noise`, the Program's last
+    output is the weight of one example, and the steps add private noise (per-example
+    clipping).
     """
-    return _Emitter(program).module(title, tuple(update))
+    return _Emitter(program).module(title, tuple(update), noise)
 
 
 class _Emitter:
@@ -114,7 +118,7 @@ class _Emitter:
 
     # ------------------------------------------------------------ module
 
-    def module(self, title: str, update: tuple = ()) -> str:
+    def module(self, title: str, update: tuple = (), noise: bool = False) -> str:
         loops, body = [], []
         for k, unit in enumerate(self.units):
             if unit.loop and unit.space:
@@ -146,33 +150,11 @@ class _Emitter:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
         parts.append("\n" + MACHINERY + "\n" + GATE.format(function="kernel"))
+        parts.append(emit_entry(self.specs, len(self.program.stmts)))
         if update:
-            parts.append("\n" + "\n".join(self.step(update)) + "\n")
-            parts.append(GATE.format(function="step"))
-        parts.append(emit_entry(self.specs, len(self.program.stmts), update))
+            parts.append(emit_steps(self.program, update, self.var, self.single, noise))
+            parts.append(emit_entries(self.specs, len(self.program.stmts), update))
         return "\n".join(parts)
-
-    def step(self, update: tuple) -> list[str]:
-        """`step(lr, <inputs>, chunks, threaded)`: the kernel, then p -= lr * dp in place for
-        each parameter p (a scalar one comes as a 0-d array); returns the loss."""
-        inputs = {n.attr("name"): n for n in self.program.inputs}
-        taken = set(inputs)
-        rate, value = fresh("lr", taken), fresh("value", taken)
-        grads = [fresh(f"d{name}", taken) for name in update]
-        args = [f"{name}[()]" if name in update and not inputs[name].rank else name
-                for name in inputs]
-        lines = [JIT, f"def step({rate}, {', '.join(inputs)}, {self.var['chunks']}, "
-                      f"{self.var['threaded']}):",
-                 '    """One SGD step in place: each parameter p becomes p - lr * dp. Returns '
-                 'the loss."""',
-                 f"    {value}, ({''.join(g + ', ' for g in grads)}) = kernel({', '.join(args)}, "
-                 f"{self.var['chunks']}, {self.var['threaded']})"]
-        if self.single:
-            lines.append(f"    {rate} = np.float32({rate})")
-        for name, grad in zip(update, grads):
-            target = name if inputs[name].rank else f"{name}[()]"
-            lines.append(f"    {target} -= {rate} * {grad}")
-        return lines + [f"    return {value}"]
 
     def argument_checks(self) -> list[str]:
         """Sizes and labels, checked before anything is read (the kernel has no bounds

@@ -6,6 +6,7 @@
 -12.0
 """
 from . import ops  # noqa: F401  (fills the op table before anything builds a graph)
+from . import optim  # noqa: F401  (sd.optim.SGD, Adam, AdamW)
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
 from .forward import jvp

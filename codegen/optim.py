@@ -1,0 +1,338 @@
+"""Optimizer steps: the update rules of symdiff/optim.py -> Numba text, and the runtime that calls it.
+
+Input: a gradient Program's inputs, the parameters it updates, and the rule records. Output:
+text for the kernel module (`_update_<rule>`, a loop applying a rule's scalar statements to
+every entry; `step_<rule>`, which runs the kernel, optionally checks that the loss and
+gradients are finite, adds the private noise, clips to a global norm and updates every
+parameter and state array in place; `optimizer_entries`, their checked and fast entry points),
+and `Steps`, which calls them: one kernel call per step. Sizes of parameters and state arrays
+are checked before anything is written, so a refused step changes nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from symdiff.errors import ArgumentError, NonFiniteError, ShapeError
+from symdiff.ir import format_shape, fresh
+from symdiff.optim import RULES
+
+from .entry import JIT, NCHUNKS, threaded_condition
+from .inputs import MISSING, REFUSED, bind
+
+HELPERS = f'''
+{JIT}
+def _sumsq(a):
+    """The sum of squares of a flat array, accumulated in float64."""
+    total = 0.0
+    for k in range(a.size):
+        total += float(a[k]) * float(a[k])
+    return total
+
+
+{JIT}
+def _finite(a):
+    for k in range(a.size):
+        if not np.isfinite(a[k]):
+            return False
+    return True
+'''
+
+
+def emit_updates() -> str:
+    """The helpers and one `_update_<rule>(P, G, <state arrays>, scale, <scalars>)` per rule:
+    for each entry, g = G[k] * scale, then the rule's statements."""
+    parts = [HELPERS]
+    for rule in RULES.values():
+        arrays = ["P", "G"] + [s.upper() for s in rule.state]
+        scalars = ["p", "g"] + list(rule.state)
+        loads = ["P[k]", "G[k] * scale"] + [f"{s.upper()}[k]" for s in rule.state]
+        lines = ["", "", JIT,
+                 f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):",
+                 f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
+                 "    for k in range(P.size):",
+                 f"        {', '.join(scalars)} = {', '.join(loads)}"]
+        lines += [f"        {statement}" for statement in rule.body]
+        lines += [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+class _Names:
+    """The names a step function uses, none equal to an input's."""
+
+    def __init__(self, inputs, update, rule, noise: bool):
+        taken = set(inputs)
+        self.hyper, self.value = fresh("hyper", taken), fresh("value", taken)
+        self.grads = [fresh(f"d{p}", taken) for p in update]
+        self.state = [fresh(f"{s}_{p}", taken) for p in update for s in rule.state]
+        self.noise = [fresh(f"noise_{p}", taken) for p in update] if noise else []
+        self.scalars = [fresh(s, taken) for s in rule.scalars]
+        self.clip, self.check, self.scale, self.sigma, self.weight, self.norm = (
+            fresh(n, taken) for n in ("clip_norm", "check", "scale", "sigma", "weight", "norm"))
+
+
+def emit_steps(program, update: tuple, variables: dict, single: bool, noise: bool) -> str:
+    """`step_<rule>(hyper, <inputs>, <state arrays>, [<noise arrays>], chunks, threaded)` for
+    every rule, each with its gate (a second dispatcher closed after its first compile).
+
+    hyper is (the rule's scalars, the global clipping norm or 0, check (1.0 or 0.0)[, sigma]):
+    sigma times each noise array times the Program's last output (the weight of an example:
+    1/n for a mean loss) is added to the gradient. Returns (loss, -1), or (loss, k) having
+    changed nothing when check is set and output k (0: the loss) is not finite."""
+    inputs = {n.attr("name"): n for n in program.inputs}
+    parts = [emit_updates()]
+    for rule in RULES.values():
+        parts.append("\n".join(_step(rule, inputs, update, variables, single, noise)) + "\n")
+        parts.append(f"\nstep_{rule.name}_gate = njit(cache=True, error_model=\"numpy\")"
+                     f"(step_{rule.name}.py_func)\n")
+    return "\n".join(parts)
+
+
+def _step(rule, inputs: dict, update: tuple, variables: dict, single: bool, noise: bool):
+    v = _Names(inputs, update, rule, noise)
+    chunks, threaded = variables["chunks"], variables["threaded"]
+    params = ", ".join([v.hyper, *inputs, *v.state, *v.noise, chunks, threaded])
+    sizes = [f"{s}.shape == {p}.shape" for p, group in zip(update, _groups(v.state, len(rule.state), len(update)))
+             for s in group] + [f"{z}.shape == {p}.shape" for p, z in zip(update, v.noise)]
+    args = [f"{n}[()]" if n in update and not inputs[n].rank else n for n in inputs]
+    outputs = v.grads + ([v.weight] if noise else [])
+    head = [*v.scalars, v.clip, v.check] + ([v.sigma] if noise else [])
+    lines = ["", "", JIT, f"def step_{rule.name}({params}):",
+             f'    """{rule.title}: the loss, the gradients and the update in place."""']
+    if sizes:
+        lines += ["    if not (" + "\n            and ".join(sizes) + "):",
+                  f"        raise ValueError({REFUSED!r})"]
+    lines += [f"    {v.value}, ({''.join(g + ', ' for g in outputs)}) = "
+              f"kernel({', '.join(args)}, {chunks}, {threaded})",
+              f"    {', '.join(head)}, = {v.hyper}"]
+    if single:  # typed scalars keep Numba's arithmetic in float32
+        lines += [f"    {s} = np.float32({s})" for s in head]
+    flat = {}
+    for p, g in zip(update, v.grads):
+        if not inputs[p].rank:  # a scalar's gradient is a float: a one-entry array
+            lines.append(f"    {g} = np.full(1, {g})")
+        flat[p] = f"{g}.ravel()"
+    lines += [f"    if {v.check} != 0.0:",
+              f"        if not np.isfinite({v.value}):",
+              f"            return {v.value}, 0"]
+    for k, p in enumerate(update, 1):
+        lines += [f"        if not _finite({flat[p]}):", f"            return {v.value}, {k}"]
+    for p, g, z in zip(update, v.grads, v.noise):
+        lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {z}.ravel()")
+        flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
+    one = "np.float32(1.0)" if single else "1.0"
+    lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:",
+              f"        {v.norm} = np.sqrt(" + " + ".join(f"_sumsq({flat[p]})" for p in update)
+              + ")" if update else f"        {v.norm} = 0.0",
+              f"        if {v.norm} > {v.clip}:",
+              f"            {v.scale} = {v.clip} / {v.norm}" + (
+                  f"\n            {v.scale} = np.float32({v.scale})" if single else "")]
+    for p, group in zip(update, _groups(v.state, len(rule.state), len(update))):
+        arrays = [f"{p}.ravel()", flat[p]] + [f"{s}.ravel()" for s in group]
+        lines.append(f"    _update_{rule.name}({', '.join(arrays + [v.scale] + v.scalars)})")
+    return lines + [f"    return {v.value}, -1"]
+
+
+def _groups(state: list, size: int, count: int) -> list[list[str]]:
+    """The flat list of state array names as `count` groups of `size`, one per parameter."""
+    return [state[k * size:(k + 1) * size] for k in range(count)]
+
+
+def emit_entries(specs, statements: int, update: tuple) -> str:
+    """`optimizer_entries(slow, parallel, missing)`: {rule: (run, run_fast)}. `run` tests every
+    array (parameters as arrays, state arrays like their parameter), then calls the step;
+    `run_fast`, once the gate has compiled, leaves the array types to the gate's dispatcher.
+    Anything refused goes to `slow(rule, hyper, state, noise, **arguments)`."""
+    lines = ["", "", "def optimizer_entries(slow, parallel, missing):",
+             '    """{rule: (run, run_fast)}: the checked and fast entry points of each step."""',
+             "    entries = {}"]
+    for rule in RULES.values():
+        lines += _entry(rule, specs, statements, update) + [
+            f"    entries[{rule.name!r}] = run_{rule.name}, run_{rule.name}_fast"]
+    return "\n".join(lines + ["    return entries"]) + "\n"
+
+
+def _entry(rule, specs, statements: int, update: tuple) -> list[str]:
+    by_name = {spec.name: spec for spec in specs}
+    names = [spec.name for spec in specs]
+    state = [f"_s{k}" for k in range(len(update) * len(rule.state))]
+    unpack = [f"        {', '.join(state)}, = state"] if state else []
+    params = ", ".join(["hyper", "state", "noise"] + [f"{n}=missing" for n in names]
+                       + ["**unknown"])
+    keywords = ", ".join(["hyper", "state", "noise"] + [f"{n}={n}" for n in names]
+                         + ["**unknown"])
+    call = ", ".join(["hyper"] + names + state + ["*noise"])
+    tests = ["not unknown"] + [by_name[n].fast_test(n in update) for n in names]
+    tests += [by_name[p].fast_test(True, name=s) for p, group in
+              zip(update, _groups(state, len(rule.state), len(update))) for s in group]
+    gate = f"return step_{rule.name}_gate({call}, 1, None)"
+    threaded = threaded_condition(specs, statements)
+    lines = ["", f"    def run_{rule.name}({params}):",
+             f'        """Check every array, then take a step of {rule.title}."""', *unpack,
+             "        if (" + "\n                and ".join(tests) + "):", "            try:"]
+    if threaded:
+        lines += [f"                if {threaded}:",
+                  "                    threaded = True if get_num_threads() > 1 else None",
+                  f"                    return step_{rule.name}({call}, {NCHUNKS}, threaded)"]
+    lines += [f"                {gate}",
+              "            except (TypeError, ValueError):  # slow says what is wrong",
+              "                pass",
+              f"        return slow({rule.name!r}, {keywords})",
+              "", f"    def run_{rule.name}_fast({params}):",
+              f'        """`run_{rule.name}` once the gate has compiled."""', *unpack,
+              "        if not unknown:", "            try:"]
+    lines += ([f"                if not ({threaded}):", f"                    {gate}"]
+              if threaded else [f"                {gate}"])
+    return lines + ["            except (TypeError, ValueError, AttributeError, IndexError):",
+                    "                pass",
+                    f"        return run_{rule.name}({keywords})", ""]
+
+
+class Steps:
+    """The optimizer steps of one kernel module: `steps(opt, arguments)` takes one step of
+    `opt` in one kernel call and returns the loss. Until a rule's gate has compiled, calls go
+    through `run`, which tests every array; then through `run_fast`. Anything refused reaches
+    `_slow`, which names what is wrong or converts the inputs that are not updated.
+
+    `bound` is the name of the per-example clipping norm's input in a private (DP) Program,
+    else None; `check_finite(outputs)` raises for a non-finite (label, value) in outputs.
+    """
+
+    def __init__(self, kernel, module, parallel, check_finite=None, bound=None):
+        self.kernel, self.update, self.bound = kernel, kernel.update, bound
+        self.specs = {spec.name: spec for spec in kernel._specs}
+        self._check_finite = check_finite
+        self._check = (1.0,) if check_finite else (0.0,)
+        self._call = {rule: run for rule, (run, _) in
+                      module.optimizer_entries(self._slow, parallel, MISSING).items()}
+        self._fast = {rule: fast for rule, (_, fast) in
+                      module.optimizer_entries(self._slow, parallel, MISSING).items()}
+        self._rerun = {rule: run for rule, (run, _) in
+                       module.optimizer_entries(_unreachable, parallel, MISSING).items()}
+        self._gates = {rule: getattr(module, f"step_{rule}_gate") for rule in RULES}
+        self._pending = set(RULES)
+        self._single = kernel.dtype == "float32"
+        self._noise = _noise_arrays(self.update, self.specs) if bound else ()
+
+    def __call__(self, opt, arguments: dict):
+        rule = opt.rule.name
+        flat, made = opt.arrays(self.update, self.specs, arguments)
+        hyper = opt.scalars() + self._check
+        noise, drawn = (), None
+        if self.bound is not None:
+            arguments[self.bound] = opt.per_example_clip
+            sigma = opt.noise_scale()
+            if sigma:
+                drawn = opt.rng.bit_generator.state  # put back if the step is refused
+                for z in self._noise:
+                    opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
+            hyper, noise = hyper + (sigma,), self._noise
+        try:
+            value, status = self._call[rule](hyper, flat, noise, **arguments)
+            if status >= 0:
+                self._non_finite(arguments)
+        except BaseException:
+            if drawn is not None:
+                opt.rng.bit_generator.state = drawn
+            raise
+        if rule in self._pending and self._gates[rule].signatures:
+            self._gates[rule].disable_compile()
+            self._call[rule] = self._fast[rule]
+            self._pending.discard(rule)
+        if made is not None:
+            opt.keep(self.update, flat, made)
+        opt.count += 1
+        return np.float32(value) if self._single else value
+
+    def _slow(self, rule, hyper, state, noise, **arguments):
+        """What `run` refused: a clear error, or the inputs converted and run again."""
+        kernel = self.kernel
+        bind(kernel.title, kernel._specs, arguments)
+        for p in self.update:
+            self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
+        converted = kernel._converted(arguments, self.update)  # the parameters' sizes too
+        check_state(RULES[rule], self.update, self.specs, state, converted)
+        return self._rerun[rule](hyper, state, noise, **converted)
+
+    def _non_finite(self, arguments: dict):
+        """Raise the check_finite error for the outputs the refused step computed."""
+        value, outputs = self.kernel(dict(arguments))
+        what = "the clipped gradient" if self.bound else "the gradient"
+        self._check_finite([("value", value)] + [(f"{what} by {p}", g)
+                                                 for p, g in zip(self.update, outputs)])
+        raise AssertionError("a step found a non-finite output that check_finite did not")
+
+
+def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict) -> None:
+    """Each state array must be a writable, C-contiguous array of its parameter's dtype and
+    shape; else an error naming it (state arrays are updated in place, never copied)."""
+    k = len(rule.state)
+    for j, p in enumerate(update):
+        for name, array in zip(rule.state, state[j * k:(j + 1) * k]):
+            specs[p].check_in_place(array, f"{rule.title} keeps its state {name!r} of {p} in "
+                                           f"this array, updated in place",
+                                    shape=np.shape(arguments[p]))
+
+
+def _noise_arrays(update: tuple, specs: dict) -> tuple:
+    """One array per parameter for the private noise, drawn afresh each step."""
+    arrays = []
+    for p in update:
+        spec = specs[p]
+        if any(isinstance(d, str) for d in spec.shape):
+            raise ShapeError(f"per-example clipping: {p} has the symbolic shape "
+                             f"{format_shape(spec.shape)}; parameters need fixed shapes")
+        arrays.append(np.zeros(spec.shape, spec.numpy_dtype))
+    return tuple(arrays)
+
+
+def _unreachable(*args, **arguments):
+    raise AssertionError("converted arguments failed the generated check")
+
+
+class TapeSteps:
+    """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
+    update loop (compiled once per machine) on each parameter. Every array is checked first."""
+
+    def __init__(self, kernel, check_finite=None):
+        self.kernel, self.update = kernel, kernel.update
+        self.specs = {spec.name: spec for spec in kernel._specs}
+        self._check_finite = check_finite
+
+    def __call__(self, opt, arguments: dict):
+        rule = opt.rule
+        flat, made = opt.arrays(self.update, self.specs, arguments)
+        bind(self.kernel.title, self.kernel._specs, arguments)
+        for p in self.update:
+            self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
+        check_state(rule, self.update, self.specs, flat, arguments)
+        value, grads = self.kernel(arguments)
+        grads = [np.ravel(np.asarray(g, dtype=np.float64)) for g in grads]
+        if self._check_finite:
+            self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
+                                                     for p, g in zip(self.update, grads)])
+        *scalars, clip = opt.scalars()
+        norm = float(np.sqrt(sum(g @ g for g in grads)))
+        scale = clip / norm if 0.0 < clip < norm else 1.0
+        update = getattr(_update_module(), f"_update_{rule.name}")
+        k = len(rule.state)
+        for j, (p, g) in enumerate(zip(self.update, grads)):
+            states = [s.reshape(-1) for s in flat[j * k:(j + 1) * k]]
+            update(arguments[p].reshape(-1), g, *states, scale, *scalars)
+        if made is not None:
+            opt.keep(self.update, flat, made)
+        opt.count += 1
+        return value
+
+
+_UPDATES = []
+
+
+def _update_module():
+    """The update loops alone, as a module of their own (compiled once per machine)."""
+    if not _UPDATES:
+        from .build import load_module
+        header = ('"""symdiff: the optimizers\' update loops."""\nimport numpy as np\n'
+                  'from numba import njit\n')
+        _UPDATES.append(load_module(header + emit_updates())[0])
+    return _UPDATES[0]
