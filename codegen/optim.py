@@ -118,7 +118,8 @@ def _step(rule, inputs: dict, update: tuple, variables: dict, single: bool, nois
     for k, p in enumerate(update, 1):
         lines += [f"        if not _finite({flat[p]}):", f"            return {v.value}, {k}"]
     for p, g, z in zip(update, v.grads, v.noise):
-        lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {z}.ravel()")
+        noise = z if inputs[p].rank else f"{z}.ravel()"  # shaped as the gradient
+        lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
         flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
     one = "np.float32(1.0)" if single else "1.0"
     lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:",

@@ -14,6 +14,7 @@ import sympy as sp
 
 from . import tensors as T
 from .autodiff import differentiate, gradients, schedule
+from .clipping import clipped_program
 from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
@@ -79,7 +80,9 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
                             per_example=output.shape[0] if per_sample else None)
     timings["differentiate"] = time.perf_counter() - start
     programs = {"grad": lambda: program,
-                "value": lambda: schedule([("value", output.node)], inputs=inputs)}
+                "value": lambda: schedule([("value", output.node)], inputs=inputs),
+                "dp": lambda: clipped_program(output, wrt_tensors, inputs,
+                                              _fresh_input("per_example_clip", (), env))}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)

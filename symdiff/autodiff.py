@@ -20,7 +20,8 @@ from .printing import format_stmt
 
 
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
-                  inputs=None, per_example: str | None = None) -> Program:
+                  inputs=None, per_example: str | None = None, value: T.Tensor | None = None,
+                  extra=()) -> Program:
     """The Program computing `output` and d output / d w for each w in `wrt`.
 
     Args:
@@ -30,6 +31,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         inputs: the input Tensors in argument order (default: those found, by name).
         per_example: the batch dimension of an output holding one value per example; each
             gradient then gets that leading axis: example i's gradient, the batch sum not taken.
+        value, extra: the Program's value, if not `output`, and (label, Tensor) pairs it
+            returns after the gradients.
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> print(differentiate(x * T.function("sin", y), [x, y]))
@@ -45,7 +48,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     grads = [_materialize(walk.total.get(w.uid), _gradient_shape(w, per_example))
              for w in walk.wrt]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
-    outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
+    outputs = [("value", y if value is None else value.node)] + \
+        [(lab, g.node) for lab, g in zip(labels, grads)] + [(lab, t.node) for lab, t in extra]
     for _, node in outputs:
         walk.claim(node, None)
     return schedule(outputs, walk.origin, walk.adjoint_of, walk.forward_uids, inputs, walk.step)

@@ -254,3 +254,95 @@ def test_a_schedule_returning_nonsense_is_refused_before_the_step(mlp):
     assert opt.count == 0
     for k in PARAMS:
         np.testing.assert_array_equal(params[k], batch[k])
+
+
+def one_at_a_time(f, batch, params):
+    """Each example's own gradient, from a call on a batch of that one example."""
+    rows = []
+    for i in range(len(batch["y"])):
+        _, g = f.value_and_grad(X=batch["X"][i:i + 1], y=batch["y"][i:i + 1], **params)
+        rows.append(g)
+    return rows
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.3])
+def test_private_sgd_clips_each_example_then_adds_seeded_noise(mlp, sigma):
+    C, lr = 2.0, 0.2
+    batches = [mlp_arguments(9, seed=s) for s in (7, 8, 9)]
+    params = {k: batches[0][k].copy() for k in PARAMS}
+    expected = {k: v.copy() for k, v in params.items()}
+    opt = sd.optim.SGD(lr, per_example_clip=C, noise_multiplier=sigma,
+                       rng=np.random.default_rng(11))
+    noise_rng, clipped = np.random.default_rng(11), 0
+    for batch in batches:
+        data = {"X": batch["X"], "y": batch["y"]}
+        rows = one_at_a_time(mlp, data, expected)
+        loss = mlp.step(opt, **data, **params)
+        assert loss == pytest.approx(numpy_grad(expected, **data)[0], rel=1e-13)
+        norms = [np.sqrt(sum(np.sum(g[k] ** 2) for k in PARAMS)) for g in rows]
+        clipped += sum(norm > C for norm in norms)
+        for k in PARAMS:
+            total = sum(g[k] * min(1.0, C / norm) for g, norm in zip(rows, norms))
+            noise = noise_rng.standard_normal(expected[k].shape) if sigma else 0.0
+            expected[k] -= lr * (total + sigma * C * noise) / len(rows)
+        for k in PARAMS:
+            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14,
+                                       err_msg=f"{k} after step {opt.count}")
+    assert 0 < clipped < 27  # the bound binds for some examples, not all
+
+
+def test_per_example_norms_never_build_a_per_example_weight_gradient(mlp):
+    program = mlp._programs["dp"]()
+    ranks = {s.name: len(s.node.shape) for s in program.stmts}
+    assert max(ranks.values()) == 2, [n for n, r in ranks.items() if r > 2]
+    sizes = {("n",) + p.shape for p in program.inputs if p.attr("name") in ("W1", "W2")}
+    assert not any(s.node.shape in sizes for s in program.stmts)
+
+
+def test_private_steps_with_adam_and_a_sum_loss():
+    X = sd.tensor("X", ("n", 3)); t = sd.tensor("t", ("n",)); w = sd.tensor("w", (3,))
+    b = sd.scalar("b")
+    f = sd.compile(sd.sum(sd.binary_cross_entropy_with_logits(X @ w + b, t)), wrt=[w, b])
+    rng = np.random.default_rng(12)
+    Xv, tv = rng.normal(size=(10, 3)), rng.integers(0, 2, 10).astype(float)
+    w0, b0 = rng.normal(size=3), np.array(0.2)
+    params, ref = {"w": w0.copy(), "b": b0.copy()}, {"w": w0.copy(), "b": b0.copy()}
+    opt = sd.optim.Adam(0.1, per_example_clip=0.8, noise_multiplier=0.5,
+                        rng=np.random.default_rng(3))
+    noise_rng, m, v = np.random.default_rng(3), {"w": 0.0, "b": 0.0}, {"w": 0.0, "b": 0.0}
+    for t_ in range(1, 4):
+        f.step(opt, X=Xv, t=tv, **params)
+        z = Xv @ ref["w"] + ref["b"]
+        slope = 1 / (1 + np.exp(-z)) - tv  # d BCE / d logit, per example
+        rows = [{"w": slope[i] * Xv[i], "b": slope[i]} for i in range(10)]
+        scale = [min(1.0, 0.8 / np.sqrt(r["w"] @ r["w"] + r["b"] ** 2)) for r in rows]
+        for k in ("w", "b"):
+            g = sum(c * r[k] for c, r in zip(scale, rows))
+            g = g + 0.5 * 0.8 * noise_rng.standard_normal(np.shape(ref[k]))  # a sum: no 1/n
+            m[k] = 0.9 * m[k] + 0.1 * g
+            v[k] = 0.999 * v[k] + 0.001 * g * g
+            ref[k] = ref[k] - 0.1 * (m[k] / (1 - 0.9 ** t_)) / (
+                np.sqrt(v[k] / (1 - 0.999 ** t_)) + 1e-8)
+        for k in ("w", "b"):
+            np.testing.assert_allclose(params[k], ref[k], rtol=1e-12, err_msg=k)
+
+
+def test_a_refused_private_step_draws_no_noise(mlp):
+    batch = mlp_arguments(6, seed=10)
+    params = {k: batch[k].copy() for k in PARAMS}
+    opt = sd.optim.SGD(0.1, per_example_clip=1.0, noise_multiplier=1.0,
+                       rng=np.random.default_rng(5))
+    drawn = opt.rng.bit_generator.state
+    with pytest.raises(sd.DomainError, match="label 3"):
+        mlp.step(opt, X=batch["X"], y=np.array([0, 1, 3, 0, 1, 2]), **params)
+    assert opt.rng.bit_generator.state == drawn and opt.count == 0
+    for k in PARAMS:
+        np.testing.assert_array_equal(params[k], batch[k])
+
+
+def test_per_example_clipping_needs_a_mean_or_sum_over_examples():
+    X = sd.tensor("X", ("n", 3)); w = sd.tensor("w", (3,))
+    f = sd.compile(sd.mean((X @ w) ** 2) + 0.1 * sd.sum(w * w), wrt=[w])
+    opt = sd.optim.SGD(0.1, per_example_clip=1.0)
+    with pytest.raises(sd.DifferentiationError, match="mean or sum of one term per example"):
+        f.step(opt, X=np.ones((4, 3)), w=np.zeros(3))
