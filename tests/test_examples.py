@@ -1,5 +1,6 @@
 """The examples run, at small sizes, and reach what they promise."""
 import importlib.util
+import sys
 from pathlib import Path
 
 
@@ -19,9 +20,13 @@ def test_logistic_regression_learns_breast_cancer(capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_mlp_learns_digits(capsys):
-    losses, accuracy = load("mlp_digits").main(epochs=4, show_source=False)
-    assert losses[-1] < losses[0] / 3 and accuracy >= 0.93
+def test_mlp_learns_digits_with_adam_and_plots_its_progress(capsys, tmp_path):
+    plot = tmp_path / "digits.png"
+    history = load("mlp_digits").main(epochs=4, lr=3e-3, plot_path=plot, show_source=False)
+    assert history["train loss"][-1] < history["train loss"][0] / 3
+    assert history["test accuracy"][-1] >= 0.93 and len(history["test loss"]) == 4
+    assert "plot saved" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds():
@@ -41,3 +46,12 @@ def test_lectures_example_checks_every_number(capsys, tmp_path):
 def test_fit_formula_recovers_the_parameters(capsys):
     fitted = load("fit_formula").main(n=500, epochs=10, tolerance=0.05, show_source=False)
     assert set(fitted) == {"a", "b", "c"}
+
+
+def test_mlp_digits_runs_without_tqdm_and_matplotlib(capsys, tmp_path, monkeypatch):
+    for optional in ("tqdm", "matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, optional, None)  # importing it raises ImportError
+    history = load("mlp_digits").main(epochs=1, plot_path=tmp_path / "p.png", show_source=False)
+    out = capsys.readouterr().out
+    assert "no progress bar" in out and "no plot" in out and "epoch   1" in out
+    assert not (tmp_path / "p.png").exists() and len(history["test accuracy"]) == 1
