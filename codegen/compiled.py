@@ -256,8 +256,9 @@ class Compiled:
     def sgd_step(self, lr, **arguments):
         """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
         in place, in one kernel call; returns the loss before the step."""
-        self._sgd.lr = check_rate(lr)
-        return self.step(self._sgd, **arguments)
+        self._sgd.lr = lr if lr.__class__ is float else check_rate(lr)
+        steps = self._steps.get(False) or self._make_steps(False)
+        return steps(self._sgd, arguments)
 
     def _make_steps(self, private: bool):
         kernel = self._grad

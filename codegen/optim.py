@@ -39,10 +39,17 @@ def _finite(a):
 
 
 def emit_updates() -> str:
-    """The helpers and one `_update_<rule>(P, G, <state arrays>, scale, <scalars>)` per rule:
-    for each entry, g = G[k] * scale, then the rule's statements."""
+    """The helpers; per rule, `_prepare_<rule>(lr, t, constants)`, its per-step scalars, and
+    `_update_<rule>(P, G, <state arrays>, scale, <scalars>)`: for each entry,
+    g = G[k] * scale, then the rule's statements."""
     parts = [HELPERS]
     for rule in RULES.values():
+        lines = ["", "", JIT, f"def _prepare_{rule.name}(lr, t, constants):",
+                 f'    """{rule.title}: the scalars of step t."""']
+        lines += [f"    {c} = constants[{k}]" for k, c in enumerate(rule.constants)]
+        lines += [f"    {statement}" for statement in rule.prepare]
+        lines.append(f"    return {', '.join(rule.scalars)},")
+        parts.append("\n".join(lines) + "\n")
         arrays = ["P", "G"] + [s.upper() for s in rule.state]
         scalars = ["p", "g"] + list(rule.state)
         loads = ["P[k]", "G[k] * scale"] + [f"{s.upper()}[k]" for s in rule.state]
@@ -62,20 +69,23 @@ class _Names:
 
     def __init__(self, inputs, update, rule, noise: bool):
         taken = set(inputs)
-        self.hyper, self.value = fresh("hyper", taken), fresh("value", taken)
+        self.value = fresh("value", taken)
         self.grads = [fresh(f"d{p}", taken) for p in update]
         self.state = [fresh(f"{s}_{p}", taken) for p in update for s in rule.state]
         self.noise = [fresh(f"noise_{p}", taken) for p in update] if noise else []
         self.scalars = [fresh(s, taken) for s in rule.scalars]
-        self.clip, self.check, self.scale, self.sigma, self.weight, self.norm = (
-            fresh(n, taken) for n in ("clip_norm", "check", "scale", "sigma", "weight", "norm"))
+        self.lr, self.t, self.constants, self.clip, self.check, self.scale, self.sigma, \
+            self.weight, self.norm = (fresh(n, taken) for n in (
+                "lr", "t", "constants", "clip_norm", "check", "scale", "sigma", "weight", "norm"))
 
 
 def emit_steps(program, update: tuple, variables: dict, single: bool, noise: bool) -> str:
-    """`step_<rule>(hyper, <inputs>, <state arrays>, [<noise arrays>], chunks, threaded)` for
+    """`step_<rule>(*hyper, <inputs>, <state arrays>, [<noise arrays>], chunks, threaded)` for
     every rule, each with its gate (a second dispatcher closed after its first compile).
 
-    hyper is (the rule's scalars, the global clipping norm or 0, check (1.0 or 0.0)[, sigma]):
+    hyper is (lr, t, the optimizer's constants array (the rule's, then the global clipping
+    norm or 0), check (1.0 or 0.0)[, sigma]), passed as separate arguments (Numba's dispatcher
+    types a tuple argument in Python, slowly, and each argument costs):
     sigma times each noise array times the Program's last output (the weight of an example:
     1/n for a mean loss) is added to the gradient. Returns (loss, -1), or (loss, k) having
     changed nothing when check is set and output k (0: the loss) is not finite."""
@@ -91,12 +101,12 @@ def emit_steps(program, update: tuple, variables: dict, single: bool, noise: boo
 def _step(rule, inputs: dict, update: tuple, variables: dict, single: bool, noise: bool):
     v = _Names(inputs, update, rule, noise)
     chunks, threaded = variables["chunks"], variables["threaded"]
-    params = ", ".join([v.hyper, *inputs, *v.state, *v.noise, chunks, threaded])
+    head = [v.lr, v.t, v.constants, v.check] + ([v.sigma] if noise else [])
+    params = ", ".join([*head, *inputs, *v.state, *v.noise, chunks, threaded])
     sizes = [f"{s}.shape == {p}.shape" for p, group in zip(update, _groups(v.state, len(rule.state), len(update)))
              for s in group] + [f"{z}.shape == {p}.shape" for p, z in zip(update, v.noise)]
     args = [f"{n}[()]" if n in update and not inputs[n].rank else n for n in inputs]
     outputs = v.grads + ([v.weight] if noise else [])
-    head = [*v.scalars, v.clip, v.check] + ([v.sigma] if noise else [])
     lines = ["", "", JIT, f"def step_{rule.name}({params}):",
              f'    """{rule.title}: the loss, the gradients and the update in place."""']
     if sizes:
@@ -104,9 +114,12 @@ def _step(rule, inputs: dict, update: tuple, variables: dict, single: bool, nois
                   f"        raise ValueError({REFUSED!r})"]
     lines += [f"    {v.value}, ({''.join(g + ', ' for g in outputs)}) = "
               f"kernel({', '.join(args)}, {chunks}, {threaded})",
-              f"    {', '.join(head)}, = {v.hyper}"]
+              f"    {''.join(s + ', ' for s in v.scalars)}= _prepare_{rule.name}({v.lr}, {v.t}, "
+              f"{v.constants})",
+              f"    {v.clip} = {v.constants}[{len(rule.constants)}]"]
     if single:  # typed scalars keep Numba's arithmetic in float32
-        lines += [f"    {s} = np.float32({s})" for s in head]
+        lines += [f"    {s} = np.float32({s})" for s in v.scalars + [v.clip]
+                  + ([v.sigma] if noise else [])]
     flat = {}
     for p, g in zip(update, v.grads):
         if not inputs[p].rank:  # a scalar's gradient is a float: a one-entry array
@@ -162,7 +175,7 @@ def _entry(rule, specs, statements: int, update: tuple) -> list[str]:
                        + ["**unknown"])
     keywords = ", ".join(["hyper", "state", "noise"] + [f"{n}={n}" for n in names]
                          + ["**unknown"])
-    call = ", ".join(["hyper"] + names + state + ["*noise"])
+    call = ", ".join(["*hyper"] + names + state + ["*noise"])
     tests = ["not unknown"] + [by_name[n].fast_test(n in update) for n in names]
     tests += [by_name[p].fast_test(True, name=s) for p, group in
               zip(update, _groups(state, len(rule.state), len(update))) for s in group]
@@ -216,9 +229,21 @@ class Steps:
         self._noise = _noise_arrays(self.update, self.specs) if bound else ()
 
     def __call__(self, opt, arguments: dict):
+        flat, rule = opt._flat.get(self.update), opt.rule.name
+        if flat is None or rule in self._pending or self.bound is not None:
+            return self._step(opt, arguments)
+        value, status = self._call[rule](opt.hyper() + self._check, flat, (), **arguments)
+        if status >= 0:
+            self._non_finite(arguments)
+        opt.count += 1
+        return np.float32(value) if self._single else value
+
+    def _step(self, opt, arguments: dict):
+        """A step the lean path above does not take: the optimizer's first with this model
+        (its state is made), a rule whose gate has not compiled yet, or a private step."""
         rule = opt.rule.name
         flat, made = opt.arrays(self.update, self.specs, arguments)
-        hyper = opt.scalars() + self._check
+        hyper = opt.hyper() + self._check
         noise, drawn = (), None
         if self.bound is not None:
             arguments[self.bound] = opt.per_example_clip
@@ -312,10 +337,12 @@ class TapeSteps:
         if self._check_finite:
             self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
                                                      for p, g in zip(self.update, grads)])
-        *scalars, clip = opt.scalars()
+        lr, t, constants = opt.hyper()
+        module, clip = _update_module(), constants[len(rule.constants)]
+        scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
         norm = float(np.sqrt(sum(g @ g for g in grads)))
         scale = clip / norm if 0.0 < clip < norm else 1.0
-        update = getattr(_update_module(), f"_update_{rule.name}")
+        update = getattr(module, f"_update_{rule.name}")
         k = len(rule.state)
         for j, (p, g) in enumerate(zip(self.update, grads)):
             states = [s.reshape(-1) for s in flat[j * k:(j + 1) * k]]

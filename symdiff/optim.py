@@ -1,8 +1,8 @@
 """Optimizers: update rules as records, and the objects that hold hyper-parameters and state.
 
 Input: hyper-parameters (a learning rate may be a schedule, a callable of the step count).
-Output: per step, the tuple of scalars a generated update loop takes, and the state arrays it
-updates in place. Each `Rule` is the one home of an update's math: the scalar statements that
+Output: per step, the learning rate, the step number and the array of fixed hyper-parameters
+the generated code takes, and the state arrays it updates in place. Each `Rule` is the one home of an update's math: the scalar statements that
 turn a parameter p, its gradient g and its state into their new values, written in the Numba
 spelling that codegen/optim.py pastes into a loop over the entries. Nothing here imports
 Numba; `Compiled.step(opt, **arguments)` runs the loss, the gradients and the update of every
@@ -25,33 +25,40 @@ from .errors import ArgumentError
 
 @dataclass(frozen=True)
 class Rule:
-    """An elementwise update: state arrays (zeros at first), the per-step scalars it reads and
-    the statements over scalars p, g and the states, in order, that give their new values."""
+    """An elementwise update. `constants`: the hyper-parameters fixed when the optimizer is
+    made; `prepare`: statements giving per-step scalars from them, the learning rate `lr` and
+    the step number `t` (from 1); `scalars`: what the loop over the entries reads; `body`:
+    statements over scalars p, g and the states (zeros at first) giving their new values."""
 
     name: str
     title: str
     state: tuple[str, ...]
+    constants: tuple[str, ...]
+    prepare: tuple[str, ...]
     scalars: tuple[str, ...]
     body: tuple[str, ...]
 
 
+_ADAM = ("rest1 = 1.0 - beta1", "rest2 = 1.0 - beta2", "step = lr / (1.0 - beta1 ** t)",
+         "root_c2 = np.sqrt(1.0 - beta2 ** t)")
+_MOMENTS = ("m = beta1 * m + rest1 * g", "v = beta2 * v + rest2 * g * g",
+            "p = p - step * (m / (np.sqrt(v) / root_c2 + eps))")
 RULES = {rule.name: rule for rule in (
-    Rule("sgd", "gradient descent", (), ("lr",), ("p = p - lr * g",)),
+    Rule("sgd", "gradient descent", (), (), (), ("lr",), ("p = p - lr * g",)),
     # PyTorch's momentum: b = mu b + g; p = p - lr b (Nesterov: p = p - lr (g + mu b))
-    Rule("momentum", "SGD with momentum", ("velocity",), ("lr", "mu"),
+    Rule("momentum", "SGD with momentum", ("velocity",), ("mu",), (), ("lr", "mu"),
          ("velocity = mu * velocity + g", "p = p - lr * velocity")),
-    Rule("nesterov", "SGD with Nesterov momentum", ("velocity",), ("lr", "mu"),
+    Rule("nesterov", "SGD with Nesterov momentum", ("velocity",), ("mu",), (), ("lr", "mu"),
          ("velocity = mu * velocity + g", "p = p - lr * (g + mu * velocity)")),
     # Kingma & Ba: m, v moving averages of g and g^2; p -= lr m/c1 / (sqrt(v/c2) + eps) with
     # the bias corrections c_k = 1 - beta_k^t, written as PyTorch orders it
-    Rule("adam", "Adam", ("m", "v"), ("step", "beta1", "rest1", "beta2", "rest2", "root_c2", "eps"),
-         ("m = beta1 * m + rest1 * g", "v = beta2 * v + rest2 * g * g",
-          "p = p - step * (m / (np.sqrt(v) / root_c2 + eps))")),
+    Rule("adam", "Adam", ("m", "v"), ("beta1", "beta2", "eps"), _ADAM,
+         ("step", "beta1", "rest1", "beta2", "rest2", "root_c2", "eps"), _MOMENTS),
     # Loshchilov & Hutter: decay decoupled from the gradient, p *= 1 - lr * weight_decay first
-    Rule("adamw", "AdamW", ("m", "v"),
+    Rule("adamw", "AdamW", ("m", "v"), ("beta1", "beta2", "eps", "weight_decay"),
+         _ADAM + ("keep = 1.0 - lr * weight_decay",),
          ("step", "beta1", "rest1", "beta2", "rest2", "root_c2", "eps", "keep"),
-         ("p = p * keep", "m = beta1 * m + rest1 * g", "v = beta2 * v + rest2 * g * g",
-          "p = p - step * (m / (np.sqrt(v) / root_c2 + eps))")),
+         ("p = p * keep",) + _MOMENTS),
 )}
 
 
@@ -123,9 +130,17 @@ class Optimizer:
             return self._lr
         return _real(f"the schedule's learning rate at step {self.count}", self._lr(self.count))
 
-    def scalars(self) -> tuple:
-        """The rule's scalars for the next step, then the global clipping norm (0: none)."""
-        raise NotImplementedError
+    def hyper(self) -> tuple:
+        """(learning rate, step number t from 1, the constants array) of the next step; the
+        array holds the rule's constants, then the global clipping norm (0: none)."""
+        lr = self._lr if self._lr.__class__ is float else self.rate()
+        return lr, self.count + 1, self._constants
+
+    def _fix(self, **constants) -> None:
+        """Set the rule's constants, once, when the optimizer is made."""
+        values = [constants[name] for name in self.rule.constants] + [self.clip_norm or 0.0]
+        self._constants = np.array(values, dtype=np.float64)
+        self._constants.flags.writeable = False
 
     @property
     def state(self) -> dict:
@@ -193,11 +208,7 @@ class SGD(Optimizer):
             raise ArgumentError("nesterov=True needs a momentum > 0")
         self.rule = RULES["nesterov" if nesterov else "momentum" if self.momentum else "sgd"]
         super().__init__(lr, **options)
-
-    def scalars(self) -> tuple:
-        lr = self.rate()
-        head = (lr,) if self.rule.name == "sgd" else (lr, self.momentum)
-        return head + (self.clip_norm or 0.0,)
+        self._fix(mu=self.momentum)
 
 
 class Adam(Optimizer):
@@ -212,14 +223,7 @@ class Adam(Optimizer):
         self.eps = _real("eps", eps)
         self.rule = RULES["adam"]
         super().__init__(lr, **options)
-
-    def scalars(self) -> tuple:
-        lr, (b1, b2), t = self.rate(), self.betas, self.count + 1
-        return (lr / (1.0 - b1 ** t), b1, 1.0 - b1, b2, 1.0 - b2, math.sqrt(1.0 - b2 ** t),
-                self.eps) + self._tail(lr)
-
-    def _tail(self, lr) -> tuple:
-        return (self.clip_norm or 0.0,)
+        self._fix(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps)
 
 
 class AdamW(Adam):
@@ -230,6 +234,5 @@ class AdamW(Adam):
         self.weight_decay = _real("weight_decay", weight_decay)
         super().__init__(lr, betas, eps, **options)
         self.rule = RULES["adamw"]
-
-    def _tail(self, lr) -> tuple:
-        return (1.0 - lr * self.weight_decay, self.clip_norm or 0.0)
+        self._fix(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
+                  weight_decay=self.weight_decay)
