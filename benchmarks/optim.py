@@ -9,12 +9,14 @@
    plain SGD step: time, and the peak memory of 20 steps above the process's resident memory
    before them (VmHWM, reset through /proc/self/clear_refs; Linux), with tracemalloc's peak of
    the Python-side allocations beside it. One (128, 64, 128) float64 array is 8 MiB.
+   glibc's mmap threshold is fixed at 64 KiB for this, so that freed arrays leave RSS.
 3. SciPy: L-BFGS-B on logreg, full batch (569 samples): the iterates with symdiff's objective
    against a NumPy objective's, and the cost of one `objective.fun(x)` call against the bare
    `value_and_grad` call it wraps (the overhead is their difference).
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 import statistics
 import tracemalloc
@@ -187,7 +189,14 @@ def adam_tables(quick: bool) -> str:
 
 
 def _peak_rss_growth(step, steps: int = 20) -> tuple[int, int]:
-    """(peak resident bytes above the start over `steps` calls, tracemalloc's peak bytes)."""
+    """(peak resident bytes above the start over `steps` calls, tracemalloc's peak bytes).
+
+    glibc raises its mmap threshold after a large block is freed and then keeps such blocks
+    resident for reuse, so a peak would hide in memory already resident; a fixed threshold
+    (M_MMAP_THRESHOLD, 64 KiB) maps every block from 64 KiB up afresh and unmaps it when freed.
+    tracemalloc sees only Python's and NumPy's allocations, not the kernel's (Numba's own)."""
+    ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
+
     def status(field):
         with open("/proc/self/status") as f:
             for line in f:

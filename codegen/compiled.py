@@ -246,6 +246,11 @@ class Compiled:
         NonFiniteError before any update. With `per_example_clip`, the gradient is the
         differentially private one (see `sd.optim.Optimizer`).
         """
+        return self._general_step(opt, arguments)
+
+    def _general_step(self, opt, arguments: dict):
+        """`step` for every case; a generated `step` takes the common one directly (once the
+        plain steps exist, it replaces this method on the instance)."""
         if not isinstance(opt, Optimizer):
             raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
                                 f"not {type(opt).__name__}")
@@ -257,8 +262,7 @@ class Compiled:
         """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
         in place, in one kernel call; returns the loss before the step."""
         self._sgd.lr = lr if lr.__class__ is float else check_rate(lr)
-        steps = self._steps.get(False) or self._make_steps(False)
-        return steps(self._sgd, arguments)
+        return self.step(self._sgd, **arguments)
 
     def _make_steps(self, private: bool):
         kernel = self._grad
@@ -273,6 +277,9 @@ class Compiled:
             steps = TapeSteps(kernel, check)
         else:
             steps = kernel.steps(check)
+            direct = steps.direct(self._general_step)
+            if direct is not None:
+                self.step = direct
         self._steps[private] = steps
         return steps
 

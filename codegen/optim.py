@@ -156,26 +156,57 @@ def emit_entries(specs, statements: int, update: tuple) -> str:
     """`optimizer_entries(slow, parallel, missing)`: {rule: (run, run_fast)}. `run` tests every
     array (parameters as arrays, state arrays like their parameter), then calls the step;
     `run_fast`, once the gate has compiled, leaves the array types to the gate's dispatcher.
-    Anything refused goes to `slow(rule, hyper, state, noise, **arguments)`."""
+    Anything refused goes to `slow(rule, hyper, state, noise, **arguments)`. Their own names
+    start with an underscore, which no input's may."""
     lines = ["", "", "def optimizer_entries(slow, parallel, missing):",
              '    """{rule: (run, run_fast)}: the checked and fast entry points of each step."""',
              "    entries = {}"]
     for rule in RULES.values():
         lines += _entry(rule, specs, statements, update) + [
             f"    entries[{rule.name!r}] = run_{rule.name}, run_{rule.name}_fast"]
-    return "\n".join(lines + ["    return entries"]) + "\n"
+    return "\n".join(lines + ["    return entries"]) + "\n" + _direct(specs, statements, update)
+
+
+def _direct(specs, statements: int, update: tuple) -> str:
+    """`direct_step(general, gates, key, check, parallel, missing)` (their names underscored
+    in the text, as no input's may be): returns `step(opt, <inputs>)`, which binds the arguments by name and calls the gate of `opt`'s rule when that
+    gate has compiled (`gates`: rule -> gate), `opt` has its state for the parameters `key`
+    and the batch is small; anything else (a first step, a private one, threads, an argument
+    the gate refuses, a non-finite output) goes to `general(opt, arguments)`."""
+    names = [spec.name for spec in specs]
+    threaded = threaded_condition(specs, statements)
+    small = f" and not ({threaded})" if threaded else ""
+    params = ", ".join(["_opt"] + [f"{n}=missing" for n in names] + ["**unknown"])
+    keywords = ", ".join([f"{n}={n}" for n in names] + ["**unknown"])
+    return "\n".join([
+        "", "", "def direct_step(_general, _gates, _key, _check, parallel, missing):",
+        '    """`step(opt, <inputs>)`: the gate of opt\'s rule, called with no layer between."""',
+        "", f"    def step({params}):",
+        '        """One optimizer step; the general path takes what this does not."""',
+        "        try:",
+        f"            if not unknown and _opt.per_example_clip is None{small}:",
+        "                _gate, _state = _gates[_opt.rule.name], _opt._flat[_key]",
+        f"                _value, _status = _gate(*_opt.hyper(), _check, {', '.join(names)}, "
+        f"*_state, 1, None)",
+        "                if _status < 0:",
+        "                    _opt.count += 1",
+        "                    return _value",
+        "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
+        "            pass",
+        f"        return _general(_opt, dict({keywords}))",
+        "", "    return step"]) + "\n"
 
 
 def _entry(rule, specs, statements: int, update: tuple) -> list[str]:
     by_name = {spec.name: spec for spec in specs}
     names = [spec.name for spec in specs]
     state = [f"_s{k}" for k in range(len(update) * len(rule.state))]
-    unpack = [f"        {', '.join(state)}, = state"] if state else []
-    params = ", ".join(["hyper", "state", "noise"] + [f"{n}=missing" for n in names]
+    unpack = [f"        {', '.join(state)}, = _state"] if state else []
+    params = ", ".join(["_hyper", "_state", "_noise"] + [f"{n}=missing" for n in names]
                        + ["**unknown"])
-    keywords = ", ".join(["hyper", "state", "noise"] + [f"{n}={n}" for n in names]
+    keywords = ", ".join(["_hyper", "_state", "_noise"] + [f"{n}={n}" for n in names]
                          + ["**unknown"])
-    call = ", ".join(["*hyper"] + names + state + ["*noise"])
+    call = ", ".join(["*_hyper"] + names + state + ["*_noise"])
     tests = ["not unknown"] + [by_name[n].fast_test(n in update) for n in names]
     tests += [by_name[p].fast_test(True, name=s) for p, group in
               zip(update, _groups(state, len(rule.state), len(update))) for s in group]
@@ -186,8 +217,8 @@ def _entry(rule, specs, statements: int, update: tuple) -> list[str]:
              "        if (" + "\n                and ".join(tests) + "):", "            try:"]
     if threaded:
         lines += [f"                if {threaded}:",
-                  "                    threaded = True if get_num_threads() > 1 else None",
-                  f"                    return step_{rule.name}({call}, {NCHUNKS}, threaded)"]
+                  "                    _threads = True if get_num_threads() > 1 else None",
+                  f"                    return step_{rule.name}({call}, {NCHUNKS}, _threads)"]
     lines += [f"                {gate}",
               "            except (TypeError, ValueError):  # slow says what is wrong",
               "                pass",
@@ -225,8 +256,19 @@ class Steps:
                        module.optimizer_entries(_unreachable, parallel, MISSING).items()}
         self._gates = {rule: getattr(module, f"step_{rule}_gate") for rule in RULES}
         self._pending = set(RULES)
+        self.compiled_gates = {}  # rule -> its gate, once compiled: what `direct` calls
+        self._module, self._parallel = module, parallel
+
         self._single = kernel.dtype == "float32"
         self._noise = _noise_arrays(self.update, self.specs) if bound else ()
+
+    def direct(self, general):
+        """The generated `step(opt, <inputs>)` over these steps' compiled gates, or None for a
+        private or float32 model (whose steps need the general path's work)."""
+        if self.bound is not None or self._single:
+            return None
+        return self._module.direct_step(general, self.compiled_gates, self.update,
+                                        self._check[0], self._parallel, MISSING)
 
     def __call__(self, opt, arguments: dict):
         flat, rule = opt._flat.get(self.update), opt.rule.name
@@ -264,6 +306,7 @@ class Steps:
         if rule in self._pending and self._gates[rule].signatures:
             self._gates[rule].disable_compile()
             self._call[rule] = self._fast[rule]
+            self.compiled_gates[rule] = self._gates[rule]
             self._pending.discard(rule)
         if made is not None:
             opt.keep(self.update, flat, made)

@@ -3,6 +3,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -55,3 +57,13 @@ def test_mlp_digits_runs_without_tqdm_and_matplotlib(capsys, tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "no progress bar" in out and "no plot" in out and "epoch   1" in out
     assert not (tmp_path / "p.png").exists() and len(history["test accuracy"]) == 1
+
+
+def test_scipy_fits_agree_and_recover_the_formula(capsys):
+    fits, fitted = load("scipy_fits").main(n=300)
+    (lbfgs, by_lbfgs), (newton, by_newton) = fits["L-BFGS-B"], fits["Newton-CG"]
+    assert lbfgs.success and newton.success and abs(lbfgs.fun - newton.fun) < 1e-8
+    assert by_lbfgs["w"].shape == (30,) and isinstance(by_newton["b"], float)
+    assert fitted == {"a": pytest.approx(2.0, abs=0.05), "b": pytest.approx(1.5, abs=0.05),
+                      "c": pytest.approx(0.5, abs=0.05)}
+    assert "training accuracy" in capsys.readouterr().out
