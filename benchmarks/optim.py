@@ -9,7 +9,8 @@
    plain SGD step: time, and the peak memory of 20 steps above the process's resident memory
    before them (VmHWM, reset through /proc/self/clear_refs; Linux), with tracemalloc's peak of
    the Python-side allocations beside it. One (128, 64, 128) float64 array is 8 MiB.
-   glibc's mmap threshold is fixed at 64 KiB for this, so that freed arrays leave RSS.
+   glibc's mmap threshold is fixed at 64 KiB for this, so that freed arrays leave RSS; a
+   control row allocates one (n, 64, 128) array per plain step, to show the measure sees it.
 3. SciPy: L-BFGS-B on logreg, full batch (569 samples): the iterates with symdiff's objective
    against a NumPy objective's, and the cost of one `objective.fun(x)` call against the bare
    `value_and_grad` call it wraps (the overhead is their difference).
@@ -223,9 +224,16 @@ def private_table(quick: bool) -> str:
     plain = sd.optim.SGD(0.1)
     private = sd.optim.SGD(0.1, per_example_clip=1.0, noise_multiplier=1.1,
                            rng=np.random.default_rng(0))
+    control_params = {k: v.copy() for k, v in params0.items()}
+
+    def control(k):  # the plain step, plus one array of the per-example weight gradients' size
+        np.ones((len(batches[k][1]),) + params0["W1"].shape)
+        return model.step(plain, X=batches[k][0], y=batches[k][1], **control_params)
+
     systems = {"symdiff": _cycling(lambda k: model.step(plain, X=batches[k][0],
                                                         y=batches[k][1], **plain_params),
                                    len(batches)),
+               "control: plain step + one (n, 64, 128) array": _cycling(control, len(batches)),
                "symdiff DP-SGD": _cycling(lambda k: model.step(private, X=batches[k][0],
                                                                y=batches[k][1],
                                                                **private_params),

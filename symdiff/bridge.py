@@ -58,15 +58,19 @@ class Layout:
                 for name, shape, where in zip(self.names, self.shapes, self.slices)}
 
     def views(self, x) -> dict:
-        """{name: a view of x with its shape}, scalars as floats: what a kernel call takes."""
-        return {name: x[where.start] if not shape else x[where].reshape(shape)
+        """{name: a view of x with its shape}, scalars as Python floats: what a kernel call
+        takes fastest (Numba's dispatcher types a NumPy scalar more slowly than a float)."""
+        return {name: x.item(where.start) if not shape else x[where].reshape(shape)
                 for name, shape, where in zip(self.names, self.shapes, self.slices)}
 
     def gather(self, values: dict) -> np.ndarray:
         """The flat vector of per-parameter results (gradients, products) by name."""
         out = np.empty(self.size)
-        for name, where in zip(self.names, self.slices):
-            out[where] = np.ravel(values[name])
+        for name, shape, where in zip(self.names, self.shapes, self.slices):
+            if shape:
+                out[where] = values[name].ravel()
+            else:
+                out[where.start] = values[name]
         return out
 
     def _vector(self, x) -> np.ndarray:
