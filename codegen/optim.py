@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symdiff.errors import ArgumentError, NonFiniteError, ShapeError
+from symdiff.errors import ShapeError
 from symdiff.ir import format_shape, fresh
 from symdiff.optim import RULES
 
