@@ -15,7 +15,7 @@ from importlib import metadata
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                     "MKL_NUM_THREADS")
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "sympy", "jax", "jaxlib", "torch",
+PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "sympy", "jax", "jaxlib", "optax", "torch",
             "scikit-learn")
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from symdiff.errors import ArgumentError, NonFiniteError
+from symdiff.optim import SGD, Optimizer
 from symdiff.program import Program
 
 from .emit import MACHINERY
 from .inputs import LazyInput, check_rate
 from .kernel import Kernel
+from .optim import TapeSteps
 from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
@@ -46,11 +48,13 @@ class Compiled:
 
     Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
     names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
-    Arguments are passed by name. A model compiled with auxiliary outputs (`aux`) returns
-    them too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`,
-    `value, aux = f(...)` and `value, aux = f.sgd_step(...)`. `source` is the exact text of the gradient kernel (for the
-    tape tier, the Program the tape runs); `tier` says which tier runs it, `from_cache` whether
-    its machine code came from the on-disk cache, `timings` how long each stage took.
+    Arguments are passed by name. A model compiled with auxiliary outputs (`aux`) returns them
+    too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`, `value, aux = f(...)`
+    and `value, aux = f.sgd_step(...)`. `step(opt, ...)` takes a step of an optimizer
+    (`sd.optim`); `sgd_step(lr, ...)` is `step` with plain gradient descent. `source` is the
+    exact text of the gradient kernel (for the tape tier, the Program the tape runs); `tier`
+    says which tier runs it, `from_cache` whether its machine code came from the on-disk cache,
+    `timings` how long each stage took.
 
     With `wait=False` the kernels compile on a background thread; until the gradient kernel
     is in place `tier` is "numpy" and calls run the Program through NumPy, whose last bits
@@ -70,12 +74,10 @@ class Compiled:
         self._tangents = tangents or {}  # wrt name -> the input name of its tangent
         self._parallel, self._tier, self._wait = parallel, tier, wait
         self._grad = gradient = self._kernel("grad")
-        if gradient.update and isinstance(gradient, Kernel) and not check_finite:
-            # the generated check-and-step, with no layer between the user and it
-            self.sgd_step = gradient.step_function(lambda fast: setattr(self, "sgd_step", fast),
-                                                   self._value_and_grad_step)
-        elif gradient.update or self.aux and gradient.program.outputs[0][1].rank == 0:
-            self.sgd_step = self._value_and_grad_step  # (the kernel's step has no aux)
+        self._steps = {}  # private (per-example clipping) or not -> Steps
+        self._sgd = SGD(0.0)  # what sgd_step steps with
+        if self.aux and gradient.program.outputs[0][1].rank == 0:
+            self.sgd_step = self._aux_sgd_step  # (the kernel's steps return no aux)
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
 
@@ -148,6 +150,10 @@ class Compiled:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
+            if kind == "dp":  # the clipped sums, the noise added in the step
+                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt,
+                                             noise=True)
+                return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
                                               self.wrt if scalar_loss else (), self._wait)
@@ -173,31 +179,75 @@ class Compiled:
         """The gradients, {name in wrt: value}."""
         return self.value_and_grad(**arguments)[1]
 
-    def sgd_step(self, lr, **arguments):
-        """One step of gradient descent in one kernel call: every parameter p in `wrt` becomes
-        p - lr * dp, in place; returns the loss before the step.
+    def step(self, opt: Optimizer, **arguments):
+        """One step of the optimizer `opt` (`sd.optim.SGD`, `Adam`, `AdamW`) in one kernel
+        call: the loss, its gradients, clipping and the update of every parameter in `wrt`
+        and of `opt`'s state arrays, in place. Returns the loss before the step.
 
-        The parameters must be writable float arrays (a scalar as a 0-d array,
-        `np.array(0.5)`), so that the kernel can update them; the other inputs are passed as
-        for `value_and_grad`. Replaced by the generated function for scalar losses.
+        Parameters must be writable float arrays (a scalar as a 0-d array, `np.array(0.5)`);
+        the other inputs are passed as for `value_and_grad`. Every array is checked before
+        anything changes; with check_finite=True a non-finite loss or gradient raises
+        NonFiniteError before any update. With `per_example_clip`, the gradient is the
+        differentially private one (see `sd.optim.Optimizer`).
         """
-        if not self.wrt:
-            raise ArgumentError(f"{self.title}: sgd_step has nothing to update: wrt is empty")
-        raise ArgumentError(f"{self.title}: sgd_step needs a scalar loss; this model's "
-                            f"value has one entry per example (reduce=None) or per output")
+        return self._general_step(opt, arguments)
 
-    def _value_and_grad_step(self, lr, **arguments):
-        """sgd_step as value_and_grad, then the update: for tapes, and with check_finite=True
-        (a non-finite loss or gradient raises before any parameter changes)."""
+    def _general_step(self, opt, arguments: dict):
+        """`step` for every case; a generated `step` takes the common one directly (once the
+        plain steps exist, it replaces this method on the instance)."""
+        if not isinstance(opt, Optimizer):
+            raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
+                                f"not {type(opt).__name__}")
+        if self._grad.tier == "numpy":  # wait=False, kernel not in place: NumPy, then update
+            return self._make_steps(False, TapeSteps)(opt, arguments)
+        private = opt.per_example_clip is not None
+        steps = self._steps.get(private) or self._make_steps(private)
+        return steps(opt, arguments)
+
+    def sgd_step(self, lr, **arguments):
+        """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
+        in place, in one kernel call; returns the loss before the step."""
+        self._sgd.lr = lr if lr.__class__ is float else check_rate(lr)
+        return self.step(self._sgd, **arguments)
+
+    def _make_steps(self, private: bool, make=None):
+        kernel = self._grad
+        if not self.wrt:
+            raise ArgumentError(f"{self.title}: step has nothing to update: wrt is empty")
+        if self.aux:
+            raise ArgumentError(f"{self.title}: step returns no aux outputs; use sgd_step, or "
+                                f"value_and_grad and an update, for a model with aux outputs")
+        if not kernel.update:
+            raise ArgumentError(f"{self.title}: step needs a scalar loss; this model's value "
+                                f"has one entry per example (reduce=None) or per output")
+        check = _check_finite_of(self.title) if self.check_finite else None
+        if make is not None:
+            return make(kernel, check)
+        if private:
+            kernel = self._kernel("dp")
+            steps = kernel.steps(check, bound=kernel.inputs[-1])
+        elif kernel.tier == "tape":
+            steps = TapeSteps(kernel, check)
+        else:
+            steps = kernel.steps(check)
+            direct = steps.direct(self._general_step)
+            if direct is not None:
+                self.step = direct
+        self._steps[private] = steps
+        return steps
+
+    def _aux_sgd_step(self, lr, **arguments):
+        """sgd_step for a model with aux outputs: value_and_grad, then the update; returns
+        (value, aux)."""
         lr = check_rate(lr)
         specs = {spec.name: spec for spec in self._grad._specs}  # checked before any change
         for w in self.wrt:
             if w in arguments:
                 specs[w].check_in_place(arguments[w])
-        value, grads, *aux = self.value_and_grad(**arguments)
+        value, grads, aux = self.value_and_grad(**arguments)
         for w in self.wrt:
             arguments[w] -= lr * grads[w]
-        return (value, *aux) if aux else value
+        return value, aux
 
     def value_and_grad(self, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call; with aux outputs,
@@ -310,6 +360,10 @@ class Jacobian:
 def _chunked(compiled, arguments: dict, gradients: bool = True):
     from .chunked import value_and_grad  # here, so that Dask loads only when it is used
     return value_and_grad(compiled, arguments, gradients)
+
+
+def _check_finite_of(title: str):
+    return lambda outputs: _check_finite(title, outputs)
 
 
 def _check_finite(title: str, outputs) -> None:

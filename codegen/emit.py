@@ -22,6 +22,7 @@ from symdiff.printing import format_origin, format_stmt
 
 from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
+from .optim import emit_steps
 from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -37,7 +38,7 @@ from numba import njit, prange
 from numba.types import Array, float32, float64, int64
 
 '''
-MACHINERY = "# ---- The call machinery: the SGD step, the argument checks ----"
+MACHINERY = "# ---- The call machinery: the argument checks, the optimizer steps ----"
 
 
 @dataclass
@@ -53,13 +54,16 @@ class _Loop:
     lines: list[str] = field(default_factory=list)
 
 
-def emit_source(program: Program, title: str = "model", update=()) -> str:
+def emit_source(program: Program, title: str = "model", update=(), noise: bool = False) -> str:
     """The module text for `program`. Same Program, same text: the text is the cache key.
 
     `update` names the parameters of a gradient Program (its outputs after the value, in
-    order): the module then also has `step`, one SGD step that updates them in place.
+    order): the module then also has a `step_<rule>` per optimizer rule, which updates them
+    and the optimizer's state in place (codegen/optim.py). With `noise`, the Program's last
+    output is the weight of one example, and the steps add private noise (per-example
+    clipping).
     """
-    return _Emitter(program).module(title, tuple(update))
+    return _Emitter(program).module(title, tuple(update), noise)
 
 
 class _Emitter:
@@ -107,7 +111,7 @@ class _Emitter:
 
     # ------------------------------------------------------------ module
 
-    def module(self, title: str, update: tuple = ()) -> str:
+    def module(self, title: str, update: tuple = (), noise: bool = False) -> str:
         loops, body = [], []
         for k, unit in enumerate(self.units):
             if unit.loop and unit.space:
@@ -139,42 +143,15 @@ class _Emitter:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
         parts.append("\n" + MACHINERY + "\n")
+        parts.append(emit_entry(self.specs, len(self.program.stmts)))
         if update:
-            parts.append("\n".join(self.step(update)) + "\n")
-        parts.append(emit_entry(self.specs, len(self.program.stmts), update))
+            parts.append(emit_steps(self.program, self.specs, update, self.single, noise))
         return "\n".join(parts)
 
-    def signature(self, in_place=()) -> str:
-        """The Numba argument types of `kernel` (or, with the parameters `in_place`, of
-        `step`): one array type per array input, as its input spec accepts it."""
-        types = [numba_type(spec, spec.name in in_place) for spec in self.specs]
-        lead = ["float64"] if in_place else []
-        return "(" + ", ".join(lead + types + ["int64"]) + ",)"
-
-    def step(self, update: tuple) -> list[str]:
-        """`step(lr, <inputs>, chunks)`: the kernel, then p -= lr * dp in place for each
-        parameter p (a scalar one comes as a 0-d array); returns the loss. Compiled for
-        `STEP_SIGNATURE` on the first `sgd_step` (compiled.py); it calls the kernel's machine
-        code."""
-        inputs = {n.attr("name"): n for n in self.program.inputs}
-        taken = set(inputs)
-        rate, value = fresh("lr", taken), fresh("value", taken)
-        grads = [fresh(f"d{name}", taken) for name in update]
-        args = [f"{name}[()]" if name in update and not inputs[name].rank else name
-                for name in inputs]
-        chunks = self.var["chunks"]
-        lines = [f"STEP_SIGNATURE = {self.signature(update)}", "", "",
-                 f"def step({rate}, {', '.join(inputs)}, {chunks}):",
-                 '    """One SGD step in place: each parameter p becomes p - lr * dp. Returns '
-                 'the loss."""',
-                 f"    {value}, ({''.join(g + ', ' for g in grads)}) = kernel({', '.join(args)}, "
-                 f"{chunks})"]
-        if self.single:
-            lines.append(f"    {rate} = np.float32({rate})")
-        for name, grad in zip(update, grads):
-            target = name if inputs[name].rank else f"{name}[()]"
-            lines.append(f"    {target} -= {rate} * {grad}")
-        return lines + [f"    return {value}"]
+    def signature(self) -> str:
+        """The Numba argument types of `kernel`: one array type per array input, as its input
+        spec accepts it, then the chunk count."""
+        return "(" + ", ".join([numba_type(spec) for spec in self.specs] + ["int64"]) + ",)"
 
     def argument_checks(self) -> list[str]:
         """Sizes and labels, checked before anything is read (the kernel has no bounds

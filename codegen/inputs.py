@@ -49,12 +49,13 @@ class InputSpec:
 
     # ------------------------------------------------------------ generated fast path
 
-    def fast_test(self, in_place: bool = False) -> str:
+    def fast_test(self, in_place: bool = False, name: str | None = None) -> str:
         """Python text that is true when the argument needs nothing done to it: a C-contiguous,
         aligned, writable array of the dtype and rank (the one array type the kernel is
         compiled for), or a scalar of the exact class (Numba would convert an int or bool).
-        A parameter updated in place is an array even when it is a scalar (0-d)."""
-        name = self.name
+        A parameter updated in place is an array even when it is a scalar (0-d). `name`: the
+        variable tested, if not the argument (an optimizer's state array of this shape)."""
+        name = name or self.name
         if self.shape or in_place:
             code = {"float64": "_f8", "float32": "_f4", "int64": "_i8"}[self.dtype]
             return (f"{name}.__class__ is _ndarray and {name}.dtype is {code} and "
@@ -146,27 +147,33 @@ class InputSpec:
             bad = labels[(labels < 0) | (labels >= bound)][0]
             raise DomainError(f"{self.name} holds the label {bad}, outside [0, {bound})")
 
-    def check_in_place(self, value) -> None:
+    def check_in_place(self, value, what: str | None = None, shape=None) -> None:
         """A parameter that a step updates in place must be a writable, C-contiguous array of
-        the model's dtype (0-d for a scalar); anything else is refused, never copied."""
+        the model's dtype (0-d for a scalar); anything else is refused, never copied. `what`
+        says which array and why ("step updates W1 in place"); `shape`, when given, is the
+        shape it must have (an optimizer's state array, shaped like its parameter)."""
+        what = what or f"step updates {self.name} in place"
         if type(value) is not np.ndarray:
-            what = f"a {type(value).__name__}"
+            came = f"a {type(value).__name__}"
         elif value.dtype != self.numpy_dtype:
-            what = f"an array of dtype {value.dtype}"
+            came = f"an array of dtype {value.dtype}"
         elif value.ndim != len(self.shape):
-            what = f"an array of shape {value.shape}"
+            came = f"an array of shape {value.shape}"
         elif not value.flags.writeable:
-            what = "a read-only array"
+            came = "a read-only array"
         elif not value.flags.c_contiguous:
-            what = "a non-contiguous array"
+            came = "a non-contiguous array"
         elif not value.flags.aligned:
-            what = "an unaligned array"
+            came = "an unaligned array"
+        elif shape is not None and value.shape != tuple(shape):
+            raise ShapeError(f"{what}: it must have shape {format_shape(shape)}, as "
+                             f"{self.name} has, not {value.shape}")
         else:
             return
         scalar = f" (a 0-d array for a scalar: np.array({self.name}, dtype=float))" \
             if not self.shape else ""
-        raise ArgumentError(f"sgd_step updates {self.name} in place: pass a writable, "
-                            f"C-contiguous {self.dtype} NumPy array{scalar}, not {what}")
+        raise ArgumentError(f"{what}: pass a writable, C-contiguous {self.dtype} NumPy "
+                            f"array{scalar}, not {came}")
 
 
 def numba_type(spec: InputSpec, in_place: bool = False) -> str:

@@ -1,12 +1,13 @@
 """`Kernel`: one Program's generated module, loaded now or in the background, and its calls.
 
-Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py);
-Numba compiles `kernel` at import for its one signature, or loads the machine code Numba
-cached for it (Numba itself is imported only then). `step` (one SGD step) and the kernel's threaded copy are compiled only when
-first needed. With `wait=False` the import runs on a background thread, and until it is done
-calls run the Program through NumPy (symdiff.interpret): the same math, but NumPy's exp, log
-and sums round differently, so the last bits may differ from the kernel's; `tier` says which
-ran. Output: (value, (other outputs...)) per call.
+Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py); Numba
+compiles `kernel` at import for its one signature, or loads the machine code Numba cached for it
+(Numba itself is imported only then). The optimizer steps (`steps()`, codegen/optim.py) and the
+kernel's threaded copy are compiled only when first needed. With `wait=False` the import runs on
+a background thread, and until it is done calls run the Program through NumPy
+(symdiff.interpret): the same math, but NumPy's exp, log and sums round differently, so the last
+bits may differ from the kernel's; `tier` says which ran. Output: (value, (other outputs...))
+per call.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from symdiff.program import Program
 
 from .build import cache_hit, load_module
 from .emit import emit_source, program_dtype
-from .entry import NCHUNKS, PARALLEL_MIN_WORK
-from .inputs import MISSING, bind, check_rate, specs_of
+from .inputs import MISSING, bind, specs_of
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
@@ -33,18 +33,19 @@ class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
-                 wait: bool = True):
+                 wait: bool = True, noise: bool = False):
         self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self.dtype = program_dtype(program)
         self._specs = specs_of(program)
         self._parallel = parallel
-        self._module = self._threads = self._step = self._error = None
+        self._module = self._threads = self._error = None
+        self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/optim.py)
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
         self._call = self._numpy
         self.timings = {}
         self._started = time.perf_counter()
-        self.source = emit_source(program, title, self.update)
+        self.source = emit_source(program, title, self.update, noise)
         self.timings["emit"] = time.perf_counter() - self._started
         if wait:
             self._load()
@@ -87,7 +88,7 @@ class Kernel:
         (None before the kernel is in place)."""
         if self._module is None:
             return None
-        used = [self._module.kernel, self._step, self._threads]
+        used = [self._module.kernel, self._threads, *self.step_dispatchers]
         return all(cache_hit(d) for d in used if d is not None)
 
     def __call__(self, arguments: dict):
@@ -157,42 +158,12 @@ class Kernel:
                 spec.check_labels(converted[spec.name], dims)
         return converted, dims
 
-    def step_function(self, install, fallback):
-        """`sgd_step(lr, **arguments)`: `fallback` (value_and_grad, then the update) until
-        the kernel is in place; then `step` is compiled and `install` puts its checked entry
-        point in place."""
-        def first_step(lr, **arguments):
-            if self._module is None:
-                return fallback(lr, **arguments)
-            from numba import njit
-            module, start = self._module, time.perf_counter()
-            self._step = njit(module.STEP_SIGNATURE, cache=True, error_model="numpy")(
-                module.step)
-            self.timings["step compile"] = time.perf_counter() - start
-            self._rerun_step = module.step_entry(self._step, _unreachable, self._parallel,
-                                                 MISSING)
-            run_step = module.step_entry(self._step, self._slow_step, self._parallel, MISSING)
-            install(run_step)
-            return run_step(lr, **arguments)
-        return first_step
-
-    def _slow_step(self, lr, **arguments):
-        """`step` arguments the generated check did not accept, and large batches:
-        parameters must already be writable arrays (they are updated in place); other
-        inputs are converted. A large batch runs the kernel in 16 chunks, then the update."""
-        lr = check_rate(lr)
-        converted, dims = self._converted(arguments, self.update)
-        n = next((size for size, _ in dims.values()), 0)
-        if not (self._parallel or self._parallel is None
-                and n * len(self.program.stmts) >= PARALLEL_MIN_WORK) or not dims:
-            return self._rerun_step(lr, **converted)
-        plain = {k: v[()] if k in self.update and v.ndim == 0 else v
-                 for k, v in converted.items()}
-        value, grads = self._threaded()(*plain.values(), NCHUNKS)
-        rate = np.float32(lr) if self.dtype == "float32" else lr
-        for name, grad in zip(self.update, grads):
-            converted[name] -= rate * (np.float32(grad) if self.dtype == "float32" else grad)
-        return value
+    def steps(self, check_finite=None, bound=None):
+        """The optimizer steps of this module (made with `update`; the kernel must be in
+        place): codegen/optim.py's `Steps`."""
+        from .optim import Steps
+        self.wait()
+        return Steps(self, self._module, self._parallel, check_finite, bound)
 
 
 def threaded_copy(kernel, signature):

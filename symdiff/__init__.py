@@ -6,8 +6,10 @@
 -12.0
 """
 from . import ops  # noqa: F401  (fills the op table before anything builds a graph)
+from . import optim  # noqa: F401  (sd.optim.SGD, Adam, AdamW)
 from .api import check_grad, compile, hessian, hvp, jacobian
 from .autodiff import differentiate
+from .bridge import scipy_objective, scipy_residuals
 from .custom import function
 from .forward import jvp
 from .errors import (ArgumentError, DifferentiationError, DomainError, MissingToolError,
@@ -24,7 +26,8 @@ __all__ = [
     "NonFiniteError", "ParseError",
     "ShapeError", "SymdiffError", "Tensor", "binary_cross_entropy_with_logits", "check_grad",
     "compile", "concatenate", "differentiate", "function", "hessian", "hvp", "jacobian", "jvp",
-    "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "reshape", "scalar",
+    "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "optim", "reshape", "scalar",
+    "scipy_objective", "scipy_residuals",
     "softmax", "softmax_cross_entropy", "stack", "stop_gradient", "sum", "take_along",
     "tensor", "transpose", "where", *sorted(ELEMENTWISE)]
 

@@ -15,6 +15,7 @@ import sympy as sp
 from . import tensors as T
 from .autodiff import differentiate, gradients, schedule
 from .auxiliary import PREFIX, auxiliary_outputs
+from .clipping import clipped_program
 from .errors import ArgumentError, DifferentiationError, ShapeError
 from .forward import jvp
 from .from_sympy import from_sympy
@@ -98,7 +99,9 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     timings["differentiate"] = time.perf_counter() - start
     programs = {"grad": lambda: program,
                 "value": lambda: schedule([("value", output.node)] + [
-                    (label, t.node) for label, t in extra], inputs=inputs, names=names)}
+                    (label, t.node) for label, t in extra], inputs=inputs, names=names),
+                "dp": lambda: clipped_program(output, wrt_tensors, inputs,
+                                              _fresh_input("per_example_clip", (), env))}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)

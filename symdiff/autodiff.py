@@ -21,6 +21,7 @@ from .printing import format_stmt
 
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
                   inputs=None, per_example: str | None = None, names=None,
+                  value: T.Tensor | None = None,
                   extra=()) -> Program:
     """The Program computing `output` and d output / d w for each w in `wrt`.
 
@@ -35,6 +36,7 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
             statements keep the names, their adjoints are "d" + name.
         extra: more outputs, (label, Tensor) pairs computed beside the value (auxiliary
             outputs), scheduled with the forward statements.
+        value: the Program's value, if not `output` (the extra outputs follow the gradients).
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> print(differentiate(x * T.function("sin", y), [x, y]))
@@ -50,7 +52,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     grads = [_materialize(walk.total.get(w.uid), _gradient_shape(w, per_example))
              for w in walk.wrt]
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
-    outputs = [("value", y)] + [(lab, g.node) for lab, g in zip(labels, grads)]
+    outputs = [("value", y if value is None else value.node)]
+    outputs += [(lab, g.node) for lab, g in zip(labels, grads)]
     forward = walk.forward_uids | {n.uid for _, t in extra for n in topological([t.node])}
     outputs += [(lab, t.node) for lab, t in extra]
     for _, node in outputs:

@@ -392,7 +392,7 @@ def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
     for name in mlp.wrt:
         np.testing.assert_array_equal(params[name], before[name], err_msg=name)
     logistic = sd.compile("log(1 + exp(-y*w*x))", wrt=["w"], batch=["x", "y"], reduce=None)
-    with pytest.raises(ArgumentError, match="sgd_step needs a scalar loss"):
+    with pytest.raises(ArgumentError, match="step needs a scalar loss"):
         logistic.sgd_step(0.1, w=np.array(0.5), x=np.ones(3), y=np.ones(3))
 
 

@@ -1,5 +1,6 @@
 """The examples run, at small sizes, and reach what they promise."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,13 @@ def test_logistic_regression_learns_breast_cancer(capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_mlp_learns_digits(capsys):
-    losses, accuracy = load("mlp_digits").main(epochs=4, show_source=False)
-    assert losses[-1] < losses[0] / 3 and accuracy >= 0.93
+def test_mlp_learns_digits_with_adam_and_plots_its_progress(capsys, tmp_path):
+    plot = tmp_path / "digits.png"
+    history = load("mlp_digits").main(epochs=4, lr=3e-3, plot_path=plot, show_source=False)
+    assert history["train loss"][-1] < history["train loss"][0] / 3
+    assert history["test accuracy"][-1] >= 0.93 and len(history["test loss"]) == 4
+    assert "plot saved" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds():
@@ -60,3 +65,20 @@ def test_dask_logistic_regression_reaches_scikit_learns_fit(capsys, tmp_path):
     reference = LogisticRegression(C=1 / (lam * n), tol=1e-12, max_iter=10_000).fit(X, t)
     np.testing.assert_allclose(result.x[:features], reference.coef_[0], rtol=1e-4, atol=1e-6)
     assert result.x[features] == pytest.approx(reference.intercept_[0], rel=1e-4, abs=1e-6)
+def test_mlp_digits_runs_without_tqdm_and_matplotlib(capsys, tmp_path, monkeypatch):
+    for optional in ("tqdm", "matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, optional, None)  # importing it raises ImportError
+    history = load("mlp_digits").main(epochs=1, plot_path=tmp_path / "p.png", show_source=False)
+    out = capsys.readouterr().out
+    assert "no progress bar" in out and "no plot" in out and "epoch   1" in out
+    assert not (tmp_path / "p.png").exists() and len(history["test accuracy"]) == 1
+
+
+def test_scipy_fits_agree_and_recover_the_formula(capsys):
+    fits, fitted = load("scipy_fits").main(n=300)
+    (lbfgs, by_lbfgs), (newton, by_newton) = fits["L-BFGS-B"], fits["Newton-CG"]
+    assert lbfgs.success and newton.success and abs(lbfgs.fun - newton.fun) < 1e-8
+    assert by_lbfgs["w"].shape == (30,) and isinstance(by_newton["b"], float)
+    assert fitted == {"a": pytest.approx(2.0, abs=0.05), "b": pytest.approx(1.5, abs=0.05),
+                      "c": pytest.approx(0.5, abs=0.05)}
+    assert "training accuracy" in capsys.readouterr().out

@@ -1,0 +1,402 @@
+"""Optimizer steps: symdiff/optim.py's update rules -> Numba text, and the runtime calling it.
+
+Input: a gradient Program's inputs, the parameters it updates, and the rule records. Output:
+text for the kernel module (`_update_<rule>`, a loop applying a rule's scalar statements to
+every entry; `step_<rule>`, which runs the kernel, optionally checks that the loss and
+gradients are finite, adds the private noise, clips to a global norm and updates every
+parameter and state array in place, with its Numba signature; `step_entry` and `direct_step`,
+their entry points), and `Steps`, which compiles a rule's step when first used and calls it:
+one kernel call per step. Sizes of parameters and state arrays
+are checked before anything is written, so a refused step changes nothing.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from symdiff.errors import ShapeError
+from symdiff.ir import format_shape, fresh
+from symdiff.optim import RULES
+
+from .entry import JIT, NCHUNKS, big_batch, entry_parameters, guarded
+from .inputs import MISSING, REFUSED, bind, numba_type
+
+HELPERS = f'''
+{JIT}
+def _sumsq(a):
+    """The sum of squares of a flat array, accumulated in float64."""
+    total = 0.0
+    for k in range(a.size):
+        total += float(a[k]) * float(a[k])
+    return total
+
+
+{JIT}
+def _finite(a):
+    for k in range(a.size):
+        if not np.isfinite(a[k]):
+            return False
+    return True
+'''
+
+
+def emit_updates() -> str:
+    """The helpers; per rule, `_prepare_<rule>(lr, t, constants)`, its per-step scalars, and
+    `_update_<rule>(P, G, <state arrays>, scale, <scalars>)`: for each entry,
+    g = G[k] * scale, then the rule's statements."""
+    parts = [HELPERS]
+    for rule in RULES.values():
+        lines = ["", "", JIT, f"def _prepare_{rule.name}(lr, t, constants):",
+                 f'    """{rule.title}: the scalars of step t."""']
+        lines += [f"    {c} = constants[{k}]" for k, c in enumerate(rule.constants)]
+        lines += [f"    {statement}" for statement in rule.prepare]
+        lines.append(f"    return {', '.join(rule.scalars)},")
+        parts.append("\n".join(lines) + "\n")
+        arrays = ["P", "G"] + [s.upper() for s in rule.state]
+        scalars = ["p", "g"] + list(rule.state)
+        loads = ["P[k]", "G[k] * scale"] + [f"{s.upper()}[k]" for s in rule.state]
+        lines = ["", "", JIT,
+                 f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):",
+                 f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
+                 "    for k in range(P.size):",
+                 f"        {', '.join(scalars)} = {', '.join(loads)}"]
+        lines += [f"        {statement}" for statement in rule.body]
+        lines += [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+class _Names:
+    """The names a step function uses, none equal to an input's."""
+
+    def __init__(self, inputs, update, rule, noise: bool):
+        taken = set(inputs)
+        self.value = fresh("value", taken)
+        self.grads = [fresh(f"d{p}", taken) for p in update]
+        self.state = [fresh(f"{s}_{p}", taken) for p in update for s in rule.state]
+        self.noise = [fresh(f"noise_{p}", taken) for p in update] if noise else []
+        self.scalars = [fresh(s, taken) for s in rule.scalars]
+        self.lr, self.t, self.constants, self.clip, self.check, self.scale, self.sigma, \
+            self.weight, self.norm, self.chunks = (fresh(n, taken) for n in (
+                "lr", "t", "constants", "clip_norm", "check", "scale", "sigma", "weight", "norm",
+                "chunks"))
+
+
+def emit_steps(program, specs, update: tuple, single: bool, noise: bool) -> str:
+    """Per rule, `step_<rule>(*hyper, <inputs>, <state arrays>, [<noise arrays>], chunks)` and
+    its Numba signature in `STEP_SIGNATURES` (the kernel's input types, parameters as arrays
+    updated in place, state and noise arrays typed as their parameter): Steps compiles a rule's
+    step for it on first use, so its dispatcher refuses other types with a TypeError, as the
+    kernel's does. Then `step_entry` and `direct_step`, their entry points.
+
+    hyper is (lr, t, the optimizer's constants array (the rule's, then the global clipping
+    norm or 0), check (1.0 or 0.0)[, sigma]), passed as separate arguments (Numba's dispatcher
+    types a tuple argument in Python, slowly, and each argument costs):
+    sigma times each noise array times the Program's last output (the weight of an example:
+    1/n for a mean loss) is added to the gradient. Returns (loss, -1), or (loss, k) having
+    changed nothing when check is set and output k (0: the loss) is not finite."""
+    inputs = {n.attr("name"): n for n in program.inputs}
+    by_name = {spec.name: spec for spec in specs}
+    parts, signatures = [emit_updates()], []
+    for rule in RULES.values():
+        parts.append("\n".join(_step(rule, inputs, update, single, noise)) + "\n")
+        state = [numba_type(by_name[p], True) for p in update for _ in rule.state]
+        types = ["float64", "int64", "Array(float64, 1, 'C', readonly=True)", "float64"] + \
+            ["float64"] * noise + [numba_type(spec, spec.name in update) for spec in specs] + \
+            state + [numba_type(by_name[p], True) for p in update] * noise + ["int64"]
+        signatures.append(f"    {rule.name!r}: ({', '.join(types)},),")
+    parts.append("\nSTEP_SIGNATURES = {\n" + "\n".join(signatures) + "\n}\n")
+    statements = len(program.stmts)
+    return "\n".join(parts) + _entry(specs, statements, update) + \
+        _direct(specs, statements, update)
+
+
+def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
+    v = _Names(inputs, update, rule, noise)
+    head = [v.lr, v.t, v.constants, v.check] + ([v.sigma] if noise else [])
+    params = ", ".join([*head, *inputs, *v.state, *v.noise, v.chunks])
+    groups = _groups(v.state, len(rule.state), len(update))
+    sizes = [f"{s}.shape == {p}.shape" for p, group in zip(update, groups) for s in group]
+    sizes += [f"{z}.shape == {p}.shape" for p, z in zip(update, v.noise)]
+    args = [f"{n}[()]" if n in update and not inputs[n].rank else n for n in inputs]
+    outputs = v.grads + ([v.weight] if noise else [])
+    lines = ["", "", f"def step_{rule.name}({params}):",
+             f'    """{rule.title}: the loss, the gradients and the update in place."""']
+    if sizes:
+        lines += ["    if not (" + "\n            and ".join(sizes) + "):",
+                  f"        raise ValueError({REFUSED!r})"]
+    lines += [f"    {v.value}, ({''.join(g + ', ' for g in outputs)}) = "
+              f"kernel({', '.join(args + [v.chunks])})",
+              f"    {''.join(s + ', ' for s in v.scalars)}= _prepare_{rule.name}({v.lr}, {v.t}, "
+              f"{v.constants})",
+              f"    {v.clip} = {v.constants}[{len(rule.constants)}]"]
+    if single:  # typed scalars keep Numba's arithmetic in float32
+        lines += [f"    {s} = np.float32({s})" for s in v.scalars + [v.clip]
+                  + ([v.sigma] if noise else [])]
+    flat = {}
+    for p, g in zip(update, v.grads):
+        if not inputs[p].rank:  # a scalar's gradient is a float: a one-entry array
+            lines.append(f"    {g} = np.full(1, {g})")
+        flat[p] = f"{g}.ravel()"
+    lines += [f"    if {v.check} != 0.0:",
+              f"        if not np.isfinite({v.value}):",
+              f"            return {v.value}, 0"]
+    for k, p in enumerate(update, 1):
+        lines += [f"        if not _finite({flat[p]}):", f"            return {v.value}, {k}"]
+    for p, g, z in zip(update, v.grads, v.noise):
+        noise = z if inputs[p].rank else f"{z}.ravel()"  # shaped as the gradient
+        lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
+        flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
+    one = "np.float32(1.0)" if single else "1.0"
+    lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:",
+              f"        {v.norm} = np.sqrt(" + " + ".join(f"_sumsq({flat[p]})" for p in update)
+              + ")" if update else f"        {v.norm} = 0.0",
+              f"        if {v.norm} > {v.clip}:",
+              f"            {v.scale} = {v.clip} / {v.norm}" + (
+                  f"\n            {v.scale} = np.float32({v.scale})" if single else "")]
+    for p, group in zip(update, groups):
+        arrays = [f"{p}.ravel()", flat[p]] + [f"{s}.ravel()" for s in group]
+        lines.append(f"    _update_{rule.name}({', '.join(arrays + [v.scale] + v.scalars)})")
+    return lines + [f"    return {v.value}, -1"]
+
+
+def _groups(state: list, size: int, count: int) -> list[list[str]]:
+    """The flat list of state array names as `count` groups of `size`, one per parameter."""
+    return [state[k * size:(k + 1) * size] for k in range(count)]
+
+
+def _entry(specs, statements: int, update: tuple) -> str:
+    """`step_entry(step, rule, slow, parallel, missing)`: returns `run(hyper, state, noise,
+    <inputs>)`, which tests the classes of the scalar inputs that are not updated, then calls
+    `step` (a rule's compiled step, whose dispatcher refuses arrays of other types): in 16
+    chunks for a large batch (the same bits as one chunk at a time), else in one. Anything
+    refused goes to `slow(rule, hyper, state, noise, **arguments)`. Its own names start with
+    an underscore, which no input's may."""
+    lead = ("_hyper", "_state", "_noise")
+    parameters, _, keywords = entry_parameters(specs, lead)
+    names = ", ".join(spec.name for spec in specs)
+    call = f"step(*_hyper, {names}{', ' * bool(names)}*_state, *_noise, "
+    big = big_batch(specs, statements)
+    attempt = [f"if {big}:", f"    return {call}{NCHUNKS})"] if big else []
+    attempt.append(f"return {call}1)")
+    lines = ["", "", "def step_entry(step, rule, slow, parallel, missing):",
+             '    """`run`: a compiled optimizer step; `slow` takes what it refuses."""',
+             "", f"    def run({parameters}):",
+             '        """The step if it accepts the arguments; else the slow path."""']
+    lines += guarded(specs, attempt, update, comment="  # slow says what is wrong")
+    lines += [f"        return slow(rule, {keywords})", "", "    return run"]
+    return "\n".join(lines) + "\n"
+
+
+def _direct(specs, statements: int, update: tuple) -> str:
+    """`direct_step(general, steps, key, check, parallel, missing)` (their names underscored
+    in the text, as no input's may be): returns `step(opt, <inputs>)`, which binds the
+    arguments by name and calls the compiled step of `opt`'s rule (`steps`: rule -> compiled
+    step, filled as they compile) when `opt` has its state for the parameters `key`, the
+    scalar inputs are of their exact classes and the batch is small; anything else (a first
+    step, a private one, a large batch, an argument the step refuses, a non-finite output)
+    goes to `general(opt, arguments)`."""
+    names = [spec.name for spec in specs]
+    big = big_batch(specs, statements)
+    tests = ["not unknown", "_opt.per_example_clip is None"] + \
+        [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update] + \
+        ([f"not ({big})"] if big else [])
+    params = ", ".join(["_opt"] + [f"{n}=missing" for n in names] + ["**unknown"])
+    keywords = ", ".join([f"{n}={n}" for n in names] + ["**unknown"])
+    return "\n".join([
+        "", "", "def direct_step(_general, _steps, _key, _check, parallel, missing):",
+        '    """`step(opt, <inputs>)`: the step of opt\'s rule, called with no layer between."""',
+        "", f"    def step({params}):",
+        '        """One optimizer step; the general path takes what this does not."""',
+        "        try:",
+        "            if (" + "\n                    and ".join(tests) + "):",
+        "                _step, _state = _steps[_opt.rule.name], _opt._flat[_key]",
+        f"                _value, _status = _step(*_opt.hyper(), _check, "
+        f"{''.join(n + ', ' for n in names)}*_state, 1)",
+        "                if _status < 0:",
+        "                    _opt.count += 1",
+        "                    return _value",
+        "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
+        "            pass",
+        f"        return _general(_opt, dict({keywords}))",
+        "", "    return step"]) + "\n"
+
+
+class Steps:
+    """The optimizer steps of one kernel module: `steps(opt, arguments)` takes one step of
+    `opt` in one kernel call and returns the loss. A rule's step compiles for its
+    `STEP_SIGNATURES` entry when the rule is first used; calls go through its `run`, which
+    tests the scalars' classes (the compiled step refuses arrays of other types). Anything
+    refused reaches `_slow`, which names what is wrong or converts the inputs that are not
+    updated.
+
+    `bound` is the name of the per-example clipping norm's input in a private (DP) Program,
+    else None; `check_finite(outputs)` raises for a non-finite (label, value) in outputs.
+    """
+
+    def __init__(self, kernel, module, parallel, check_finite=None, bound=None):
+        self.kernel, self.update, self.bound = kernel, kernel.update, bound
+        self.specs = {spec.name: spec for spec in kernel._specs}
+        self._check_finite = check_finite
+        self._check = (1.0,) if check_finite else (0.0,)
+        self._call, self._rerun = {}, {}  # rule -> run, and run without a slow path
+        self.compiled = {}  # rule -> its compiled step: what `direct` calls
+        self._module, self._parallel = module, parallel
+        self._single = kernel.dtype == "float32"
+        self._noise = _noise_arrays(self.update, self.specs) if bound else ()
+
+    def _compile(self, rule: str) -> None:
+        """The rule's step, compiled for its one signature (or loaded from Numba's cache)."""
+        from numba import njit
+        module, start = self._module, time.perf_counter()
+        step = njit(module.STEP_SIGNATURES[rule], cache=True, error_model="numpy")(
+            getattr(module, f"step_{rule}"))
+        self.kernel.timings[f"step {rule} compile"] = time.perf_counter() - start
+        self.kernel.step_dispatchers.append(step)
+        self._call[rule] = module.step_entry(step, rule, self._slow, self._parallel, MISSING)
+        self._rerun[rule] = module.step_entry(step, rule, _unreachable, self._parallel, MISSING)
+        self.compiled[rule] = step
+
+    def direct(self, general):
+        """The generated `step(opt, <inputs>)` over these compiled steps, or None for a
+        private or float32 model (whose steps need the general path's work)."""
+        if self.bound is not None or self._single:
+            return None
+        return self._module.direct_step(general, self.compiled, self.update,
+                                        self._check[0], self._parallel, MISSING)
+
+    def __call__(self, opt, arguments: dict):
+        flat, rule = opt._flat.get(self.update), opt.rule.name
+        if flat is None or rule not in self._call or self.bound is not None:
+            return self._step(opt, arguments)
+        value, status = self._call[rule](opt.hyper() + self._check, flat, (), **arguments)
+        if status >= 0:
+            self._non_finite(arguments)
+        opt.count += 1
+        return np.float32(value) if self._single else value
+
+    def _step(self, opt, arguments: dict):
+        """A step the lean path above does not take: the optimizer's first with this model
+        (its state is made), a rule not compiled yet, or a private step."""
+        rule = opt.rule.name
+        if rule not in self._call:
+            self._compile(rule)
+        flat, made = opt.arrays(self.update, self.specs, arguments)
+        hyper = opt.hyper() + self._check
+        noise, drawn = (), None
+        if self.bound is not None:
+            arguments[self.bound] = opt.per_example_clip
+            sigma = opt.noise_scale()
+            if sigma:
+                drawn = opt.rng.bit_generator.state  # put back if the step is refused
+                for z in self._noise:
+                    opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
+            hyper, noise = hyper + (sigma,), self._noise
+        try:
+            value, status = self._call[rule](hyper, flat, noise, **arguments)
+            if status >= 0:
+                self._non_finite(arguments)
+        except BaseException:
+            if drawn is not None:
+                opt.rng.bit_generator.state = drawn
+            raise
+        if made is not None:
+            opt.keep(self.update, flat, made)
+        opt.count += 1
+        return np.float32(value) if self._single else value
+
+    def _slow(self, rule, hyper, state, noise, **arguments):
+        """What `run` refused: a clear error, or the inputs converted and run again."""
+        kernel = self.kernel
+        bind(kernel.title, kernel._specs, arguments)
+        for p in self.update:
+            self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
+        converted, _ = kernel._converted(arguments, self.update)  # the parameters' sizes too
+        check_state(RULES[rule], self.update, self.specs, state, converted)
+        return self._rerun[rule](hyper, state, noise, **converted)
+
+    def _non_finite(self, arguments: dict):
+        """Raise the check_finite error for the outputs the refused step computed."""
+        value, outputs = self.kernel(dict(arguments))
+        what = "the clipped gradient" if self.bound else "the gradient"
+        self._check_finite([("value", value)] + [(f"{what} by {p}", g)
+                                                 for p, g in zip(self.update, outputs)])
+        raise AssertionError("a step found a non-finite output that check_finite did not")
+
+
+def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict) -> None:
+    """Each state array must be a writable, C-contiguous array of its parameter's dtype and
+    shape; else an error naming it (state arrays are updated in place, never copied)."""
+    k = len(rule.state)
+    for j, p in enumerate(update):
+        for name, array in zip(rule.state, state[j * k:(j + 1) * k]):
+            specs[p].check_in_place(array, f"{rule.title} keeps its state {name!r} of {p} in "
+                                           f"this array, updated in place",
+                                    shape=np.shape(arguments[p]))
+
+
+def _noise_arrays(update: tuple, specs: dict) -> tuple:
+    """One array per parameter for the private noise, drawn afresh each step."""
+    arrays = []
+    for p in update:
+        spec = specs[p]
+        if any(isinstance(d, str) for d in spec.shape):
+            raise ShapeError(f"per-example clipping: {p} has the symbolic shape "
+                             f"{format_shape(spec.shape)}; parameters need fixed shapes")
+        arrays.append(np.zeros(spec.shape, spec.numpy_dtype))
+    return tuple(arrays)
+
+
+def _unreachable(*args, **arguments):
+    raise AssertionError("converted arguments failed the generated check")
+
+
+class TapeSteps:
+    """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
+    update loop (compiled once per machine) on each parameter. Every array is checked first."""
+
+    def __init__(self, kernel, check_finite=None):
+        self.kernel, self.update = kernel, kernel.update
+        self.specs = {spec.name: spec for spec in kernel._specs}
+        self._check_finite = check_finite
+
+    def __call__(self, opt, arguments: dict):
+        rule = opt.rule
+        flat, made = opt.arrays(self.update, self.specs, arguments)
+        bind(self.kernel.title, self.kernel._specs, arguments)
+        for p in self.update:
+            self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
+        check_state(rule, self.update, self.specs, flat, arguments)
+        value, grads = self.kernel(arguments)
+        grads = [np.ravel(np.asarray(g, dtype=np.float64)) for g in grads]
+        if self._check_finite:
+            self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
+                                                     for p, g in zip(self.update, grads)])
+        lr, t, constants = opt.hyper()
+        module, clip = _update_module(), constants[len(rule.constants)]
+        scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
+        norm = float(np.sqrt(sum(g @ g for g in grads)))
+        scale = clip / norm if 0.0 < clip < norm else 1.0
+        update = getattr(module, f"_update_{rule.name}")
+        k = len(rule.state)
+        for j, (p, g) in enumerate(zip(self.update, grads)):
+            states = [s.reshape(-1) for s in flat[j * k:(j + 1) * k]]
+            update(arguments[p].reshape(-1), g, *states, scale, *scalars)
+        if made is not None:
+            opt.keep(self.update, flat, made)
+        opt.count += 1
+        return value
+
+
+_UPDATES = []
+
+
+def _update_module():
+    """The update loops alone, as a module of their own (compiled once per machine)."""
+    if not _UPDATES:
+        from .build import load_module
+        header = ('"""symdiff: the optimizers\' update loops."""\nimport numpy as np\n'
+                  'from numba import njit\n')
+        _UPDATES.append(load_module(header + emit_updates())[0])
+    return _UPDATES[0]

@@ -1,0 +1,72 @@
+"""Per-example clipping: a loss over a batch -> the Program of its clipped gradient sum.
+
+Input: a scalar loss that is the mean or the sum of one term per example, the parameters,
+and a scalar input C. Output: a Program returning the loss, then for each parameter
+w * sum_i c_i g_i, where g_i is example i's gradient, c_i = min(1, C / |g_i|) with |g_i| the
+norm over all parameters together, and w the weight of one example (1/n for a mean, 1 for a
+sum); then w itself. Differentially private SGD adds noise to these sums (codegen/optim.py).
+
+Example i's gradient is never built where the algebra gives its norm directly ("ghost
+norms"): for W in X @ W it is the outer product of x_i and the adjoint d_i of row i of the
+product, whose squared norm is |x_i|^2 |d_i|^2; a bias's is its adjoint's row. Because the
+adjoint of sum_i c_i L_i is linear in the seed, a second reverse pass seeded with c_i * w
+gives the clipped sums with the same matrix products as an ordinary gradient.
+"""
+from __future__ import annotations
+
+from . import tensors as T
+from .autodiff import differentiate, gradients
+from .errors import DifferentiationError
+from .functions import placeholder
+from .ir import format_shape
+from .program import Program
+
+
+def per_example_terms(loss: T.Tensor):
+    """(the (n,) per-example terms, the weight of one example) of a mean or sum over axis 0."""
+    node, count = loss.node, None
+    if node.op == "elementwise" and len(node.inputs) == 2 and \
+            node.attr("body") == placeholder(0) / placeholder(1) and \
+            node.inputs[1].op == "dim" and node.inputs[0].op == "sum":
+        node, count = node.inputs  # a mean: the sum over the batch / n
+    terms = node.inputs[0] if node.op == "sum" and node.attr("axes") == (0,) else None
+    if terms is None or terms.rank != 1 or not isinstance(terms.shape[0], str) or \
+            count is not None and count.attr("name") != terms.shape[0]:
+        raise DifferentiationError(
+            "per-example clipping needs a loss that is the mean or sum of one term per "
+            "example (sd.mean(per_example_losses) over the batch axis), with no other term")
+    return T.Tensor(terms), T.full((), 1.0) if count is None else 1.0 / T.Tensor(count)
+
+
+def square_norms(grad: T.Tensor) -> T.Tensor:
+    """|g_i|^2 for each example i of a per-example gradient (n, ...), from its factors when it
+    is an outer product of two per-example rows (a matmul's weight: |x_i|^2 |d_i|^2)."""
+    node = grad.node
+    if node.op == "elementwise" and len(node.inputs) == 2 and \
+            node.attr("body") == placeholder(0) * placeholder(1) and node.rank == 3:
+        factors = {n.attr("dims"): n.inputs[0] for n in node.inputs if n.op == "broadcast"}
+        a, d = factors.get((0, 1)), factors.get((0, 2))
+        if a is not None and d is not None and a.rank == d.rank == 2:
+            a, d = T.Tensor(a), T.Tensor(d)
+            return T.sum(a * a, axis=1) * T.sum(d * d, axis=1)
+    if grad.ndim == 1:
+        return grad * grad
+    return T.sum(grad * grad, axis=tuple(range(1, grad.ndim)))
+
+
+def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) -> Program:
+    """The Program of the module docstring; `bound` (the scalar input C) is its last input."""
+    terms, weight = per_example_terms(loss)
+    batch = terms.shape[0]
+    per_example = gradients(differentiate(terms, wrt, inputs=inputs, per_example=batch))
+    for w, g in zip(wrt, per_example):
+        if g.shape != (batch,) + w.shape:
+            raise DifferentiationError(f"per-example clipping: the gradient by "
+                                       f"{w.node.attr('name')} has shape "
+                                       f"{format_shape(g.shape)}, not one row per example")
+    squares = square_norms(per_example[0])
+    for g in per_example[1:]:
+        squares = squares + square_norms(g)
+    factor = T.where(squares > bound * bound, bound / T.function("sqrt", squares), 1.0)
+    return differentiate(terms, wrt, seed=factor * weight, inputs=inputs + [bound], value=loss,
+                         extra=[("weight", weight)])
