@@ -278,3 +278,12 @@ def test_a_guarded_adjoint_is_itself_a_select_zero_for_the_next_rule(formula, at
     # the adjoint into y**y is a guarded product, 0 where the where's adjoint is: the guard
     # carries on into pow's own rule (d/dy y**y is NaN at y < 0)
     assert on_both_tiers(formula, sorted(at), **at)[1]["y"] == 0.0
+
+
+def test_a_select_zero_seen_through_a_batch_sum():
+    # x is a parameter broadcast over the batch: its adjoint is the batch sum of select zeros
+    for tier in TIERS:
+        f = sd.compile("where(z, y, w * sqrt(x))", wrt=["z", "y", "x", "w"], batch=["w"],
+                       tier=tier)
+        _, grads = f.value_and_grad(z=-1.0, y=-2.5, x=-2.7, w=np.array([2.4, 1.0]))
+        assert grads["x"] == 0.0 and grads["y"] == 1.0

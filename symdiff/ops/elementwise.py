@@ -26,12 +26,15 @@ def _shape(*inputs, body):
     return (inputs[0].shape if inputs else ()), body_dtype(body)
 
 
+_LINEAR = ("broadcast", "sum", "reshape", "transpose")  # one-input ops, linear
+
+
 def _selected(t, depth: int = 8) -> bool:
     """Whether Tensor t may be 0 because a select did not take its branch: a select with a 0
-    branch, seen through broadcasts, constant multiples and sums of such values (a product
-    with it is then guarded: functions.guarded)."""
+    branch, seen through broadcasts, batch sums, reshapes, constant multiples and sums of such
+    values (a product with it is then guarded: functions.guarded)."""
     node = t.node
-    while node.op == "broadcast":
+    while node.op in _LINEAR:  # these map zeros to zeros: look at what they read
         node = node.inputs[0]
     if node.op != "elementwise" or depth == 0:
         return False
