@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
-from symdiff import ops
 from symdiff.functions import BY_CLASS
 from symdiff.optable import OPS
 from symdiff.printing import format_stmt

@@ -24,6 +24,11 @@ def format_shape(shape: Shape) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
+def sizes(shape: Shape, dims: dict) -> tuple[int, ...]:
+    """`shape` with its symbolic dimensions replaced by their run-time sizes in `dims`."""
+    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
+
+
 def broadcast_shapes(*shapes: Shape, what: str = "operands") -> Shape:
     """NumPy broadcasting of shapes that may hold symbolic dimensions."""
     rank = max(len(s) for s in shapes)

@@ -64,6 +64,14 @@ def rule(field: str, *names: str):
     return register
 
 
+def linear_tangent(build):
+    """The tangent rule of an op linear in its one input: `build` (the op) applied to the
+    tangent."""
+    def tangent(y, inputs, tangents, **attrs):
+        return None if tangents[0] is None else build(tangents[0], **attrs)
+    return tangent
+
+
 def output_type(op: str, inputs, attrs: dict):
     """Shape and dtype of `op(inputs)`; raises ShapeError naming both shapes on a mismatch."""
     return OPS[op].shape(*inputs, **attrs)

@@ -1,5 +1,4 @@
 """`sd.compile` end to end: front ends, known values, batches, check_grad and errors."""
-import math
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 import sympy as sp
 
 import symdiff as sd
-from symdiff import ops, tensors as T
+from symdiff import tensors as T
 from symdiff.autodiff import differentiate
 from symdiff.functions import placeholder, sigmoid, softplus
 from symdiff.ir import topological

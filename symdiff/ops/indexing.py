@@ -13,19 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import indexing as I
-from ..ir import format_shape
-from ..optable import define
+from ..ir import format_shape, sizes
+from ..optable import define, linear_tangent
 
 
-def _sizes(shape, dims):
-    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
-
-
-def _linear(build):
-    """The tangent rule of an op linear in its one input: the op applied to the tangent."""
-    def rule(y, inputs, tangents, **attrs):
-        return None if tangents[0] is None else build(tangents[0], **attrs)
-    return rule
 
 
 def _lifted(build, shift):
@@ -66,7 +57,7 @@ def _slice_emit(e, node):  # a scalar picked outside loops (loops read slices in
 
 define("slice", "structural", shape=_slice_shape,
        adjoint=lambda dy, y, x, *, index: [I.pad(dy, x.shape, index)],
-       tangent=_linear(lambda dx, index: I.slice_axes(dx, index)),
+       tangent=linear_tangent(lambda dx, index: I.slice_axes(dx, index)),
        per_example=None, lift=_lifted(I.pad, lambda a: dict(index=(None,) + a["index"])),
        evaluate=lambda node, args, dims: args[0][I.numpy_index(node.attr("index"))],
        emit=_slice_emit, fusable=True, index_map=True, tape=None,
@@ -76,7 +67,7 @@ define("slice", "structural", shape=_slice_shape,
 
 
 def _pad_evaluate(node, args, dims):
-    out = np.zeros(_sizes(node.attr("shape"), dims), dtype=args[0].dtype)
+    out = np.zeros(sizes(node.attr("shape"), dims), dtype=args[0].dtype)
     out[I.numpy_index(node.attr("index"))] = args[0]
     return out
 
@@ -89,7 +80,7 @@ def _pad_emit(e, node):  # zeros, the adjoint written where the slice read
 
 define("pad", "structural", shape=lambda dy, *, shape, index: (shape, dy.dtype),
        adjoint=lambda dz, z, dy, *, shape, index: [I.slice_axes(dz, index)],
-       tangent=_linear(lambda t, shape, index: I.pad(t, shape, index)), per_example=None,
+       tangent=linear_tangent(lambda t, shape, index: I.pad(t, shape, index)), per_example=None,
        evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None,
        format=lambda node, args: f"pad({args[0]}, {format_shape(node.attr('shape'))}, "
                                  f"[{I.index_text(node.attr('index'))}])")
@@ -115,7 +106,7 @@ def _shift_axis(attrs):
 
 define("gather", "structural", shape=_gather_shape,
        adjoint=lambda dy, y, x, *, axis, indices: [I.scatter_add(dy, x.shape, axis, indices)],
-       tangent=_linear(lambda dx, axis, indices: I.gather(dx, axis, indices)),
+       tangent=linear_tangent(lambda dx, axis, indices: I.gather(dx, axis, indices)),
        per_example=None, lift=_lifted(lambda dy, shape, axis, indices: I.scatter_add(
            dy, shape, axis, indices), _shift_axis),
        evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
@@ -126,7 +117,7 @@ define("gather", "structural", shape=_gather_shape,
 
 
 def _scatter_evaluate(node, args, dims):
-    out = np.zeros(_sizes(node.attr("shape"), dims), dtype=args[0].dtype)
+    out = np.zeros(sizes(node.attr("shape"), dims), dtype=args[0].dtype)
     axis = node.attr("axis")
     np.add.at(out, (slice(None),) * axis + (list(node.attr("indices")),), args[0])
     return out
@@ -143,7 +134,7 @@ def _scatter_emit(e, node):  # zeros, each row of the adjoint added where it was
 
 define("scatter_add", "structural", shape=lambda dy, *, shape, axis, indices: (shape, dy.dtype),
        adjoint=lambda dz, z, dy, *, shape, axis, indices: [I.gather(dz, axis, indices)],
-       tangent=_linear(lambda t, shape, axis, indices: I.scatter_add(t, shape, axis, indices)),
+       tangent=linear_tangent(lambda t, shape, axis, indices: I.scatter_add(t, shape, axis, indices)),
        per_example=None, evaluate=_scatter_evaluate, emit=_scatter_emit, in_loop=None,
        tape=None, hint="scatter",
        format=lambda node, args: f"scatter_add({args[0]}, {format_shape(node.attr('shape'))}, "

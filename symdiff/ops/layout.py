@@ -11,19 +11,10 @@ import numpy as np
 from .. import tensors as T
 from ..indexing import slice_axis
 from ..errors import ShapeError
-from ..ir import format_shape
-from ..optable import define, rule
+from ..ir import format_shape, sizes
+from ..optable import define, linear_tangent
 
 
-def _linear(build):
-    """The tangent rule of an op linear in its one input: the op applied to the tangent."""
-    def rule(y, inputs, tangents, **attrs):
-        return None if tangents[0] is None else build(tangents[0], **attrs)
-    return rule
-
-
-def _sizes(shape, dims):
-    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
 
 
 # ---------------------------------------------------------------- broadcast
@@ -63,7 +54,7 @@ def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's sh
 
 
 def _broadcast_evaluate(node, args, dims):
-    shape, where = _sizes(node.attr("shape"), dims), node.attr("dims")
+    shape, where = sizes(node.attr("shape"), dims), node.attr("dims")
     expanded = args[0].reshape([args[0].shape[where.index(k)] if k in where else 1
                                 for k in range(len(shape))])
     return np.broadcast_to(expanded, shape)
@@ -84,7 +75,7 @@ def _broadcast_tape(tape, phase, node):
 
 
 define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adjoint,
-       tangent=_linear(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
+       tangent=linear_tangent(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
        per_example=_broadcast_per_example, evaluate=_broadcast_evaluate, emit=None,
        in_loop=_broadcast_in_loop, tape=_broadcast_tape, fusable=True, index_map=True,
        format=lambda node, args: f"broadcast({args[0]}, {format_shape(node.attr('shape'))})")
@@ -131,8 +122,8 @@ def _reshape_emit(e, node):
 define("reshape", "structural", shape=_reshape_shape,
        lift=lambda dy, y, x, *, batch, shape: [T.reshape(dy, (batch,) + x.shape)],
        adjoint=lambda dy, y, x, *, shape: [T.reshape(dy, x.shape)],
-       tangent=_linear(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
-       evaluate=lambda node, args, dims: np.reshape(args[0], _sizes(node.attr("shape"), dims)),
+       tangent=linear_tangent(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
+       evaluate=lambda node, args, dims: np.reshape(args[0], sizes(node.attr("shape"), dims)),
        emit=_reshape_emit, in_loop=None, tape=None)
 
 
@@ -156,7 +147,7 @@ def _transpose_lift(dy, y, x, *, batch, perm):  # the batch axis stays first
 
 define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for p in perm),
                                                              x.dtype), lift=_transpose_lift,
-       adjoint=_transpose_adjoint, tangent=_linear(lambda dx, perm: T.transpose(dx, perm)),
+       adjoint=_transpose_adjoint, tangent=linear_tangent(lambda dx, perm: T.transpose(dx, perm)),
        per_example=None, evaluate=lambda node, args, dims: np.transpose(args[0],
                                                                         node.attr("perm")),
        emit=_transpose_emit, in_loop=None, tape=None)

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import format_shape
+from ..ir import format_shape, sizes
 from ..optable import define
 
-
-def _sizes(shape, dims):
-    return tuple(dims[d] if isinstance(d, str) else d for d in shape)
 
 
 def _tape_input(tape, phase, node):
@@ -28,7 +25,7 @@ def _const_text(e, node):
 
 
 def _iota(node, args, dims):  # entries equal their own index along `axis`
-    shape, axis = _sizes(node.shape, dims), node.attr("axis")
+    shape, axis = sizes(node.shape, dims), node.attr("axis")
     ramp = np.arange(shape[axis]).reshape([-1 if k == axis else 1 for k in range(len(shape))])
     return np.broadcast_to(ramp, shape)
 
@@ -39,7 +36,7 @@ define("input", "leaf", **LEAF, evaluate=None, emit=None, in_loop=None, tape=_ta
        format=lambda node, args: node.attr("name"))
 
 define("const", "leaf", **LEAF,
-       evaluate=lambda node, args, dims: np.full(_sizes(node.shape, dims), node.attr("value")),
+       evaluate=lambda node, args, dims: np.full(sizes(node.shape, dims), node.attr("value")),
        emit=_const_text, in_loop=None,
        tape=lambda tape, phase, node: phase.constant(node.attr("value")),
        format=lambda node, args: f"full({format_shape(node.shape)}, {node.attr('value')!r})"
