@@ -45,6 +45,11 @@ def source_key(source: str) -> str:
     return hashlib.sha256((stamp + source).encode()).hexdigest()[:40]
 
 
+def module_name(source: str) -> str:
+    """The name `source` is imported under (another module may import it by that name)."""
+    return f"_symdiff_k_{source_key(source)}"
+
+
 def load_module(source: str):
     """Write `source` under its hash (unless a valid copy exists) and import it.
 

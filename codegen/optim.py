@@ -19,6 +19,7 @@ from symdiff.errors import ShapeError
 from symdiff.ir import format_shape, fresh
 from symdiff.optim import RULES
 
+from .build import load_module, module_name
 from .entry import JIT, NCHUNKS, big_batch, entry_parameters, guarded
 from .inputs import MISSING, REFUSED, bind, numba_type
 
@@ -98,7 +99,7 @@ def emit_steps(program, specs, update: tuple, single: bool, noise: bool) -> str:
     changed nothing when check is set and output k (0: the loss) is not finite."""
     inputs = {n.attr("name"): n for n in program.inputs}
     by_name = {spec.name: spec for spec in specs}
-    parts, signatures = [emit_updates()], []
+    parts, signatures = [f"from {UPDATES_NAME} import {', '.join(HELPER_NAMES)}\n"], []
     for rule in RULES.values():
         parts.append("\n".join(_step(rule, inputs, update, single, noise)) + "\n")
         state = [numba_type(by_name[p], True) for p in update for _ in rule.state]
@@ -374,7 +375,7 @@ class TapeSteps:
             self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
                                                      for p, g in zip(self.update, grads)])
         lr, t, constants = opt.hyper()
-        module, clip = _update_module(), constants[len(rule.constants)]
+        module, clip = update_module(), constants[len(rule.constants)]
         scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
         norm = float(np.sqrt(sum(g @ g for g in grads)))
         scale = clip / norm if 0.0 < clip < norm else 1.0
@@ -389,14 +390,15 @@ class TapeSteps:
         return value
 
 
-_UPDATES = []
+# The update loops and helpers, a module of their own: compiled once per machine (Numba's
+# cache), imported by every model's module rather than compiled again in each.
+UPDATES_SOURCE = ('"""symdiff: the optimizers\' update loops."""\nimport numpy as np\n'
+                  'from numba import njit\n' + emit_updates())
+UPDATES_NAME = module_name(UPDATES_SOURCE)
+HELPER_NAMES = ("_sumsq", "_finite") + tuple(f"_{part}_{rule}" for rule in RULES
+                                             for part in ("prepare", "update"))
 
 
-def _update_module():
-    """The update loops alone, as a module of their own (compiled once per machine)."""
-    if not _UPDATES:
-        from .build import load_module
-        header = ('"""symdiff: the optimizers\' update loops."""\nimport numpy as np\n'
-                  'from numba import njit\n')
-        _UPDATES.append(load_module(header + emit_updates())[0])
-    return _UPDATES[0]
+def update_module():
+    """The update module, imported (a model's module imports from it by name)."""
+    return load_module(UPDATES_SOURCE)[0]

@@ -101,7 +101,7 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
                 "value": lambda: schedule([("value", output.node)] + [
                     (label, t.node) for label, t in extra], inputs=inputs, names=names),
                 "dp": lambda: clipped_program(output, wrt_tensors, inputs,
-                                              _fresh_input("per_example_clip", (), env))}
+                                              _fresh_input("per_example_clip", wrt_tensors[0], env, ()))}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)
@@ -155,7 +155,7 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
     wrt_names = _wrt_names(wrt, env, title, None, steps)
     output = stabilize(output)
     inputs = list(env.values())
-    cotangent = _fresh_input("u", output.shape, env)
+    cotangent = _fresh_input("u", output, env)
     tangents = _tangent_inputs(env, wrt_names)
     directions = {env[w]: tangents[w] for w in wrt_names}
     programs = {
@@ -171,13 +171,15 @@ def jacobian(model, wrt=None, *, batch=(), shapes=None, dtypes=None, parallel=No
     return Jacobian(compiled, cotangent.node.attr("name"))
 
 
-def _fresh_input(name: str, shape, env: dict) -> T.Tensor:
-    return T.tensor(fresh(name, set(env)), shape)
+def _fresh_input(name: str, like: T.Tensor, env: dict, shape=None) -> T.Tensor:
+    """A new input named after `name`, of `like`'s dtype (a float32 model stays float32) and
+    shape unless `shape` is given."""
+    return T.tensor(fresh(name, set(env)), like.shape if shape is None else shape, like.dtype)
 
 
 def _tangent_inputs(env: dict, wrt_names) -> dict:
     """A tangent input `<w>_dot` of w's shape for each w in wrt (renamed if the name is taken)."""
-    return {w: _fresh_input(f"{w}_dot", env[w].shape, env) for w in wrt_names}
+    return {w: _fresh_input(f"{w}_dot", env[w], env) for w in wrt_names}
 
 
 

@@ -217,6 +217,9 @@ def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
     infinite g in the branch not taken cannot turn into NaN. Ties of max/min split evenly.
     """
     a = placeholder(k)
+    g = guard_symbol(body)
+    if g is not None and a != g:  # where g is 0 the body is 0 whatever a is: so is its slope
+        return sp.Piecewise((local_derivative(body.args[0].expr, k), sp.Ne(g, 0)), (0, True))
     if body_dtype(body) == "bool":  # a comparison: piecewise constant, no gradient
         return sp.S.Zero
     if isinstance(body, (sp.Max, sp.Min)):
@@ -237,9 +240,19 @@ def local_derivative(body: sp.Expr, k: int) -> sp.Expr:
 def guarded(g: sp.Expr, local: sp.Expr) -> sp.Expr:
     """g * local, but where g is 0, g * finite(local): for an incoming adjoint or tangent that
     a select set to 0, so that a NaN or inf local derivative in the branch not taken cannot
-    make 0 * inf = NaN. Both forms have the derivative local by g where local is finite, so
-    second derivatives stay right where a gradient is 0."""
+    make 0 * inf = NaN. Where g is 0 the product's slope is 0 by every input but g
+    (local_derivative), so second derivatives cannot meet a NaN there either."""
     return sp.Piecewise((times(g, local), sp.Ne(g, 0)), (times(g, finite(local)), True))
+
+
+def guard_symbol(body: sp.Expr) -> sp.Symbol | None:
+    """The g of a body made by `guarded(g, local)`, else None."""
+    if isinstance(body, sp.Piecewise) and len(body.args) == 2 and body.args[1].cond is sp.true:
+        condition = body.args[0].cond
+        if isinstance(condition, sp.Ne) and condition.args[0].is_Symbol and \
+                condition.args[1] == 0 and body.args[1].expr.has(finite):
+            return condition.args[0]
+    return None
 
 
 def may_be_selected_zero(body: sp.Expr) -> bool:

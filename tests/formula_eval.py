@@ -66,8 +66,8 @@ UNARY = {
 
 def apply(name: str, a):
     """UNARY[name] at a, NaN outside its real domain (as IEEE arithmetic gives)."""
-    if mp.isnan(a):
-        return NAN
+    if mp.isnan(a) or name in ("sin", "cos", "tan") and not abs(a) < mp.mpf("1e400"):
+        return NAN  # (a float argument that large is inf: NaN; mpmath would recurse for ever)
     try:
         return _real(UNARY[name][0](a))
     except (ValueError, ZeroDivisionError, OverflowError):
@@ -117,6 +117,8 @@ def _d(f, a, Ra):
     """|f'(a)| * Ra, zero when Ra is (an exact operand contributes no error)."""
     if Ra == 0:
         return mp.mpf(0)
+    if not abs(a) < mp.mpf("1e400"):  # far beyond floats (mpmath recurses too deep there)
+        return INF
     try:
         return abs(f(a)) * Ra
     except (ZeroDivisionError, OverflowError):  # mpmath's exp of a huge argument
@@ -187,6 +189,10 @@ class _Pass:
             # a negative base to a power that rounding may make an integer: real or NaN
             # depends on the last bit (x**(1 + 1e-38) is NaN exactly, -1 in floats)
             raise Reject("a negative base to a power within rounding of an integer")
+        if _finite(a) and a < 0 and _finite(b) and abs(b) >= 2 ** 53:
+            # every float that large is even: b - 1 rounds to b, and the derivative's sign
+            # (-1)**(b - 1) with it
+            raise Reject("a negative base to a power beyond the floats' odd integers")
         v = power(a, b)
         return v, _d(lambda _: b * power(a, b - 1), a, Ra) + \
             _d(lambda _: v * _log(abs(a)), b, Rb) + abs(v)
@@ -263,8 +269,39 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
             if _near(y, p.R[id(args[0])] + abs(y)) and (x < 0 or level == GRAD and
                                                         _near(x, p.R[id(args[1])] + abs(x))):
                 raise Reject("atan2 on its branch cut")
+    if strict and level > DEAD:
+        _signs_matter(p, node)
     for child, lev in children:
         resolve(p, child, lev, live, decisions, strict)
+
+
+def undetermined(p: _Pass, node) -> bool:
+    """Whether floats may not even get the sign of node's value: 0 (IEEE has two, mpmath one;
+    literal constants and the points' inputs are +0) or within the rounding bound of 0."""
+    if isinstance(node, (ast.Constant, ast.Name)) or isinstance(node, ast.UnaryOp) and \
+            isinstance(node.operand, (ast.Constant, ast.Name)):
+        return False
+    v = p.value[id(node)]
+    return _finite(v) and _near(v, p.R[id(node)] + abs(v))
+
+
+def _signs_matter(p: _Pass, node) -> None:
+    """Reject where the result hangs on the sign of an operand that floats may not get: a
+    divisor (x/+0 = inf, x/-0 = -inf), a power's base (NaN or a number; 1/+0 or 1/-0), the
+    argument of sqrt or log (NaN or a number)."""
+    v = lambda n: p.value[id(n)]  # noqa: E731
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        if undetermined(p, node.right) and v(node.left) != 0 and not mp.isnan(v(node.left)):
+            raise Reject("a division by a zero whose sign floats decide")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        base, e = node.left, v(node.right)
+        odd_negative = e < 0 and e == mp.floor(e) and mp.floor(e) % 2 == 1
+        if undetermined(p, base) and (v(base) != 0 and e != mp.floor(e) or
+                                      v(base) == 0 and odd_negative):
+            raise Reject("a power of a base whose sign floats decide")
+    if isinstance(node, ast.Call) and node.func.id in ("sqrt", "log") and \
+            undetermined(p, node.args[0]) and v(node.args[0]) != 0:
+        raise Reject(f"{node.func.id} of a value whose sign floats decide")
 
 
 def _condition(p: _Pass, cond, level: int, strict: bool) -> bool:

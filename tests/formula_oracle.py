@@ -36,8 +36,9 @@ import mpmath as mp
 import numpy as np
 import sympy as sp
 
+from formula_chain import adjoints, edges_of, through_value_floor
 from formula_eval import (DEAD, FORMATS, GRAD, INF, NAN, UNARY, _d, _finite, _log, _near,
-                          _Pass, apply, atan2, divide, power, resolve)
+                          _Pass, apply, atan2, divide, power, resolve, undetermined)
 
 
 def rtol(fmt: str) -> float:
@@ -74,7 +75,7 @@ def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
     if name in ("max", "min"):
         return go(args[decisions[id(node)]])
     if name == "relu":
-        return go(args[0]) if decisions[id(node)] else sp.S.Zero
+        return go(args[0]) if decisions[id(node)] else symbols[id(node)]
     if name == "abs":
         return go(args[0]) if decisions[id(node)] else -go(args[0])
     if name == "atan2":
@@ -193,6 +194,11 @@ class FormulaOracle:
         for k, node in enumerate(n for n in order if isinstance(n, ast.Constant)):
             self.symbols[id(node)] = symbol = sp.Symbol(f"_c{k}", real=True)
             self.constants[symbol] = mp.mpf(float(node.value))
+        # and each relu that selects its 0: relu(-1)/y is 0/y, not a 0 SymPy folds away
+        for k, node in enumerate(n for n in order if isinstance(n, ast.Call) and
+                                 n.func.id == "relu"):
+            self.symbols[id(node)] = symbol = sp.Symbol(f"_r{k}", real=True)
+            self.constants[symbol] = mp.mpf(0)
         self._smooth: dict[tuple, tuple] = {}
 
     def sample(self, point: dict) -> Sample:
@@ -213,8 +219,13 @@ class FormulaOracle:
         signature = tuple(sorted((self.index[i], d) for i, d in decisions.items()))
         if not troubled and _finite(v) and _finite(R):
             sample = Sample("number", v, R, signature=signature, decisions=decisions)
-            sample.grads = self._gradients(sample, env)
+            sample.grads = self._gradients(sample, env, exact, live)
             return sample
+        if any(level > DEAD and exact.value[id(node)] != 0 and undetermined(exact, node)
+               for node in ast.walk(self.tree) if (level := live.get(id(node), DEAD))):
+            # NaN or inf from an intermediate whose sign floats may not get (cos at a rounded
+            # pi/2, tan at a rounded pole): IEEE's answer is not determined
+            return Sample("unjudged", v, R)
         if mp.isnan(v) and mp.isnan(vf):
             return Sample("nan", v, R)
         if mp.isinf(vf) and (mp.isinf(v) or abs(v) > FORMATS[self.fmt][0]):
@@ -241,11 +252,16 @@ class FormulaOracle:
             return g, R + floor
         return None
 
-    def _gradients(self, sample: Sample, env: dict) -> dict:
+    def _gradients(self, sample: Sample, env: dict, exact: _Pass, live: dict) -> dict:
+        edges = edges_of(exact, self.tree, live, sample.decisions)
+        adjoint, fits = adjoints(edges, self.tree)
+        if not fits:  # an adjoint leaves the float range: reverse mode in floats loses it
+            return {}
         _, derivatives, _ = self.smooth(sample)
-        memo, grads = {}, {}
-        for name, D in derivatives.items():
-            judged = self._judgeable(D, env, memo, sample.R)
+        grads = {}
+        for name, D in derivatives.items():  # a memo of its own: _judgeable's range check
+            floor = sample.R + through_value_floor(exact, edges, adjoint, name)
+            judged = self._judgeable(D, env, {}, floor)  # sees every intermediate
             if judged is not None:
                 grads[name] = judged
         return grads

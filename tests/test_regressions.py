@@ -287,3 +287,60 @@ def test_a_select_zero_seen_through_a_batch_sum():
                        tier=tier)
         _, grads = f.value_and_grad(z=-1.0, y=-2.5, x=-2.7, w=np.array([2.4, 1.0]))
         assert grads["x"] == 0.0 and grads["y"] == 1.0
+
+
+@pytest.mark.parametrize("formula, at", [
+    ("where(x, w, x ** x)", {"x": -1.25, "w": 0.945}),
+    ("where(x, min(acos(z / z), z), w)", {"x": 2.7, "z": -2.97, "w": -0.16}),
+    ("where(0.5 >= abs(y), (w - 0 ** 0) ** z, x)", {"y": 2.54, "w": -1.45, "z": -1.53, "x": 2.69}),
+])
+def test_second_derivatives_through_a_branch_not_taken_whose_own_slope_is_nan(formula, at):
+    # each model is one input in the branch taken; the other branch's second derivative is NaN
+    # there (d2/dx2 x**x at x < 0, acos'' at 1, a negative base's log): the guard's own slope
+    # is 0 where its adjoint is, so the Hessian is exactly 0
+    for tier in TIERS:
+        H = sd.hessian(sd.compile(formula, wrt=sorted(at), tier=tier))(**at)
+        np.testing.assert_array_equal(H, np.zeros((len(at), len(at))))
+
+
+@pytest.mark.parametrize("formula, batch", [
+    ("where(x < -3 ** x, z * (-1) ** 0.5 * 0, 2)", []),
+    ("where(z, x, 1e-300 ** z * 0)", ["z"]),
+])
+def test_a_select_zero_times_a_constant_zero_stays_a_select_zero(formula, batch):
+    # the where's 0 times the literal 0 folds to a constant 0 adjoint; the NaN (or inf*0)
+    # local derivative behind it must not turn it into NaN
+    for tier in TIERS:
+        f = sd.compile(formula, wrt=["x", "z"], batch=batch, tier=tier)
+        at = {"x": 1.0, "z": np.array([-2.55]) if batch else 1e-8}
+        _, grads = f.value_and_grad(**at)
+        assert float(np.sum(grads["z"])) == 0.0
+
+
+def test_forward_mode_and_second_order_of_a_float32_model():
+    # the tangent inputs were float64 whatever the model's dtype: "inputs mix float32 and
+    # float64". f = sum(w**3): jvp along v is 3 w**2 . v, H v = 6 w * v
+    w = sd.tensor("w", (2,), dtype="float32")
+    f = sd.compile(sd.sum(w * w * w), wrt=[w])
+    at = np.array([1.0, -2.0], np.float32)
+    v = np.array([0.5, 1.0], np.float32)
+    value, derivative = f.jvp({"w": v}, w=at)
+    assert (value, derivative) == (-7.0, 3 * 0.5 + 12 * 1.0)
+    hv = f.hvp({"w": v}, w=at)["w"]
+    assert hv.dtype == np.float32 and hv.tolist() == [3.0, -12.0]
+
+
+def test_a_private_step_of_a_float32_model():
+    # the clipping norm C was a float64 input of a float32 Program: "inputs mix float32 and
+    # float64". Expected: the mean of per-example gradients, each clipped to norm 1 (NumPy)
+    X = sd.tensor("X", ("n", 3), dtype="float32")
+    w = sd.tensor("w", (3,), dtype="float32")
+    t = sd.tensor("t", ("n",), dtype="float32")
+    f = sd.compile(sd.mean(sd.binary_cross_entropy_with_logits(X @ w, t)), wrt=[w])
+    rng = np.random.default_rng(1)
+    Xv, tv = rng.normal(size=(8, 3)).astype(np.float32), (rng.random(8) < 0.5).astype(np.float32)
+    W = np.zeros(3, np.float32)
+    f.step(sd.optim.SGD(lr=0.5, per_example_clip=1.0), X=Xv, t=tv, w=W)
+    G = (0.5 - tv)[:, None] * Xv.astype(np.float64)  # sigmoid(0) = 1/2
+    G *= np.minimum(1.0, 1.0 / np.linalg.norm(G, axis=1))[:, None]
+    np.testing.assert_allclose(W, -0.5 * G.mean(axis=0), rtol=1e-6)

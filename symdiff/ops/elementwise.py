@@ -12,8 +12,8 @@ import numpy as np
 import sympy as sp
 
 from .. import tensors as T
-from ..functions import (OUT, body_dtype, evaluate_body, guarded, local_derivative,
-                         may_be_selected_zero, placeholder, times)
+from ..functions import (OUT, body_dtype, evaluate_body, guard_symbol, guarded,
+                         local_derivative, may_be_selected_zero, placeholder, times)
 from ..optable import define
 from ..printing import body_name, format_body
 
@@ -36,15 +36,16 @@ def _selected(t, depth: int = 8) -> bool:
     node = t.node
     while node.op in _LINEAR:  # these map zeros to zeros: look at what they read
         node = node.inputs[0]
+    if node.op == "const":  # a guarded product with a constant 0 folds to this 0
+        return node.attr("value") == 0
     if node.op != "elementwise" or depth == 0:
         return False
     body = node.attr("body")
     if may_be_selected_zero(body):
         return True
-    if isinstance(body, sp.Piecewise) and isinstance(body.args[0][1], sp.Ne):
-        g, zero = body.args[0][1].args  # a guarded product: 0 wherever its g is
-        if g.is_Symbol and zero == 0:
-            return _selected(T.Tensor(node.inputs[int(g.name[1:])]), depth - 1)
+    g = guard_symbol(body)
+    if g is not None:  # a guarded product: 0 wherever its g is
+        return _selected(T.Tensor(node.inputs[int(g.name[1:])]), depth - 1)
     scaled = isinstance(body, sp.Mul) and len(body.args) == 2 and body.args[0].is_Number
     summed = isinstance(body, sp.Add) and all(a.is_Symbol for a in body.args)
     return (scaled or summed) and all(_selected(T.Tensor(i), depth - 1) for i in node.inputs)
