@@ -50,6 +50,9 @@ class _Loop:
     reads: list[str] = field(default_factory=list)
     stores: list[Node] = field(default_factory=list)
     direct: list[Node] = field(default_factory=list)  # reductions that keep axis 0
+    # lines around the loop at each depth: a register accumulator's start, then its store
+    opening: dict = field(default_factory=dict)
+    closing: dict = field(default_factory=dict)
     partial: list[Node] = field(default_factory=list)  # reductions over axis 0, per chunk
     lines: list[str] = field(default_factory=list)
 
@@ -255,7 +258,10 @@ class _Emitter:
             bounds = f"{lo}, {hi}" if depth == 0 else str(self.dim_var.get(size, size))
             lines.append(f"{pad}for {var} in range({bounds}):")
             pad += "    "
+            lines += [pad + line for line in loop.opening.get(depth + 1, ())]
         lines += [pad + line for line in self.with_origins(body)]
+        for depth in range(len(space) - 1, 0, -1):
+            lines += ["    " * (depth + 1) + line for line in loop.closing.get(depth, ())]
         lines += [f"    part_{self.name(n)}[{c}] = {self.name(n)}" for n in loop.partial
                   if n.rank == 0]
         loop.lines = lines
@@ -268,7 +274,16 @@ class _Emitter:
         name, record = self.name(node), OPS[node.op]
         if 0 not in axes:
             loop.direct.append(node)
-            return [record.accumulate(f"{name}[{kept}]", value)]
+            depth = len(idx) - len(axes)
+            if tuple(axes) != tuple(range(depth, len(idx))):
+                return [record.accumulate(f"{name}[{kept}]", value)]
+            # over trailing axes: in a register, stored once (an array entry updated in the
+            # inner loop is a load and a store per step: the compiler cannot rule out aliases)
+            acc = fresh(f"{name}_acc", set(self.names.values()))
+            loop.opening.setdefault(depth, []).append(
+                f"{acc} = {self.number(record.identity)}")
+            loop.closing.setdefault(depth, []).append(f"{name}[{kept}] = {acc}")
+            return [record.accumulate(acc, value)]
         loop.partial.append(node)
         if node.rank == 0:  # a local accumulator per chunk, stored once at the end
             accumulators.append(f"{name} = {number(record.identity)}")

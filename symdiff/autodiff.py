@@ -22,7 +22,7 @@ from .printing import format_stmt
 def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = None,
                   inputs=None, per_example: str | None = None, names=None,
                   value: T.Tensor | None = None,
-                  extra=()) -> Program:
+                  extra=(), rescaled: "Rescaled | None" = None) -> Program:
     """The Program computing `output` and d output / d w for each w in `wrt`.
 
     Args:
@@ -37,6 +37,8 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
         extra: more outputs, (label, Tensor) pairs computed beside the value (auxiliary
             outputs), scheduled with the forward statements.
         value: the Program's value, if not `output` (the extra outputs follow the gradients).
+        rescaled: the adjoints of a per-example walk of the same `output`, each example's
+            scaled (see `Rescaled`); with it the seed is that scale and the walk reuses them.
 
     >>> x, y = T.scalar("x"), T.scalar("y")
     >>> print(differentiate(x * T.function("sin", y), [x, y]))
@@ -47,10 +49,9 @@ def differentiate(output: T.Tensor, wrt, labels=None, seed: T.Tensor | None = No
     return value=mul2, dx=sin1, dy=dy
     """
     y = output.node
-    walk = _ReverseWalk(y, [w.node for w in wrt], per_example)
+    walk = _ReverseWalk(y, [w.node for w in wrt], per_example, rescaled)
     walk.run(_seed(y, seed, per_example))
-    grads = [_materialize(walk.total.get(w.uid), _gradient_shape(w, per_example))
-             for w in walk.wrt]
+    grads = walk.gradients()
     labels = labels or ["d" + w.attr("name", f"w{k}") for k, w in enumerate(walk.wrt)]
     outputs = [("value", y if value is None else value.node)]
     outputs += [(lab, g.node) for lab, g in zip(labels, grads)]
@@ -76,11 +77,40 @@ def _seed(y: Node, seed, per_example) -> T.Tensor:
     return seed if seed is not None else T.full((), 1.0)
 
 
+def per_example_walk(output: T.Tensor, wrt, batch: str) -> "_ReverseWalk":
+    """The reverse walk of a per-example `output` (one value per example along `batch`):
+    its `total` holds each value's adjoint, example i's in row i, and `gradients()` each
+    parameter's per-example gradient."""
+    walk = _ReverseWalk(output.node, [w.node for w in wrt], batch)
+    walk.run(_seed(output.node, None, batch))
+    return walk
+
+
+class Rescaled:
+    """The adjoints of a per-example walk, example i's multiplied by scale[i]: the adjoints of
+    sum_i scale_i * output_i, since adjoints are linear in the seed. A walk given these takes
+    them for every value with the batch axis and runs rules only where a parameter (a value
+    without that axis) enters, so the reverse pass is not done twice."""
+
+    def __init__(self, walk: "_ReverseWalk", scale: T.Tensor):
+        self.walk, self.scale, self.batch = walk, scale, walk.per_example
+
+    def adjoint(self, v: Node) -> T.Tensor | None:
+        total = self.walk.total.get(v.uid)
+        if total is None:
+            return None
+        return T.broadcast_in_dim(self.scale, v.shape, (0,)) * total
+
+    def has_batch(self, v: Node) -> bool:
+        return bool(v.shape) and v.shape[0] == self.batch
+
+
 class _ReverseWalk:
     """One reverse pass over the graph of `y`, and what it records for scheduling."""
 
-    def __init__(self, y: Node, wrt: list[Node], per_example: str | None):
-        self.y, self.wrt, self.per_example = y, wrt, per_example
+    def __init__(self, y: Node, wrt: list[Node], per_example: str | None,
+                 rescaled: Rescaled | None = None):
+        self.y, self.wrt, self.per_example, self.rescaled = y, wrt, per_example, rescaled
         self.forward = topological([y])
         self.forward_uids = {n.uid for n in self.forward}
         self.wrt_uids = {w.uid for w in wrt}
@@ -100,7 +130,16 @@ class _ReverseWalk:
     def run(self, seed: T.Tensor) -> None:
         """Walk back from `y`: sum each value's pending adjoints, then apply its op's rule."""
         pending: dict[int, list[T.Tensor]] = {self.y.uid: [seed]}
+        reuse = self.rescaled
         for v in reversed(self.forward):
+            batched = reuse is not None and reuse.has_batch(v)
+            if batched:  # its adjoint is known; rules run only into parameter values
+                known = None if OPS[v.op].kind == "leaf" or all(
+                    reuse.has_batch(i) for i in v.inputs if i.uid in self.depends) \
+                    else reuse.adjoint(v)
+                if known is None:
+                    continue
+                pending[v.uid] = [known]
             if v.uid not in pending:
                 continue
             self.step[v.uid] = len(self.step)
@@ -111,7 +150,8 @@ class _ReverseWalk:
             if OPS[v.op].kind == "leaf":
                 continue
             for inp, g in zip(v.inputs, self.rule(v, dv)):
-                if g is not None and inp.uid in self.depends:
+                if g is not None and inp.uid in self.depends and not (
+                        batched and reuse.has_batch(inp)):
                     g = T.as_tensor(g)
                     self.claim(g.node, v)
                     pending.setdefault(inp.uid, []).append(g)
@@ -130,6 +170,11 @@ class _ReverseWalk:
                     and not _has_batch(inp, self.per_example):
                 grads[k] = _per_example_rule(v, k, dv, args, self.per_example)
         return grads
+
+    def gradients(self) -> list[T.Tensor]:
+        """d y / d w for each w in wrt (zeros where y does not depend on w)."""
+        return [_materialize(self.total.get(w.uid), _gradient_shape(w, self.per_example))
+                for w in self.wrt]
 
     def claim(self, node: Node, v: Node | None) -> None:
         """Tag the adjoint-part nodes computing `node` needs, and no tag yet, with `v`."""

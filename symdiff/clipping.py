@@ -9,13 +9,15 @@ sum); then w itself. Differentially private SGD adds noise to these sums (codege
 Example i's gradient is never built where the algebra gives its norm directly ("ghost
 norms"): for W in X @ W it is the outer product of x_i and the adjoint d_i of row i of the
 product, whose squared norm is |x_i|^2 |d_i|^2; a bias's is its adjoint's row. Because the
-adjoint of sum_i c_i L_i is linear in the seed, a second reverse pass seeded with c_i * w
-gives the clipped sums with the same matrix products as an ordinary gradient.
+adjoint of sum_i c_i L_i is linear in the seed, its adjoints are the first pass's scaled by
+c_i * w per example: the second pass takes them and runs only the rules where a parameter
+enters (the matrix products of an ordinary gradient's parameter sums), not the reverse pass
+again.
 """
 from __future__ import annotations
 
 from . import tensors as T
-from .autodiff import differentiate, gradients
+from .autodiff import Rescaled, differentiate, per_example_walk
 from .errors import DifferentiationError
 from .functions import placeholder
 from .ir import format_shape
@@ -58,7 +60,8 @@ def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) ->
     """The Program of the module docstring; `bound` (the scalar input C) is its last input."""
     terms, weight = per_example_terms(loss)
     batch = terms.shape[0]
-    per_example = gradients(differentiate(terms, wrt, inputs=inputs, per_example=batch))
+    walk = per_example_walk(terms, wrt, batch)
+    per_example = walk.gradients()
     for w, g in zip(wrt, per_example):
         if g.shape != (batch,) + w.shape:
             raise DifferentiationError(f"per-example clipping: the gradient by "
@@ -68,5 +71,6 @@ def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) ->
     for g in per_example[1:]:
         squares = squares + square_norms(g)
     factor = T.where(squares > bound * bound, bound / T.function("sqrt", squares), 1.0)
-    return differentiate(terms, wrt, seed=factor * weight, inputs=inputs + [bound], value=loss,
-                         extra=[("weight", weight)])
+    scale = factor * weight
+    return differentiate(terms, wrt, seed=scale, inputs=inputs + [bound], value=loss,
+                         extra=[("weight", weight)], rescaled=Rescaled(walk, scale))
