@@ -299,6 +299,15 @@ def test_per_example_norms_never_build_a_per_example_weight_gradient(mlp):
     assert not any(s.node.shape in sizes for s in program.stmts)
 
 
+def test_the_private_step_does_the_matrix_products_of_a_plain_gradient(mlp):
+    # the clipped sums reuse the per-example pass's adjoints, scaled per example: no second
+    # backpropagation through the layers (its products with W1' and W2' would be extra)
+    def products(program):
+        return sorted(str([i.shape for i in s.node.inputs]) for s in program.stmts
+                      if s.node.op == "matmul")
+    assert products(mlp._programs["dp"]()) == products(mlp.program)
+
+
 def test_private_steps_with_adam_and_a_sum_loss():
     X = sd.tensor("X", ("n", 3)); t = sd.tensor("t", ("n",)); w = sd.tensor("w", (3,))
     b = sd.scalar("b")
