@@ -35,7 +35,7 @@ def reduce_compiled(compiled) -> tuple:
         state = dict(programs=programs_to_data(programs), wrt=compiled.wrt,
                      title=compiled.title, tangents=compiled._tangents,
                      parallel=compiled._parallel, timings=compiled._timings,
-                     check_finite=compiled.check_finite, tier=compiled._tier)
+                     check_finite=compiled.check_finite, tier=compiled._tier, aux=compiled.aux)
         blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         packed = compiled._pickled = (hashlib.sha256(blob).hexdigest(), blob)
     return rebuild, packed

@@ -68,6 +68,16 @@ def test_jacobian_and_options_travel():
         g.value_and_grad(x=0.0)
 
 
+
+def test_aux_outputs_travel():
+    # the rebuilt model had no aux: value_and_grad returned two results instead of three
+    x = sd.scalar("x")
+    f = sd.compile(x * x, wrt=[x], aux={"cube": x * x * x})
+    g = pickle.loads(pickle.dumps(f))
+    assert g.aux == ("cube",)
+    assert g.value_and_grad(x=2.0) == f.value_and_grad(x=2.0) == (4.0, {"x": 4.0}, {"cube": 8.0})
+
+
 CHILD = """
 import pickle, sys
 import numpy as np
