@@ -1,0 +1,62 @@
+"""The formula oracle's own rules: it flags a wrong answer, and it declines to judge exactly
+where float arithmetic cannot reach the exact one (each case below was once reported by the
+campaign as a symdiff failure, wrongly). Pure oracle: no symdiff call."""
+import mpmath as mp
+import pytest
+
+from formula_eval import Reject
+from formula_oracle import FormulaOracle, mismatch
+
+
+def sample(text, **point):
+    return FormulaOracle(text).sample(point)
+
+
+def test_a_wrong_gradient_is_flagged_and_the_right_one_is_not():
+    s = sample("sin(x) * x", x=0.7)
+    exact, R = s.grads["x"]
+    assert mismatch(float(exact), "number", exact, R, "float64") is None
+    assert mismatch(float(exact) * (1 + 1e-11), "number", exact, R, "float64") is not None
+
+
+def test_an_adjoint_that_underflows_is_not_judged():
+    # d/dx x**log1p(1e300 x): the adjoint of 1e300*x is about 1e-450, 0 in floats in any
+    # reverse-mode system, so the term through it is lost
+    assert sample("x ** log1p(1e+300 * x)", x=0.6065116966683703).grads == {}
+    assert "x" in sample("x ** log1p(3 * x)", x=0.6065116966683703).grads
+
+
+def test_a_selected_zero_of_relu_is_not_folded_away():
+    # d/dy atan2(1e-300, relu(-1)/y): floats meet (1e-300)**2 = 0 and 0/0; SymPy used to fold
+    # relu(-1)/y to 0 first and expect exactly 0
+    assert "y" not in sample("atan2(1e-300, relu(-1) / y)", y=-0.21).grads
+
+
+@pytest.mark.parametrize("text, point", [
+    ("y ** 1e+300", dict(y=-1.0)),                       # 1e300 - 1 rounds to the even 1e300
+    ("x / (x * (1 - 1)) - log(0)", dict(x=-0.63)),       # x * 0 is -0.0 in floats: -inf or inf
+    ("cos(atan2(1, y)) ** x", dict(y=0.0, x=1.17)),      # cos(pi/2): 0 exactly, 6e-17 in floats
+])
+def test_points_whose_answer_floats_cannot_decide_are_rejected(text, point):
+    with pytest.raises(Reject):
+        sample(text, **point)
+
+
+def test_an_infinity_from_a_sign_floats_may_not_get_is_not_expected():
+    # tan(asin(-1)) is a pole: -1.6e16 in floats, of either sign in exact arithmetic, so
+    # 2.63 ** it is 0 or inf
+    assert sample("x ** tan(asin(y))", y=-1.0, x=2.63).kind == "unjudged"
+
+
+def test_derivatives_through_a_forward_value_get_its_rounding_error_times_the_chain():
+    # sigmoid'(u) = s(1 - s) at s = 0.99986 loses 4 digits to the subtraction, times
+    # 1000 x**999 = 8800 downstream: the bound covers that, and still not a 1e-9 error
+    s = sample("sigmoid(x ** 1000)", x=1.002182964583481)
+    exact, R = s.grads["x"]
+    assert mismatch(1.264134306979065, "number", exact, R, "float64") is None
+    assert mismatch(float(exact) * (1 + 1e-9), "number", exact, R, "float64") is not None
+
+
+def test_a_trig_function_of_a_huge_power_is_nan_not_a_recursion_error():
+    s = sample("sin(x ** 1e+300)", x=1.5)
+    assert s.kind == "nan" and mp.isnan(s.value)
