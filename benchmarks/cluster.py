@@ -17,6 +17,8 @@ Runs at 2 threads only (the workers are single-threaded processes either way).
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 
@@ -25,10 +27,28 @@ import numpy as np
 import symdiff as sd
 
 from .check import assert_same
-from .env import threads
+from .env import THREAD_VARIABLES, threads
 from .timing import format_time, markdown, measure, table
 
 FEATURES, HIDDEN, CLASSES, ROWS, C = 30, 32, 10, 250_000, 1.0
+
+
+@contextlib.contextmanager
+def single_threaded_children():
+    """Worker processes started inside read 1 from every thread variable. They inherit this
+    process's (2 at --threads 2), which would give each worker's BLAS and Numba both cores;
+    Dask sets them to 1 only where they are unset, and a Nanny's `env` comes after NumPy has
+    loaded in the worker."""
+    saved = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
+    os.environ.update({variable: "1" for variable in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def models(n: int) -> dict:
@@ -165,6 +185,14 @@ def against_dask_ml(client, data: dict, n: int) -> str:
                      "speed-up"], body)
 
 
+def _threads() -> tuple:
+    """(Numba's threads, the BLAS's threads) in this process."""
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    return numba.get_num_threads(), blas
+
+
 def run(quick: bool = False) -> str:
     if threads() != 2:
         return "## dask: measured at 2 threads only (run with --threads 2)"
@@ -175,9 +203,14 @@ def run(quick: bool = False) -> str:
     n, rounds = (1_000_000, 3) if quick else (10_000_000, 5)
     clusters, opened = {}, []
     for workers in (2, 1):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", memory_limit=None)
-        client = Client(cluster, set_as_default=False)
+        with single_threaded_children():  # while the workers start and read them
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", memory_limit=None)
+            client = Client(cluster, set_as_default=False)
+            client.wait_for_workers(workers)
+            threads_seen = set(client.run(_threads).values())
+        if threads_seen != {(1, 1)}:
+            raise RuntimeError(f"workers are not single-threaded: (Numba, BLAS) {threads_seen}")
         opened += [client, cluster]
         X, t, y = make_data(client, n, ROWS)
         clusters[f"{workers} worker{'s' * (workers > 1)}"] = (client, {"X": X, "t": t, "y": y})
