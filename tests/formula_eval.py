@@ -107,6 +107,8 @@ def power(a, b):
         return (-1 if odd else 1) * (INF if b > 0 else mp.mpf(0))
     if a < 0 and _finite(b) and b != mp.floor(b):
         return NAN
+    if _finite(a) and abs(b) > 2 ** 20:  # as exp(b log|a|): mpmath's exact integer power of
+        return (-1 if odd else 1) * mp.exp(b * mp.log(abs(a)))  # a 50-digit base never ends
     try:
         return _real(mp.power(a, b))
     except (ValueError, ZeroDivisionError, OverflowError):

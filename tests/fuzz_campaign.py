@@ -171,6 +171,8 @@ def record(out, problem, label, original):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--formulas", type=int, default=1000)
+    parser.add_argument("--first", type=int, default=0,
+                        help="start at this formula number (--formulas is the end)")
     parser.add_argument("--tensors", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kernel-every", type=int, default=15)
@@ -178,7 +180,7 @@ def main():
     args = parser.parse_args()
     counts, shrunk = {}, {}
     with open(args.out, "a") as out:
-        for i in range(args.formulas):
+        for i in range(args.first, args.formulas):
             seed = args.seed * 10**7 + i
             rng = random.Random(seed)
             text = formula(rng.randrange, rng.randint(1, 8))
