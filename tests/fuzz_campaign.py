@@ -16,6 +16,7 @@ import ast
 import copy
 import json
 import random
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -97,13 +98,20 @@ def float32_path(seed):
     return run
 
 
-def safe(run, text):
-    """run(text), an oracle or harness error reported as its own kind."""
+def safe(run, text, seconds: int = 300):
+    """run(text), an oracle or harness error (or `seconds` without an answer) reported as
+    its own kind."""
+    def out_of_time(*_):
+        raise TimeoutError(f"no answer in {seconds} s")
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(seconds)
     try:
         return run(text)
     except Exception as e:  # noqa: BLE001
         head = "".join(traceback.format_exception_only(type(e), e)).strip()[:300]
         return [_Harness(text, head)]
+    finally:
+        signal.alarm(0)
 
 
 class _Harness:
@@ -195,8 +203,9 @@ def main():
                 for kind in sorted({p.kind for p in problems}):
                     first = next(p for p in problems if p.kind == kind)
                     key = (kind, label, first.detail[:40])
-                    if key not in shrunk:
-                        shrunk[key] = shrink(subject, run, kind)
+                    if key not in shrunk:  # (a harness problem is kept as it came)
+                        shrunk[key] = subject if kind == "harness" else shrink(subject, run,
+                                                                                 kind)
                         again = [p for p in safe(run, shrunk[key]) if p.kind == kind]
                         record(out, again[0] if again else first, label, subject)
             if i % 50 == 0:
