@@ -8,6 +8,7 @@ a float computation of them can be trusted):
 * `adjoints_in_range`: reverse mode holds every adjoint as a float. Where one leaves the float
   range (dF/dnode below the smallest normal number or overflowing) the floats lose it, in
   symdiff as in any reverse-mode system, so the gradients are not judged there.
+* `textbook_fits`: the same for the intermediates of each local derivative's textbook form.
 * `through_value_floor`: a local derivative computed through its node's forward value
   (sigmoid' = s(1 - s), exp' = out, sqrt' = 1/(2 out)) carries that value's rounding error R,
   magnified by the rest of the chain: summed over the tree, |dF/dnode| * err(local) *
@@ -58,6 +59,33 @@ def partials(p, node, decisions: dict) -> list:
         return [(args[0], UNARY[name][1](v(args[0])))]
     except (ZeroDivisionError, ValueError, OverflowError):
         return [(args[0], mp.nan)]
+
+
+def textbook_fits(p, tree, live: dict) -> bool:
+    """Whether the textbook forms of the local derivatives on the gradient's path keep their
+    intermediates in the float range: the b*b of a quotient's -a/b**2, atan2's x*x + y*y, a
+    power's a**(b - 1) and log|a|, the a*a of atan's, asin's and acos's, tan's squared. Where
+    one overflows (a quotient by 6e299: -a/b**2 is 1e-300, but b*b is inf) a float program may
+    meet inf/inf where the exact derivative is an ordinary number."""
+    tiny, huge = mp.mpf(2) ** -1022, mp.mpf(2) ** 1023
+    v = lambda n: p.value[id(n)]  # noqa: E731
+    values = []
+    for n in ast.walk(tree):
+        if live.get(id(n)) != GRAD:
+            continue
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+            values.append(v(n.right) ** 2)
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow):
+            a, b = v(n.left), v(n.right)
+            values += [power(a, b - 1)] + ([_log(abs(a))] if a != 0 else [])
+        elif isinstance(n, ast.Call) and n.func.id == "atan2":
+            values.append(v(n.args[0]) ** 2 + v(n.args[1]) ** 2)
+        elif isinstance(n, ast.Call) and n.func.id in ("atan", "asin", "acos"):
+            values.append(v(n.args[0]) ** 2)
+        elif isinstance(n, ast.Call) and n.func.id == "tan":
+            values.append(v(n) ** 2)
+    return all(x == 0 or _finite(x) and tiny <= abs(x) <= huge for x in values
+               if not mp.isnan(x))
 
 
 def edges_of(p, tree, live: dict, decisions: dict) -> list:

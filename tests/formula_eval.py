@@ -91,6 +91,13 @@ def divide(a, b):
     return a / b
 
 
+def _odd(b) -> bool:
+    """Whether b is an odd integer. Beyond 2**53 every float is even, and the exact parity of
+    a number that large (exp(1000) exactly, say) is both unknowable to floats and too large
+    an integer to compute."""
+    return _finite(b) and abs(b) < 2 ** 53 and b == mp.floor(b) and int(b) % 2 == 1
+
+
 def power(a, b):
     """C's pow: x**0 = 1 = 1**y, 0**negative = inf, negative**non-integer = NaN."""
     if b == 0 or a == 1:
@@ -102,13 +109,17 @@ def power(a, b):
     if mp.isinf(b):  # C's pow: |a| < 1 shrinks to 0 under +inf, |a| > 1 grows; -1 stays 1
         grows = (abs(a) > 1) == (b > 0)
         return mp.mpf(1) if abs(a) == 1 else INF if grows else mp.mpf(0)
-    odd = _finite(b) and b == mp.floor(b) and mp.floor(b) % 2 == 1
+    odd = _odd(b)
     if a == -INF:
         return (-1 if odd else 1) * (INF if b > 0 else mp.mpf(0))
     if a < 0 and _finite(b) and b != mp.floor(b):
         return NAN
     if _finite(a) and abs(b) > 2 ** 20:  # as exp(b log|a|): mpmath's exact integer power of
-        return (-1 if odd else 1) * mp.exp(b * mp.log(abs(a)))  # a 50-digit base never ends
+        # a 50-digit base never ends; beyond 2**(2**30) (no float is near) the exponent is
+        # clamped there, as mpmath cannot take exp of an argument that large
+        exponent = b * mp.log(abs(a)) / mp.ln2
+        exponent = max(min(exponent, 2 ** 30), -2 ** 30)
+        return (-1 if odd else 1) * mp.power(2, exponent)
     try:
         return _real(mp.power(a, b))
     except (ValueError, ZeroDivisionError, OverflowError):
@@ -297,7 +308,7 @@ def _signs_matter(p: _Pass, node) -> None:
             raise Reject("a division by a zero whose sign floats decide")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         base, e = node.left, v(node.right)
-        odd_negative = e < 0 and e == mp.floor(e) and mp.floor(e) % 2 == 1
+        odd_negative = e < 0 and _odd(e)
         if undetermined(p, base) and (v(base) != 0 and e != mp.floor(e) or
                                       v(base) == 0 and odd_negative):
             raise Reject("a power of a base whose sign floats decide")

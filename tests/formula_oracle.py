@@ -36,7 +36,7 @@ import mpmath as mp
 import numpy as np
 import sympy as sp
 
-from formula_chain import adjoints, edges_of, through_value_floor
+from formula_chain import adjoints, edges_of, textbook_fits, through_value_floor
 from formula_eval import (DEAD, FORMATS, GRAD, INF, NAN, UNARY, _d, _finite, _log, _near,
                           _Pass, apply, atan2, divide, power, resolve, undetermined)
 
@@ -255,8 +255,8 @@ class FormulaOracle:
     def _gradients(self, sample: Sample, env: dict, exact: _Pass, live: dict) -> dict:
         edges = edges_of(exact, self.tree, live, sample.decisions)
         adjoint, fits = adjoints(edges, self.tree)
-        if not fits:  # an adjoint leaves the float range: reverse mode in floats loses it
-            return {}
+        if not fits or not textbook_fits(exact, self.tree, live):
+            return {}  # an adjoint or a local derivative's intermediate leaves the float range
         _, derivatives, _ = self.smooth(sample)
         grads = {}
         for name, D in derivatives.items():  # a memo of its own: _judgeable's range check
