@@ -164,6 +164,7 @@ class Sample:
     grads: dict = field(default_factory=dict)
     signature: tuple = ()
     decisions: dict = field(default_factory=dict)
+    moderate: bool = True  # every value on the gradient's path within 1e±100 (see `second`)
 
 
 class FormulaOracle:
@@ -218,7 +219,8 @@ class FormulaOracle:
             for i, level in live.items() if level > DEAD)
         signature = tuple(sorted((self.index[i], d) for i, d in decisions.items()))
         if not troubled and _finite(v) and _finite(R):
-            sample = Sample("number", v, R, signature=signature, decisions=decisions)
+            sample = Sample("number", v, R, signature=signature, decisions=decisions,
+                            moderate=_moderate(exact, self.tree, live))
             sample.grads = self._gradients(sample, env, exact, live)
             return sample
         if any(level > DEAD and exact.value[id(node)] != 0 and undetermined(exact, node)
@@ -273,11 +275,24 @@ class FormulaOracle:
         _, derivatives, seconds = self.smooth(sample)
         if (a, b) not in seconds:
             seconds[(a, b)] = self._diff(derivatives[a], b)
-        if sample.kind != "number" or a not in sample.grads or b not in sample.grads:
+        if sample.kind != "number" or a not in sample.grads or b not in sample.grads or \
+                not sample.moderate:
             return None
         env = {n: mp.mpf(float(point[n])) for n in self.names}
         floor = sample.grads[a][1] + sample.grads[b][1]
         return self._judgeable(seconds[(a, b)], env, {}, floor)
+
+
+def _moderate(p: _Pass, tree, live: dict) -> bool:
+    """Whether every computed value on the gradient's path lies within 1e±100 (or is 0).
+    Second derivatives square and cube such values in their textbook forms (log'' = -1/u**2,
+    (a/b)'' by b = 2a/b**3): at u = 2.5e-300, u*u is 0 in floats and log(1e-300 x)'' is -inf
+    there, where the exact answer is -1/x**2."""
+    low, high = mp.mpf("1e-100"), mp.mpf("1e100")
+    return all(v == 0 or not _finite(v) or low <= abs(v) <= high
+               for n in ast.walk(tree) if live.get(id(n)) == GRAD
+               and not isinstance(n, (ast.Constant, ast.Name))
+               for v in [p.value[id(n)]])
 
 
 def mismatch(got, kind: str, exact, R, fmt: str) -> str | None:
