@@ -296,9 +296,9 @@ def _power(body: sp.Pow, a: sp.Symbol) -> sp.Expr:
     b**e*log(b) as 0 where b = 0 (x**y and 0**x at zero bases, as JAX does)."""
     b, e = body.args
     derivative = sp.S.Zero
-    if b.has(a):
-        slope = e * b ** (e - 1) if e.is_Number else sp.Piecewise((0, sp.Eq(e, 0)),
-                                                                  (e * b ** (e - 1), True))
+    if b.has(a):  # (selected only at b = 0, so that its own derivative by e stays b**-1 at e = 0)
+        slope = e * b ** (e - 1) if e.is_Number else sp.Piecewise(
+            (e * b ** (e - 1), sp.Ne(b, 0)), (0, sp.Eq(e, 0)), (e * b ** (e - 1), True))
         derivative += times(sp.diff(b, a), slope)
     if e.has(a):  # the real log of a negative constant base is NaN (SymPy's would be complex)
         log_b = sp.nan if b.is_Number and b.is_negative else sp.log(b)

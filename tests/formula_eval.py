@@ -151,6 +151,7 @@ class _Pass:
     def __init__(self, env: dict, fmt: str, bounded: bool):
         self.env, self.fmt, self.bounded = env, fmt, bounded
         self.max, self.tiny, bits = (mp.mpf(v) for v in FORMATS[fmt])
+        self.bits = int(bits)  # the format's precision: 53, or 24 for float32
         self.flush = self.tiny * mp.mpf(2) ** -bits
         self.value, self.R, self.flagged, self.sides = {}, {}, set(), {}
 
@@ -198,11 +199,11 @@ class _Pass:
             return v, _d(lambda _: divide(1, b), a, Ra) + _d(lambda _: divide(a, b * b), b, Rb) \
                 + abs(v)
         if _finite(a) and a < 0 and _finite(b) and b != mp.nint(b) \
-                and abs(b - mp.nint(b)) <= 4 * (Rb + abs(b)) * mp.mpf(2) ** -52:
+                and abs(b - mp.nint(b)) <= 4 * (Rb + abs(b)) * mp.mpf(2) ** (1 - self.bits):
             # a negative base to a power that rounding may make an integer: real or NaN
             # depends on the last bit (x**(1 + 1e-38) is NaN exactly, -1 in floats)
             raise Reject("a negative base to a power within rounding of an integer")
-        if _finite(a) and a < 0 and _finite(b) and abs(b) >= 2 ** 53:
+        if _finite(a) and a < 0 and _finite(b) and abs(b) >= 2 ** self.bits:
             # every float that large is even: b - 1 rounds to b, and the derivative's sign
             # (-1)**(b - 1) with it
             raise Reject("a negative base to a power beyond the floats' odd integers")

@@ -82,3 +82,11 @@ def test_second_derivatives_are_not_judged_where_a_value_is_beyond_1e100():
     assert "x" in s.grads and o.second(s, {"x": 2.54}, "x", "x") is None
     o = FormulaOracle("log(x * 1e-3)")
     assert o.second(o.sample({"x": 2.54}), {"x": 2.54}, "x", "x") is not None
+
+
+def test_float32_rounding_of_an_exponent_to_an_integer_is_rejected_at_float32():
+    # 0.5 ** 1e-8 is 1.0 in float32, so a negative base to it is real there and NaN exactly
+    point = dict(w=-1.0239204168319702, x=9.99999993922529e-09)
+    with pytest.raises(Reject):
+        FormulaOracle("w ** 0.5 ** x", "float32").sample(point)
+    assert FormulaOracle("w ** 0.5 ** x").sample(point).kind == "nan"  # float64 resolves it

@@ -344,3 +344,11 @@ def test_a_private_step_of_a_float32_model():
     G = (0.5 - tv)[:, None] * Xv.astype(np.float64)  # sigmoid(0) = 1/2
     G *= np.minimum(1.0, 1.0 / np.linalg.norm(G, axis=1))[:, None]
     np.testing.assert_allclose(W, -0.5 * G.mean(axis=0), rtol=1e-6)
+
+
+def test_the_mixed_second_derivative_of_a_power_at_exponent_zero():
+    # d2/dx dw x**w = x**(w - 1) (1 + w log x) = 1/x at w = 0; the slope w*x**(w - 1) was
+    # selected to 0 wherever w = 0, which cut its derivative by w there
+    for tier in TIERS:
+        H = sd.hessian(sd.compile("x**w", wrt=["x", "w"], tier=tier))(x=1.25, w=0.0)
+        np.testing.assert_allclose(H, [[0.0, 0.8], [0.8, math.log(1.25) ** 2]], rtol=1e-15)
