@@ -302,7 +302,7 @@ def undetermined(p: _Pass, node) -> bool:
 def _signs_matter(p: _Pass, node) -> None:
     """Reject where the result hangs on the sign of an operand that floats may not get: a
     divisor (x/+0 = inf, x/-0 = -inf), a power's base (NaN or a number; 1/+0 or 1/-0), the
-    argument of sqrt or log (NaN or a number)."""
+    argument of sqrt or log (NaN or a number), both arguments of atan2 at zeros."""
     v = lambda n: p.value[id(n)]  # noqa: E731
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         if undetermined(p, node.right) and v(node.left) != 0 and not mp.isnan(v(node.left)):
@@ -313,6 +313,10 @@ def _signs_matter(p: _Pass, node) -> None:
         if undetermined(p, base) and (v(base) != 0 and e != mp.floor(e) or
                                       v(base) == 0 and odd_negative):
             raise Reject("a power of a base whose sign floats decide")
+    if isinstance(node, ast.Call) and node.func.id == "atan2" and \
+            undetermined(p, node.args[1]) and v(node.args[1]) == 0 and \
+            (v(node.args[0]) == 0 or undetermined(p, node.args[0])):
+        raise Reject("atan2 of zeros whose signs floats decide (0, pi or -pi)")
     if isinstance(node, ast.Call) and node.func.id in ("sqrt", "log") and \
             undetermined(p, node.args[0]) and v(node.args[0]) != 0:
         raise Reject(f"{node.func.id} of a value whose sign floats decide")

@@ -90,3 +90,10 @@ def test_float32_rounding_of_an_exponent_to_an_integer_is_rejected_at_float32():
     with pytest.raises(Reject):
         FormulaOracle("w ** 0.5 ** x", "float32").sample(point)
     assert FormulaOracle("w ** 0.5 ** x").sample(point).kind == "nan"  # float64 resolves it
+
+
+def test_atan2_of_zeros_whose_signs_floats_decide_is_rejected():
+    # -(|y|*0) is -0.0 in floats: atan2(0, -0.0) = pi, atan2(0, 0) = 0; a where compares it
+    with pytest.raises(Reject):
+        sample("where(z >= atan2(y, -(abs(y) * 0)), 2, y)", z=2.78, y=0.0)
+    assert sample("where(z >= atan2(y, -(abs(y) * 0)), 2, y)", z=2.78, y=0.5).kind == "number"
