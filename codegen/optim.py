@@ -65,6 +65,15 @@ def emit_updates() -> str:
         lines += [f"        {statement}" for statement in rule.body]
         lines += [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
         parts.append("\n".join(lines) + "\n")
+        zero_d = ["P", "g"] + [s.upper() for s in rule.state]  # a scalar parameter: 0-d arrays
+        lines = ["", "", JIT,
+                 f"def _update0_{rule.name}({', '.join(zero_d + ['scale'] + list(rule.scalars))}):",
+                 f'    """{rule.title} of a 0-d parameter P by the gradient g (a float)."""',
+                 f"    {', '.join(scalars)} = "
+                 f"{', '.join(['P[()]', 'g * scale'] + [f'{s.upper()}[()]' for s in rule.state])}"]
+        lines += [f"    {statement}" for statement in rule.body]
+        lines += [f"    {a}[()] = {s}" for a, s in zip(zero_d, scalars) if a != "g"]
+        parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
 
@@ -135,30 +144,33 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
     if single:  # typed scalars keep Numba's arithmetic in float32
         lines += [f"    {s} = np.float32({s})" for s in v.scalars + [v.clip]
                   + ([v.sigma] if noise else [])]
-    flat = {}
-    for p, g in zip(update, v.grads):
-        if not inputs[p].rank:  # a scalar's gradient is a float: a one-entry array
-            lines.append(f"    {g} = np.full(1, {g})")
-        flat[p] = f"{g}.ravel()"
+    flat = {p: f"{g}.ravel()" for p, g in zip(update, v.grads)}  # a scalar's is a float
     lines += [f"    if {v.check} != 0.0:",
               f"        if not np.isfinite({v.value}):",
               f"            return {v.value}, 0"]
-    for k, p in enumerate(update, 1):
-        lines += [f"        if not _finite({flat[p]}):", f"            return {v.value}, {k}"]
+    for k, (p, g) in enumerate(zip(update, v.grads), 1):
+        finite = f"_finite({flat[p]})" if inputs[p].rank else f"np.isfinite({g})"
+        lines += [f"        if not {finite}:", f"            return {v.value}, {k}"]
     for p, g, z in zip(update, v.grads, v.noise):
-        noise = z if inputs[p].rank else f"{z}.ravel()"  # shaped as the gradient
+        noise = z if inputs[p].rank else f"{z}[()]"  # shaped as the gradient
         lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
         flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
+    squares = [f"_sumsq({flat[p]})" if inputs[p].rank else f"{g} * {g}"
+               for p, g in zip(update, v.grads)]
     one = "np.float32(1.0)" if single else "1.0"
     lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:",
-              f"        {v.norm} = np.sqrt(" + " + ".join(f"_sumsq({flat[p]})" for p in update)
-              + ")" if update else f"        {v.norm} = 0.0",
+              f"        {v.norm} = np.sqrt({' + '.join(squares)})" if update
+              else f"        {v.norm} = 0.0",
               f"        if {v.norm} > {v.clip}:",
               f"            {v.scale} = {v.clip} / {v.norm}" + (
                   f"\n            {v.scale} = np.float32({v.scale})" if single else "")]
-    for p, group in zip(update, groups):
-        arrays = [f"{p}.ravel()", flat[p]] + [f"{s}.ravel()" for s in group]
-        lines.append(f"    _update_{rule.name}({', '.join(arrays + [v.scale] + v.scalars)})")
+    for p, g, group in zip(update, v.grads, groups):
+        if inputs[p].rank:
+            arrays = [f"{p}.ravel()", flat[p]] + [f"{s}.ravel()" for s in group]
+            lines.append(f"    _update_{rule.name}({', '.join(arrays + [v.scale] + v.scalars)})")
+        else:
+            arguments = [p, g] + group + [v.scale] + v.scalars  # 0-d arrays and floats
+            lines.append(f"    _update0_{rule.name}({', '.join(arguments)})")
     return lines + [f"    return {v.value}, -1"]
 
 
@@ -396,7 +408,7 @@ UPDATES_SOURCE = ('"""symdiff: the optimizers\' update loops."""\nimport numpy a
                   'from numba import njit\n' + emit_updates())
 UPDATES_NAME = module_name(UPDATES_SOURCE)
 HELPER_NAMES = ("_sumsq", "_finite") + tuple(f"_{part}_{rule}" for rule in RULES
-                                             for part in ("prepare", "update"))
+                                             for part in ("prepare", "update", "update0"))
 
 
 def update_module():

@@ -100,8 +100,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     programs = {"grad": lambda: program,
                 "value": lambda: schedule([("value", output.node)] + [
                     (label, t.node) for label, t in extra], inputs=inputs, names=names),
-                "dp": lambda: clipped_program(output, wrt_tensors, inputs,
-                                              _fresh_input("per_example_clip", wrt_tensors[0], env, ()))}
+                "dp": lambda: clipped_program(output, wrt_tensors, inputs, _fresh_input(
+                    "per_example_clip", wrt_tensors[0], env, ()))}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)
