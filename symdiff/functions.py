@@ -292,11 +292,11 @@ def _tie_split(body: sp.Expr, a: sp.Symbol) -> sp.Expr:
 
 
 def _power(body: sp.Pow, a: sp.Symbol) -> sp.Expr:
-    """d b**e / d a, finite where the power is: e*b**(e-1) is taken as 0 where e = 0, and
-    b**e*log(b) as 0 where b = 0 (x**y and 0**x at zero bases, as JAX does)."""
+    """d b**e / d a, finite where the power is: e*b**(e-1) is taken as 0 where b = e = 0,
+    and b**e*log(b) as 0 where b = 0 (JAX agrees, but for NaN by b at b = e = 0)."""
     b, e = body.args
     derivative = sp.S.Zero
-    if b.has(a):  # (selected only at b = 0, so that its own derivative by e stays b**-1 at e = 0)
+    if b.has(a):  # selected at b = 0 only: its own derivative by e is b**-1 at e = 0
         slope = e * b ** (e - 1) if e.is_Number else sp.Piecewise(
             (e * b ** (e - 1), sp.Ne(b, 0)), (0, sp.Eq(e, 0)), (e * b ** (e - 1), True))
         derivative += times(sp.diff(b, a), slope)
