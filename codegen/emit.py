@@ -50,6 +50,7 @@ class _Loop:
     reads: list[str] = field(default_factory=list)
     stores: list[Node] = field(default_factory=list)
     direct: list[Node] = field(default_factory=list)  # reductions that keep axis 0
+    stored_once: set = field(default_factory=set)  # uids of those stored once per entry
     # lines around the loop at each depth: a register accumulator's start, then its store
     opening: dict = field(default_factory=dict)
     closing: dict = field(default_factory=dict)
@@ -283,6 +284,7 @@ class _Emitter:
             loop.opening.setdefault(depth, []).append(
                 f"{acc} = {self.number(record.identity)}")
             loop.closing.setdefault(depth, []).append(f"{name}[{kept}] = {acc}")
+            loop.stored_once.add(node.uid)
             return [record.accumulate(acc, value)]
         loop.partial.append(node)
         if node.rank == 0:  # a local accumulator per chunk, stored once at the end
@@ -322,7 +324,9 @@ class _Emitter:
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
         for n in loop.direct:  # accumulated along inner axes, in the program's float type
             fill = self.number(OPS[n.op].identity)
-            lines.append(f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
+            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})"
+                         if n.uid in loop.stored_once else
+                         f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
         for n in loop.partial:  # batch sums: float64 partials, rounded once at the end
             fill = number(OPS[n.op].identity)
             lines.append(f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "

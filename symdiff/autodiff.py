@@ -102,7 +102,7 @@ class Rescaled:
         return T.broadcast_in_dim(self.scale, v.shape, (0,)) * total
 
     def has_batch(self, v: Node) -> bool:
-        return bool(v.shape) and v.shape[0] == self.batch
+        return _has_batch(v, self.batch)
 
 
 class _ReverseWalk:
