@@ -4,8 +4,8 @@ Three parts, on n = 10⁷ rows of 30 standard-normal features (10⁶ with --quic
 1. Throughput of one full-batch value and gradient of logistic regression (d = 30, L2) and of
    a 30-32-10 ReLU MLP (softmax cross-entropy): a LocalCluster of 2 single-threaded worker
    processes, a cluster of 1, and the single-process kernel on 2 threads over NumPy arrays.
-   The data are generated on each cluster and kept in its workers' memory (`persist`), chunks
-   of 250,000 rows; the NumPy copy is the same numbers.
+   The data are generated on each cluster and kept in its workers' memory (`persist`), in 10
+   chunks (10⁶ rows each at n = 10⁷); the NumPy copy is the same numbers.
 2. Per-chunk overhead: the 2-worker call over 10⁶ rows cut into chunks of 5,000 to 500,000
    rows; the slope of time against the number of chunks is the cost of one chunk (task,
    transfer of the parameters and partials, kernel call) beyond its rows' work.
@@ -30,7 +30,7 @@ from .check import assert_same
 from .env import THREAD_VARIABLES, threads
 from .timing import format_time, markdown, measure, table
 
-FEATURES, HIDDEN, CLASSES, ROWS, C = 30, 32, 10, 250_000, 1.0
+FEATURES, HIDDEN, CLASSES, CHUNKS, C = 30, 32, 10, 10, 1.0
 
 
 @contextlib.contextmanager
@@ -212,7 +212,7 @@ def run(quick: bool = False) -> str:
         if threads_seen != {(1, 1)}:
             raise RuntimeError(f"workers are not single-threaded: (Numba, BLAS) {threads_seen}")
         opened += [client, cluster]
-        X, t, y = make_data(client, n, ROWS)
+        X, t, y = make_data(client, n, n // CHUNKS)
         clusters[f"{workers} worker{'s' * (workers > 1)}"] = (client, {"X": X, "t": t, "y": y})
     client2, data2 = clusters["2 workers"]
     local = {k: np.require(v, requirements=["C", "W"])  # as a NumPy user has them
@@ -220,7 +220,7 @@ def run(quick: bool = False) -> str:
                                                      sync=True))}
     try:
         sections = [f"## dask: full-batch value and gradients on a LocalCluster, "
-                    f"chunks of {ROWS:,} rows (medians of {rounds} rounds)",
+                    f"{CHUNKS} chunks of {n // CHUNKS:,} rows (medians of {rounds} rounds)",
                     throughput(clusters, local, n, rounds),
                     "### Per-chunk overhead (2 workers, logistic regression, 10⁶ rows)",
                     overhead(client2, rounds),

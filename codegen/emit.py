@@ -136,7 +136,8 @@ class _Emitter:
                            for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
         args = ", ".join([n.attr("name") for n in self.program.inputs] + [self.var["chunks"]])
         kernel = [f"SIGNATURE = {self.signature()}", "", "",
-                  JIT.replace("@njit(", "@njit(SIGNATURE, "), f"def kernel({args}):"]
+                  JIT.replace("@njit(", "@njit(SIGNATURE, nogil=True, "),  # other threads run meanwhile
+                  f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
         kernel += self.argument_checks()
         kernel += body

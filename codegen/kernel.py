@@ -177,7 +177,8 @@ def threaded_copy(kernel, signature):
     copy = types.FunctionType(f.__code__, f.__globals__, "kernel_threaded", f.__defaults__,
                               f.__closure__)
     copy.__qualname__ = "kernel_threaded"
-    return njit(signature, cache=True, error_model="numpy", parallel=dict(PRANGE_ONLY))(copy)
+    return njit(signature, cache=True, error_model="numpy", nogil=True,
+                parallel=dict(PRANGE_ONLY))(copy)
 
 
 def _result(value, dtype: str):

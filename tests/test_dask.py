@@ -90,6 +90,40 @@ def test_bits_depend_on_the_chunking_alone(logreg, data, reference):
         assert same_bits(logreg.value_and_grad(**mixed), reference)
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 1,024 rows for models compiled from here on: (n,) float64 intermediates of
+    8 KiB (chunks of 3,000 rows then run as blocks 0:1024, 1024:2048, 2048:3000)."""
+    from symdiff.codegen import chunked as module
+    monkeypatch.setattr(module, "BLOCK_BYTES", 8 * 1024)
+    return module
+
+
+def test_chunks_longer_than_a_block_run_in_blocks_and_agree(small_blocks, data):
+    X, t = sd.tensor("X", ("n", D)), sd.tensor("t", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")
+    loss = sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)) + LAM / 2 * sd.sum(w * w)
+    blocked = sd.compile(loss, wrt=[w, b])
+    hand_value, hand_grads = numpy_logreg(**data)
+    for rows in (len(data["X"]), 1500):
+        with dask.config.set(scheduler="sync"):
+            value, grads = blocked.value_and_grad(**chunked(data, rows=rows))
+        assert small_blocks._kernels(blocked)[3] == 1024
+        with dask.config.set(scheduler="threads", num_workers=4):
+            assert same_bits(blocked.value_and_grad(**chunked(data, rows=rows)), (value, grads))
+        assert value == pytest.approx(hand_value, rel=1e-12)
+        for w in ("w", "b"):
+            np.testing.assert_allclose(grads[w], hand_grads[w], rtol=1e-10)
+
+
+def test_a_block_keeps_every_intermediate_under_the_bound(mlp):
+    from symdiff.codegen.chunked import BLOCK_BYTES, _kernels
+    split, _, _, rows = _kernels(mlp)
+    widths = [np.prod(s.node.shape[1:]) * 8 for s in split.grad.stmts
+              if s.node.shape and s.node.shape[0] == "n"]
+    assert max(widths) > 8 and rows * max(widths) <= BLOCK_BYTES < 2 * rows * max(widths)
+
+
 def test_mlp_over_chunks_agrees_with_the_local_kernel(mlp):
     arguments = mlp_arguments(1000, seed=5)
     with dask.config.set(scheduler="threads"):
@@ -140,6 +174,17 @@ def test_a_nan_in_a_chunk_names_the_chunk_as_a_local_call_would(data):
         f.value_and_grad(**chunked(arguments, names=("x0", "x1", "y")))
     assert str(lazy.value).startswith(str(local.value).split(" (check_finite")[0])
     assert "chunk 2, rows 1000:1500" in str(lazy.value)
+
+
+def test_a_nan_in_a_block_names_the_block(small_blocks, data):
+    f = sd.compile("log(1 + exp(-y*(w*x + b)))", wrt=["w", "b"], batch=["x", "y"],
+                   check_finite=True)
+    x = data["X"][:, 0].copy()
+    x[1234] = np.nan
+    lazy = chunked(dict(x=x, y=2 * data["t"] - 1, w=0.1, b=0.0), rows=3000, names=("x", "y"))
+    with dask.config.set(scheduler="threads"), pytest.raises(sd.NonFiniteError) as block:
+        f.value_and_grad(**lazy)
+    assert "[in chunk 0, rows 1024:2048]" in str(block.value)
 
 
 def test_a_cluster_of_processes_gives_the_same_bits(client, logreg, data, reference):
