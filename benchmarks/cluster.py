@@ -200,7 +200,7 @@ def run(quick: bool = False) -> str:
         from distributed import Client, LocalCluster
     except ImportError:
         raise SystemExit('the dask workload needs Dask: pip install -e ".[bench]"') from None
-    n, rounds = (1_000_000, 3) if quick else (10_000_000, 5)
+    n, rounds = (1_000_000, 3) if quick else (10_000_000, 9)
     clusters, opened = {}, []
     for workers in (2, 1):
         with single_threaded_children():  # while the workers start and read them

@@ -80,6 +80,8 @@ class Compiled:
             self.sgd_step = self._aux_sgd_step  # (the kernel's steps return no aux)
         self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
         self._timings = dict(timings or {})
+        self._rows = next((n.attr("name") for n in self.program.inputs  # a batch input's name
+                           if n.shape and isinstance(n.shape[0], str)), None)
 
     def __repr__(self):
         return f"<symdiff.Compiled {self.title!r} wrt={list(self.wrt)} inputs={list(self.inputs)}>"
@@ -162,6 +164,11 @@ class Compiled:
     def __call__(self, **arguments):
         """The model's value: a float, or an array for per-example values (and the aux
         outputs, if any: `value, aux`)."""
+        rows = arguments.get(self._rows)
+        if rows.__class__ is np.ndarray and rows.shape[:1] >= (BLOCKS_FROM,):
+            blocked = self._in_blocks(arguments, rows.shape[0], gradients=False)
+            if blocked is not None:
+                return blocked[0]
         try:
             result = self._kernel("value")(arguments)
         except LazyInput:
@@ -254,7 +261,13 @@ class Compiled:
         (value, gradients, {aux name: value}).
 
         Batch inputs may be Dask arrays chunked along the batch axis: each chunk then runs
-        as a task on Dask's current scheduler (see codegen/chunked.py)."""
+        as a task on Dask's current scheduler (see codegen/chunked.py). A large batch runs
+        in blocks of rows (see codegen/blocks.py)."""
+        rows = arguments.get(self._rows)
+        if rows.__class__ is np.ndarray and rows.shape[:1] >= (BLOCKS_FROM,):
+            blocked = self._in_blocks(arguments, rows.shape[0])
+            if blocked is not None:
+                return blocked
         try:
             value, rest = self._grad(arguments)
         except LazyInput:
@@ -269,6 +282,13 @@ class Compiled:
             _, aux = self._with_aux(value, rest[len(self.wrt):])
             return value, grads, aux
         return value, grads
+
+    def _in_blocks(self, arguments: dict, n: int, gradients: bool = True):
+        """(value, gradients) of a call of n rows run in blocks, or None if it does not."""
+        from . import blocks  # here: blocks imports this module
+        if blocks.in_blocks(self, arguments, n, gradients):
+            return blocks.value_and_grad(self, arguments, gradients)
+        return None
 
     def _with_aux(self, value, outputs) -> tuple:
         """(value, {aux name: value}) from a kernel's aux outputs, checked if asked."""
@@ -355,6 +375,9 @@ class Jacobian:
                               **arguments)
             columns.append(np.ravel(column))
         return np.array(columns).T.reshape(m, p)
+
+
+BLOCKS_FROM = 4096  # rows: a smaller batch always runs in one kernel call
 
 
 def _chunked(compiled, arguments: dict, gradients: bool = True):

@@ -11,7 +11,10 @@ afterwards: no data race, and the same bits however many threads run the chunks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from symdiff.errors import ShapeError
 from symdiff.optable import OPS
@@ -148,10 +151,22 @@ class _Emitter:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")
         parts.append("\n" + MACHINERY + "\n")
+        parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
+                     f"per row of the batch\n")
         parts.append(emit_entry(self.specs, len(self.program.stmts)))
         if update:
             parts.append(emit_steps(self.program, self.specs, update, self.single, noise))
         return "\n".join(parts)
+
+    def row_bytes(self, loops: list[_Loop]) -> int:
+        """Bytes per batch row of the arrays `kernel` allocates: the loops' stored arrays and
+        the straight-line statements' results (views counted too) whose first axis is the
+        batch."""
+        allocated = [n for loop in loops for n in loop.stores + loop.direct] + \
+            [s.node for unit in self.units if not (unit.loop and unit.space) for s in unit.stmts]
+        return sum(math.prod(n.shape[1:]) * np.dtype(n.dtype).itemsize for n in allocated
+                   if n.shape and isinstance(n.shape[0], str)
+                   and all(isinstance(d, int) for d in n.shape[1:]))
 
     def signature(self) -> str:
         """The Numba argument types of `kernel`: one array type per array input, as its input

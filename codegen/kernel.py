@@ -93,6 +93,12 @@ class Kernel:
         used = [self._module.kernel, self._threads, *self.step_dispatchers]
         return all(cache_hit(d) for d in used if d is not None)
 
+    @property
+    def row_bytes(self) -> int | None:
+        """Bytes per batch row of the arrays the kernel allocates (None before it is in
+        place)."""
+        return None if self._module is None else self._module.ROW_BYTES
+
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
         return self._call(**arguments)

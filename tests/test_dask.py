@@ -94,7 +94,7 @@ def test_bits_depend_on_the_chunking_alone(logreg, data, reference):
 def small_blocks(monkeypatch):
     """Blocks of 1,024 rows for models compiled from here on: (n,) float64 intermediates of
     8 KiB (chunks of 3,000 rows then run as blocks 0:1024, 1024:2048, 2048:3000)."""
-    from symdiff.codegen import chunked as module
+    from symdiff.codegen import blocks as module
     monkeypatch.setattr(module, "BLOCK_BYTES", 8 * 1024)
     return module
 
@@ -108,7 +108,7 @@ def test_chunks_longer_than_a_block_run_in_blocks_and_agree(small_blocks, data):
     for rows in (len(data["X"]), 1500):
         with dask.config.set(scheduler="sync"):
             value, grads = blocked.value_and_grad(**chunked(data, rows=rows))
-        assert small_blocks._kernels(blocked)[3] == 1024
+        assert small_blocks.plan(blocked).rows == 1024
         with dask.config.set(scheduler="threads", num_workers=4):
             assert same_bits(blocked.value_and_grad(**chunked(data, rows=rows)), (value, grads))
         assert value == pytest.approx(hand_value, rel=1e-12)
@@ -117,8 +117,9 @@ def test_chunks_longer_than_a_block_run_in_blocks_and_agree(small_blocks, data):
 
 
 def test_a_block_keeps_every_intermediate_under_the_bound(mlp):
-    from symdiff.codegen.chunked import BLOCK_BYTES, _kernels
-    split, _, _, rows = _kernels(mlp)
+    from symdiff.codegen.blocks import BLOCK_BYTES, block_rows, plan
+    split = plan(mlp).split
+    rows = block_rows(split.grad)
     widths = [np.prod(s.node.shape[1:]) * 8 for s in split.grad.stmts
               if s.node.shape and s.node.shape[0] == "n"]
     assert max(widths) > 8 and rows * max(widths) <= BLOCK_BYTES < 2 * rows * max(widths)
@@ -215,9 +216,8 @@ def _slow(block):
 
 def _kernels_from_cache():
     from symdiff.codegen import pickling
-    return [kernels[True].from_cache for model in pickling._rebuilt.values()
-            if "_chunk_kernels" in model.__dict__
-            for kernels in [model._chunk_kernels[1]] if True in kernels]
+    return [model._blocks.kernels[True].from_cache for model in pickling._rebuilt.values()
+            if model.__dict__.get("_blocks") and True in model._blocks.kernels]
 
 
 def test_a_worker_killed_mid_gradient_changes_no_bit(client, logreg, data, reference):

@@ -1,0 +1,104 @@
+"""Large batches in blocks of rows (codegen/blocks.py): the same answers as one kernel call
+and as a hand-written gradient, the same bits at any thread count, the same errors."""
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+import symdiff as sd
+from conftest import at_one_and_two_threads, mlp_arguments
+from test_pickling import same_bits
+
+N, D, LAM = 5000, 4, 1e-3  # 5,000 rows: blocks of 1,024 under the bounds set below
+
+
+@pytest.fixture
+def blocks(monkeypatch):
+    """Blocks of 1,024 rows for float64 (n,) intermediates (8 KiB), and every call of 4,096
+    rows or more in blocks (the defaults would need millions of rows)."""
+    from symdiff.codegen import blocks as module
+    monkeypatch.setattr(module, "BLOCK_BYTES", 8 * 1024)
+    monkeypatch.setattr(module, "LARGE_BYTES", 8 * 4096)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(N, D))
+    t = (X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(size=N) > 0).astype(float)
+    return dict(X=X, t=t, w=rng.normal(size=D) * 0.3, b=0.2)
+
+
+def logreg():
+    X, t = sd.tensor("X", ("n", D)), sd.tensor("t", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")
+    loss = sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)) + LAM / 2 * sd.sum(w * w)
+    return sd.compile(loss, wrt=[w, b], check_finite=True)
+
+
+def hand_logreg(X, t, w, b):
+    """The loss and its gradient written out in NumPy: an oracle independent of symdiff."""
+    z = X @ w + b
+    p = 1.0 / (1.0 + np.exp(-z))
+    loss = np.mean(np.logaddexp(0.0, z) - t * z) + LAM / 2 * w @ w
+    return loss, {"w": X.T @ (p - t) / len(t) + LAM * w, "b": np.mean(p - t)}
+
+
+def test_a_large_batch_runs_in_blocks_and_agrees_with_the_hand_gradient(blocks, data):
+    f = logreg()
+    one, two = at_one_and_two_threads(lambda: f.value_and_grad(**data))
+    assert blocks.plan(f).rows == 1024 and f._blocks.kernels  # it ran in blocks
+    assert same_bits(one, two)
+    value, grads = one
+    hand_value, hand_grads = hand_logreg(**data)
+    assert isinstance(value, float) and isinstance(grads["b"], float)
+    assert value == pytest.approx(hand_value, rel=1e-12)
+    for w in ("w", "b"):
+        np.testing.assert_allclose(grads[w], hand_grads[w], rtol=1e-10)
+    assert f(**data) == value and same_bits(f.grad(**data), grads)
+    small = {**data, "X": data["X"][:4000], "t": data["t"][:4000]}  # under 4,096 rows
+    assert f.value_and_grad(**small)[0] == pytest.approx(hand_logreg(**small)[0], rel=1e-12)
+
+
+def test_chunks_a_whole_number_of_blocks_give_a_local_call_s_bits(blocks, data):
+    f = logreg()
+    local = f.value_and_grad(**data)
+    lazy = {k: da.from_array(v, chunks=2048 if k == "t" else (2048, D)) if k in "Xt" else v
+            for k, v in data.items()}
+    with dask.config.set(scheduler="threads"):
+        assert same_bits(f.value_and_grad(**lazy), local)
+
+
+@pytest.fixture
+def mlp_planned_here(mlp):
+    """The shared MLP, its blocks planned under this module's bounds and forgotten after."""
+    mlp.__dict__.pop("_blocks", None)
+    yield mlp
+    mlp.__dict__.pop("_blocks", None)
+
+
+def test_the_mlp_in_blocks_agrees_with_one_kernel_call(blocks, mlp_planned_here):
+    mlp = mlp_planned_here
+    arguments = mlp_arguments(N, seed=4)
+    value, grads = mlp.value_and_grad(**arguments)
+    assert mlp._blocks.rows == 128  # (n, 5) float64 intermediates: 40 bytes a row
+    blocks.LARGE_BYTES = float("inf")
+    whole_value, whole_grads = mlp.value_and_grad(**arguments)
+    assert value == pytest.approx(whole_value, rel=1e-12)
+    for w in grads:
+        np.testing.assert_allclose(grads[w], whole_grads[w], rtol=1e-11, atol=1e-15)
+
+
+def test_a_large_batch_refuses_what_one_call_refuses(blocks, data, mlp_planned_here):
+    f = logreg()
+    with pytest.raises(sd.ShapeError, match="t has n = 5001 on axis 0, but X has n = 5000"):
+        f.value_and_grad(**{**data, "t": np.append(data["t"], 1.0)})
+    X = data["X"].copy()
+    X[4500, 2] = np.nan
+    with pytest.raises(sd.NonFiniteError, match="value is nan"):
+        f.value_and_grad(**{**data, "X": X})
+    arguments = mlp_arguments(N, seed=4)
+    arguments["y"][4321] = 3
+    with pytest.raises(sd.DomainError, match="y holds the label 3, outside"):
+        mlp_planned_here.value_and_grad(**arguments)
