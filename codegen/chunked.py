@@ -6,9 +6,9 @@ and an epilogue: each chunk's partial S and dS/dw are one task through a compile
 partials come back to this process and are added pairwise in chunk order (a tree whose shape
 depends only on the number of chunks), and the epilogue finishes the totals once. So the
 result's bits depend on the chunking alone, not on the number of workers or the order tasks
-finish in. Inside a task the kernel runs over blocks of rows (codegen/blocks.py), and all
-the blocks' partials are added pairwise in order: with chunks a whole number of blocks long,
-the bits of a local call in blocks.
+finish in. Inside a task the kernel runs over blocks of rows (codegen/blocks.py), their
+partials added pairwise in order too: with chunks of 2^k blocks each, the additions are those
+of a local call in blocks, and so are the bits.
 Output: what the local call returns. A per-example model (reduce=None) gives Dask arrays of
 per-example values and gradients instead. Whatever scheduler Dask would use runs the tasks:
 the threaded one by default, a `distributed.Client` when one is active.
@@ -37,7 +37,7 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
     shared, names = _shared(compiled, params), list(batched)
     parts = [dask.delayed(_partial)(*shared, gradients, k, start, stop, names, *blocks)
              for k, (start, stop, blocks) in enumerate(_blocks(batched, chunks))]
-    total = pairwise([part for chunk in dask.compute(*parts) for part in chunk])
+    total = pairwise(list(dask.compute(*parts)))
     n = chunks[-1][1] if chunks else 0
     return finish(compiled, split, total, n, params, gradients)
 
@@ -87,9 +87,9 @@ def _blocks(batched: dict, chunks):
 
 
 def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: int, names,
-             *blocks) -> list:
-    """One chunk's partial sums, [(S, dS/dw for w in wrt), or (S,), per block of rows]. With
-    check_finite, a non-finite partial names its block's rows."""
+             *blocks) -> tuple:
+    """One chunk's partial sums, (S, dS/dw for w in wrt) or (S,), added pairwise over its
+    blocks of rows. With check_finite, a non-finite partial names its block's rows."""
     p = plan(compiled, required=True)
     kernel = p.kernel(gradients)
     labels = ["value"] + [f"the gradient by {w}" for w in compiled.wrt]
@@ -101,7 +101,7 @@ def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: 
             _in_chunk(lambda: _check_finite(compiled.title, list(zip(labels, part))),
                       k, start + lo, start + hi)
         parts.append(part)
-    return parts
+    return pairwise(parts)
 
 
 def _in_chunk(call, k: int, start: int, stop: int):
