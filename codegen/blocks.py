@@ -153,11 +153,12 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
     n = len(arguments[p.batch[0]])
     blocks = [block for _, _, block in blocks_of(arguments, p.batch, p.rows, n)]
     threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), len(blocks))
-    if threads > 1:
-        with ThreadPoolExecutor(threads, thread_name_prefix="symdiff blocks") as pool:
-            parts = list(pool.map(lambda block: run(kernel, block), blocks))
-    else:
-        parts = [run(kernel, block) for block in blocks]
+    # each thread a run of consecutive blocks (a task per block would cost more than a block)
+    runs = [blocks[len(blocks) * k // threads:len(blocks) * (k + 1) // threads]
+            for k in range(threads)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="symdiff blocks") as pool:
+        done = list(pool.map(lambda some: [run(kernel, block) for block in some], runs))
+    parts = [part for some in done for part in some]
     params = {k: v for k, v in arguments.items() if k not in p.batch}
     return finish(compiled, p.split, pairwise(parts), n, params, gradients)
 
