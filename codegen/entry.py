@@ -81,7 +81,9 @@ def big_batch(specs, statements: int) -> str | None:
         for axis, d in spec.axes:
             if isinstance(d, str):
                 minimum = -(-PARALLEL_MIN_WORK // max(statements, 1))
-                return f"parallel or parallel is None and {spec.name}.shape[{axis}] >= {minimum}"
+                size = f"len({spec.name})" if axis == 0 else f"{spec.name}.shape[{axis}]"
+                # (len: no shape tuple made; a 0-d array raises TypeError, as a refusal)
+                return f"parallel or parallel is None and {size} >= {minimum}"
     return None
 
 

@@ -224,9 +224,11 @@ def _direct(specs, statements: int, update: tuple) -> str:
         '        """One optimizer step; the general path takes what this does not."""',
         "        try:",
         "            if (" + "\n                    and ".join(tests) + "):",
-        "                _step, _state = _steps[_opt.rule.name], _opt._flat[_key]",
-        f"                _value, _status = _step(*_opt.hyper(), _check, "
-        f"{''.join(n + ', ' for n in names)}*_state, 1)",
+        "                _lr = _opt._lr  # Optimizer.hyper(), inline: a call fewer",
+        "                _value, _status = _steps[_opt.rule.name](",
+        "                    _lr if _lr.__class__ is float else _opt.rate(), _opt.count + 1,",
+        f"                    _opt._constants, _check, {''.join(n + ', ' for n in names)}"
+        f"*_opt._flat[_key], 1)",
         "                if _status < 0:",
         "                    _opt.count += 1",
         "                    return _value",
