@@ -14,6 +14,8 @@ import numpy as np
 from .errors import ArgumentError, ShapeError
 from .ir import format_shape
 
+_FLOAT64 = np.dtype(np.float64)
+
 
 class Layout:
     """Where each parameter of `wrt` lives in the flat vector."""
@@ -32,6 +34,9 @@ class Layout:
             self.slices.append(slice(start, start + size))
             start += size
         self.size = start
+        # (name, start, stop, shape, how a view is made: 0 a float, 1 a slice, 2 reshaped)
+        self._parts = [(name, where.start, where.stop, shape, min(len(shape), 2))
+                       for name, shape, where in zip(self.names, self.shapes, self.slices)]
 
     def flatten(self, params: dict | None = None, **named) -> np.ndarray:
         """The flat float64 vector of the parameters given by name (every one of `wrt`)."""
@@ -60,20 +65,25 @@ class Layout:
     def views(self, x) -> dict:
         """{name: a view of x with its shape}, scalars as Python floats: what a kernel call
         takes fastest (Numba's dispatcher types a NumPy scalar more slowly than a float)."""
-        return {name: x.item(where.start) if not shape else x[where].reshape(shape)
-                for name, shape, where in zip(self.names, self.shapes, self.slices)}
+        views = {}
+        for name, start, stop, shape, how in self._parts:
+            views[name] = x.item(start) if how == 0 else x[start:stop] if how == 1 else \
+                x[start:stop].reshape(shape)
+        return views
 
     def gather(self, values: dict) -> np.ndarray:
         """The flat vector of per-parameter results (gradients, products) by name."""
         out = np.empty(self.size)
-        for name, shape, where in zip(self.names, self.shapes, self.slices):
-            if shape:
-                out[where] = values[name].ravel()
+        for name, start, stop, _, how in self._parts:
+            if how == 0:
+                out[start] = values[name]
             else:
-                out[where.start] = values[name]
+                out[start:stop] = values[name] if how == 1 else values[name].ravel()
         return out
 
     def _vector(self, x) -> np.ndarray:
+        if x.__class__ is np.ndarray and x.dtype is _FLOAT64 and x.shape == (self.size,):
+            return x  # as SciPy passes it: no conversion to pay for
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.size,):
             raise ShapeError(f"the parameter vector must have shape ({self.size},), "
