@@ -8,9 +8,9 @@ them) finishes the totals once. Output: what `value_and_grad` returns.
 
 Why: one kernel call over the whole batch writes every intermediate as an (n, width) array,
 which for large n streams through memory and is paged in anew on each call; a block's stay in
-the cache. A local call runs in blocks once its widest intermediate would pass LARGE_BYTES,
-its blocks on Numba's number of threads; a Dask chunk runs in blocks always
-(codegen/chunked.py). Blocks depend on the number of rows alone, and the partials are added
+the cache. A local call runs in blocks once the arrays its one-call kernel allocates would pass
+LARGE_BYTES (the module's ROW_BYTES times n), its blocks on Numba's number of threads; a Dask
+chunk runs in blocks always (codegen/chunked.py). Blocks depend on the number of rows alone, and the partials are added
 in block order whichever thread computed them, so the bits do not depend on the threads.
 """
 from __future__ import annotations
