@@ -130,14 +130,15 @@ def finish(compiled, split, total: tuple, n: int, params: dict, gradients: bool)
     return value, grads
 
 
-def in_blocks(compiled, arguments: dict, n: int, gradients: bool) -> bool:
+def in_blocks(compiled, arguments: dict, n: int) -> bool:
     """Whether this local call of n rows runs in blocks: a float64 scalar loss without aux
     outputs that splits, every batch input an array of n rows, and the arrays its one-call
-    kernel would allocate over LARGE_BYTES (a kernel that fuses all its work into one pass
-    allocates none and never runs in blocks; nor does the tape tier)."""
+    gradient kernel would allocate over LARGE_BYTES (which decides for a value alone too, so
+    that the value's kernel is not built just to ask). A kernel that fuses all its work into
+    one pass allocates none and never runs in blocks; nor does the tape tier."""
     if compiled.aux or compiled.program.output("value").shape != ():
         return False
-    kernel = compiled._grad if gradients else compiled._kernel("value")
+    kernel = compiled._grad
     row_bytes = getattr(kernel, "row_bytes", None)
     if not row_bytes or n * row_bytes < LARGE_BYTES or kernel.dtype != "float64":
         return False

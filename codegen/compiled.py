@@ -286,7 +286,7 @@ class Compiled:
     def _in_blocks(self, arguments: dict, n: int, gradients: bool = True):
         """(value, gradients) of a call of n rows run in blocks, or None if it does not."""
         from . import blocks  # here: blocks imports this module
-        if blocks.in_blocks(self, arguments, n, gradients):
+        if blocks.in_blocks(self, arguments, n):
             return blocks.value_and_grad(self, arguments, gradients)
         return None
 
