@@ -15,7 +15,6 @@ in block order whichever thread computed them, so the bits do not depend on the 
 """
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +26,7 @@ from symdiff.interpret import run as interpret
 from symdiff.split import split_loss
 
 from .compiled import _check_finite, make_kernel
+from .emit import row_bytes
 
 # The largest intermediate of one kernel call: a (rows, width) array under 64 KiB is served
 # from glibc's heap and stays in the cache. Larger ones are fresh mmaps, zeroed page by page
@@ -84,9 +84,7 @@ def block_rows(program) -> int:
     """Rows per kernel call: a power of two that keeps every per-row intermediate of
     `program` (a node whose first axis is the batch, the others known) under BLOCK_BYTES, and
     at least 16."""
-    widest = max([math.prod(s.node.shape[1:]) * np.dtype(s.node.dtype).itemsize
-                  for s in program.stmts if s.node.shape and isinstance(s.node.shape[0], str)
-                  and all(isinstance(d, int) for d in s.node.shape[1:])] + [1])
+    widest = max([row_bytes(s.node) for s in program.stmts] + [1])
     return max(16, 1 << (BLOCK_BYTES // widest).bit_length() - 1)
 
 

@@ -164,9 +164,7 @@ class _Emitter:
         batch."""
         allocated = [n for loop in loops for n in loop.stores + loop.direct] + \
             [s.node for unit in self.units if not (unit.loop and unit.space) for s in unit.stmts]
-        return sum(math.prod(n.shape[1:]) * np.dtype(n.dtype).itemsize for n in allocated
-                   if n.shape and isinstance(n.shape[0], str)
-                   and all(isinstance(d, int) for d in n.shape[1:]))
+        return sum(row_bytes(n) for n in allocated)
 
     def signature(self) -> str:
         """The Numba argument types of `kernel`: one array type per array input, as its input
@@ -367,6 +365,15 @@ class _Emitter:
             if total != name:
                 lines.append(f"    {name} = {total}")
         return lines
+
+
+def row_bytes(node: Node) -> int:
+    """Bytes per batch row of `node`'s array: 0 unless its first axis is the batch and the
+    others are known."""
+    if not (node.shape and isinstance(node.shape[0], str)
+            and all(isinstance(d, int) for d in node.shape[1:])):
+        return 0
+    return math.prod(node.shape[1:]) * np.dtype(node.dtype).itemsize
 
 
 def program_dtype(program: Program) -> str:
