@@ -17,7 +17,7 @@ import numpy as np
 
 from symdiff.errors import ShapeError
 from symdiff.ir import format_shape, fresh
-from symdiff.optim import RULES
+from symdiff.optim import RULES, origin
 
 from .build import load_module, module_name
 from .entry import JIT, NCHUNKS, big_batch, entry_parameters, guarded
@@ -65,14 +65,16 @@ def emit_updates() -> str:
         lines += [f"        {statement}" for statement in rule.body]
         lines += [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
         parts.append("\n".join(lines) + "\n")
-        zero_d = ["P", "g"] + [s.upper() for s in rule.state]  # a scalar parameter: 0-d arrays
+        zero_d = ["P", "g"] + [s.upper() for s in rule.state]
+        entries = ["P[()]", "g"] + [f"{s.upper()}[0]" for s in rule.state]
         lines = ["", "", JIT,
                  f"def _update0_{rule.name}({', '.join(zero_d + ['scale'] + list(rule.scalars))}):",
-                 f'    """{rule.title} of a 0-d parameter P by the gradient g (a float)."""',
+                 f'    """{rule.title} of a 0-d parameter P by the gradient g (a float); '
+                 f'its state in 1-entry arrays."""',
                  f"    {', '.join(scalars)} = "
-                 f"{', '.join(['P[()]', 'g * scale'] + [f'{s.upper()}[()]' for s in rule.state])}"]
+                 f"{', '.join(entries[:1] + ['g * scale'] + entries[2:])}"]
         lines += [f"    {statement}" for statement in rule.body]
-        lines += [f"    {a}[()] = {s}" for a, s in zip(zero_d, scalars) if a != "g"]
+        lines += [f"    {e} = {s}" for e, s in zip(entries, scalars) if e != "g"]
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -111,8 +113,8 @@ def emit_steps(program, specs, update: tuple, single: bool, noise: bool) -> str:
     parts, signatures = [f"from {UPDATES_NAME} import {', '.join(HELPER_NAMES)}\n"], []
     for rule in RULES.values():
         parts.append("\n".join(_step(rule, inputs, update, single, noise)) + "\n")
-        state = [numba_type(by_name[p], True) for p in update for _ in rule.state]
-        types = ["float64", "int64", "Array(float64, 1, 'C', readonly=True)", "float64"] + \
+        state = [_state_type(by_name[p]) for p in update for _ in rule.state]
+        types = ["float64", "int64", "Array(float64, 1, 'C')", "float64"] + \
             ["float64"] * noise + [numba_type(spec, spec.name in update) for spec in specs] + \
             state + [numba_type(by_name[p], True) for p in update] * noise + ["int64"]
         signatures.append(f"    {rule.name!r}: ({', '.join(types)},),")
@@ -127,7 +129,8 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
     head = [v.lr, v.t, v.constants, v.check] + ([v.sigma] if noise else [])
     params = ", ".join([*head, *inputs, *v.state, *v.noise, v.chunks])
     groups = _groups(v.state, len(rule.state), len(update))
-    sizes = [f"{s}.shape == {p}.shape" for p, group in zip(update, groups) for s in group]
+    sizes = [f"{s}.shape == {p}.shape" if inputs[p].rank else f"{s}.size == 1"
+             for p, group in zip(update, groups) for s in group]
     sizes += [f"{z}.shape == {p}.shape" for p, z in zip(update, v.noise)]
     args = [f"{n}[()]" if n in update and not inputs[n].rank else n for n in inputs]
     outputs = v.grads + ([v.weight] if noise else [])
@@ -169,9 +172,15 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
             arrays = [f"{p}.ravel()", flat[p]] + [f"{s}.ravel()" for s in group]
             lines.append(f"    _update_{rule.name}({', '.join(arrays + [v.scale] + v.scalars)})")
         else:
-            arguments = [p, g] + group + [v.scale] + v.scalars  # 0-d arrays and floats
+            arguments = [p, g] + group + [v.scale] + v.scalars
             lines.append(f"    _update0_{rule.name}({', '.join(arguments)})")
     return lines + [f"    return {v.value}, -1"]
+
+
+def _state_type(spec) -> str:
+    """The Numba type of a state array of a parameter: its own, but 1-entry for a scalar's
+    (`symdiff.optim.passed`)."""
+    return numba_type(spec, True) if spec.shape else f"Array({spec.dtype}, 1, 'C')"
 
 
 def _groups(state: list, size: int, count: int) -> list[list[str]]:
@@ -346,7 +355,7 @@ def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict)
     k = len(rule.state)
     for j, p in enumerate(update):
         for name, array in zip(rule.state, state[j * k:(j + 1) * k]):
-            specs[p].check_in_place(array, f"{rule.title} keeps its state {name!r} of {p} in "
+            specs[p].check_in_place(origin(array), f"{rule.title} keeps its state {name!r} of {p} in "
                                            f"this array, updated in place",
                                     shape=np.shape(arguments[p]))
 

@@ -195,6 +195,32 @@ def test_check_finite_raises_before_any_update():
                 np.testing.assert_array_equal(opt.state[k][s], state[k][s])
 
 
+def test_scalar_parameters_keep_0d_state_updated_in_place():
+    """Steps receive a scalar's state as a 1-entry view; opt.state keeps the 0-d arrays, and
+    they are the ones updated (Adam by its formulas, on the closed-form gradient of a line)."""
+    f = sd.compile("(a*x + c - y)**2", wrt=["a", "c"], batch=["x", "y"])
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.0, 3.0])
+    a, c = np.array(0.3), np.array(-0.2)
+    opt = sd.optim.Adam(0.1, betas=(0.8, 0.9), eps=1e-8)
+    ref, m, v = np.array([0.3, -0.2]), np.zeros(2), np.zeros(2)
+    for t in range(1, 5):
+        f.step(opt, x=x, y=y, a=a, c=c)
+        r = ref[0] * x + ref[1] - y
+        g = np.array([np.mean(2 * r * x), np.mean(2 * r)])
+        m, v = 0.8 * m + 0.2 * g, 0.9 * v + 0.1 * g * g
+        ref = ref - 0.1 * (m / (1 - 0.8 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-8)
+        np.testing.assert_allclose([a, c], ref, rtol=1e-13)
+    for p, k in (("a", 0), ("c", 1)):
+        assert opt.state[p]["m"].shape == () and opt.state[p]["m"] == pytest.approx(m[k])
+        assert opt.state[p]["v"] == pytest.approx(v[k], rel=1e-13)
+    frozen = opt.state["c"]["v"].copy()
+    frozen.flags.writeable = False
+    opt.state = {**opt.state, "c": {**opt.state["c"], "v": frozen}}
+    with pytest.raises(ArgumentError, match="state 'v' of c.*read-only"):
+        f.step(opt, x=x, y=y, a=a, c=c)
+    np.testing.assert_allclose([a, c], ref, rtol=1e-13)
+
+
 def test_the_tape_tier_steps_with_the_same_rules():
     formula = "(a*sin(b*x) + c - y)**2"
     kernel = sd.compile(formula, wrt=["a", "b", "c"], batch=["x", "y"], tier="kernel")
