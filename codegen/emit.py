@@ -54,6 +54,7 @@ class _Loop:
     stores: list[Node] = field(default_factory=list)
     direct: list[Node] = field(default_factory=list)  # reductions that keep axis 0
     stored_once: set = field(default_factory=set)  # uids of those stored once per entry
+    reused: dict = field(default_factory=dict)  # a store's uid -> the node it writes over
     # lines around the loop at each depth: a register accumulator's start, then its store
     opening: dict = field(default_factory=dict)
     closing: dict = field(default_factory=dict)
@@ -81,12 +82,19 @@ class _Emitter:
         self.units = fuse(program)
         self.unit_of = {s.node.uid: k for k, u in enumerate(self.units) for s in u.stmts}
         self.read_by: dict[int, set[int]] = {}
-        virtual = virtual_nodes(program)
+        self.readers: dict[int, list[Node]] = {}  # uid -> the statements reading it
+        self.stage_of: dict[int, tuple] = {}  # uid -> (unit, stage) computing it
+        self.stage_readers: dict[int, set[tuple]] = {}  # uid -> the (unit, stage)s reading it
+        virtual = self.virtual = virtual_nodes(program)
         self.comment_names = comment_names(program)
         for k, unit in enumerate(self.units):
-            for s in unit.stmts:
-                for inp in sources(s.node, virtual):
-                    self.read_by.setdefault(inp.uid, set()).add(k)
+            for j, stage in enumerate(unit.parts()):
+                for s in stage.stmts:
+                    self.stage_of[s.node.uid] = (k, j)
+                    for inp in sources(s.node, virtual):
+                        self.read_by.setdefault(inp.uid, set()).add(k)
+                        self.readers.setdefault(inp.uid, []).append(s.node)
+                        self.stage_readers.setdefault(inp.uid, set()).add((k, j))
         self.outputs = {n.uid for _, n in program.outputs}
         readers: dict[int, list[Node]] = {}
         for stmt in program.stmts:
@@ -110,11 +118,23 @@ class _Emitter:
         return self.names[node.uid]
 
     def stored(self, node: Node) -> bool:
-        """Is this loop value written to an array (read by another unit, or returned)?"""
+        """Is this loop value written to an array (read by another unit, or returned, or, with
+        axes beyond the row, read by another stage of its loop over rows)?"""
         k = self.unit_of.get(node.uid)
         if k is None or not self.units[k].loop or node.rank == 0 or node.op in REDUCTIONS:
             return False
-        return node.uid in self.outputs or bool(self.read_by.get(node.uid, set()) - {k})
+        if node.uid in self.outputs or self.read_by.get(node.uid, set()) - {k}:
+            return True
+        return node.rank > 1 and bool(self.stage_readers.get(node.uid, set())
+                                      - {self.stage_of[node.uid]})
+
+    def row_local(self, node: Node) -> bool:
+        """Is this reduction one number per row, read only inside its own loop over rows (by
+        a later stage)? Then it is a local of the row, never an array."""
+        k = self.unit_of.get(node.uid)
+        return (node.op in REDUCTIONS and node.rank == 1 and 0 not in node.attr("axes")
+                and node.uid not in self.outputs
+                and not self.read_by.get(node.uid, set()) - {k})
 
     # ------------------------------------------------------------ module
 
@@ -162,7 +182,8 @@ class _Emitter:
         """Bytes per batch row of the arrays `kernel` allocates: the loops' stored arrays and
         the straight-line statements' results (views counted too) whose first axis is the
         batch."""
-        allocated = [n for loop in loops for n in loop.stores + loop.direct] + \
+        allocated = [n for loop in loops for n in loop.stores + loop.direct
+                     if n.uid not in loop.reused] + \
             [s.node for unit in self.units if not (unit.loop and unit.space) for s in unit.stmts]
         return sum(row_bytes(n) for n in allocated)
 
@@ -241,46 +262,104 @@ class _Emitter:
 
     def loop(self, k: int, unit: Unit) -> _Loop:
         loop = _Loop(k, unit)
-        space = unit.space
-        idx = self.index[:len(space)]
         c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
-        body, accumulators = [], []  # body: (origin, line) pairs
-        for s in unit.stmts:
-            node = s.node
-            if node.op in REDUCTIONS:
-                lines = self.accumulate(loop, node, idx, accumulators)
-                body += [(s.origin, line) for line in lines]
-                continue
-            if node.op in INDEX_MAPS and not self.stored(node):
-                continue
-            text = self.value_text(loop, node, idx)
-            if self.stored(node):
-                loop.stores.append(node)
-                body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
-            else:
-                body.append((s.origin, f"{self.name(node)} = {text}"))
+        accumulators, nests = [], []  # nests: each stage's lines inside the loop over axis 0
+        for stage in unit.parts():
+            space = stage.space
+            idx = self.index[:len(space)]
+            loop.opening, loop.closing = {}, {}
+            body = []  # (origin, line) pairs
+            for s in stage.stmts:
+                node = s.node
+                if node.op in REDUCTIONS:
+                    lines = self.accumulate(loop, node, idx, accumulators)
+                    body += [(s.origin, line) for line in lines]
+                    continue
+                if node.op in INDEX_MAPS and not self.stored(node):
+                    continue
+                text = self.value_text(loop, node, idx)
+                if self.stored(node):
+                    loop.stores.append(node)
+                    self.reuse(loop, stage, node)
+                    body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
+                else:
+                    body.append((s.origin, f"{self.name(node)} = {text}"))
+            nest = [f"# stage over {format_shape(space)}"] if unit.stages else []
+            nest += loop.opening.get(1, [])
+            pad = ""
+            for depth, (var, size) in enumerate(zip(idx[1:], space[1:]), 1):
+                nest.append(f"{pad}for {var} in range({self.dim_var.get(size, size)}):")
+                pad += "    "
+                nest += [pad + line for line in loop.opening.get(depth + 1, ())]
+            nest += [pad + line for line in self.with_origins(body)]
+            for depth in range(len(space) - 1, 0, -1):
+                nest += ["    " * (depth - 1) + line for line in loop.closing.get(depth, ())]
+            nests += nest
         reads = sorted(set(loop.reads), key=loop.reads.index)
         outs = [self.name(n) for n in loop.stores + loop.direct] + \
                [f"part_{self.name(n)}" for n in loop.partial]
-        dims = [self.dim_var[d] for d in dict.fromkeys(space[1:]) if isinstance(d, str)]
+        dims = [self.dim_var[d] for d in dict.fromkeys(d for stage in unit.parts()
+                                                       for d in stage.space[1:])
+                if isinstance(d, str)]
         loop.reads = dims + reads + outs
         params = ", ".join([c, lo, hi] + loop.reads)
         lines = [JIT, f"def _loop{k}({params}):",
                  f'    """{_describe(unit)}"""']
         lines += [f"    {line}" for line in accumulators]
-        pad = "    "
-        for depth, (var, size) in enumerate(zip(idx, space)):
-            bounds = f"{lo}, {hi}" if depth == 0 else str(self.dim_var.get(size, size))
-            lines.append(f"{pad}for {var} in range({bounds}):")
-            pad += "    "
-            lines += [pad + line for line in loop.opening.get(depth + 1, ())]
-        lines += [pad + line for line in self.with_origins(body)]
-        for depth in range(len(space) - 1, 0, -1):
-            lines += ["    " * (depth + 1) + line for line in loop.closing.get(depth, ())]
+        lines.append(f"    for {self.index[0]} in range({lo}, {hi}):")
+        lines += [f"        {line}" for line in nests]
         lines += [f"    part_{self.name(n)}[{c}] = {self.name(n)}" for n in loop.partial
                   if n.rank == 0]
         loop.lines = lines
         return loop
+
+    def reuse(self, loop: _Loop, stage: Unit, node: Node) -> None:
+        """Let the array stored for `node` be one this stage reads that nothing reads after
+        it: a kernel-made array of its shape and dtype (a product's, or an earlier store),
+        read in this loop only directly by elementwise statements and sums, in this stage
+        up to node's or in an earlier one (so at the same row, before this stage). Each entry
+        is then read before it is written over, as in `relu3 = matmul1` for a bias add and
+        ReLU."""
+        k, taken = loop.index, {n.uid for n in loop.reused.values()}
+        position = next(p for p, s in enumerate(stage.stmts) if s.node is node)
+        for s in stage.stmts[:position + 1]:
+            for old in s.node.inputs:
+                if (old.uid not in taken and old.shape == node.shape
+                        and old.dtype == node.dtype and old.uid not in self.outputs
+                        and (OPS[old.op].fresh or self.stored(old))
+                        and self.last_read(old) <= k
+                        and self.read_here_only(loop.unit, stage, position, old)):
+                    loop.reused[node.uid] = old
+                    return
+
+    def last_read(self, node: Node) -> float:
+        """The last unit that reads `node`'s array (a `.T` view passed to a product counts
+        where the product is), or infinity if a reader may keep a view of it."""
+        last = -1
+        for reader in self.readers.get(node.uid, ()):
+            if reader.uid in self.inline_transposes:
+                last = max([last] + [self.unit_of[r.uid] for r in self.readers[reader.uid]])
+            elif OPS[reader.op].fusable or OPS[reader.op].fresh:
+                last = max(last, self.unit_of[reader.uid])
+            else:
+                return math.inf
+        return last
+
+    def read_here_only(self, unit: Unit, stage: Unit, position: int, old: Node) -> bool:
+        """Does `unit` read `old` only directly, by elementwise statements and sums up to
+        `position` in `stage`, or in the stages before it?"""
+        stages = unit.parts()
+        after = stages.index(stage)
+        for j, other in enumerate(stages):
+            for p, s in enumerate(other.stmts):
+                direct = any(i is old for i in s.node.inputs)
+                mapped = any(i.uid in self.virtual and old in sources(i, self.virtual)
+                             for i in s.node.inputs)
+                late = j > after or j == after and p > position
+                if mapped or direct and (late or OPS[s.node.op].kind not in ("elementwise",
+                                                                             "reduce")):
+                    return False
+        return True
 
     def accumulate(self, loop: _Loop, node: Node, idx: str, accumulators: list) -> list[str]:
         axes = node.attr("axes")
@@ -288,8 +367,11 @@ class _Emitter:
         kept = ", ".join(v for a, v in enumerate(idx) if a not in axes)
         name, record = self.name(node), OPS[node.op]
         if 0 not in axes:
-            loop.direct.append(node)
             depth = len(idx) - len(axes)
+            if self.row_local(node):  # one number per row, read by a later stage
+                loop.opening.setdefault(1, []).append(f"{name} = {self.number(record.identity)}")
+                return [record.accumulate(name, value)]
+            loop.direct.append(node)
             if tuple(axes) != tuple(range(depth, len(idx))):
                 return [record.accumulate(f"{name}[{kept}]", value)]
             # over trailing axes: in a register, stored once (an array entry updated in the
@@ -317,7 +399,8 @@ class _Emitter:
         here = where == loop.index
         if node.op in INDEX_MAPS and (where is None or here and not self.stored(node)):
             return self.value_text(loop, node, idx)
-        if here and not self.stored(node):
+        if here and not self.stored(node) and (node.op not in REDUCTIONS or node.rank == 0
+                                               or self.row_local(node)):
             return self.name(node)
         if node.rank == 0:
             return self.read(loop, node)
@@ -331,11 +414,16 @@ class _Emitter:
 
     def call(self, loop: _Loop) -> list[str]:
         unit = loop.unit
-        lines = [f"    # loop {loop.index} over {format_shape(unit.space)}"]
+        over = f"the rows of {unit.space[0]}, in {len(unit.stages)} stages" if unit.stages \
+            else format_shape(unit.space)
+        lines = [f"    # loop {loop.index} over {over}"]
         chunks, c = self.var["chunks"], self.var["c"]
         rows = chunks if self.chunked(unit) else "1"
         for n in loop.stores:
-            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
+            old = loop.reused.get(n.uid)
+            lines.append(f"    {self.name(n)} = {self.name(old)}  # written over in place"
+                         if old is not None else
+                         f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
         for n in loop.direct:  # accumulated along inner axes, in the program's float type
             fill = self.number(OPS[n.op].identity)
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})"
@@ -356,9 +444,10 @@ class _Emitter:
         for n in loop.partial:
             part, name = f"part_{self.name(n)}", self.name(n)
             c = self.var["c"]  # the chunks' partial results, combined in chunk order
-            lines += [f"    {name} = {part}[0]{'.copy()' if n.rank else ''}",
-                      f"    for {c} in range(1, {rows}):",
-                      f"        {OPS[n.op].accumulate(name, f'{part}[{c}]')}"]
+            lines.append(f"    {name} = {part}[0]{'.copy()' if n.rank else ''}")
+            if rows != "1":
+                lines += [f"    for {c} in range(1, {rows}):",
+                          f"        {OPS[n.op].accumulate(name, f'{part}[{c}]')}"]
             total = name
             if self.single:
                 total = f"np.float32({total})" if n.rank == 0 else f"{total}.astype(np.float32)"
@@ -410,4 +499,7 @@ def _dims(program: Program) -> dict[str, str]:
 
 
 def _describe(unit: Unit) -> str:
+    if unit.stages:
+        spaces = ", then ".join(format_shape(stage.space) for stage in unit.stages)
+        return f"Fused loop over rows: {spaces}; axis 0 from lo to hi (chunk c)."
     return f"Fused loop over {format_shape(unit.space)}, axis 0 from lo to hi (chunk c)."

@@ -146,6 +146,8 @@ class _ReverseWalk:
             dv = _sum_all(pending.pop(v.uid))
             self.total[v.uid] = dv
             self.adjoint_of.setdefault(dv.node.uid, v)
+            if dv.node.op == "broadcast" and dv.node.inputs[0].rank == 0:
+                self.adjoint_of.setdefault(dv.node.inputs[0].uid, v)  # the same at every row
             self.claim(dv.node, v)
             if OPS[v.op].kind == "leaf":
                 continue

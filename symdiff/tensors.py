@@ -178,6 +178,10 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
     values = {s: v.node.attr("value") for s, v in env.items() if _is_const(v)}
     if len(values) == len(env):
         return full(shape, evaluate_body(body, {s.name: np.float64(v) for s, v in values.items()}))
+    if shape and all(_is_const(v) or _scalar_source(v) is not None for v in env.values()):
+        # the same number everywhere: computed once, then broadcast (a loop never stores it)
+        scalars = {s: values[s] if s in values else _scalar_source(v) for s, v in env.items()}
+        return broadcast_to(apply_body(body, scalars), shape)
     constants = {s: _number(v) for s, v in values.items() if _number(v) is not None}
     folded = body.xreplace(constants)
     operands = [s for s in env if s not in constants]
@@ -203,6 +207,15 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
 
 def _is_const(v) -> bool:
     return isinstance(v, Tensor) and v.node.op == "const"
+
+
+def _scalar_source(v: Tensor) -> Tensor | None:
+    """The 0-d Tensor that `v` is or broadcasts, else None."""
+    if v.node.rank == 0:
+        return v
+    if v.node.op == "broadcast" and v.node.inputs[0].rank == 0:
+        return Tensor(v.node.inputs[0])
+    return None
 
 
 def _binary(fn, a, b):

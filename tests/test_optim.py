@@ -317,6 +317,19 @@ def test_private_sgd_clips_each_example_then_adds_seeded_noise(mlp, sigma):
     assert 0 < clipped < 27  # the bound binds for some examples, not all
 
 
+def test_clipping_that_never_binds_is_the_plain_step(mlp):
+    """Regression: the clipped step's kernel wrote ReLU's adjoint over relu3 (reusing its
+    array), which a later `np.dot(relu3.T, ...)` read for W2's gradient."""
+    batch = mlp_arguments(7, seed=5)
+    params = {k: batch[k].copy() for k in PARAMS}
+    _, grads = numpy_grad(params, batch["X"], batch["y"])
+    opt = sd.optim.SGD(0.5, per_example_clip=1e6)
+    mlp.step(opt, X=batch["X"], y=batch["y"], **params)
+    for k in PARAMS:
+        np.testing.assert_allclose(params[k], batch[k] - 0.5 * grads[k], rtol=1e-12,
+                                   atol=1e-14, err_msg=k)
+
+
 def test_per_example_norms_never_build_a_per_example_weight_gradient(mlp):
     program = mlp._programs["dp"]()
     ranks = {s.name: len(s.node.shape) for s in program.stmts}

@@ -65,3 +65,49 @@ def test_broadcasts_are_index_maps_not_statements():
     units = fuse(program)
     placed = {s.node.op for u in units for s in u.stmts}
     assert "broadcast" not in placed and sum(u.loop for u in units) == 1
+
+
+def _mlp_program(classes=4):
+    X, y = T.tensor("X", ("n", 3)), T.tensor("y", ("n",), dtype=int)
+    W1, b1 = T.tensor("W1", (3, 5)), T.tensor("b1", (5,))
+    W2, b2 = T.tensor("W2", (5, classes)), T.tensor("b2", (classes,))
+    logits = sd.relu(X @ W1 + b1) @ W2 + b2
+    return differentiate(sd.mean(sd.softmax_cross_entropy(logits, y)), [W1, b1, W2, b2])
+
+
+def test_softmax_cross_entropy_is_one_loop_over_rows():
+    program = _mlp_program()
+    rows = [u for u in fuse(program) if u.stages]
+    assert len(rows) == 1  # the row's maximum, exponentials, loss and adjoint: one pass
+    ops = [s.node.op for s in rows[0].stmts]
+    assert {"max", "take_along", "sum"} <= set(ops) and ops.count("sum") >= 3
+    assert all(stage.space[0] == "n" for stage in rows[0].stages)
+    source = sd.compile(sd.mean(sd.softmax_cross_entropy(
+        sd.relu(T.tensor("X", ("n", 3)) @ T.tensor("W1", (3, 5)) + T.tensor("b1", (5,)))
+        @ T.tensor("W2", (5, 4)) + T.tensor("b2", (4,)), T.tensor("y", ("n",), dtype=int))),
+        wrt=["W1", "b1", "W2", "b2"]).source
+    assert "max6 = -math.inf" in source and "max6[" not in source  # a local of the row
+    assert "dtake13 = -dsum15" in source and "dtake13[" not in source  # computed once
+
+
+def test_a_loop_after_a_batch_sum_of_its_rows_stays_apart():
+    x = T.tensor("x", ("n", 3))
+    centred = x - T.sum(x, axis=0)  # every row needs every row's sum first
+    program = differentiate(T.sum(sd.exp(centred) * x), [x])
+    unit_of = {s.node.op + str(s.node.shape): k for k, u in enumerate(fuse(program))
+               for s in u.stmts if s.origin is None}
+    assert unit_of["sum(3,)"] != unit_of["elementwise('n', 3)"], str(program)
+
+
+def test_a_loop_writes_over_an_array_only_when_nothing_reads_it_after():
+    f = sd.compile(sd.mean(sd.softmax_cross_entropy(
+        sd.relu(T.tensor("X", ("n", 3)) @ T.tensor("W1", (3, 5)) + T.tensor("b1", (5,)))
+        @ T.tensor("W2", (5, 4)) + T.tensor("b2", (4,)), T.tensor("y", ("n",), dtype=int))),
+        wrt=["W1", "b1", "W2", "b2"])
+    assert "relu3 = matmul1  # written over in place" in f.source  # bias add and ReLU
+    # relu3 is read by dW2's product after the loop that computes ReLU's adjoint from it:
+    # that loop writes over drelu3 or relu3 only once the product has run
+    lines = f.source.splitlines()
+    product = next(k for k, line in enumerate(lines) if "np.dot(relu3.T" in line)
+    assert not any(line.strip().endswith("= relu3  # written over in place")
+                   for line in lines[:product])

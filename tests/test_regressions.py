@@ -352,3 +352,14 @@ def test_the_mixed_second_derivative_of_a_power_at_exponent_zero():
     for tier in TIERS:
         H = sd.hessian(sd.compile("x**w", wrt=["x", "w"], tier=tier))(x=1.25, w=0.0)
         np.testing.assert_allclose(H, [[0.0, 0.8], [0.8, math.log(1.25) ** 2]], rtol=1e-15)
+
+
+def test_a_sum_over_the_batch_of_a_square_array_is_not_read_row_by_row():
+    """Regression: the column sums of an (n, n) array have shape (n,), like a value per row;
+    row fusion read them in the loop that was still summing them (NameError in the kernel)."""
+    x = sd.tensor("x", ("n", "n"))
+    f = sd.compile(sd.sum(sd.sum(x, axis=0) * sd.sum(x, axis=1)), wrt=[x])
+    a = np.arange(25.0).reshape(5, 5) % 7 - 3
+    value, grads = f.value_and_grad(x=a)
+    assert value == np.sum(a.sum(0) * a.sum(1))  # small integers: exact
+    np.testing.assert_array_equal(grads["x"], a.sum(1)[None, :] + a.sum(0)[:, None])

@@ -61,6 +61,7 @@ define("slice", "structural", shape=_slice_shape,
        per_example=None, lift=_lifted(I.pad, lambda a: dict(index=(None,) + a["index"])),
        evaluate=lambda node, args, dims: args[0][I.numpy_index(node.attr("index"))],
        emit=_slice_emit, fusable=True, index_map=True, tape=None,
+       keeps_rows=lambda node: node.attr("index")[0] is None,
        in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0],
                                                     _source_index(node, idx)),
        format=lambda node, args: f"{args[0]}[{I.index_text(node.attr('index'))}]")
@@ -112,6 +113,7 @@ define("gather", "structural", shape=_gather_shape,
        evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
                                                  axis=node.attr("axis")),
        emit=None, in_loop=_gather_in_loop, fusable=True, index_map=True, tape=None,
+       keeps_rows=lambda node: node.attr("axis") != 0,
        format=lambda node, args: f"gather({args[0]}, axis={node.attr('axis')}, "
                                  f"indices={list(node.attr('indices'))})")
 

@@ -78,6 +78,8 @@ define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adj
        tangent=linear_tangent(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
        per_example=_broadcast_per_example, evaluate=_broadcast_evaluate, emit=None,
        in_loop=_broadcast_in_loop, tape=_broadcast_tape, fusable=True, index_map=True,
+       keeps_rows=lambda node: bool(node.attr("dims")) and node.attr("dims")[0] == 0
+       and node.inputs[0].shape[0] == node.shape[0],
        format=lambda node, args: f"broadcast({args[0]}, {format_shape(node.attr('shape'))})")
 
 
@@ -87,7 +89,8 @@ define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adj
 define("stop_gradient", "structural", shape=lambda x: (x.shape, x.dtype),
        adjoint=lambda dy, y, x: [None], tangent=lambda y, inputs, tangents: None,
        per_example=None, evaluate=lambda node, args, dims: args[0],
-       emit=lambda e, node: [f"{e.name(node)} = {e.name(node.inputs[0])}"], in_loop=None,
+       emit=lambda e, node: [f"{e.name(node)} = {e.name(node.inputs[0])}"],
+       in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0], idx), fusable=True,
        tape=lambda tape, phase, node: tape.operand(phase, node.inputs[0]), hint="sg")
 
 

@@ -6,7 +6,10 @@ maps, read in place by every loop that uses them. A statement joins the earliest
 space that runs after everything it reads is ready, so a mean loss's forward, its adjoint and
 the parameter-gradient sums share one loop: per sample, forward values, then adjoints, then
 accumulation, in registers. Then statements whose only readers sit in one later loop over the
-same space sink into it. A value is stored to an array only when another unit reads it.
+same space sink into it. Last, consecutive loops over the rows of one batch axis become the
+stages of one loop over rows when each reads the others' values only at its own row: a softmax
+cross-entropy is then one pass over each row's logits. A value is stored to an array only when
+another unit (or, for a value with axes beyond the row, another stage) reads it.
 """
 from __future__ import annotations
 
@@ -24,11 +27,18 @@ REDUCTIONS = frozenset(op for op, record in OPS.items() if record.kind == "reduc
 
 @dataclass
 class Unit:
-    """A loop nest over `space` (loop=True) or one structural statement."""
+    """A loop nest over `space` (loop=True) or one structural statement. A loop over rows
+    has `stages`, loop nests over spaces that share `space`, its one axis: each row runs
+    them in order."""
 
     loop: bool
     space: tuple
     stmts: list[Stmt] = field(default_factory=list)
+    stages: list["Unit"] = field(default_factory=list)
+
+    def parts(self) -> list["Unit"]:
+        """The loop nests this unit runs: its stages, or itself."""
+        return self.stages or [self]
 
 
 def iteration_space(node: Node) -> tuple:
@@ -73,7 +83,7 @@ def fuse(program: Program) -> list[Unit]:
         units[target].stmts.append(stmt)
         placed[node.uid] = (target, node.op not in REDUCTIONS)
     _sink(units, program, virtual)
-    return [u for u in units if u.stmts]
+    return _rows([u for u in units if u.stmts], virtual)
 
 
 def virtual_nodes(program: Program) -> set[int]:
@@ -134,3 +144,59 @@ def _sink(units: list[Unit], program: Program, virtual: set[int]) -> None:
 
 def _reads_in(unit: Unit, node: Node, virtual: set[int]) -> bool:
     return any(node in sources(s.node, virtual) for s in unit.stmts)
+
+
+def _rows(units: list[Unit], virtual: set[int]) -> list[Unit]:
+    """Loops over the rows of one batch axis, each reading what the ones before it compute
+    only at its own row, joined as the stages of one loop over rows. Units between two such
+    loops that the second does not read wait until after it."""
+    joined: list[Unit] = []
+    for unit in units:
+        k = len(joined)  # the last loop before `unit`, past the units `unit` does not read
+        while k and not joined[k - 1].space and not _reads_from(unit, joined[k - 1], virtual):
+            k -= 1
+        last = joined[k - 1] if k else None
+        if last is None or not _by_rows(last, unit, virtual):
+            joined.append(unit)
+            continue
+        if not last.stages:
+            last = joined[k - 1] = Unit(True, last.space[:1], list(last.stmts), [last])
+        last.stages.append(unit)
+        last.stmts += unit.stmts
+    return joined
+
+
+def _reads_from(unit: Unit, earlier: Unit, virtual: set[int]) -> bool:
+    made = {s.node.uid for s in earlier.stmts}
+    return any(inp.uid in made for s in unit.stmts for inp in sources(s.node, virtual))
+
+
+def _by_rows(first: Unit, then: Unit, virtual: set[int]) -> bool:
+    """Can row i of `then` run right after row i of `first`? Both loop over the rows of one
+    batch axis, and `then` reads `first`'s values at its own row only, and no sum over the
+    batch (complete only after the last row; of an (n, n) array it is read with shape (n,))."""
+    if not (first.loop and then.loop and first.space and then.space
+            and isinstance(first.space[0], str) and then.space[0] == first.space[0]):
+        return False
+    made = {s.node.uid for s in first.stmts}
+    for s in then.stmts:
+        for node, same_row in _row_reads(s.node, virtual):
+            if node.uid in made and not (same_row and not _batch_sum(node)):
+                return False
+    return True
+
+
+def _row_reads(node: Node, virtual: set[int], same_row: bool = True):
+    """(source, read at the reader's row?) for each source of `node`, through the index maps
+    read in place. A fused op reads its inputs at its own index; an index map keeps the row
+    when its record says so."""
+    for inp in node.inputs:
+        if inp.uid in virtual:
+            keeps = OPS[inp.op].keeps_rows
+            yield from _row_reads(inp, virtual, same_row and keeps is not None and keeps(inp))
+        else:
+            yield inp, same_row
+
+
+def _batch_sum(node: Node) -> bool:
+    return node.op in REDUCTIONS and 0 in node.attr("axes")
