@@ -27,6 +27,7 @@ from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
 from .optim import emit_steps
 from .printer import number, print_body
+from .reuse import written_over
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
@@ -261,7 +262,7 @@ class _Emitter:
     # ------------------------------------------------------------ loop nests
 
     def loop(self, k: int, unit: Unit) -> _Loop:
-        loop = _Loop(k, unit)
+        loop = _Loop(k, unit, reused=written_over(self, k, unit))
         c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
         accumulators, nests = [], []  # nests: each stage's lines inside the loop over axis 0
         for stage in unit.parts():
@@ -280,7 +281,6 @@ class _Emitter:
                 text = self.value_text(loop, node, idx)
                 if self.stored(node):
                     loop.stores.append(node)
-                    self.reuse(loop, stage, node)
                     body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
                 else:
                     body.append((s.origin, f"{self.name(node)} = {text}"))
@@ -312,54 +312,6 @@ class _Emitter:
                   if n.rank == 0]
         loop.lines = lines
         return loop
-
-    def reuse(self, loop: _Loop, stage: Unit, node: Node) -> None:
-        """Let the array stored for `node` be one this stage reads that nothing reads after
-        it: a kernel-made array of its shape and dtype (a product's, or an earlier store),
-        read in this loop only directly by elementwise statements and sums, in this stage
-        up to node's or in an earlier one (so at the same row, before this stage). Each entry
-        is then read before it is written over, as in `relu3 = matmul1` for a bias add and
-        ReLU."""
-        k, taken = loop.index, {n.uid for n in loop.reused.values()}
-        position = next(p for p, s in enumerate(stage.stmts) if s.node is node)
-        for s in stage.stmts[:position + 1]:
-            for old in s.node.inputs:
-                if (old.uid not in taken and old.shape == node.shape
-                        and old.dtype == node.dtype and old.uid not in self.outputs
-                        and (OPS[old.op].fresh or self.stored(old))
-                        and self.last_read(old) <= k
-                        and self.read_here_only(loop.unit, stage, position, old)):
-                    loop.reused[node.uid] = old
-                    return
-
-    def last_read(self, node: Node) -> float:
-        """The last unit that reads `node`'s array (a `.T` view passed to a product counts
-        where the product is), or infinity if a reader may keep a view of it."""
-        last = -1
-        for reader in self.readers.get(node.uid, ()):
-            if reader.uid in self.inline_transposes:
-                last = max([last] + [self.unit_of[r.uid] for r in self.readers[reader.uid]])
-            elif OPS[reader.op].fusable or OPS[reader.op].fresh:
-                last = max(last, self.unit_of[reader.uid])
-            else:
-                return math.inf
-        return last
-
-    def read_here_only(self, unit: Unit, stage: Unit, position: int, old: Node) -> bool:
-        """Does `unit` read `old` only directly, by elementwise statements and sums up to
-        `position` in `stage`, or in the stages before it?"""
-        stages = unit.parts()
-        after = stages.index(stage)
-        for j, other in enumerate(stages):
-            for p, s in enumerate(other.stmts):
-                direct = any(i is old for i in s.node.inputs)
-                mapped = any(i.uid in self.virtual and old in sources(i, self.virtual)
-                             for i in s.node.inputs)
-                late = j > after or j == after and p > position
-                if mapped or direct and (late or OPS[s.node.op].kind not in ("elementwise",
-                                                                             "reduce")):
-                    return False
-        return True
 
     def accumulate(self, loop: _Loop, node: Node, idx: str, accumulators: list) -> list[str]:
         axes = node.attr("axes")
