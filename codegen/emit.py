@@ -27,7 +27,6 @@ from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
 from .optim import emit_steps
 from .printer import number, print_body
-from .reuse import written_over
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
@@ -55,7 +54,6 @@ class _Loop:
     stores: list[Node] = field(default_factory=list)
     direct: list[Node] = field(default_factory=list)  # reductions that keep axis 0
     stored_once: set = field(default_factory=set)  # uids of those stored once per entry
-    reused: dict = field(default_factory=dict)  # a store's uid -> the node it writes over
     # lines around the loop at each depth: a register accumulator's start, then its store
     opening: dict = field(default_factory=dict)
     closing: dict = field(default_factory=dict)
@@ -83,10 +81,9 @@ class _Emitter:
         self.units = fuse(program)
         self.unit_of = {s.node.uid: k for k, u in enumerate(self.units) for s in u.stmts}
         self.read_by: dict[int, set[int]] = {}
-        self.readers: dict[int, list[Node]] = {}  # uid -> the statements reading it
         self.stage_of: dict[int, tuple] = {}  # uid -> (unit, stage) computing it
         self.stage_readers: dict[int, set[tuple]] = {}  # uid -> the (unit, stage)s reading it
-        virtual = self.virtual = virtual_nodes(program)
+        virtual = virtual_nodes(program)
         self.comment_names = comment_names(program)
         for k, unit in enumerate(self.units):
             for j, stage in enumerate(unit.parts()):
@@ -94,7 +91,6 @@ class _Emitter:
                     self.stage_of[s.node.uid] = (k, j)
                     for inp in sources(s.node, virtual):
                         self.read_by.setdefault(inp.uid, set()).add(k)
-                        self.readers.setdefault(inp.uid, []).append(s.node)
                         self.stage_readers.setdefault(inp.uid, set()).add((k, j))
         self.outputs = {n.uid for _, n in program.outputs}
         readers: dict[int, list[Node]] = {}
@@ -183,8 +179,7 @@ class _Emitter:
         """Bytes per batch row of the arrays `kernel` allocates: the loops' stored arrays and
         the straight-line statements' results (views counted too) whose first axis is the
         batch."""
-        allocated = [n for loop in loops for n in loop.stores + loop.direct
-                     if n.uid not in loop.reused] + \
+        allocated = [n for loop in loops for n in loop.stores + loop.direct] + \
             [s.node for unit in self.units if not (unit.loop and unit.space) for s in unit.stmts]
         return sum(row_bytes(n) for n in allocated)
 
@@ -262,7 +257,7 @@ class _Emitter:
     # ------------------------------------------------------------ loop nests
 
     def loop(self, k: int, unit: Unit) -> _Loop:
-        loop = _Loop(k, unit, reused=written_over(self, k, unit))
+        loop = _Loop(k, unit)
         c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
         accumulators, nests = [], []  # nests: each stage's lines inside the loop over axis 0
         for stage in unit.parts():
@@ -372,10 +367,7 @@ class _Emitter:
         chunks, c = self.var["chunks"], self.var["c"]
         rows = chunks if self.chunked(unit) else "1"
         for n in loop.stores:
-            old = loop.reused.get(n.uid)
-            lines.append(f"    {self.name(n)} = {self.name(old)}  # written over in place"
-                         if old is not None else
-                         f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
+            lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})")
         for n in loop.direct:  # accumulated along inner axes, in the program's float type
             fill = self.number(OPS[n.op].identity)
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})"

@@ -41,7 +41,6 @@ class OpDef:
     # an index map's (node) -> whether row i of its output reads row i of its source alone
     # (then a loop over rows may read it beside the source's own loop)
     keeps_rows: Callable | None = None
-    fresh: bool = False  # its emission makes a new array, which a later loop may write over
     identity: float | None = None  # a reduction's starting value
     accumulate: Callable | None = None  # a reduction's (target, value) -> update statement
     labels: Callable | None = None  # (node) -> (its integer labels, the size they stay below)

@@ -56,5 +56,4 @@ def _emit(e, node):
 
 define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
        per_example=_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
-       emit=_emit, in_loop=None, tape=None, fresh=True,
-       format=lambda node, args: f"{args[0]} @ {args[1]}")
+       emit=_emit, in_loop=None, tape=None, format=lambda node, args: f"{args[0]} @ {args[1]}")
