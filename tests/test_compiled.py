@@ -388,6 +388,9 @@ def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
         mlp.sgd_step(0.1, **{**arguments, **params, "y": np.array([0, 1, 3, 0, 1, 2])})
     with pytest.raises(ArgumentError, match="learning rate lr must be a real number"):
         mlp.sgd_step(None, **{**arguments, **params})
+    for bad in (-0.1, float("nan")):  # a float takes a faster check: the same refusals
+        with pytest.raises(ArgumentError, match="learning rate lr must lie in"):
+            mlp.sgd_step(bad, **{**arguments, **params})
     for name in mlp.wrt:
         np.testing.assert_array_equal(params[name], before[name], err_msg=name)
     logistic = sd.compile("log(1 + exp(-y*w*x))", wrt=["w"], batch=["x", "y"], reduce=None)
