@@ -65,9 +65,12 @@ def child(workload: str, system: str, cache: str) -> dict:
 
 
 def _spawn(workload: str, system: str, cache: str) -> dict:
+    # Python writes bytecode caches on a user's machine; a PYTHONDONTWRITEBYTECODE inherited
+    # from the shell would recompile every module symdiff imports at its first compile
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "benchmarks.compile_time", workload, system,
-                          cache], cwd=ROOT, capture_output=True, text=True)
+                          cache], cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(f"{workload} / {system} child failed:\n{out.stderr[-3000:]}")

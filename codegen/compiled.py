@@ -214,10 +214,12 @@ class Compiled:
     def sgd_step(self, lr, **arguments):
         """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
         in place, in one kernel call; returns the loss before the step."""
-        if lr.__class__ is float and 0.0 <= lr:  # what the lr setter would accept, checked
-            self._sgd._lr = lr  # without its isinstance test against numbers.Real (~1 µs)
-        else:
-            self._sgd.lr = check_rate(lr)
+        return self._general_sgd_step(lr, **arguments)
+
+    def _general_sgd_step(self, lr, **arguments):
+        """`sgd_step` for every case; a generated `sgd_step` takes the common one directly
+        (installed with the generated `step`)."""
+        self._sgd.lr = check_rate(lr)
         return self.step(self._sgd, **arguments)
 
     def _make_steps(self, private: bool, make=None):
@@ -240,9 +242,9 @@ class Compiled:
             steps = TapeSteps(kernel, check)
         else:
             steps = kernel.steps(check)
-            direct = steps.direct(self._general_step)
+            direct = steps.direct(self._general_step, self._general_sgd_step, self._sgd)
             if direct is not None:
-                self.step = direct
+                self.step, self.sgd_step = direct
         self._steps[private] = steps
         return steps
 

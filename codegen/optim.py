@@ -212,39 +212,58 @@ def _entry(specs, statements: int, update: tuple) -> str:
 
 
 def _direct(specs, statements: int, update: tuple) -> str:
-    """`direct_step(general, steps, key, check, parallel, missing)` (their names underscored
-    in the text, as no input's may be): returns `step(opt, <inputs>)`, which binds the
-    arguments by name and calls the compiled step of `opt`'s rule (`steps`: rule -> compiled
-    step, filled as they compile) when `opt` has its state for the parameters `key`, the
-    scalar inputs are of their exact classes and the batch is small; anything else (a first
-    step, a private one, a large batch, an argument the step refuses, a non-finite output)
-    goes to `general(opt, arguments)`."""
+    """`direct_step(general, general_sgd, sgd, steps, key, check, parallel, missing)` (their
+    names underscored in the text, as no input's may be): returns `step(opt, <inputs>)` and
+    `sgd_step(lr, <inputs>)` (a step of the optimizer `sgd` at rate lr), which bind the
+    arguments by name and call the compiled step of the optimizer's rule (`steps`: rule ->
+    compiled step, filled as they compile) when it has its state for the parameters `key`,
+    the scalar inputs are of their exact classes and the batch is small; anything else (a
+    first step, a private one, a large batch, an argument the step refuses, a non-finite
+    output) goes to `general(opt, arguments)` or `general_sgd(lr, **arguments)`."""
     names = [spec.name for spec in specs]
     big = big_batch(specs, statements)
-    tests = ["not unknown", "_opt.per_example_clip is None"] + \
+    tests = ["not unknown"] + \
         [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update] + \
         ([f"not ({big})"] if big else [])
-    params = ", ".join(["_opt"] + [f"{n}=missing" for n in names] + ["**unknown"])
+    params = ", ".join([f"{n}=missing" for n in names] + ["**unknown"])
     keywords = ", ".join([f"{n}={n}" for n in names] + ["**unknown"])
+
+    def call(lr: str, rule: str, state: str, done: list[str]) -> list[str]:
+        return [f"                _value, _status = _steps[{rule}](",
+                f"                    {lr}, _opt.count + 1,",
+                f"                    _opt._constants, _check, {''.join(n + ', ' for n in names)}"
+                f"{state}1)",
+                "                if _status < 0:", *done,
+                "                    _opt.count += 1",
+                "                    return _value",
+                "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
+                "            pass"]
+
+    def condition(first: str) -> str:
+        return "            if (" + "\n                    and ".join([first] + tests) + "):"
+
     return "\n".join([
-        "", "", "def direct_step(_general, _steps, _key, _check, parallel, missing):",
-        '    """`step(opt, <inputs>)`: the step of opt\'s rule, called with no layer between."""',
-        "", f"    def step({params}):",
+        "", "", "def direct_step(_general, _general_sgd, _sgd, _steps, _key, _check, parallel,",
+        "                missing):",
+        '    """`step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`: the step of the optimizer\'s',
+        '    rule, called with no layer between."""',
+        "", f"    def step(_opt, {params}):",
         '        """One optimizer step; the general path takes what this does not."""',
         "        try:",
-        "            if (" + "\n                    and ".join(tests) + "):",
+        condition("_opt.per_example_clip is None"),
         "                _lr = _opt._lr  # Optimizer.hyper(), inline: a call fewer",
-        "                _value, _status = _steps[_opt.rule.name](",
-        "                    _lr if _lr.__class__ is float else _opt.rate(), _opt.count + 1,",
-        f"                    _opt._constants, _check, {''.join(n + ', ' for n in names)}"
-        f"*_opt._flat[_key], 1)",
-        "                if _status < 0:",
-        "                    _opt.count += 1",
-        "                    return _value",
-        "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
-        "            pass",
+        *call("_lr if _lr.__class__ is float else _opt.rate()", "_opt.rule.name",
+              "*_opt._flat[_key], ", []),
         f"        return _general(_opt, dict({keywords}))",
-        "", "    return step"]) + "\n"
+        "", f"    def sgd_step(_lr, {params}):",
+        '        """One gradient descent step at rate _lr; the general path takes what this',
+        '        does not (and refuses a rate that is not a float >= 0)."""',
+        "        _opt = _sgd",
+        "        try:",
+        condition("_lr.__class__ is float and _lr >= 0.0"),
+        *call("_lr", '"sgd"', "", ["                    _opt._lr = _lr"]),  # no state
+        f"        return _general_sgd(_lr, **dict({keywords}))",
+        "", "    return step, sgd_step"]) + "\n"
 
 
 class Steps:
@@ -282,12 +301,13 @@ class Steps:
         self._rerun[rule] = module.step_entry(step, rule, _unreachable, self._parallel, MISSING)
         self.compiled[rule] = step
 
-    def direct(self, general):
-        """The generated `step(opt, <inputs>)` over these compiled steps, or None for a
-        private or float32 model (whose steps need the general path's work)."""
+    def direct(self, general, general_sgd, sgd):
+        """The generated `step(opt, <inputs>)` and `sgd_step(lr, <inputs>)` (stepping `sgd`)
+        over these compiled steps, or None for a private or float32 model (whose steps need
+        the general path's work)."""
         if self.bound is not None or self._single:
             return None
-        return self._module.direct_step(general, self.compiled, self.update,
+        return self._module.direct_step(general, general_sgd, sgd, self.compiled, self.update,
                                         self._check[0], self._parallel, MISSING)
 
     def __call__(self, opt, arguments: dict):

@@ -143,3 +143,32 @@ def test_kernel_source_is_the_math_of_the_source(logistic):
     assert loss.source.startswith(math_part.rstrip())
     assert "def kernel(" in math_part and "# from:" in math_part
     assert "def entry(" not in math_part and "_gate" not in math_part
+
+
+def test_a_product_runs_without_importing_scipy_linalg_and_scipy_linalg_still_imports(tmp_path):
+    """Numba finds BLAS in scipy.linalg.cython_blas; symdiff loads that module alone, without
+    scipy.linalg's package import. The product's value must still be BLAS's, and scipy.linalg
+    must still import afterwards."""
+    import subprocess
+    import sys
+    script = """
+import sys
+import numpy as np, symdiff as sd
+A, B = sd.tensor("A", (3, 4)), sd.tensor("B", (4, 2))
+f = sd.compile(sd.sum((A @ B) * (A @ B)), wrt=[A])
+a, b = np.arange(12.0).reshape(3, 4) / 7, np.arange(8.0).reshape(4, 2) / 5
+value, grads = f.value_and_grad(A=a, B=b)
+assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"
+np.testing.assert_allclose(value, np.sum((a @ b) ** 2), rtol=1e-14)
+np.testing.assert_allclose(grads["A"], 2 * (a @ b) @ b.T, rtol=1e-14)
+import scipy.linalg
+from scipy.linalg import cython_blas
+assert cython_blas is sys.modules["scipy.linalg.cython_blas"]
+np.testing.assert_allclose(scipy.linalg.solve(np.eye(2) * 2, np.ones(2)), 0.5)
+print("ok")
+"""
+    env = {**__import__("os").environ, "SYMDIFF_CACHE_DIR": str(tmp_path / "symdiff"),
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, text=True,
+                         capture_output=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -378,21 +378,28 @@ def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
     before = {k: v.copy() for k, v in params.items()}
     frozen = params["W1"].copy()
     frozen.flags.writeable = False
-    with pytest.raises(ArgumentError, match="updates W1 in place: .*not a read-only array"):
-        mlp.sgd_step(0.1, **{**arguments, **params, "W1": frozen})
-    with pytest.raises(ArgumentError, match="updates b2 in place.*not a list"):
-        mlp.sgd_step(0.1, **{**arguments, **params, "b2": list(params["b2"])})
-    with pytest.raises(ShapeError, match="y has n = 6 on axis 0, but X has n = 5"):
-        mlp.sgd_step(0.1, **{**arguments, **params, "X": arguments["X"][:5]})
-    with pytest.raises(DomainError, match="label 3"):
-        mlp.sgd_step(0.1, **{**arguments, **params, "y": np.array([0, 1, 3, 0, 1, 2])})
-    with pytest.raises(ArgumentError, match="learning rate lr must be a real number"):
-        mlp.sgd_step(None, **{**arguments, **params})
-    for bad in (-0.1, float("nan")):  # a float takes a faster check: the same refusals
-        with pytest.raises(ArgumentError, match="learning rate lr must lie in"):
-            mlp.sgd_step(bad, **{**arguments, **params})
-    for name in mlp.wrt:
-        np.testing.assert_array_equal(params[name], before[name], err_msg=name)
+    for _ in range(2):  # the first valid step below installs the generated sgd_step
+        with pytest.raises(ArgumentError, match="updates W1 in place: .*not a read-only array"):
+            mlp.sgd_step(0.1, **{**arguments, **params, "W1": frozen})
+        with pytest.raises(ArgumentError, match="updates b2 in place.*not a list"):
+            mlp.sgd_step(0.1, **{**arguments, **params, "b2": list(params["b2"])})
+        with pytest.raises(ShapeError, match="y has n = 6 on axis 0, but X has n = 5"):
+            mlp.sgd_step(0.1, **{**arguments, **params, "X": arguments["X"][:5]})
+        with pytest.raises(DomainError, match="label 3"):
+            mlp.sgd_step(0.1, **{**arguments, **params, "y": np.array([0, 1, 3, 0, 1, 2])})
+        with pytest.raises(ArgumentError, match="learning rate lr must be a real number"):
+            mlp.sgd_step(None, **{**arguments, **params})
+        for bad in (-0.1, float("nan"), np.float64(-1.0)):
+            with pytest.raises(ArgumentError, match="learning rate lr must lie in"):
+                mlp.sgd_step(bad, **{**arguments, **params})
+        with pytest.raises(ArgumentError, match="unknown argument"):
+            mlp.sgd_step(0.1, **{**arguments, **params, "W3": params["W1"]})
+        for name in mlp.wrt:
+            np.testing.assert_array_equal(params[name], before[name], err_msg=name)
+        copies = {k: v.copy() for k, v in params.items()}
+        mlp.sgd_step(np.float64(0.0), **{**arguments, **copies})  # a rate of another class
+        for name in mlp.wrt:
+            np.testing.assert_array_equal(copies[name], before[name], err_msg=name)
     logistic = sd.compile("log(1 + exp(-y*w*x))", wrt=["w"], batch=["x", "y"], reduce=None)
     with pytest.raises(ArgumentError, match="step needs a scalar loss"):
         logistic.sgd_step(0.1, w=np.array(0.5), x=np.ones(3), y=np.ones(3))
