@@ -298,7 +298,10 @@ class _Emitter:
                 if isinstance(d, str)]
         loop.reads = dims + reads + outs
         params = ", ".join([c, lo, hi] + loop.reads)
-        lines = [JIT, f"def _loop{k}({params}):",
+        # inlined into the kernel, it costs no compile of its own (~0.15 s each), unless
+        # CPython passes its arguments as one tuple (more than 30), which Numba cannot inline
+        jit = JIT.replace(")", ', inline="always")') if len(loop.reads) + 3 <= 30 else JIT
+        lines = [jit, f"def _loop{k}({params}):",
                  f'    """{_describe(unit)}"""']
         lines += [f"    {line}" for line in accumulators]
         lines.append(f"    for {self.index[0]} in range({lo}, {hi}):")
@@ -375,8 +378,9 @@ class _Emitter:
                          f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
         for n in loop.partial:  # batch sums: float64 partials, rounded once at the end
             fill = number(OPS[n.op].identity)
-            lines.append(f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
-                         f"{fill})")
+            lines.append(f"    part_{self.name(n)} = np.empty({self.shape((rows,))})" if not n.rank
+                         else f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
+                         f"{fill})")  # a number per chunk is stored by its chunk
         args = ", ".join(loop.reads)
         size = self.dim_var.get(unit.space[0], unit.space[0])
         if self.chunked(unit):  # a plain loop in `kernel`, threads in its threaded copy
