@@ -5,7 +5,10 @@ For `neuron` (n = 10^3) and `mlp-small` (batch 128) each system runs in a child 
 background thread, which the process does not wait for when it exits):
 cold, with empty caches (symdiff's kernel cache, Numba's cache and JAX's persistent
 compilation cache all in a fresh temporary directory), then warm, a second process on the
-caches the first one left. A child reports the seconds its imports took and the seconds from
+caches the first one left. symdiff's MLP also runs as a new model on a machine that has run
+another: a child builds a 64-100-10 MLP in a fresh cache (untimed), then the timed child the
+64-128-10 one (what it reuses: the parts compiled once per machine, such as the np.dot
+wrapper). A child reports the seconds its imports took and the seconds from
 the model's definition to its first value and gradients; the parent adds the wall time of the
 whole process. Every child imports NumPy, Numba and symdiff (the workload modules do), so wall
 times include those imports whatever the system. Medians over rounds; each round runs every
@@ -30,6 +33,7 @@ LATER = "symdiff, wait=False"  # first results from NumPy while the kernel compi
 CASES = {"neuron": ("symdiff", LATER, "hand-written Numba", "JAX"),
          "mlp-small": ("symdiff", LATER, "hand-written NumPy", "JAX")}
 ROOT = Path(__file__).resolve().parent.parent
+OTHER, OTHER_SIZES = "another MLP", (64, 100, 10)  # what a "new model" child's machine ran before
 
 
 def child(workload: str, system: str, cache: str) -> dict:
@@ -53,12 +57,13 @@ def child(workload: str, system: str, cache: str) -> dict:
             if system == LATER else (lambda: neuron.SYSTEMS[system](data)())
     else:
         from . import mlp, mlp_small
+        sizes = OTHER_SIZES if workload == OTHER else mlp_small.SIZES
         rng = np.random.default_rng(0)  # random digits-shaped data: no scikit-learn import
         X, y = rng.random((mlp_small.BATCH, 64)), rng.integers(0, 10, mlp_small.BATCH)
-        params = mlp.init_params(mlp_small.SIZES, rng)
-        first = (lambda: mlp.symdiff_model(mlp_small.SIZES, wait=False).value_and_grad(
+        params = mlp.init_params(sizes, rng)
+        first = (lambda: mlp.symdiff_model(sizes, wait=False).value_and_grad(
             X=X, y=y, **params)) if system == LATER else \
-            (lambda: mlp.SYSTEMS[system](mlp_small.SIZES, params, [(X, y)])[0](0))
+            (lambda: mlp.SYSTEMS[system](sizes, params, [(X, y)])[0](0))
     imported = time.perf_counter()
     first()
     return {"import": imported - start, "first": time.perf_counter() - imported}
@@ -79,14 +84,19 @@ def _spawn(workload: str, system: str, cache: str) -> dict:
 
 def run(quick: bool = False) -> str:
     from .env import threads
-    results = {(w, s, c): [] for w, systems in CASES.items() for s in systems
-               for c in ("cold", "warm")}
+    new = ("mlp-small", "symdiff", "new model")
+    keys = [(w, s, c) for w, systems in CASES.items() for s in systems for c in ("cold", "warm")]
+    keys.insert(keys.index(new[:2] + ("cold",)) + 1, new)
+    results = {key: [] for key in keys}
     for _ in range(1 if quick else 3):
         for workload, systems in CASES.items():
             for system in systems:
                 with tempfile.TemporaryDirectory(prefix="symdiff-bench-") as cache:
                     for state in ("cold", "warm"):
                         results[workload, system, state].append(_spawn(workload, system, cache))
+        with tempfile.TemporaryDirectory(prefix="symdiff-bench-") as cache:
+            _spawn(OTHER, "symdiff", cache)
+            results[new].append(_spawn("mlp-small", "symdiff", cache))
     body = []
     for (workload, system, state), runs in results.items():
         median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}

@@ -26,6 +26,7 @@ from symdiff.printing import format_origin, format_stmt
 from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
 from .optim import emit_steps
+from .runtime import RUNTIME_IMPORT
 from .printer import number, print_body
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
@@ -39,6 +40,8 @@ import math
 import numpy as np
 from numba import njit, prange
 from numba.types import Array, float32, float64, int64
+
+{runtime}
 
 '''
 MACHINERY = "# ---- The call machinery: the argument checks, the optimizer steps ----"
@@ -163,7 +166,7 @@ class _Emitter:
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
-        parts = [HEADER.format(title=title)]
+        parts = [HEADER.format(title=title, runtime=RUNTIME_IMPORT)]
         for loop in loops:
             parts.append("\n".join(loop.lines) + "\n\n")
         parts.append("\n".join(kernel) + "\n")

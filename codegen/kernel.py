@@ -24,6 +24,7 @@ from .build import cache_hit, load_module
 from .emit import emit_source, program_dtype
 from .inputs import MISSING, bind, specs_of
 from .optim import update_module
+from .runtime import runtime_module
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
@@ -68,6 +69,7 @@ class Kernel:
 
     def _load(self) -> None:
         start = time.perf_counter()
+        runtime_module()  # which the kernel imports
         update_module()  # which the module's optimizer steps import
         module, _ = load_module(self.source)  # Numba compiles kernel here, or loads it
         self.timings["compile"] = time.perf_counter() - start

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from symdiff.codegen import build, optim
+from symdiff.codegen import build, optim, runtime
 
 
 @pytest.fixture(scope="module", params=["kernel", "tape"])
@@ -101,8 +101,9 @@ def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
     assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
     assert outputs[0][0] == outputs[1][0] and outputs[0][0].strip()
     modules = {path.name for path in (tmp_path / "cache").glob("k_*.py")}
-    helpers = f"k_{build.source_key(optim.UPDATES_SOURCE)}.py"  # the optimizers' update loops
-    assert helpers in modules and len(modules) == 2  # and one file for the one model
+    shared = {f"k_{build.source_key(source)}.py"  # the optimizers' update loops and np.dot
+              for source in (optim.UPDATES_SOURCE, runtime.RUNTIME_SOURCE)}
+    assert shared <= modules and len(modules) == 3  # and one file for the one model
     assert (tmp_path / "cache").stat().st_mode & 0o077 == 0
     report = COMPILE_AND_PRINT + "print(f.from_cache, sorted(f.timings))\n"
     third = subprocess.run([sys.executable, "-c", report], env=env, text=True,

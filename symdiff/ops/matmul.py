@@ -51,7 +51,7 @@ def _per_example(dC, C, A, B, *, k, batch):  # B a parameter, A one row per samp
 def _emit(e, node):
     args = [f"{e.name(i.inputs[0])}.T" if i.uid in e.inline_transposes else e.name(i)
             for i in node.inputs]
-    return [f"{e.name(node)} = np.dot({args[0]}, {args[1]})"]
+    return [f"{e.name(node)} = _dot({args[0]}, {args[1]})"]
 
 
 define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
