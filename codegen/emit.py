@@ -40,9 +40,7 @@ import math
 import numpy as np
 from numba import njit, prange
 from numba.types import Array, float32, float64, int64
-
 {runtime}
-
 '''
 MACHINERY = "# ---- The call machinery: the argument checks, the optimizer steps ----"
 
@@ -158,18 +156,16 @@ class _Emitter:
             returns[1:] = [label if (label, r) in aliases else r
                            for (label, _), r in zip(self.program.outputs[1:], returns[1:])]
         args = ", ".join([n.attr("name") for n in self.program.inputs] + [self.var["chunks"]])
-        kernel = [f"SIGNATURE = {self.signature()}", "", "",
-                  JIT.replace("@njit(", "@njit(SIGNATURE, nogil=True, "),  # other threads run meanwhile
-                  f"def kernel({args}):"]
+        jit = JIT.replace("@njit(", "@njit(SIGNATURE, nogil=True, ")  # other threads run meanwhile
+        kernel = [f"SIGNATURE = {self.signature()}", "", "", jit, f"def kernel({args}):"]
         kernel += [f"    {d} = {src}" for d, src in self.dims.items()]
         kernel += self.argument_checks()
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
-        parts = [HEADER.format(title=title, runtime=RUNTIME_IMPORT)]
-        for loop in loops:
-            parts.append("\n".join(loop.lines) + "\n\n")
-        parts.append("\n".join(kernel) + "\n")
+        code = [("\n".join(loop.lines) + "\n\n") for loop in loops] + ["\n".join(kernel) + "\n"]
+        runtime = "\n" + RUNTIME_IMPORT + "\n" if any("_dot(" in c for c in code) else ""
+        parts = [HEADER.format(title=title, runtime=runtime)] + code
         parts.append("\n" + MACHINERY + "\n")
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
                      f"per row of the batch\n")
