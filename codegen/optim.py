@@ -228,13 +228,12 @@ def _direct(specs, statements: int, update: tuple) -> str:
     params = ", ".join([f"{n}=missing" for n in names] + ["**unknown"])
     keywords = ", ".join([f"{n}={n}" for n in names] + ["**unknown"])
 
-    def call(lr: str, rule: str, state: str, done: list[str]) -> list[str]:
+    def call(lr: str, rule: str, t: str, constants: str, state: str, done: list[str]):
         return [f"                _value, _status = _steps[{rule}](",
-                f"                    {lr}, _opt.count + 1,",
-                f"                    _opt._constants, _check, {''.join(n + ', ' for n in names)}"
+                f"                    {lr}, {t},",
+                f"                    {constants}, _check, {''.join(n + ', ' for n in names)}"
                 f"{state}1)",
                 "                if _status < 0:", *done,
-                "                    _opt.count += 1",
                 "                    return _value",
                 "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
                 "            pass"]
@@ -253,15 +252,17 @@ def _direct(specs, statements: int, update: tuple) -> str:
         condition("_opt.per_example_clip is None"),
         "                _lr = _opt._lr  # Optimizer.hyper(), inline: a call fewer",
         *call("_lr if _lr.__class__ is float else _opt.rate()", "_opt.rule.name",
-              "*_opt._flat[_key], ", []),
+              "_opt.count + 1", "_opt._constants", "*_opt._flat[_key], ",
+              ["                    _opt.count += 1"]),
         f"        return _general(_opt, dict({keywords}))",
         "", f"    def sgd_step(_lr, {params}):",
         '        """One gradient descent step at rate _lr; the general path takes what this',
         '        does not (and refuses a rate that is not a float >= 0)."""',
-        "        _opt = _sgd",
         "        try:",
         condition("_lr.__class__ is float and _lr >= 0.0"),
-        *call("_lr", '"sgd"', "", ["                    _opt._lr = _lr"]),  # no state
+        # plain SGD has no state and reads no step count; `_sgd` stays as the general path
+        # left it (sgd_step's optimizer is private)
+        *call("_lr", '"sgd"', "1", "_sgd._constants", "", []),
         f"        return _general_sgd(_lr, **dict({keywords}))",
         "", "    return step, sgd_step"]) + "\n"
 
