@@ -25,12 +25,22 @@ from .inputs import MISSING, REFUSED, bind, numba_type
 
 HELPERS = f'''
 {JIT}
-def _sumsq(a):
-    """The sum of squares of a flat array, accumulated in float64."""
+def _sumsq(a, inv):
+    """The sum of squares of a flat array's entries times inv, accumulated in float64."""
     total = 0.0
     for k in range(a.size):
-        total += float(a[k]) * float(a[k])
+        x = float(a[k]) * inv
+        total += x * x
     return total
+
+
+{JIT}
+def _maxabs(a):
+    """The largest absolute value among a flat array's entries."""
+    big = 0.0
+    for k in range(a.size):
+        big = max(big, abs(float(a[k])))
+    return big
 
 
 {JIT}
@@ -90,9 +100,9 @@ class _Names:
         self.noise = [fresh(f"noise_{p}", taken) for p in update] if noise else []
         self.scalars = [fresh(s, taken) for s in rule.scalars]
         self.lr, self.t, self.constants, self.clip, self.check, self.scale, self.sigma, \
-            self.weight, self.norm, self.chunks = (fresh(n, taken) for n in (
+            self.weight, self.norm, self.big, self.chunks = (fresh(n, taken) for n in (
                 "lr", "t", "constants", "clip_norm", "check", "scale", "sigma", "weight", "norm",
-                "chunks"))
+                "largest", "chunks"))
 
 
 def emit_steps(program, specs, update: tuple, single: bool, noise: bool) -> str:
@@ -158,13 +168,23 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
         noise = z if inputs[p].rank else f"{z}[()]"  # shaped as the gradient
         lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
         flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
-    squares = [f"_sumsq({flat[p]})" if inputs[p].rank else f"{g} * {g}"
+    def squares(inv: str) -> str:
+        return " + ".join(f"_sumsq({flat[p]}, {inv})" if inputs[p].rank else
+                          f"{g} * {g}" if inv == "1.0" else f"({g} * {inv}) ** 2"
+                          for p, g in zip(update, v.grads))
+
+    largest = [f"_maxabs({flat[p]})" if inputs[p].rank else f"abs({g})"
                for p, g in zip(update, v.grads)]
+    big = largest[0] if len(largest) == 1 else f"max({', '.join(largest)})"
     one = "np.float32(1.0)" if single else "1.0"
-    lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:",
-              f"        {v.norm} = np.sqrt({' + '.join(squares)})" if update
-              else f"        {v.norm} = 0.0",
-              f"        if {v.norm} > {v.clip}:",
+    lines += [f"    {v.scale} = {one}", f"    if {v.clip} > 0.0:"]
+    lines += [f"        {v.norm} = np.sqrt({squares('1.0')})",
+              f"        if {v.norm} == np.inf:  # the squares overflowed: scale by the largest",
+              f"            {v.big} = {big}",
+              f"            if {v.big} < np.inf:",
+              f"                {v.norm} = {v.big} * np.sqrt({squares(f'(1.0 / {v.big})')})"] \
+        if update else [f"        {v.norm} = 0.0"]
+    lines += [f"        if {v.norm} > {v.clip}:",
               f"            {v.scale} = {v.clip} / {v.norm}" + (
                   f"\n            {v.scale} = np.float32({v.scale})" if single else "")]
     for p, g, group in zip(update, v.grads, groups):
@@ -397,6 +417,18 @@ def _unreachable(*args, **arguments):
     raise AssertionError("converted arguments failed the generated check")
 
 
+def _norm(arrays: list) -> float:
+    """The 2-norm of all the arrays' entries together; scaled by the largest when the
+    squares would overflow."""
+    with np.errstate(over="ignore"):  # handled below
+        norm = float(np.sqrt(sum(float(np.dot(g, g)) for g in arrays)))
+    if norm == np.inf:
+        big = max(float(np.max(np.abs(g), initial=0.0)) for g in arrays)
+        if big < np.inf:
+            norm = big * float(np.sqrt(sum(float(np.dot(g / big, g / big)) for g in arrays)))
+    return norm
+
+
 class TapeSteps:
     """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
     update loop (compiled once per machine) on each parameter. Every array is checked first."""
@@ -421,8 +453,10 @@ class TapeSteps:
         lr, t, constants = opt.hyper()
         module, clip = update_module(), constants[len(rule.constants)]
         scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
-        norm = float(np.sqrt(sum(g @ g for g in grads)))
-        scale = clip / norm if 0.0 < clip < norm else 1.0
+        scale = 1.0
+        if clip > 0.0:
+            norm = _norm(grads)
+            scale = clip / norm if clip < norm else 1.0
         update = getattr(module, f"_update_{rule.name}")
         k = len(rule.state)
         for j, (p, g) in enumerate(zip(self.update, grads)):
@@ -439,7 +473,7 @@ class TapeSteps:
 UPDATES_SOURCE = ('"""symdiff: the optimizers\' update loops."""\nimport numpy as np\n'
                   'from numba import njit\n' + emit_updates())
 UPDATES_NAME = module_name(UPDATES_SOURCE)
-HELPER_NAMES = ("_sumsq", "_finite") + tuple(f"_{part}_{rule}" for rule in RULES
+HELPER_NAMES = ("_sumsq", "_maxabs", "_finite") + tuple(f"_{part}_{rule}" for rule in RULES
                                              for part in ("prepare", "update", "update0"))
 
 

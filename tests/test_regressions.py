@@ -363,3 +363,19 @@ def test_a_sum_over_the_batch_of_a_square_array_is_not_read_row_by_row():
     value, grads = f.value_and_grad(x=a)
     assert value == np.sum(a.sum(0) * a.sum(1))  # small integers: exact
     np.testing.assert_array_equal(grads["x"], a.sum(1)[None, :] + a.sum(0)[:, None])
+
+
+def test_clipping_a_gradient_whose_squared_norm_overflows():
+    """Every entry of the gradient is 1e200: its norm over three entries is sqrt(3) 1e200, but
+    the squares pass float64's range, and a clipped step once took the norm as inf and scaled
+    the update to zero, on both tiers. Clipped to norm 1, each entry of the step is
+    -lr / sqrt(3), by hand. The kernel tier is also checked through a vector parameter."""
+    models = [(sd.compile("1e200*w0 + 1e200*w1 + 1e200*b", wrt=["w0", "w1", "b"], tier=tier),
+               {"w0": np.zeros(()), "w1": np.zeros(()), "b": np.zeros(())}) for tier in TIERS]
+    w, b = sd.tensor("w", (2,)), sd.scalar("b")
+    models.append((sd.compile(sd.sum(1e200 * w) + 1e200 * b, wrt=[w, b]),
+                   {"w": np.zeros(2), "b": np.zeros(())}))
+    for f, params in models:
+        f.step(sd.optim.SGD(0.5, clip_norm=1.0), **params)
+        entries = np.concatenate([np.ravel(v) for v in params.values()])
+        np.testing.assert_allclose(entries, -0.5 / math.sqrt(3.0), rtol=1e-15)
