@@ -12,8 +12,9 @@ the cache, as do the rows of the batch inputs, which the kernel's passes read ag
 X @ w, then in X.T @ d). A local call runs in blocks once the arrays its one-call kernel
 allocates would pass LARGE_BYTES (the module's ROW_BYTES times n), or those and its batch
 inputs would pass STREAM_BYTES, its blocks on Numba's number of threads; a Dask chunk runs in
-blocks always (codegen/chunked.py). Blocks depend on the number of rows alone, and the partials are added
-in block order whichever thread computed them, so the bits do not depend on the threads.
+blocks always (codegen/chunked.py). Blocks depend on the number of rows alone, and the partials
+are added in block order whichever thread computed them, so the bits do not depend on the
+threads.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ LARGE_BYTES = 16 * 2**20  # a local call runs in blocks from here (beyond a core
 # Allocated arrays and batch inputs together: blocks from here, past a large last-level cache
 # (32 MiB on the machine measured). Logistic regression over 30 features (264 bytes a row),
 # one call's time over blocks': 60,000 rows 0.58, 130,000 0.92, 300,000 1.17, 10^6 1.13 at one
-# thread; 130,000 1.12, 300,000 1.39, 10^6 1.93 at two (BLAS on one thread).
+# thread; 130,000 1.12, 300,000 1.39, 10^6 1.93 at two (with OPENBLAS_NUM_THREADS=1).
 STREAM_BYTES = 32 * 2**20
 
 _lock = threading.Lock()

@@ -168,7 +168,9 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
         noise = z if inputs[p].rank else f"{z}[()]"  # shaped as the gradient
         lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
         flat[p] = g if inputs[p].rank <= 1 else f"{g}.ravel()"
+
     def squares(inv: str) -> str:
+        """The sum of the gradients' squares, each entry times inv."""
         return " + ".join(f"_sumsq({flat[p]}, {inv})" if inputs[p].rank else
                           f"{g} * {g}" if inv == "1.0" else f"({g} * {inv}) ** 2"
                           for p, g in zip(update, v.grads))
