@@ -233,7 +233,10 @@ def _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype=float):
     if isinstance(output, numbers.Real) and not isinstance(output, bool):
         output = T.as_tensor(output)  # a constant model: its gradients are zeros
     if isinstance(output, T.Tensor) and output.dtype == "bool":
-        output = T.where(output, 1.0, 0.0)  # a comparison's value is 0 or 1
+        raise DifferentiationError(
+            f"the model {title!r} is a comparison, which has no derivative: use it as the "
+            f"condition of a where (where(cond, a, b)), or write where(cond, 1.0, 0.0) for "
+            f"its value as a number")
     if not isinstance(output, T.Tensor):
         raise ArgumentError(f"the model {title!r} returned a {type(output).__name__}, "
                             f"not a symdiff Tensor or a number")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import tensors as T
+from .batching import example_axes
 from .errors import DifferentiationError
 from .ir import Node, format_shape, fresh, topological
 from .optable import OPS
@@ -102,7 +103,7 @@ class Rescaled:
         return T.broadcast_in_dim(self.scale, v.shape, (0,)) * total
 
     def has_batch(self, v: Node) -> bool:
-        return _has_batch(v, self.batch)
+        return self.walk.has_examples(v)
 
 
 class _ReverseWalk:
@@ -118,10 +119,11 @@ class _ReverseWalk:
         for node in self.forward:
             if any(i.uid in self.depends for i in node.inputs):
                 self.depends.add(node.uid)
-        self.lifted = set()
-        if per_example:
-            _check_uncoupled(self.forward, self.depends, per_example)
-            self.lifted = _parameter_only(self.forward, self.depends, per_example)
+        # per example: where each value keeps its examples; a parameter-only value (the same
+        # for every example) gets an adjoint with one row per example, from its op's lift rule
+        self.axes = example_axes(self.forward, per_example, self.depends) if per_example else {}
+        self.lifted = {n.uid for n in self.forward
+                       if per_example and n.uid in self.depends and self.axes[n.uid] is None}
         self.total: dict[int, T.Tensor] = {}  # forward uid -> its adjoint
         self.adjoint_of: dict[int, Node] = {}  # uid of an adjoint total -> its forward node
         self.origin: dict[int, Node] = {}  # uid of an adjoint-part node -> its forward node
@@ -168,15 +170,19 @@ class _ReverseWalk:
             return _lifted_rule(v, dv, args, self.per_example)
         grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
         for k, inp in enumerate(v.inputs):
-            if inp.uid in self.lifted or inp.uid in self.wrt_uids and self.per_example \
-                    and not _has_batch(inp, self.per_example):
+            if inp.uid in self.lifted:
                 grads[k] = _per_example_rule(v, k, dv, args, self.per_example)
         return grads
 
+    def has_examples(self, v: Node) -> bool:
+        """Whether v has an axis of examples (its adjoint's entries are per example already)."""
+        return self.per_example is None or self.axes.get(v.uid) is not None
+
     def gradients(self) -> list[T.Tensor]:
-        """d y / d w for each w in wrt (zeros where y does not depend on w)."""
-        return [_materialize(self.total.get(w.uid), _gradient_shape(w, self.per_example))
-                for w in self.wrt]
+        """d y / d w for each w in wrt (zeros where y does not depend on w); per example, a
+        parameter's gets a leading axis of examples."""
+        return [_materialize(self.total.get(w.uid), w.shape if self.has_examples(w)
+                             else (self.per_example,) + w.shape) for w in self.wrt]
 
     def claim(self, node: Node, v: Node | None) -> None:
         """Tag the adjoint-part nodes computing `node` needs, and no tag yet, with `v`."""
@@ -208,40 +214,6 @@ def _materialize(grad, shape) -> T.Tensor:
     if grad.shape != shape:
         grad = T.broadcast_to(grad, shape)
     return grad
-
-
-def _has_batch(node: Node, batch: str | None) -> bool:
-    """An input with one row per example: its gradient is per example already (row i's
-    adjoint comes from example i's value alone)."""
-    return batch is None or bool(node.shape) and node.shape[0] == batch
-
-
-def _gradient_shape(w: Node, batch: str | None):
-    """w's shape, with a leading batch axis for a parameter's per-example gradients."""
-    return w.shape if _has_batch(w, batch) else (batch,) + w.shape
-
-
-def _check_uncoupled(forward, depends: set, batch: str) -> None:
-    """Per-example gradients need each example's value to depend on its own row alone: refuse
-    a statement that combines rows (a sum or mean over the batch axis, say) on a path from a
-    parameter, instead of returning gradients that leave that dependence out."""
-    for node in forward:
-        mixed = [i for i in node.inputs if batch in i.shape]
-        if node.uid in depends and mixed and batch not in node.shape:
-            raise DifferentiationError(
-                f"per-example gradients (reduce=None): the model combines examples, {node.op} "
-                f"of shape {format_shape(mixed[0].shape)} -> {format_shape(node.shape)} over "
-                f"the batch axis {batch!r}; each example's value must depend on its own row "
-                f"only (use reduce='mean' or 'sum' for the gradient of the total)")
-
-
-def _parameter_only(forward, depends: set, batch: str) -> set[int]:
-    """uids of the values that depend on the parameters but on no per-example input."""
-    per_example = set()
-    for node in forward:
-        if batch in node.shape or any(i.uid in per_example for i in node.inputs):
-            per_example.add(node.uid)
-    return {n.uid for n in forward if n.uid in depends and n.uid not in per_example}
 
 
 def _lifted_rule(v: Node, dv: T.Tensor, args, batch: str):

@@ -8,7 +8,9 @@ sum); then w itself. Differentially private SGD adds noise to these sums (codege
 
 Example i's gradient is never built where the algebra gives its norm directly ("ghost
 norms"): for W in X @ W it is the outer product of x_i and the adjoint d_i of row i of the
-product, whose squared norm is |x_i|^2 |d_i|^2; a bias's is its adjoint's row. Because the
+product, whose norm is |x_i| |d_i|; a bias's is its adjoint's row. A norm whose squares
+overflow is taken again over scaled entries, so an example with a huge gradient is clipped to
+norm C, not dropped. Because the
 adjoint of sum_i c_i L_i is linear in the seed, its adjoints are the first pass's scaled by
 c_i * w per example: the second pass takes them and runs only the rules where a parameter
 enters (the matrix products of an ordinary gradient's parameter sums), not the reverse pass
@@ -40,20 +42,38 @@ def per_example_terms(loss: T.Tensor):
     return T.Tensor(terms), T.full((), 1.0) if count is None else 1.0 / T.Tensor(count)
 
 
-def square_norms(grad: T.Tensor) -> T.Tensor:
-    """|g_i|^2 for each example i of a per-example gradient (n, ...), from its factors when it
-    is an outer product of two per-example rows (a matmul's weight: |x_i|^2 |d_i|^2)."""
+# Norms without overflow, as BLAS's nrm2 scales: where a sum of squares overflows, an entry
+# past sqrt(largest float) dominates it, so the sum is taken again over the entries times a
+# power of two (exact), and the entries that underflow there are too small to count.
+_SCALE = {"float64": 2.0 ** -600, "float32": 2.0 ** -64}
+
+
+def _norm(squares) -> T.Tensor:
+    """sqrt(sum of squares) of the Tensors that `squares(scale)` sums after scaling."""
+    plain, small = squares(1.0), _SCALE[squares(1.0).dtype]
+    return T.where(plain < float("inf"), T.function("sqrt", plain),
+                   (1.0 / small) * T.function("sqrt", squares(small)))
+
+
+def _row_norms(g: T.Tensor) -> T.Tensor:
+    """|g_i| for each row i of g (n, ...)."""
+    if g.ndim == 1:
+        return T.function("abs", g)
+    axes = tuple(range(1, g.ndim))
+    return _norm(lambda s: T.sum((g * s) * (g * s), axis=axes))
+
+
+def norms(grad: T.Tensor) -> T.Tensor:
+    """|g_i| for each example i of a per-example gradient (n, ...), from its factors when it
+    is an outer product of two per-example rows (a matmul's weight: |x_i| |d_i|)."""
     node = grad.node
     if node.op == "elementwise" and len(node.inputs) == 2 and \
             node.attr("body") == placeholder(0) * placeholder(1) and node.rank == 3:
         factors = {n.attr("dims"): n.inputs[0] for n in node.inputs if n.op == "broadcast"}
         a, d = factors.get((0, 1)), factors.get((0, 2))
         if a is not None and d is not None and a.rank == d.rank == 2:
-            a, d = T.Tensor(a), T.Tensor(d)
-            return T.sum(a * a, axis=1) * T.sum(d * d, axis=1)
-    if grad.ndim == 1:
-        return grad * grad
-    return T.sum(grad * grad, axis=tuple(range(1, grad.ndim)))
+            return _row_norms(T.Tensor(a)) * _row_norms(T.Tensor(d))
+    return _row_norms(grad)
 
 
 def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) -> Program:
@@ -67,10 +87,10 @@ def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) ->
             raise DifferentiationError(f"per-example clipping: the gradient by "
                                        f"{w.node.attr('name')} has shape "
                                        f"{format_shape(g.shape)}, not one row per example")
-    squares = square_norms(per_example[0])
-    for g in per_example[1:]:
-        squares = squares + square_norms(g)
-    factor = T.where(squares > bound * bound, bound / T.function("sqrt", squares), 1.0)
+    parts = [norms(g) for g in per_example]
+    norm = parts[0] if len(parts) == 1 else _norm(
+        lambda s: sum(((p * s) * (p * s) for p in parts[1:]), (parts[0] * s) * (parts[0] * s)))
+    factor = T.where(norm > bound, bound / norm, 1.0)
     scale = factor * weight
     return differentiate(terms, wrt, seed=scale, inputs=inputs + [bound], value=loss,
                          extra=[("weight", weight)], rescaled=Rescaled(walk, scale))

@@ -38,9 +38,9 @@ class OpDef:
     hint: str | Callable = ""  # its statements' name stem, or (node) -> stem; default: op
     fusable: bool = False  # joins fused loops (its in_loop text, or a scalar beside them)
     index_map: bool = False  # read in place by the loops that use it, never stored
-    # an index map's (node) -> whether row i of its output reads row i of its source alone
-    # (then a loop over rows may read it beside the source's own loop)
-    keeps_rows: Callable | None = None
+    # (node, the inputs' example axes, batch) -> the output's example axis, None (the same for
+    # every example) or batching.MIXES: see symdiff/batching.py
+    batching: Callable = MISSING
     identity: float | None = None  # a reduction's starting value
     accumulate: Callable | None = None  # a reduction's (target, value) -> update statement
     labels: Callable | None = None  # (node) -> (its integer labels, the size they stay below)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import tensors as T
 from .autodiff import differentiate, schedule
+from .batching import example_axes
 from .errors import DifferentiationError
 from .ir import Node, make_node, topological
 from .program import Program
@@ -75,6 +76,9 @@ def _check_separable(program: Program, wrt, batch: str, sums, epilogue_nodes) ->
         raise DifferentiationError(
             f"a loss over Dask chunks must not use the batch size {batch!r} inside a sample's "
             f"term (a chunk knows only its own); it does in {_where(sums[0], program)}")
+    # each sample's term reads its own rows alone (a chunk has only its own rows)
+    example_axes(topological([sums[0].inputs[0]]), batch, purpose="a loss over Dask chunks or "
+                 "row blocks", remedy="a chunk of the batch sees only its own rows")
 
 
 def _batch_dim(program: Program) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import tensors as T
-from .autodiff import _gradient_shape, _materialize, _ReverseWalk, _seed
+from .autodiff import _ReverseWalk, _seed
 from .errors import ArgumentError
 from .interpret import evaluate, evaluate_nodes
 from .ir import Node, topological
@@ -65,9 +65,8 @@ def backward_steps(program: Program, wrt) -> list[Step]:
     per_example = y.shape[0] if y.shape else None
     walk = _Recorder(y, [inputs[w] for w in wrt], per_example)
     walk.run(_seed(y, None, per_example))
-    for w, (_, grad) in zip(walk.wrt, program.outputs[1:]):
-        if _materialize(walk.total.get(w.uid), _gradient_shape(w, per_example)).node \
-                is not grad:
+    for made, (_, grad) in zip(walk.gradients(), program.outputs[1:]):
+        if made.node is not grad:
             raise ArgumentError("this Program was not made by sd.compile's reverse mode "
                                 "(a Jacobian's, say): it has no backprop table")
     forward = {n.uid: n for n in walk.forward}

@@ -102,9 +102,14 @@ MIDDLES = {
     "stack_sum": (lambda b: b, lambda o, H, I: o.sum(o.stack([H, H * H], axis=1), axis=1)),
     "transpose": (lambda b: b,
                   lambda o, H, I: o.transpose(o.transpose(H) * o.reshape(I["c"], (H.shape[1], 1)))),
+    # examples that interact: a Gram matrix of the rows, rows reversed, rows permuted (the last
+    # two need a static batch size)
+    "gram": (lambda b: b, lambda o, H, I: H + 0.25 * ((H @ o.transpose(H)) @ H)),
+    "reverse": (lambda b: b, lambda o, H, I: H[::-1]),
+    "permute": (lambda b: b, lambda o, H, I: H[[(i + 1) % H.shape[0] for i in range(H.shape[0])]]),
     "outer": (lambda b: b * b, lambda o, H, I: o.reshape(
-        o.reshape(H, ("n", H.shape[1], 1)) * o.reshape(I["c"], (1, 1, H.shape[1])),
-        ("n", H.shape[1] * H.shape[1]))),
+        o.reshape(H, (H.shape[0], H.shape[1], 1)) * o.reshape(I["c"], (1, 1, H.shape[1])),
+        (H.shape[0], H.shape[1] * H.shape[1]))),
 }
 HEADS = ("cross_entropy", "squares", "logsumexp", "max", "take_log_softmax", "mse_rows",
          "bce")
@@ -139,6 +144,12 @@ class TensorCase:
     seed: int
     dtype: str = "float64"
     second_order: bool = False
+    static: bool = False  # the batch size is a number in the shapes, not "n"
+    by_input: bool = False  # per-example gradients by the batch input X too
+
+    @property
+    def batch(self):
+        return self.n if self.static else "n"
 
     def widths(self):
         return MIDDLES[self.middle][0](self.b)
@@ -153,8 +164,9 @@ class TensorCase:
         """(symdiff tensors, NumPy arrays, wrt names) of the model's inputs."""
         w, rng = self.widths(), np.random.default_rng(self.seed)
         classes = self.k if self.head == "cross_entropy" else w
-        shapes = {"X": ("n", self.a), "W": (self.a, self.b), "c": (self.b,),
-                  "V": (w, self.k), "Y": ("n", w), "t": ("n",)}
+        n = self.batch
+        shapes = {"X": (n, self.a), "W": (self.a, self.b), "c": (self.b,),
+                  "V": (w, self.k), "Y": (n, w), "t": (n,)}
         arrays = {name: rng.normal(size=tuple(self.n if d == "n" else d for d in shape))
                   for name, shape in shapes.items()}
         arrays["t"] = rng.integers(0, 2, self.n).astype(np.float64)
@@ -163,18 +175,31 @@ class TensorCase:
             arrays = {k: v.astype(np.float32) if v.dtype == np.float64 else v
                       for k, v in arrays.items()}
         tensors = {name: sd.tensor(name, shape, dtype=self.dtype) for name, shape in shapes.items()}
-        tensors["y"] = sd.tensor("y", ("n",), dtype=int)
-        wrt = ["W", "c"] + (["V"] if self.head == "cross_entropy" else [])
+        tensors["y"] = sd.tensor("y", (n,), dtype=int)
+        wrt = ["X"] * self.by_input + ["W", "c"] + (["V"] if self.head == "cross_entropy" else [])
         return tensors, arrays, wrt
 
 
-COUPLED = {"batch_mean"}  # middles that mix the rows of the batch
+COUPLED = {"batch_mean", "gram", "reverse", "permute"}  # middles that mix the rows of the batch
+STATIC_ONLY = {"reverse", "permute"}  # a symbolic axis is only ever taken whole
+BATCH_INPUTS = {"X"}  # the batch inputs that can be in wrt
 
 
 def tensor_case(per_example: bool, dtype: str, second_order: bool = False):
-    """A Hypothesis strategy of TensorCases, sizes 1-3 (size-1 axes included)."""
+    """A Hypothesis strategy of TensorCases, sizes 1-3 (size-1 axes included); per example,
+    some with a static batch size (5 or 7: no other axis has that size, so the batch inputs are
+    the ones whose leading axis has it) and some differentiated by the batch input X too."""
+    middles = sorted(MIDDLES) if per_example else sorted(set(MIDDLES) - STATIC_ONLY)
+
+    def build(middle, static, **fields):
+        static = static or middle in STATIC_ONLY
+        n = fields.pop("n")
+        return TensorCase(middle=middle, static=static, n=(5 if n < 5 else n) if static else n,
+                          **fields)
     return st.builds(
-        TensorCase, act=st.sampled_from(sorted(ACTS)), middle=st.sampled_from(sorted(MIDDLES)),
+        build, act=st.sampled_from(sorted(ACTS)), middle=st.sampled_from(middles),
+        static=st.booleans() if per_example else st.just(False),
+        by_input=st.booleans() if per_example else st.just(False),
         head=st.sampled_from(HEADS),
         reduce=st.just(None) if per_example else st.sampled_from(["mean", "sum"]),
         a=st.integers(1, 3), b=st.integers(1, 3), k=st.integers(1, 3),
@@ -235,7 +260,7 @@ def tensor_problems(case: TensorCase) -> list[str]:
         try:
             sd.compile(case.model(sd, tensors), wrt=[tensors[w] for w in wrt], reduce=None)
         except sd.DifferentiationError as e:
-            return [] if "combines examples" in str(e) else [f"{case}: unclear refusal: {e}"]
+            return [] if "examples interact" in str(e) else [f"{case}: unclear refusal: {e}"]
         return [f"{case}: per-example gradients of coupled examples were not refused"]
     try:
         model = case.model(sd, tensors)
@@ -255,12 +280,17 @@ def tensor_problems(case: TensorCase) -> list[str]:
     scale = 1.0 + np.max(np.abs(f0))
     expected_grads = {}
     for w in wrt:
-        per = np.full((case.n,) + params[w].shape if case.reduce is None else params[w].shape,
-                      np.nan)
+        # per example: a parameter's gradient has a row per example; a batch input's row i is
+        # the diagonal block d value_i / d X[i] of the Jacobian
+        own_rows = case.reduce is None and w in BATCH_INPUTS
+        per = np.full((case.n,) + params[w].shape if case.reduce is None and not own_rows
+                      else params[w].shape, np.nan)
         for index in np.ndindex(params[w].shape):
             exact, err = derivative(case, used, params, _basis(params, w, index))
+            if own_rows:
+                exact, err = exact[index[0]], err[index[0]]
             judged = err <= 1e-5 * (1 + np.abs(exact))
-            slot = (slice(None),) + index if case.reduce is None else index
+            slot = (slice(None),) + index if case.reduce is None and not own_rows else index
             per[slot] = np.where(judged, exact, np.nan)
         expected_grads[w] = per
         got = np.asarray(grads[w], dtype=np.float64)

@@ -127,10 +127,12 @@ def test_jacobian(text, data):
 # Tensor models: the tape tier serves scalar-per-sample models only (a matrix parameter or a
 # matmul is refused with an ArgumentError by design), so these run on the kernel tier alone.
 @pytest.mark.parametrize("per_example, dtype, default", [
-    (False, "float64", 2), (True, "float64", 1), (False, "float32", 1)])
+    (False, "float64", 2), (True, "float64", 6), (False, "float32", 1)])
 def test_tensor_models(per_example, dtype, default):
     """Value, gradients and sgd_step of random tensor models against central differences
-    of an independent NumPy forward pass."""
+    of an independent NumPy forward pass. Per example, the gradients are the Jacobian's
+    diagonal blocks (by the batch input X too), and models whose examples interact must be
+    refused."""
     @runs(default)
     @given(case=tensor_case(per_example=per_example, dtype=dtype))
     def check(case):
@@ -193,7 +195,7 @@ EDGES = [
     ("where(w < x, x ** x, x)", dict(w=-1.5, x=-2.0), -2.0, dict(w=0.0, x=1.0)),
     ("x / x", dict(x=0.0), math.nan, dict(x=math.nan)),       # 0/0 is NaN (README)
     ("(1 - 1) / y", dict(y=0.0), math.nan, dict(y=math.nan)),
-    ("x <= 0", dict(x=1.0), 0.0, dict(x=0.0)),               # a comparison as the value
+    ("where(x <= 0, 1, 0)", dict(x=1.0), 0.0, dict(x=0.0)),  # a comparison's value
     ("(-1) ** w", dict(w=1.0), -1.0, dict(w=math.nan)),      # log(-1) is NaN, not I*pi
 ]
 
@@ -222,7 +224,18 @@ def test_jvp_ignores_the_branch_not_taken(tier):
     TensorCase("abs", "batch_mean", "squares", None, 1, 2, 1, 3, seed=0),
     # a parameter broadcast against the transposed batch
     TensorCase("sigmoid", "transpose", "take_log_softmax", None, 1, 3, 1, 3, seed=554),
-], ids=["coupled-examples", "transposed-broadcast"])
+    # examples that interact through H @ H.T, reversed rows, permuted rows: each returned an
+    # array that was neither refused nor d value_i / d X[i] when X itself was in wrt
+    TensorCase("tanh", "gram", "squares", None, 2, 3, 2, 3, seed=1, by_input=True),
+    TensorCase("tanh", "reverse", "squares", None, 2, 3, 2, 5, seed=1, static=True,
+               by_input=True),
+    TensorCase("tanh", "permute", "squares", None, 2, 3, 2, 5, seed=1, static=True,
+               by_input=True),
+    # the per-example gradient by the batch input, symbolic and static batch sizes
+    TensorCase("relu", "softmax", "cross_entropy", None, 2, 2, 3, 3, seed=2, by_input=True),
+    TensorCase("sin", "outer", "bce", None, 2, 2, 2, 5, seed=3, static=True, by_input=True),
+], ids=["coupled-examples", "transposed-broadcast", "gram-rows", "reversed-rows",
+        "permuted-rows", "by-batch-input", "by-batch-input-static"])
 def test_tensor_cases_found_by_the_campaign(case):
     problems = tensor_problems(case)
     assert not problems, "\n".join(problems)

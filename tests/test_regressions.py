@@ -207,11 +207,18 @@ def test_the_log_of_a_negative_constant_base_is_a_real_nan():
     assert value == -1.0 and isinstance(grads["w"], float) and math.isnan(grads["w"])
 
 
-@pytest.mark.parametrize("formula, x, value", [("x <= 0", 1.0, 0.0), ("x <= 0", -1.0, 1.0),
-                                               ("sqrt(x < 0)", -2.0, 1.0)])
-def test_a_comparison_as_the_value_is_zero_or_one_with_no_gradient(formula, x, value):
+@pytest.mark.parametrize("formula, x, value", [("sqrt(x < 0)", -2.0, 1.0),
+                                               ("where(x <= 0, 1.0, 0.0)", -1.0, 1.0)])
+def test_a_comparison_inside_the_value_is_zero_or_one_with_no_gradient(formula, x, value):
     got, grads = on_both_tiers(formula, ["x"], x=x)
     assert type(got) is float and got == value and grads == {"x": 0.0}
+
+
+@pytest.mark.parametrize("model", ["x <= 0", "x < y", lambda x, y: x < y])
+def test_a_comparison_as_the_model_is_refused(model):
+    # it used to return 0.0 or 1.0 with zero gradients, as if it were a differentiable model
+    with pytest.raises(sd.DifferentiationError, match="is a comparison, which has no derivative"):
+        sd.compile(model, wrt=["x"])
 
 
 def test_per_example_gradients_of_a_parameter_broadcast_against_a_transposed_batch():
@@ -228,7 +235,7 @@ def test_per_example_gradients_of_coupled_examples_are_refused():
     X, w = sd.tensor("X", ("n", 2)), sd.tensor("w", (2,))
     H = X * w
     coupled = sd.sum(H * sd.mean(H, axis=0, keepdims=True), axis=1)
-    with pytest.raises(sd.DifferentiationError, match=r"combines examples.*batch axis 'n'"):
+    with pytest.raises(sd.DifferentiationError, match=r"examples interact in sum.*batch 'n'"):
         sd.compile(coupled, wrt=[w], reduce=None)
 
 
@@ -379,3 +386,45 @@ def test_clipping_a_gradient_whose_squared_norm_overflows():
         f.step(sd.optim.SGD(0.5, clip_norm=1.0), **params)
         entries = np.concatenate([np.ravel(v) for v in params.values()])
         np.testing.assert_allclose(entries, -0.5 / math.sqrt(3.0), rtol=1e-15)
+
+
+def test_per_example_clipping_of_an_example_whose_squared_norm_overflows():
+    """Example 0's gradient by (w, b) is (x_0, 1) with x_0 = 1e200: its squared norm passes
+    float64's range, and the per-example factor C / sqrt(inf) = 0 dropped the example instead
+    of clipping it to norm C. Expected by hand (math.hypot): each example's gradient times
+    min(1, C / |g_i|), then the mean. The kernel tier is also checked through a matrix
+    weight, whose norm comes from its factors |x_i| |d_i|."""
+    xs, C, lr = np.array([1e200, 0.3, -2.0]), 1.0, 0.5
+    expected = np.zeros(2)
+    for x in xs:
+        norm = math.hypot(x, 1.0)
+        expected += np.array([x, 1.0]) * min(1.0, C / norm) / len(xs)
+    for tier in TIERS:
+        f = sd.compile("w * x + b", wrt=["w", "b"], batch=["x"], tier=tier)
+        params = {"w": np.zeros(()), "b": np.zeros(())}
+        f.step(sd.optim.SGD(lr, per_example_clip=C), x=xs, **params)
+        np.testing.assert_allclose([params["w"], params["b"]], -lr * expected, rtol=1e-14,
+                                   err_msg=tier)
+    X, W = sd.tensor("X", ("n", 2)), sd.tensor("W", (2, 2))
+    f = sd.compile(sd.mean(sd.sum(X @ W, axis=1)), wrt=[W])
+    rows = np.array([[1e200, 1e200], [0.25, -0.125]])
+    Wv = np.zeros((2, 2))
+    f.step(sd.optim.SGD(lr, per_example_clip=C), X=rows, W=Wv)
+    # example i's gradient is outer(x_i, (1, 1)), of norm |x_i| sqrt(2)
+    grads = [np.outer(x, np.ones(2)) for x in rows]
+    norms = [math.hypot(*x) * math.sqrt(2.0) for x in rows]
+    mean = sum(g * min(1.0, C / n) for g, n in zip(grads, norms)) / 2
+    np.testing.assert_allclose(Wv, -lr * mean, rtol=1e-14)
+
+
+def test_per_example_gradients_through_a_batch_statistic_of_data_not_differentiated():
+    # w * mean(X, axis=0) is the same for every example: its adjoint needs a row per example.
+    # The shape-based rule took it for a per-example value and refused the model ("a parameter
+    # enters"); the example-axis pass reads it as parameter-only. Expected: x_i * mean(X).
+    X, w = sd.tensor("X", ("n", 3)), sd.tensor("w", (3,))
+    f = sd.compile(sd.sum(X * (w * sd.mean(X, axis=0)), axis=1), wrt=[w], reduce=None)
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    _, grads = f.value_and_grad(X=x, w=np.ones(3))
+    np.testing.assert_allclose(grads["w"], x * x.mean(axis=0), rtol=1e-14)
+    with pytest.raises(sd.DifferentiationError, match="examples interact in sum"):
+        sd.compile(sd.sum(X * (w * sd.mean(X, axis=0)), axis=1), wrt=[X], reduce=None)

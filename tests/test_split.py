@@ -38,6 +38,8 @@ def test_partial_sums_and_the_epilogue_give_the_loss_and_its_gradient():
     (lambda x, w: sd.mean(x * w) * sd.mean(x), "one scalar sum"),
     (lambda x, w: sd.max(x * w), "has 0 such sums"),
     (lambda x, w: sd.sum(x * w / sd.mean(x)), "batch size 'n' inside a sample"),
+    # every pair of samples: a chunk's partial sum would leave the pairs across chunks out
+    (lambda x, w: sd.sum(x[:, None] * x[None, :] * w), "examples interact in mul"),
 ])
 def test_losses_whose_chunks_depend_on_each_other_are_refused(make, reason):
     x, w = sd.tensor("x", ("n",)), sd.scalar("w")

@@ -12,6 +12,7 @@ import numpy as np
 import sympy as sp
 
 from .. import tensors as T
+from ..batching import same_axis
 from ..functions import (OUT, body_dtype, evaluate_body, guard_symbol, guarded,
                          local_derivative, may_be_selected_zero, placeholder, times)
 from ..optable import define
@@ -113,5 +114,5 @@ define("elementwise", "elementwise", shape=_shape, adjoint=_adjoint, tangent=_ta
        in_loop=lambda e, loop, node, idx: e.body(
            node.attr("body"), [e.operand(loop, i, idx) for i in node.inputs]),
        tape=_tape, format=lambda node, args: format_body(node.attr("body"), _names(args)),
-       lift=_lift,
+       lift=_lift, batching=same_axis,
        hint=lambda node: body_name(node.attr("body")))

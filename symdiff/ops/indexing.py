@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import indexing as I
+from ..batching import MIXES, kept_axes
 from ..ir import format_shape, sizes
 from ..optable import define, linear_tangent
 
@@ -50,6 +51,26 @@ def _source_index(node, idx):
     return picks
 
 
+def _slice_batching(node, axes, batch):  # a whole example axis is kept; any pick on it mixes
+    index, (a,) = node.attr("index"), axes
+    if a is not None and index[a] is not None:
+        return MIXES
+    return kept_axes(a, [k for k, entry in enumerate(index) if isinstance(entry, int)])
+
+
+def _pad_batching(node, axes, batch):  # input axis k is the k-th axis the slice kept
+    (a,) = axes
+    if a is None:
+        return None
+    kept = [k for k, entry in enumerate(node.attr("index")) if not isinstance(entry, int)]
+    return kept[a] if node.attr("index")[kept[a]] is None else MIXES
+
+
+def _along_other_axis(node, axes, batch):  # gather, scatter_add: rows picked along `axis`
+    (a,) = axes
+    return MIXES if a is not None and a == node.attr("axis") else a
+
+
 def _slice_emit(e, node):  # a scalar picked outside loops (loops read slices in place)
     text = f"{e.name(node.inputs[0])}[{I.index_text(node.attr('index'))}]"
     return [f"{e.name(node)} = {text if node.rank == 0 else f'np.ascontiguousarray({text})'}"]
@@ -61,7 +82,7 @@ define("slice", "structural", shape=_slice_shape,
        per_example=None, lift=_lifted(I.pad, lambda a: dict(index=(None,) + a["index"])),
        evaluate=lambda node, args, dims: args[0][I.numpy_index(node.attr("index"))],
        emit=_slice_emit, fusable=True, index_map=True, tape=None,
-       keeps_rows=lambda node: node.attr("index")[0] is None,
+       batching=_slice_batching,
        in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0],
                                                     _source_index(node, idx)),
        format=lambda node, args: f"{args[0]}[{I.index_text(node.attr('index'))}]")
@@ -82,7 +103,7 @@ def _pad_emit(e, node):  # zeros, the adjoint written where the slice read
 define("pad", "structural", shape=lambda dy, *, shape, index: (shape, dy.dtype),
        adjoint=lambda dz, z, dy, *, shape, index: [I.slice_axes(dz, index)],
        tangent=linear_tangent(lambda t, shape, index: I.pad(t, shape, index)), per_example=None,
-       evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None,
+       evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None, batching=_pad_batching,
        format=lambda node, args: f"pad({args[0]}, {format_shape(node.attr('shape'))}, "
                                  f"[{I.index_text(node.attr('index'))}])")
 
@@ -113,7 +134,7 @@ define("gather", "structural", shape=_gather_shape,
        evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
                                                  axis=node.attr("axis")),
        emit=None, in_loop=_gather_in_loop, fusable=True, index_map=True, tape=None,
-       keeps_rows=lambda node: node.attr("axis") != 0,
+       batching=_along_other_axis,
        format=lambda node, args: f"gather({args[0]}, axis={node.attr('axis')}, "
                                  f"indices={list(node.attr('indices'))})")
 
@@ -138,7 +159,7 @@ define("scatter_add", "structural", shape=lambda dy, *, shape, axis, indices: (s
        adjoint=lambda dz, z, dy, *, shape, axis, indices: [I.gather(dz, axis, indices)],
        tangent=linear_tangent(lambda t, shape, axis, indices: I.scatter_add(t, shape, axis, indices)),
        per_example=None, evaluate=_scatter_evaluate, emit=_scatter_emit, in_loop=None,
-       tape=None, hint="scatter",
+       tape=None, hint="scatter", batching=_along_other_axis,
        format=lambda node, args: f"scatter_add({args[0]}, {format_shape(node.attr('shape'))}, "
                                  f"axis={node.attr('axis')}, "
                                  f"indices={list(node.attr('indices'))})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensors as T
+from ..batching import MIXES, same_axis
 from ..indexing import slice_axis
 from ..errors import ShapeError
 from ..ir import format_shape, sizes
@@ -53,6 +54,18 @@ def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's sh
     return T.reshape(share, (batch,) + p.shape)
 
 
+def _broadcast_batching(node, axes, batch):
+    (a,), x = axes, node.inputs[0]
+    shape, dims = node.attr("shape"), node.attr("dims")
+    if a is not None:  # kept in place; stretched from size 1, one row would serve all
+        return dims[a] if x.shape[a] == shape[dims[a]] else MIXES
+    # copies of a value the same for every example, along a new axis of the batch's size:
+    # row i is example i's copy (where per-example gradients of a parameter are read off)
+    made = [k for k, d in enumerate(shape) if d == batch and (k not in dims or
+                                                              x.shape[dims.index(k)] != d)]
+    return made[0] if made else None
+
+
 def _broadcast_evaluate(node, args, dims):
     shape, where = sizes(node.attr("shape"), dims), node.attr("dims")
     expanded = args[0].reshape([args[0].shape[where.index(k)] if k in where else 1
@@ -78,8 +91,7 @@ define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adj
        tangent=linear_tangent(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
        per_example=_broadcast_per_example, evaluate=_broadcast_evaluate, emit=None,
        in_loop=_broadcast_in_loop, tape=_broadcast_tape, fusable=True, index_map=True,
-       keeps_rows=lambda node: bool(node.attr("dims")) and node.attr("dims")[0] == 0
-       and node.inputs[0].shape[0] == node.shape[0],
+       batching=_broadcast_batching,
        format=lambda node, args: f"broadcast({args[0]}, {format_shape(node.attr('shape'))})")
 
 
@@ -91,7 +103,8 @@ define("stop_gradient", "structural", shape=lambda x: (x.shape, x.dtype),
        per_example=None, evaluate=lambda node, args, dims: args[0],
        emit=lambda e, node: [f"{e.name(node)} = {e.name(node.inputs[0])}"],
        in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0], idx), fusable=True,
-       tape=lambda tape, phase, node: tape.operand(phase, node.inputs[0]), hint="sg")
+       tape=lambda tape, phase, node: tape.operand(phase, node.inputs[0]), hint="sg",
+       batching=same_axis)
 
 
 # ---------------------------------------------------------------- reshape, transpose
@@ -113,6 +126,17 @@ def _reshape_shape(x, *, shape):
     return shape, x.dtype
 
 
+def _reshape_batching(node, axes, batch):  # kept where the sizes before it stay the same
+    (a,), x = axes, node.inputs[0]
+    if a is None:
+        return None
+    before = _size(x.shape[:a])
+    for b, d in enumerate(node.shape):
+        if d == x.shape[a] and _size(node.shape[:b]) == before:
+            return b
+    return MIXES
+
+
 def _reshape_emit(e, node):
     name, src, arg = e.name(node), node.inputs[0], e.name(node.inputs[0])
     if src.rank == 0:
@@ -127,7 +151,7 @@ define("reshape", "structural", shape=_reshape_shape,
        adjoint=lambda dy, y, x, *, shape: [T.reshape(dy, x.shape)],
        tangent=linear_tangent(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
        evaluate=lambda node, args, dims: np.reshape(args[0], sizes(node.attr("shape"), dims)),
-       emit=_reshape_emit, in_loop=None, tape=None)
+       emit=_reshape_emit, in_loop=None, tape=None, batching=_reshape_batching)
 
 
 def _transpose_adjoint(dy, y, x, *, perm):  # dx = transpose(dy, inverse perm)
@@ -153,7 +177,9 @@ define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for
        adjoint=_transpose_adjoint, tangent=linear_tangent(lambda dx, perm: T.transpose(dx, perm)),
        per_example=None, evaluate=lambda node, args, dims: np.transpose(args[0],
                                                                         node.attr("perm")),
-       emit=_transpose_emit, in_loop=None, tape=None)
+       emit=_transpose_emit, in_loop=None, tape=None,
+       batching=lambda node, axes, batch: None if axes[0] is None
+       else node.attr("perm").index(axes[0]))
 
 
 # ---------------------------------------------------------------- concatenate
@@ -180,6 +206,11 @@ def _concatenate_adjoint(dy, y, *parts, axis):  # each part gets its slice of dy
     return grads
 
 
+def _concatenate_batching(node, axes, batch):  # parts side by side along another axis
+    a = same_axis(node, axes, batch)
+    return MIXES if a == node.attr("axis") else a
+
+
 def _concatenate_tangent(y, inputs, tangents, *, axis):
     if all(t is None for t in tangents):
         return None
@@ -193,4 +224,4 @@ define("concatenate", "structural", shape=_concatenate_shape, adjoint=_concatena
        emit=lambda e, node: [f"{e.name(node)} = np.concatenate(("
                              f"{', '.join(e.name(i) for i in node.inputs)},), "
                              f"axis={node.attr('axis')})"],
-       in_loop=None, tape=None, hint="cat")
+       in_loop=None, tape=None, hint="cat", batching=_concatenate_batching)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..batching import no_axis
 from ..ir import format_shape, sizes
 from ..optable import define
 
@@ -30,7 +31,8 @@ def _iota(node, args, dims):  # entries equal their own index along `axis`
     return np.broadcast_to(ramp, shape)
 
 
-LEAF = dict(shape=None, adjoint=None, tangent=None, per_example=None)
+# the same for every example (batching.example_axes places a batch input's examples)
+LEAF = dict(shape=None, adjoint=None, tangent=None, per_example=None, batching=no_axis)
 
 define("input", "leaf", **LEAF, evaluate=None, emit=None, in_loop=None, tape=_tape_input,
        format=lambda node, args: node.attr("name"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensors as T
+from ..batching import MIXES
 from ..errors import ShapeError
 from ..ir import format_shape
 from ..optable import define
@@ -48,6 +49,19 @@ def _per_example(dC, C, A, B, *, k, batch):  # B a parameter, A one row per samp
     return T.broadcast_in_dim(A, shape, (0, 1)) * T.broadcast_in_dim(dC, shape, (0, 2))
 
 
+def _batching(node, axes, batch):  # a contraction over the examples, or an outer product of
+    A, B = node.inputs                # examples (X @ X.T), mixes them
+    a, b = axes
+    out = []
+    if a is not None:
+        out.append(MIXES if a == A.rank - 1 else a)
+    if b is not None:
+        out.append(MIXES if b == 0 else A.rank - 1 + b - 1)
+    if len(out) > 1 or MIXES in out:
+        return MIXES
+    return out[0] if out else None
+
+
 def _emit(e, node):
     args = [f"{e.name(i.inputs[0])}.T" if i.uid in e.inline_transposes else e.name(i)
             for i in node.inputs]
@@ -56,4 +70,4 @@ def _emit(e, node):
 
 define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
        per_example=_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
-       emit=_emit, in_loop=None, tape=None, format=lambda node, args: f"{args[0]} @ {args[1]}")
+       emit=_emit, in_loop=None, tape=None, batching=_batching, format=lambda node, args: f"{args[0]} @ {args[1]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensors as T
+from ..batching import reduction
 from ..optable import define, rule
 
 
@@ -23,7 +24,7 @@ def _format(node, args):
 
 
 REDUCTION = dict(shape=_shape, per_example=None, emit=None, in_loop=None, format=_format,
-                 fusable=True)
+                 fusable=True, batching=reduction)
 
 define("sum", "reduce", **REDUCTION, identity=0.0,
        evaluate=lambda node, args, dims: np.sum(args[0], axis=node.attr("axes")),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import ops  # noqa: F401  (the records these sets are read from)
+from ..batching import keeps_rows
 from ..ir import Node
 from ..optable import OPS
 from ..program import Program, Stmt
@@ -189,11 +190,10 @@ def _by_rows(first: Unit, then: Unit, virtual: set[int]) -> bool:
 def _row_reads(node: Node, virtual: set[int], same_row: bool = True):
     """(source, read at the reader's row?) for each source of `node`, through the index maps
     read in place. A fused op reads its inputs at its own index; an index map keeps the row
-    when its record says so."""
+    when its batching rule says so."""
     for inp in node.inputs:
         if inp.uid in virtual:
-            keeps = OPS[inp.op].keeps_rows
-            yield from _row_reads(inp, virtual, same_row and keeps is not None and keeps(inp))
+            yield from _row_reads(inp, virtual, same_row and keeps_rows(inp))
         else:
             yield inp, same_row
 
