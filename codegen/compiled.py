@@ -16,22 +16,37 @@ from symdiff.optim import SGD, Optimizer
 from symdiff.program import Program
 
 from .emit import MACHINERY
-from .inputs import LazyInput, check_rate
+from .inputs import MISSING, LazyInput, check_rate, option
 from .kernel import Kernel
 from .optim import TapeSteps
+from .printer import branches
 from .tape import TapeKernel, Unsupported, build_tape
 
 TIERS = ("auto", "kernel", "tape")
 TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (Numba's compile
 # time grows with the square of a function's statements: ~1 s at 137, ~9 s at 1,000)
+BRANCH_STATEMENTS = 3  # a conditional expression costs Numba's compile about what three
+# statements cost (its SSA pass walks the blocks of every branch for every name): 888 of them
+# made the 546-statement Hessian-vector product of a 50-step map compile for 72 s (1.6 s
+# for the same statements without them)
+FORWARD = ("jvp", "hvp")  # made from the gradient: twice its size, a branch guarding each
+FORWARD_KERNEL_MAX = 500  # tangent product; on tier="kernel" they run on the tape from this
+# compile_size on (their kernel would compile for 3 s and more, growing with its square)
+
+
+def compile_size(program: Program) -> int:
+    """Statements, each conditional expression the kernel would write counting as
+    BRANCH_STATEMENTS: the size that Numba's compile time grows with the square of."""
+    return len(program.stmts) + BRANCH_STATEMENTS * sum(
+        branches(s.node.attr("body")) for s in program.stmts if s.node.op == "elementwise")
 
 
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
                 wait: bool = True):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
-    interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs of
-    TAPE_MIN_STATEMENTS statements or more, whose kernels would compile for seconds."""
-    if tier == "kernel" or tier == "auto" and len(program.stmts) < TAPE_MIN_STATEMENTS:
+    interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs whose
+    compile_size is TAPE_MIN_STATEMENTS or more, whose kernels would compile for seconds."""
+    if tier == "kernel" or tier == "auto" and compile_size(program) < TAPE_MIN_STATEMENTS:
         return Kernel(program, title, parallel, update, wait)
     try:
         tape = build_tape(program)
@@ -48,13 +63,17 @@ class Compiled:
 
     Call it for the value; `grad` and `value_and_grad` add the gradients, a dict keyed by the
     names in `wrt`; `jvp`, `hvp` and `hessian` give forward-mode and second-order derivatives.
-    Arguments are passed by name. A model compiled with auxiliary outputs (`aux`) returns them
+    Arguments are passed by name, and an input may have any name: what a method takes besides
+    the inputs comes first, by position (`f.step(opt, ...)`, `f.hvp(v, ...)`); `tangents`, `v`
+    and `collapse` may also come by keyword, unless the model has an input of that name, whose
+    keyword it is. A model compiled with auxiliary outputs (`aux`) returns them
     too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`, `value, aux = f(...)`
     and `value, aux = f.sgd_step(...)`. `step(opt, ...)` takes a step of an optimizer
     (`sd.optim`); `sgd_step(lr, ...)` is `step` with plain gradient descent. `source` is the
     exact text of the gradient kernel (for the tape tier, the Program the tape runs); `tier`
-    says which tier runs it, `from_cache` whether its machine code came from the on-disk cache,
-    `timings` how long each stage took.
+    says which tier runs it (`tiers`, which runs each Program: `jvp` and `hvp` may run on
+    the tape), `from_cache` whether its machine code came from the on-disk cache, `timings`
+    how long each stage took.
 
     With `wait=False` the kernels compile on a background thread; until the gradient kernel
     is in place `tier` is "numpy" and calls run the Program through NumPy, whose last bits
@@ -116,13 +135,21 @@ class Compiled:
         return {**self._timings, **self._grad.timings}
 
     @property
+    def tiers(self) -> dict:
+        """What runs each Program prepared so far: {"grad": "kernel", "hvp": "tape", ...}.
+        "grad" is `tier`. On tier="kernel", "jvp" and "hvp" (`jvp`, `hvp`, `hessian`) run on
+        the tape when the tape can run them and their kernel would compile for 3 s or more
+        (a `compile_size` of FORWARD_KERNEL_MAX or more)."""
+        return {kind: kernel.tier for kind, kernel in self._kernels.items()}
+
+    @property
     def from_cache(self) -> bool | None:
         """Whether the gradient kernel's machine code was loaded from Numba's on-disk cache
         instead of compiled (None until it is in place, or for a tape before its first
         call)."""
         return self._grad.from_cache
 
-    def explain(self, **arguments):
+    def explain(self, /, **arguments):
         """The lectures' backprop table at `arguments`: each statement's value and, for each
         adjoint, the upstream adjoint, the local gradient and their product (text when
         printed, HTML in Jupyter)."""
@@ -130,9 +157,10 @@ class Compiled:
         from symdiff.trace_values import trace_compiled
         return explain(trace_compiled(self, arguments), arguments)
 
-    def graph(self, *, collapse: bool = False, **arguments):
+    def graph(self, collapse: bool = False, /, **arguments):
         """The circuit picture: values above each wire, adjoints below (the structure alone
         without arguments); `collapse` draws each fused loop as one node."""
+        collapse = option(arguments, "collapse", self.inputs, "graph", collapse)
         from symdiff.circuit import Circuit
         from symdiff.trace_values import trace_compiled
         return Circuit(trace_compiled(self, arguments), collapse)
@@ -157,11 +185,15 @@ class Compiled:
                                              noise=True)
                 return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
-            self._kernels[kind] = make_kernel(program, self.title, self._parallel, self._tier,
+            tier = self._tier
+            if tier == "kernel" and kind in FORWARD and \
+                    compile_size(program) >= FORWARD_KERNEL_MAX:
+                tier = "auto"  # the tape if it can run the Program, else the kernel after all
+            self._kernels[kind] = make_kernel(program, self.title, self._parallel, tier,
                                               self.wrt if scalar_loss else (), self._wait)
         return self._kernels[kind]
 
-    def __call__(self, **arguments):
+    def __call__(self, /, **arguments):
         """The model's value: a float, or an array for per-example values (and the aux
         outputs, if any: `value, aux`)."""
         rows = arguments.get(self._rows)
@@ -182,11 +214,11 @@ class Compiled:
             _check_finite(self.title, [("value", value)])
         return value
 
-    def grad(self, **arguments) -> dict:
+    def grad(self, /, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
         return self.value_and_grad(**arguments)[1]
 
-    def step(self, opt: Optimizer, **arguments):
+    def step(self, opt: Optimizer, /, **arguments):
         """One step of the optimizer `opt` (`sd.optim.SGD`, `Adam`, `AdamW`) in one kernel
         call: the loss, its gradients, clipping and the update of every parameter in `wrt`
         and of `opt`'s state arrays, in place. Returns the loss before the step.
@@ -211,12 +243,12 @@ class Compiled:
         steps = self._steps.get(private) or self._make_steps(private)
         return steps(opt, arguments)
 
-    def sgd_step(self, lr, **arguments):
+    def sgd_step(self, lr, /, **arguments):
         """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
         in place, in one kernel call; returns the loss before the step."""
         return self._general_sgd_step(lr, **arguments)
 
-    def _general_sgd_step(self, lr, **arguments):
+    def _general_sgd_step(self, lr, /, **arguments):
         """`sgd_step` for every case; a generated `sgd_step` takes the common one directly
         (installed with the generated `step`)."""
         self._sgd.lr = check_rate(lr)
@@ -248,7 +280,7 @@ class Compiled:
         self._steps[private] = steps
         return steps
 
-    def _aux_sgd_step(self, lr, **arguments):
+    def _aux_sgd_step(self, lr, /, **arguments):
         """sgd_step for a model with aux outputs: value_and_grad, then the update; returns
         (value, aux)."""
         lr = check_rate(lr)
@@ -261,7 +293,7 @@ class Compiled:
             arguments[w] -= lr * grads[w]
         return value, aux
 
-    def value_and_grad(self, **arguments):
+    def value_and_grad(self, /, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call; with aux outputs,
         (value, gradients, {aux name: value}).
 
@@ -302,20 +334,24 @@ class Compiled:
             _check_finite(self.title, [(f"aux {name}", v) for name, v in aux.items()])
         return value, aux
 
-    def jvp(self, tangents: dict, **arguments):
+    def jvp(self, tangents: dict = MISSING, /, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.
 
         `tangents` maps names in `wrt` to arrays of their shapes; a missing one is zero.
         """
+        if tangents is MISSING:  # by keyword, unless an input has the name
+            tangents = option(arguments, "tangents", self.inputs, "jvp")
         value, (derivative,) = self._kernel("jvp")(self._with_tangents(tangents, arguments))
         return value, derivative
 
-    def hvp(self, v: dict, **arguments) -> dict:
+    def hvp(self, v: dict = MISSING, /, **arguments) -> dict:
         """The Hessian-vector product H v, {name in wrt: array}, by forward over reverse."""
+        if v is MISSING:  # by keyword, unless an input has the name
+            v = option(arguments, "v", self.inputs, "hvp")
         _, products = self._kernel("hvp")(self._with_tangents(v, arguments))
         return dict(zip(self.wrt, products))
 
-    def hessian(self, **arguments) -> np.ndarray:
+    def hessian(self, /, **arguments) -> np.ndarray:
         """The dense Hessian over the parameters in `wrt`, flattened and concatenated in order."""
         shapes = [np.shape(arguments[w]) if w in arguments else None for w in self.wrt]
         if any(s is None for s in shapes):
@@ -355,7 +391,7 @@ class Jacobian:
     def __repr__(self):
         return f"<symdiff.Jacobian {self.title!r} wrt={list(self.wrt)}>"
 
-    def __call__(self, **arguments) -> np.ndarray:
+    def __call__(self, /, **arguments) -> np.ndarray:
         """d output / d parameters: shape (output entries, parameter entries), flattened."""
         c = self.compiled
         shapes = [np.shape(arguments.get(w, 0.0)) for w in self.wrt]

@@ -41,6 +41,8 @@ import math
 import numpy as np
 from numba import njit, prange
 from numba.types import Array, float32, float64, int64
+
+_ValueError = ValueError  # a builtin under a name no input can take (inputs are parameters)
 {runtime}
 '''
 MACHINERY = "# ---- The call machinery: the argument checks, the optimizer steps ----"
@@ -196,7 +198,7 @@ class _Emitter:
         lines = []
         if sizes:
             lines += ["    if not (" + "\n            and ".join(sizes) + "):",
-                      f"        raise ValueError({REFUSED!r})"]
+                      f"        raise _ValueError({REFUSED!r})"]
         label = fresh("label", set(self.names.values()))
         for spec in self.specs:
             if spec.label_bound is not None:

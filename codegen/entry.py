@@ -1,7 +1,7 @@
 """The entry point of a generated module: `run`, plain Python beside the kernel.
 
-`entry(kernel, threaded, slow, parallel, missing)` returns `run(<inputs>)`: it tests the classes
-of scalar arguments (Numba would silently convert an int or a bool), then calls the kernel,
+`entry(_kernel, _threaded, _slow, _parallel, _missing)` returns `run(<inputs>)`: it tests the
+classes of scalar arguments (Numba would silently convert an int or a bool), then calls the kernel,
 whose dispatcher was compiled for exactly one signature and so refuses arrays of any other
 dtype, rank, layout or writability (and a missing name's marker) with a TypeError; the kernel
 checks sizes and labels and raises ValueError before it reads anything. The batch runs in 16
@@ -11,19 +11,23 @@ unknown name included, goes to `slow`, which converts it or raises a clear error
 is all the overhead (the optimizer steps' entry points, codegen/optim.py, are made the same
 way). A scalar that came as a 0-d array (or a float for a float32 model) is converted in a
 second branch that the usual call never enters, so every form of a scalar takes the fast path.
+Every other name the text reads (parameters, closures, builtins) starts with an underscore or
+is reserved (symdiff.ir.RESERVED), as no input's name may: an input may take any other name.
 """
 from __future__ import annotations
 
 JIT = '@njit(cache=True, error_model="numpy")'  # strict IEEE: fastmath would drop NaN checks
 NCHUNKS = 16  # fixed, so a result has the same bits at any thread count
 PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost more than they save
-TO_SLOW = "(TypeError, ValueError, AttributeError, IndexError)"  # what sends a call the slow way
+TO_SLOW = "_refused"  # the module's tuple of what sends a call the slow way
 
 
 def emit_entry(specs, statements: int) -> str:
-    """`entry(kernel, threaded, slow, parallel, missing)`, which returns `run`."""
-    lines = ["", "", "_float64, _float32, _ndarray = np.float64, np.float32, np.ndarray", "", "",
-             "def entry(kernel, threaded, slow, parallel, missing):",
+    """`entry(_kernel, _threaded, _slow, _parallel, _missing)`, which returns `run`."""
+    lines = ["", "", "_float64, _float32, _ndarray = np.float64, np.float32, np.ndarray",
+             "_int, _len = int, len",
+             "_refused = (TypeError, ValueError, AttributeError, IndexError)", "", "",
+             "def entry(_kernel, _threaded, _slow, _parallel, _missing):",
              '    """`run`: the kernel on the fast path; `slow` takes what it refuses."""']
     lines += _run(specs, statements)
     return "\n".join(lines) + "\n"
@@ -32,14 +36,14 @@ def emit_entry(specs, statements: int) -> str:
 def entry_parameters(specs, lead=()) -> tuple[str, str, str]:
     """(parameters, call arguments, keywords) of an entry point."""
     names = [spec.name for spec in specs]
-    parameters = ", ".join([*lead, *(f"{n}=missing" for n in names), "**unknown"])
-    keywords = ", ".join([*lead, *(f"{n}={n}" for n in names), "**unknown"])
+    parameters = ", ".join([*lead, *(f"{n}=_missing" for n in names), "**_unknown"])
+    keywords = ", ".join([*lead, *(f"{n}={n}" for n in names), "**_unknown"])
     return parameters, ", ".join([*lead, *names]), keywords
 
 
 def _tests(specs, in_place=(), lead=(), pad="        ") -> str:
     """`if` text: no unknown names, and every scalar argument of its exact class."""
-    tests = ["not unknown"] + list(lead) + [spec.fast_test() for spec in specs
+    tests = ["not _unknown"] + list(lead) + [spec.fast_test() for spec in specs
                                             if not spec.shape and spec.name not in in_place]
     return f"{pad}if " + ("(" + f"\n{pad}        and ".join(tests) + ")" if len(tests) > 1
                           else tests[0]) + ":"
@@ -56,7 +60,7 @@ def guarded(specs, attempt: list[str], in_place=(), lead=(), comment="") -> list
     lines = tried("        ")
     conversions = _scalar_conversions(specs, in_place, bool(lead))
     if conversions:
-        lines += ["        elif not unknown:"] + [f"            {c}" for c in conversions]
+        lines += ["        elif not _unknown:"] + [f"            {c}" for c in conversions]
         lines += tried("            ")
     return lines
 
@@ -81,9 +85,9 @@ def big_batch(specs, statements: int) -> str | None:
         for axis, d in spec.axes:
             if isinstance(d, str):
                 minimum = -(-PARALLEL_MIN_WORK // max(statements, 1))
-                size = f"len({spec.name})" if axis == 0 else f"{spec.name}.shape[{axis}]"
+                size = f"_len({spec.name})" if axis == 0 else f"{spec.name}.shape[{axis}]"
                 # (len: no shape tuple made; a 0-d array raises TypeError, as a refusal)
-                return f"parallel or parallel is None and {size} >= {minimum}"
+                return f"_parallel or _parallel is None and {size} >= {minimum}"
     return None
 
 
@@ -91,9 +95,9 @@ def _run(specs, statements: int) -> list[str]:
     parameters, args, keywords = entry_parameters(specs)
     args += ", " * bool(args)
     big = big_batch(specs, statements)
-    attempt = [f"if {big}:", f"    return threaded()({args}{NCHUNKS})"] if big else []
-    attempt.append(f"return kernel({args}1)")
+    attempt = [f"if {big}:", f"    return _threaded()({args}{NCHUNKS})"] if big else []
+    attempt.append(f"return _kernel({args}1)")
     lines = ["", f"    def run({parameters}):",
              '        """The kernel if it accepts the arguments; else the slow path."""']
     lines += guarded(specs, attempt, comment="  # types, sizes or labels: slow says which")
-    return lines + [f"        return slow({keywords})", "", "    return run"]
+    return lines + [f"        return _slow({keywords})", "", "    return run"]

@@ -61,7 +61,7 @@ class InputSpec:
             return (f"{name}.__class__ is _ndarray and {name}.dtype is {code} and "
                     f"{name}.ndim == {len(self.shape)} and {name}.flags.carray")
         kinds = {"float64": ("float", "_float64"), "float32": ("_float32",),
-                 "int64": ("int",)}[self.dtype]  # Numba types float and np.float64 alike
+                 "int64": ("_int",)}[self.dtype]  # Numba types float and np.float64 alike
         test = " or ".join(f"{name}.__class__ is {k}" for k in kinds)
         return f"({test})" if len(kinds) > 1 else test
 
@@ -80,7 +80,7 @@ class InputSpec:
         bound = dim_var.get(self.label_bound, self.label_bound)
         return [f"    for {variable} in {self.name}:",
                 f"        if {variable} < 0 or {variable} >= {bound}:",
-                f"            raise ValueError({REFUSED!r})"]
+                f"            raise _ValueError({REFUSED!r})"]
 
     # ------------------------------------------------------------ slow path
 
@@ -208,6 +208,20 @@ def bind(title: str, specs, arguments: dict) -> None:
     if missing:
         raise ArgumentError(f"missing argument{'s' * (len(missing) > 1)} "
                             f"{', '.join(missing)} (takes {', '.join(names)})")
+
+
+def option(arguments: dict, name: str, inputs, call: str, default=MISSING):
+    """An option of a call that takes the model's inputs by keyword (`f.hvp`'s v,
+    `check_grad`'s by_line), had it come by keyword: taken out of `arguments`, unless the model
+    has an input of that name, whose keyword it is (the option then comes first, by position).
+    Else `default`, or an error naming it if there is none."""
+    if name in arguments and name not in inputs:
+        return arguments.pop(name)
+    if default is MISSING:
+        shared = f"; {name}= is the model's input {name}: pass the option first, by position" \
+            if name in inputs else ""
+        raise ArgumentError(f"{call} is missing its argument {name}{shared}")
+    return default
 
 
 def check_rate(lr) -> float:

@@ -134,7 +134,7 @@ class Kernel:
         finally:
             self._threads_done.set()
 
-    def _numpy(self, **arguments):
+    def _numpy(self, /, **arguments):
         """Before the kernel is in place: the Program run by NumPy, statement by statement."""
         if self._error is not None:
             raise self._error
@@ -143,7 +143,7 @@ class Kernel:
         results = [_result(values[node.uid], self.dtype) for _, node in self.program.outputs]
         return results[0], tuple(results[1:])
 
-    def _slow(self, **arguments):
+    def _slow(self, /, **arguments):
         """Arguments the generated fast path did not accept: each converted (lists, other
         dtypes, strided arrays) or refused with a clear error, then run through again."""
         return self._rerun(**self._converted(arguments)[0])

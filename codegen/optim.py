@@ -148,7 +148,7 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
              f'    """{rule.title}: the loss, the gradients and the update in place."""']
     if sizes:
         lines += ["    if not (" + "\n            and ".join(sizes) + "):",
-                  f"        raise ValueError({REFUSED!r})"]
+                  f"        raise _ValueError({REFUSED!r})"]
     lines += [f"    {v.value}, ({''.join(g + ', ' for g in outputs)}) = "
               f"kernel({', '.join(args + [v.chunks])})",
               f"    {''.join(s + ', ' for s in v.scalars)}= _prepare_{rule.name}({v.lr}, {v.t}, "
@@ -211,44 +211,44 @@ def _groups(state: list, size: int, count: int) -> list[list[str]]:
 
 
 def _entry(specs, statements: int, update: tuple) -> str:
-    """`step_entry(step, rule, slow, parallel, missing)`: returns `run(hyper, state, noise,
-    <inputs>)`, which tests the classes of the scalar inputs that are not updated, then calls
-    `step` (a rule's compiled step, whose dispatcher refuses arrays of other types): in 16
-    chunks for a large batch (the same bits as one chunk at a time), else in one. Anything
-    refused goes to `slow(rule, hyper, state, noise, **arguments)`. Its own names start with
+    """`step_entry(_step, _rule, _slow, _parallel, _missing)`: returns `run(_hyper, _state,
+    _noise, <inputs>)`, which tests the classes of the scalar inputs that are not updated, then
+    calls `_step` (a rule's compiled step, whose dispatcher refuses arrays of other types): in
+    16 chunks for a large batch (the same bits as one chunk at a time), else in one. Anything
+    refused goes to `_slow(rule, hyper, state, noise, **arguments)`. Its own names start with
     an underscore, which no input's may."""
     lead = ("_hyper", "_state", "_noise")
     parameters, _, keywords = entry_parameters(specs, lead)
     names = ", ".join(spec.name for spec in specs)
-    call = f"step(*_hyper, {names}{', ' * bool(names)}*_state, *_noise, "
+    call = f"_step(*_hyper, {names}{', ' * bool(names)}*_state, *_noise, "
     big = big_batch(specs, statements)
     attempt = [f"if {big}:", f"    return {call}{NCHUNKS})"] if big else []
     attempt.append(f"return {call}1)")
-    lines = ["", "", "def step_entry(step, rule, slow, parallel, missing):",
+    lines = ["", "", "def step_entry(_step, _rule, _slow, _parallel, _missing):",
              '    """`run`: a compiled optimizer step; `slow` takes what it refuses."""',
              "", f"    def run({parameters}):",
              '        """The step if it accepts the arguments; else the slow path."""']
     lines += guarded(specs, attempt, update, comment="  # slow says what is wrong")
-    lines += [f"        return slow(rule, {keywords})", "", "    return run"]
+    lines += [f"        return _slow(_rule, {keywords})", "", "    return run"]
     return "\n".join(lines) + "\n"
 
 
 def _direct(specs, statements: int, update: tuple) -> str:
     """`direct_step(general, general_sgd, sgd, steps, key, check, parallel, missing)` (their
-    names underscored in the text, as no input's may be): returns `step(opt, <inputs>)` and
-    `sgd_step(lr, <inputs>)` (a step of the optimizer `sgd` at rate lr), which bind the
-    arguments by name and call the compiled step of the optimizer's rule (`steps`: rule ->
-    compiled step, filled as they compile) when it has its state for the parameters `key`,
-    the scalar inputs are of their exact classes and the batch is small; anything else (a
-    first step, a private one, a large batch, an argument the step refuses, a non-finite
-    output) goes to `general(opt, arguments)` or `general_sgd(lr, **arguments)`."""
+    names, and the builtins the text reads, underscored in it, as no input's may be): returns
+    `step(opt, <inputs>)` and `sgd_step(lr, <inputs>)` (a step of the optimizer `sgd` at rate
+    lr), which bind the arguments by name and call the compiled step of the optimizer's rule
+    (`steps`: rule -> compiled step, filled as they compile) when it has its state for the
+    parameters `key`, the scalar inputs are of their exact classes and the batch is small;
+    anything else (a first step, a private one, a large batch, an argument the step refuses, a
+    non-finite output) goes to `general(opt, arguments)` or `general_sgd(lr, **arguments)`."""
     names = [spec.name for spec in specs]
     big = big_batch(specs, statements)
-    tests = ["not unknown"] + \
+    tests = ["not _unknown"] + \
         [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update] + \
         ([f"not ({big})"] if big else [])
-    params = ", ".join([f"{n}=missing" for n in names] + ["**unknown"])
-    keywords = ", ".join([f"{n}={n}" for n in names] + ["**unknown"])
+    params = ", ".join([f"{n}=_missing" for n in names] + ["**_unknown"])
+    keywords = ", ".join([f"{n!r}: {n}" for n in names] + ["**_unknown"])
 
     def call(lr: str, rule: str, t: str, constants: str, state: str, done: list[str]):
         return [f"                _value, _status = _steps[{rule}](",
@@ -257,15 +257,16 @@ def _direct(specs, statements: int, update: tuple) -> str:
                 f"{state}1)",
                 "                if _status < 0:", *done,
                 "                    return _value",
-                "        except (KeyError, TypeError, ValueError, AttributeError, IndexError):",
+                "        except _to_general:",
                 "            pass"]
 
     def condition(first: str) -> str:
         return "            if (" + "\n                    and ".join([first] + tests) + "):"
 
     return "\n".join([
-        "", "", "def direct_step(_general, _general_sgd, _sgd, _steps, _key, _check, parallel,",
-        "                missing):",
+        "", "", "_to_general = (KeyError, *_refused)  # KeyError: no step compiled, or no state",
+        "", "", "def direct_step(_general, _general_sgd, _sgd, _steps, _key, _check, _parallel,",
+        "                _missing):",
         '    """`step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`: the step of the optimizer\'s',
         '    rule, called with no layer between."""',
         "", f"    def step(_opt, {params}):",
@@ -276,7 +277,7 @@ def _direct(specs, statements: int, update: tuple) -> str:
         *call("_lr if _lr.__class__ is float else _opt.rate()", "_opt.rule.name",
               "_opt.count + 1", "_opt._constants", "*_opt._flat[_key], ",
               ["                    _opt.count += 1"]),
-        f"        return _general(_opt, dict({keywords}))",
+        f"        return _general(_opt, {{{keywords}}})",
         "", f"    def sgd_step(_lr, {params}):",
         '        """One gradient descent step at rate _lr; the general path takes what this',
         '        does not (and refuses a rate that is not a float >= 0)."""',
@@ -285,7 +286,7 @@ def _direct(specs, statements: int, update: tuple) -> str:
         # plain SGD has no state and reads no step count; `_sgd` stays as the general path
         # left it (sgd_step's optimizer is private)
         *call("_lr", '"sgd"', "1", "_sgd._constants", "", []),
-        f"        return _general_sgd(_lr, **dict({keywords}))",
+        f"        return _general_sgd(_lr, **{{{keywords}}})",
         "", "    return step, sgd_step"]) + "\n"
 
 
@@ -373,7 +374,7 @@ class Steps:
         opt.count += 1
         return np.float32(value) if self._single else value
 
-    def _slow(self, rule, hyper, state, noise, **arguments):
+    def _slow(self, rule, hyper, state, noise, /, **arguments):
         """What `run` refused: a clear error, or the inputs converted and run again."""
         kernel = self.kernel
         bind(kernel.title, kernel._specs, arguments)

@@ -7,6 +7,8 @@ texts given (a local name, or an array load such as `x0[i]`).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
@@ -100,3 +102,23 @@ def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64") -> st
     """`body` as Numba scalar code, with placeholder k printed as operands[k]."""
     env = {placeholder(k).name: text for k, text in enumerate(operands)}
     return KernelPrinter(env, dtype).doprint(body)
+
+
+@lru_cache(maxsize=None)
+def branches(body: sp.Expr) -> int:
+    """How many conditional expressions (`a if c else b`) `print_body` writes for `body`: each
+    is a branch in Numba's compile, which costs it several times what a statement does.
+
+    >>> x = placeholder(0)
+    >>> branches(FUNCTIONS["finite"].sympy(sp.Piecewise((x, x > 0), (0, True))))
+    3
+    """
+    record = BY_CLASS.get(type(body))
+    if record is not None and record.definition is not None:  # sd.function: its body
+        return branches(record.expand(body.args))
+    if record is not None:  # its spelling may write an operand more than once: finite's does
+        return record.numba.count(" if ") + sum(
+            record.numba.count(f"{{{0 if record.arity is None else k}}}") * branches(a)
+            for k, a in enumerate(body.args))
+    own = len(body.args) - 1 if isinstance(body, sp.Piecewise) else 0
+    return own + sum(branches(a) for a in body.args)

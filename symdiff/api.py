@@ -60,7 +60,13 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             grows with the square of the loop body: seconds for hundreds of statements).
             "tape" runs it on the interpreter compiled once per machine (no compile per model;
             scalar-per-sample float64 models: formulas, SymPy expressions, scalar functions).
-            "auto" takes the tape for such models from 100 statements on, else the kernel.
+            "auto" takes the tape for such models from 100 statements on (a branch, such as
+            the guard on each tangent product of forward mode, counting as three), else the
+            kernel; it decides for each Program: value, gradient, `jvp`, `hvp`. On "kernel",
+            a `jvp` or `hvp` Program whose size so counted is 500 or more runs on the tape
+            when the tape can run the model: made from the gradient, its kernel would compile
+            for seconds to minutes (a 50-step map's Hessian: 72 s). `f.tiers` says which tier
+            runs each Program.
         wait: True (the default) prepares the kernel before returning, so every call runs it
             and gives the same bits. False returns at once and compiles the kernel on a
             background thread; until it is in place (`f.tier == "numpy"`), calls run the
@@ -276,7 +282,7 @@ def _wrt_names(wrt, env, title, declare=None, steps=()) -> list[str]:
     return names
 
 
-def check_grad(compiled, eps: float = 1e-6, *, by_line: bool = False, **arguments):
+def check_grad(compiled, eps: float = 1e-6, by_line: bool = False, /, **arguments):
     """Largest relative error between the compiled gradient and central differences.
 
     With by_line=True, each adjoint statement of the Program is compared instead, in order,
@@ -287,7 +293,13 @@ def check_grad(compiled, eps: float = 1e-6, *, by_line: bool = False, **argument
     Each parameter entry w is moved by ±h (h = eps·max(1, |w|)) and the model value
     recomputed (through the value-and-gradient kernel, so nothing else is compiled); the
     error is |g - fd| / max(1, |g|, |fd|), the largest over all entries.
+
+    `eps` and `by_line` may come by keyword, unless the model has an input of that name, whose
+    keyword it then is: `check_grad(f, 1e-6, True, eps=0.5)` for a model with an input eps.
     """
+    from .codegen.inputs import option  # here, as for Compiled: codegen loads on first use
+    eps = option(arguments, "eps", compiled.inputs, "check_grad", eps)
+    by_line = option(arguments, "by_line", compiled.inputs, "check_grad", by_line)
     if by_line:
         from .linecheck import check_lines
         from .trace_values import trace_compiled

@@ -38,8 +38,9 @@ class Layout:
         self._parts = [(name, where.start, where.stop, shape, min(len(shape), 2))
                        for name, shape, where in zip(self.names, self.shapes, self.slices)]
 
-    def flatten(self, params: dict | None = None, **named) -> np.ndarray:
-        """The flat float64 vector of the parameters given by name (every one of `wrt`)."""
+    def flatten(self, params: dict | None = None, /, **named) -> np.ndarray:
+        """The flat float64 vector of the parameters given by name (every one of `wrt`), in
+        a dict, as keywords, or both."""
         params = {**(params or {}), **named}
         missing = [n for n in self.names if n not in params]
         unknown = [n for n in params if n not in self.names]
@@ -134,7 +135,7 @@ class Residuals(Layout):
         return self.jacobian(**self.data, **self.views(self._vector(x)))
 
 
-def scipy_objective(compiled, **data) -> Objective:
+def scipy_objective(compiled, /, **data) -> Objective:
     """The objective of `scipy.optimize.minimize` for a compiled scalar model, over the flat
     vector of its `wrt` parameters; `data` are the model's other inputs, fixed.
 
@@ -149,7 +150,7 @@ def scipy_objective(compiled, **data) -> Objective:
     return Objective(compiled, data)
 
 
-def scipy_residuals(jacobian, **data) -> Residuals:
+def scipy_residuals(jacobian, /, **data) -> Residuals:
     """`fun` and `jac` of `scipy.optimize.least_squares` for a vector-valued model compiled
     with `sd.jacobian`, over the flat vector of its `wrt` parameters; `data` fixed."""
     return Residuals(jacobian, data)

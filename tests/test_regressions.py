@@ -428,3 +428,37 @@ def test_per_example_gradients_through_a_batch_statistic_of_data_not_differentia
     np.testing.assert_allclose(grads["w"], x * x.mean(axis=0), rtol=1e-14)
     with pytest.raises(sd.DifferentiationError, match="examples interact in sum"):
         sd.compile(sd.sum(X * (w * sd.mean(X, axis=0)), axis=1), wrt=[X], reduce=None)
+
+
+def test_an_int_and_an_array_apart_put_the_array_axis_first():
+    """On a (5, 6, 4) tensor, X[3, 2:, [1, 3]] had shape (4, 2); NumPy gives (2, 4): an int
+    beside an array index is an advanced index too, and advanced indices a slice separates
+    move to the front. Entry [i, j] is X[3, 2 + j, (1, 3)[i]]: of arange, 72 + 4 (2 + j) + c."""
+    X, C = sd.tensor("X", (5, 6, 4)), sd.tensor("C", (2, 4))
+    y = X[3, 2:, [1, 3]]
+    assert y.shape == (2, 4)
+    f = sd.compile(sd.sum(y * C), wrt=[X], aux={"y": y})
+    c = np.arange(1.0, 9.0).reshape(2, 4)
+    value, grads, aux = f.value_and_grad(X=np.arange(120.0).reshape(5, 6, 4), C=c)
+    np.testing.assert_array_equal(aux["y"], [[81, 85, 89, 93], [83, 87, 91, 95]])
+    assert value == np.sum(aux["y"] * c)
+    want = np.zeros((5, 6, 4))
+    want[3, 2:, 1], want[3, 2:, 3] = c[0], c[1]
+    np.testing.assert_array_equal(grads["X"], want)
+
+
+def test_two_integer_arrays_index_together():
+    """X[[0, 1], :, [2, 3]] was refused (one integer array per subscript); NumPy broadcasts
+    the arrays together: entry [i, j] is X[(0, 1)[i], j, (2, 3)[i]], the array axis first."""
+    X, C = sd.tensor("X", (5, 6, 4)), sd.tensor("C", (2, 6))
+    y = X[[0, 1], :, [2, 3]]
+    assert y.shape == (2, 6)
+    f = sd.compile(sd.sum(y * C), wrt=[X], aux={"y": y})
+    c = np.arange(1.0, 13.0).reshape(2, 6)
+    value, grads, aux = f.value_and_grad(X=np.arange(120.0).reshape(5, 6, 4), C=c)
+    np.testing.assert_array_equal(aux["y"], [[2 + 4 * j for j in range(6)],
+                                             [24 + 3 + 4 * j for j in range(6)]])
+    assert value == np.sum(aux["y"] * c)
+    want = np.zeros((5, 6, 4))
+    want[0, :, 2], want[1, :, 3] = c[0], c[1]
+    np.testing.assert_array_equal(grads["X"], want)
