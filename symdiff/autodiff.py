@@ -121,7 +121,9 @@ class _ReverseWalk:
                 self.depends.add(node.uid)
         # per example: where each value keeps its examples; a parameter-only value (the same
         # for every example) gets an adjoint with one row per example, from its op's lift rule
-        self.axes = example_axes(self.forward, per_example, self.depends) if per_example else {}
+        unused = [w for w in wrt if w.uid not in self.forward_uids]  # still has its axes
+        self.axes = example_axes(self.forward + unused, per_example, self.depends) \
+            if per_example else {}
         self.lifted = {n.uid for n in self.forward
                        if per_example and n.uid in self.depends and self.axes[n.uid] is None}
         self.total: dict[int, T.Tensor] = {}  # forward uid -> its adjoint

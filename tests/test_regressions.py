@@ -462,3 +462,13 @@ def test_two_integer_arrays_index_together():
     want = np.zeros((5, 6, 4))
     want[0, :, 2], want[1, :, 3] = c[0], c[1]
     np.testing.assert_array_equal(grads["X"], want)
+
+
+def test_a_per_example_gradient_by_a_batch_input_the_value_does_not_read():
+    # where(x > 3, 0, 0) folds to 0, so the value does not read x: its per-example gradient is
+    # zeros of x's own shape (n,), not a parameter's (n, n), which the tape refused
+    for tier in TIERS:
+        f = sd.compile("atan2(-2.5, where(x > 3, 0, 0))", wrt=["x"], batch=["x"], reduce=None,
+                       tier=tier)
+        _, grads = f.value_and_grad(x=np.array([1.0, 4.0, -2.0]))
+        np.testing.assert_array_equal(grads["x"], np.zeros(3))
