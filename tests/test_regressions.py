@@ -472,3 +472,30 @@ def test_a_per_example_gradient_by_a_batch_input_the_value_does_not_read():
                        tier=tier)
         _, grads = f.value_and_grad(x=np.array([1.0, 4.0, -2.0]))
         np.testing.assert_array_equal(grads["x"], np.zeros(3))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_orders_agree_where_an_infinite_derivative_meets_a_zero_one(tier):
+    # sqrt(x*x) at 0: reverse mode gave NaN (inf * 0) but forward mode 0 (every tangent product
+    # was guarded), and the Hessian-vector product inf. A computed 0 times an infinite local
+    # derivative is now NaN in every order, as in JAX and PyTorch; only a direction's own 0 (x
+    # not moved) is guarded, so the jvp along x of x + sqrt(y) at y = 0 is 1.
+    f = sd.compile("sqrt(x*x)", wrt=["x"], tier=tier)
+    assert math.isnan(f.grad(x=0.0)["x"])
+    assert math.isnan(f.jvp({"x": 1.0}, x=0.0)[1])
+    assert math.isnan(f.hvp({"x": 1.0}, x=0.0)["x"])
+    g = sd.compile("x + sqrt(y)", wrt=["x", "y"], tier=tier)
+    assert g.jvp({"x": 1.0, "y": 0.0}, x=2.0, y=0.0) == (2.0, 1.0)
+
+
+def test_the_std_of_a_constant_row_has_nan_derivatives_in_every_order():
+    # it had a NaN gradient but a zero jvp and zero Hessian-vector products on rows the
+    # direction did not move
+    X = sd.tensor("X", ("n", 3))
+    centred = X - sd.mean(X, axis=1, keepdims=True)
+    f = sd.compile(sd.mean(sd.sqrt(sd.mean(centred * centred, axis=1))), wrt=[X])
+    x, v = np.ones((2, 3)), np.zeros((2, 3))
+    v[0, 0] = 1.0
+    assert np.isnan(f.grad(X=x)["X"]).all()
+    assert math.isnan(f.jvp({"X": v}, X=x)[1])
+    assert np.isnan(f.hvp({"X": v}, X=x)["X"]).all()

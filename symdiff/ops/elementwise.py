@@ -30,15 +30,18 @@ def _shape(*inputs, body):
 _LINEAR = ("broadcast", "sum", "reshape", "transpose")  # one-input ops, linear
 
 
-def _selected(t, depth: int = 8) -> bool:
-    """Whether Tensor t may be 0 because a select did not take its branch: a select with a 0
-    branch, seen through broadcasts, batch sums, reshapes, constant multiples and sums of such
-    values (a product with it is then guarded: functions.guarded)."""
+def _selected(t, depth: int = 8, seeds: bool = False) -> bool:
+    """Whether Tensor t may be 0 because a select did not take its branch (or, with `seeds`,
+    because it is a direction's entry: a tangent input): a select with a 0 branch, seen through
+    broadcasts, batch sums, reshapes, constant multiples and sums of such values (a product
+    with it is then guarded: functions.guarded)."""
     node = t.node
     while node.op in _LINEAR:  # these map zeros to zeros: look at what they read
         node = node.inputs[0]
     if node.op == "const":  # a guarded product with a constant 0 folds to this 0
         return node.attr("value") == 0
+    if node.op == "input":
+        return seeds
     if node.op != "elementwise" or depth == 0:
         return False
     body = node.attr("body")
@@ -46,18 +49,20 @@ def _selected(t, depth: int = 8) -> bool:
         return True
     g = guard_symbol(body)
     if g is not None:  # a guarded product: 0 wherever its g is
-        return _selected(T.Tensor(node.inputs[int(g.name[1:])]), depth - 1)
+        return _selected(T.Tensor(node.inputs[int(g.name[1:])]), depth - 1, seeds)
     scaled = isinstance(body, sp.Mul) and len(body.args) == 2 and body.args[0].is_Number
     summed = isinstance(body, sp.Add) and all(a.is_Symbol for a in body.args)
-    return (scaled or summed) and all(_selected(T.Tensor(i), depth - 1) for i in node.inputs)
+    return (scaled or summed) and all(_selected(T.Tensor(i), depth - 1, seeds)
+                                      for i in node.inputs)
 
 
 def _product(g, t, local, direction=False):
-    """g * local, guarded where the Tensor t bound to g may be a select's 0, and always for a
-    tangent (forward mode: a tangent that is exactly 0, along another parameter or out of a
-    branch not taken, contributes 0 even where that parameter's derivative is NaN). Adjoints,
-    the hot path of gradients, are guarded only where a select can make them 0."""
-    if local.is_Number and local.is_finite or not (direction or _selected(t)):
+    """g * local, guarded where the Tensor t bound to g may be a select's 0, or for a tangent
+    the 0 of a direction (forward mode along x does not see a NaN derivative by y). Any other
+    0 times an infinite local derivative is NaN, in IEEE arithmetic as in reverse mode, so the
+    orders agree at degenerate points: sqrt(x*x) at 0 and the std of a constant row have NaN
+    derivatives in every order, as in JAX and PyTorch."""
+    if local.is_Number and local.is_finite or not _selected(t, seeds=direction):
         return times(g, local)
     return guarded(g, local)
 
