@@ -104,19 +104,28 @@ def _refused(X, key):
 # ---------------------------------------------------------------- against NumPy
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=keys(), seed=st.integers(0, 2 ** 16))
-def test_random_keys_match_numpy_in_the_program(key, seed):
-    """Many keys through the IR and the NumPy interpreter of the Program (no compile)."""
+def _case(key, seed):
+    """(X[key], NumPy's X_VALUE[key], a random C of its shape), or None where NumPy refuses
+    the key (and symdiff must too)."""
     X = sd.tensor("X", SHAPE)
     want = expected(key)
     if want is None:
         _refused(X, key)
-        return
+        return None
     y = X[key]
     assert y.shape == want.shape
-    C = np.random.default_rng(seed).normal(size=want.shape)
-    program = differentiate(sd.sum(y * sd.tensor("C", want.shape)), [X])
+    return y, want, np.random.default_rng(seed).normal(size=want.shape)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=keys(), seed=st.integers(0, 2 ** 16))
+def test_random_keys_match_numpy_in_the_program(key, seed):
+    """Many keys through the IR and the NumPy interpreter of the Program (no compile)."""
+    case = _case(key, seed)
+    if case is None:
+        return
+    y, want, C = case
+    program = differentiate(sd.sum(y * sd.tensor("C", want.shape)), [sd.tensor("X", SHAPE)])
     verify(program)
     got = run(program, {"X": X_VALUE, "C": C})
     assert got["value"] == pytest.approx(np.sum(want * C), rel=1e-12, abs=1e-12)
@@ -128,14 +137,12 @@ def test_random_keys_match_numpy_in_the_program(key, seed):
 def test_random_keys_match_numpy_in_the_kernel(key, seed):
     """Compiled (the tape does not index): the entries of X[key] as an aux output, the value
     and the gradient, from one kernel."""
-    X = sd.tensor("X", SHAPE)
-    want = expected(key)
-    if want is None:
-        _refused(X, key)
+    case = _case(key, seed)
+    if case is None:
         return
-    y = X[key]
-    C = np.random.default_rng(seed).normal(size=want.shape)
-    f = sd.compile(sd.sum(y * sd.tensor("C", want.shape)), wrt=[X], aux={"y": y})
+    y, want, C = case
+    f = sd.compile(sd.sum(y * sd.tensor("C", want.shape)), wrt=[sd.tensor("X", SHAPE)],
+                   aux={"y": y})
     value, grads, aux = f.value_and_grad(X=X_VALUE, C=C)
     np.testing.assert_array_equal(aux["y"], want)
     assert value == pytest.approx(np.sum(want * C), rel=1e-12, abs=1e-12)
