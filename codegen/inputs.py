@@ -4,8 +4,9 @@ One InputSpec per input owns all that is known about it: the attribute test the 
 entry point runs on the fast path, the size and label checks the kernel's prologue runs before
 it reads anything (Numba kernels have no bounds checks), the slow path's conversion of
 anything else (lists, other dtypes, strided arrays) and the error that names what is wrong.
-The kernel and the tape tier both use these specs; `bind` is the one check of missing and
-unknown names for every call, `sgd_step` included.
+The kernel and the tape tier both use these specs. The generated fast path refuses missing
+and unknown names (a missing one's marker default, which the kernel's dispatcher does not
+take; any name in its `**_unknown`); `bind` names them, for the slow paths of every call.
 """
 from __future__ import annotations
 
@@ -49,17 +50,11 @@ class InputSpec:
 
     # ------------------------------------------------------------ generated fast path
 
-    def fast_test(self, in_place: bool = False, name: str | None = None) -> str:
-        """Python text that is true when the argument needs nothing done to it: a C-contiguous,
-        aligned, writable array of the dtype and rank (the one array type the kernel is
-        compiled for), or a scalar of the exact class (Numba would convert an int or bool).
-        A parameter updated in place is an array even when it is a scalar (0-d). `name`: the
-        variable tested, if not the argument (an optimizer's state array of this shape)."""
-        name = name or self.name
-        if self.shape or in_place:
-            code = {"float64": "_f8", "float32": "_f4", "int64": "_i8"}[self.dtype]
-            return (f"{name}.__class__ is _ndarray and {name}.dtype is {code} and "
-                    f"{name}.ndim == {len(self.shape)} and {name}.flags.carray")
+    def fast_test(self) -> str:
+        """Python text that is true when a scalar argument is of the exact class the kernel
+        was compiled for (Numba would silently convert an int or a bool). Arrays need no test
+        of their own: the kernel's dispatcher, compiled for one array type, refuses others."""
+        name = self.name
         kinds = {"float64": ("float", "_float64"), "float32": ("_float32",),
                  "int64": ("_int",)}[self.dtype]  # Numba types float and np.float64 alike
         test = " or ".join(f"{name}.__class__ is {k}" for k in kinds)

@@ -33,7 +33,9 @@ class OpDef:
     evaluate: Callable | None = MISSING  # (node, NumPy inputs, dims) -> NumPy value
     emit: Callable | None = MISSING  # (emitter, node) -> Numba statement lines
     in_loop: Callable | None = MISSING  # (emitter, loop, node, idx) -> one element's text
-    tape: Callable | None = MISSING  # (node) -> whether the tape interpreter runs it
+    tape: Callable | None = MISSING  # (tape, phase, node) -> the virtual register holding the
+    # node's value in the tape's program (codegen/tape.py), or raises tape.Unsupported;
+    # None: the tape does not run this op
     format: Callable | None = None  # (node, input names) -> text; None: op(args, attrs)
     hint: str | Callable = ""  # its statements' name stem, or (node) -> stem; default: op
     fusable: bool = False  # joins fused loops (its in_loop text, or a scalar beside them)
