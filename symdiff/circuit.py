@@ -20,6 +20,7 @@ from .errors import ArgumentError, MissingToolError
 from .explain import ADJOINT_COLOUR, FORWARD_COLOUR, summarize
 from .ir import Node
 from .ir import format_shape
+from .optable import OPS
 from .passes.fuse import fuse
 from .printing import body_name
 from .trace_values import Trace
@@ -143,8 +144,8 @@ def _fused_groups(t: Trace) -> list[list[int]]:
 
 def _group_lines(t: Trace, k: int, group: list[int], collapse: bool) -> list[str]:
     nodes = [t.node_by_uid[uid] for uid in group]
-    space = format_shape(nodes[-1].inputs[0].shape if nodes[-1].op in ("sum", "max")
-                         else nodes[-1].shape)
+    last = nodes[-1]  # a reduction's loop runs over its operand
+    space = format_shape(last.inputs[0].shape if OPS[last.op].kind == "reduce" else last.shape)
     if collapse:
         ops = html.escape(", ".join(op_label(n) for n in nodes))
         names = html.escape(f"{t.names[group[0]]} … {t.names[group[-1]]}")
