@@ -3,18 +3,19 @@
 For each example: the value and the gradients next to the numbers the lectures print, then the
 lectures' backprop table as symdiff computes it (forward values, then each adjoint as upstream
 times local gradient, under the `# from:` statement it comes from), and the circuit picture
-written to docs/circuits/ (values above each wire, gradients below; needs Graphviz). Exits
-non-zero if any number, from the kernel or from the table, differs from the lecture's by more
-than 1e-9 relative, so it doubles as an acceptance test.
+(values above each wire, gradients below; needs Graphviz) written into the folder given with
+--out, else into a new temporary folder, whose name it prints (the README's pictures are
+`--out docs/circuits`). Exits non-zero if any number, from the kernel or from the table,
+differs from the lecture's by more than 1e-9 relative, so it doubles as an acceptance test.
 
-    python examples/lectures.py
+    python examples/lectures.py [--out FOLDER]
 """
+import argparse
 import re
+import tempfile
 from pathlib import Path
 
 import symdiff as sd
-
-PICTURES = Path(__file__).resolve().parent.parent / "docs" / "circuits"
 
 TOLERANCE = 1e-9
 
@@ -80,16 +81,22 @@ def draw(f, point, path):
         print(f"  (no picture: {e})\n")
 
 
-def main(pictures=PICTURES):
-    """Run every example, drawing circuits into `pictures` (None: none); raise AssertionError
-    naming each number that disagrees."""
-    if pictures is not None:
-        Path(pictures).mkdir(parents=True, exist_ok=True)
-        pictures = Path(pictures)
+def main(pictures=None):
+    """Run every example, drawing circuits into the folder `pictures` (None: a new temporary
+    one; False: none); raise AssertionError naming each number that disagrees."""
+    if pictures is False:
+        pictures = None
+    else:
+        pictures = Path(pictures or tempfile.mkdtemp(prefix="symdiff-circuits-"))
+        pictures.mkdir(parents=True, exist_ok=True)
+        print(f"circuits go to {pictures}")
     mismatches = [m for example in EXAMPLES for m in run_example(*example, pictures)]
     assert not mismatches, "disagrees with the lectures: " + "; ".join(mismatches)
     print(f"all {len(EXAMPLES)} examples agree with the lectures to {TOLERANCE:g} relative")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="the folder for the circuit pictures "
+                                      "(default: a new temporary one)")
+    main(parser.parse_args().out)

@@ -9,13 +9,17 @@ of the parameters and of its moment estimates in one kernel call per minibatch.
 Each epoch it records the training and test loss and accuracy, shows a progress bar (with
 tqdm) and at the end saves a plot of them (with matplotlib); both are optional:
 `pip install -e ".[examples]"` installs them with scikit-learn. Without them the example
-prints one line per epoch and says where the plot would have gone.
+prints one line per epoch and says where the plot would have gone. The plot goes into the
+folder given with --out, else into a new temporary folder, whose name it prints.
 
-    python examples/mlp_digits.py [--plot mlp_digits.png]
+    python examples/mlp_digits.py [--out FOLDER]
 """
+import argparse
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 # NumPy and SciPy (whose BLAS the kernel's matmuls use) each bring an OpenBLAS with its own
 # threads; alternating small matmuls between them (the kernel's steps, NumPy's predictions)
@@ -99,11 +103,12 @@ def plot(history: dict, path) -> bool:
     return True
 
 
-def main(epochs=30, hidden=128, batch_size=64, lr=1e-3, seed=0, progress=True,
-         plot_path="mlp_digits.png", show_source=True):
+def main(epochs=30, hidden=128, batch_size=64, lr=1e-3, seed=0, progress=True, out=None,
+         show_source=True):
     """Train; return the history ({train/test loss/accuracy: one value per epoch}). The
     training loss is the mean of the losses the steps returned during the epoch; the others
-    are measured at its end."""
+    are measured at its end. The plot is written to `out`/mlp_digits.png (`out` None: a new
+    temporary folder; False: no plot)."""
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)  # pixels 0..16 -> [0, 1]
@@ -145,8 +150,11 @@ def main(epochs=30, hidden=128, batch_size=64, lr=1e-3, seed=0, progress=True,
     print(f"training {seconds:.2f} s for {epochs} epochs of {len(X_train)} samples "
           f"({opt.count} Adam steps)")
     print(f"final: {line}")
-    if plot_path is not None:
-        print(f"plot saved to {plot_path}" if plot(history, plot_path) else
+    if out is not False:
+        folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="symdiff-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "mlp_digits.png"
+        print(f"plot saved to {path}" if plot(history, path) else
               'no plot: pip install matplotlib, or pip install -e ".[examples]"')
     if show_source:
         print("\nThe generated kernel, forward then adjoint (step.kernel_source):\n")
@@ -155,6 +163,7 @@ def main(epochs=30, hidden=128, batch_size=64, lr=1e-3, seed=0, progress=True,
 
 
 if __name__ == "__main__":
-    path = sys.argv[sys.argv.index("--plot") + 1] if "--plot" in sys.argv else "mlp_digits.png"
-    accuracy = main(plot_path=path)["test accuracy"][-1]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="the folder for the plot (default: a new temporary one)")
+    accuracy = main(out=parser.parse_args().out)["test accuracy"][-1]
     assert accuracy >= 0.95, f"test accuracy {accuracy:.3f} is below 0.95"

@@ -24,8 +24,8 @@ def test_logistic_regression_learns_breast_cancer(capsys):
 
 
 def test_mlp_learns_digits_with_adam_and_plots_its_progress(capsys, tmp_path):
-    plot = tmp_path / "digits.png"
-    history = load("mlp_digits").main(epochs=4, lr=3e-3, plot_path=plot, show_source=False)
+    plot = tmp_path / "mlp_digits.png"
+    history = load("mlp_digits").main(epochs=4, lr=3e-3, out=tmp_path, show_source=False)
     assert history["train loss"][-1] < history["train loss"][0] / 3
     assert history["test accuracy"][-1] >= 0.93 and len(history["test loss"]) == 4
     assert "plot saved" in capsys.readouterr().out
@@ -68,10 +68,10 @@ def test_dask_logistic_regression_reaches_scikit_learns_fit(capsys, tmp_path):
 def test_mlp_digits_runs_without_tqdm_and_matplotlib(capsys, tmp_path, monkeypatch):
     for optional in ("tqdm", "matplotlib", "matplotlib.pyplot"):
         monkeypatch.setitem(sys.modules, optional, None)  # importing it raises ImportError
-    history = load("mlp_digits").main(epochs=1, plot_path=tmp_path / "p.png", show_source=False)
+    history = load("mlp_digits").main(epochs=1, out=tmp_path, show_source=False)
     out = capsys.readouterr().out
     assert "no progress bar" in out and "no plot" in out and "epoch   1" in out
-    assert not (tmp_path / "p.png").exists() and len(history["test accuracy"]) == 1
+    assert not (tmp_path / "mlp_digits.png").exists() and len(history["test accuracy"]) == 1
 
 
 def test_scipy_fits_agree_and_recover_the_formula(capsys):
@@ -82,3 +82,40 @@ def test_scipy_fits_agree_and_recover_the_formula(capsys):
     assert fitted == {"a": pytest.approx(2.0, abs=0.05), "b": pytest.approx(1.5, abs=0.05),
                       "c": pytest.approx(0.5, abs=0.05)}
     assert "training accuracy" in capsys.readouterr().out
+
+
+def test_the_examples_leave_a_clean_clone_clean(tmp_path):
+    """The examples that write files, run with their default outputs from a clean copy of the
+    repository's files (a fresh git repository of them, as they are in this tree), the current
+    folder in it: they write into a temporary folder they name, never into the repository or
+    the current folder, so git status stays empty."""
+    import shutil
+    import subprocess
+    root, clone = EXAMPLES.parent, tmp_path / "clone"
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (root / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, clone / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clean"]):
+        subprocess.run(git + command, cwd=clone, check=True)
+    for name in ("lectures", "mlp_digits"):  # the others write nothing
+        script = clone / "examples" / f"{name}.py"
+        # run main() with its command-line defaults from the clone's copy, cwd in the clone;
+        # mlp_digits for one epoch (its full run takes half a minute)
+        code = (f"import runpy, sys; sys.argv = [{str(script)!r}]; "
+                f"m = runpy.run_path({str(script)!r}, run_name='example'); "
+                + ("m['main']()" if name == "lectures" else
+                   "m['main'](epochs=1, show_source=False)"))
+        # -P: symdiff as installed, not the copy's package in the current folder
+        done = subprocess.run([sys.executable, "-P", "-c", code], cwd=clone, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "symdiff-" in done.stdout, f"{name} did not name its output folder"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
+                            text=True, check=True).stdout
+    assert status == "", status
