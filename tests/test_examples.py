@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import needs_dot
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -37,10 +38,15 @@ def test_newton_needs_a_handful_of_steps_where_gradient_descent_needs_hundreds()
     assert newton_steps <= 10 and descent_steps >= 100
 
 
-def test_lectures_example_checks_every_number(capsys, tmp_path):
-    load("lectures").main(pictures=tmp_path)
+def test_lectures_example_checks_every_number(capsys):
+    load("lectures").main(pictures=False)
     out = capsys.readouterr().out
     assert "MISMATCH" not in out and "# from:" in out and "upstream" in out
+
+
+@needs_dot
+def test_lectures_example_draws_every_circuit(tmp_path):
+    load("lectures").main(pictures=tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "add_and_mul_gates.png", "fan_out.png", "log_product_and_sin.png", "logistic_loss.png",
         "sigmoid_neuron.png"]

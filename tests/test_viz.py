@@ -10,6 +10,7 @@ import sympy
 
 import symdiff as sd
 from conftest import mlp_arguments
+from needs import needs_dot
 from symdiff.ops import elementwise
 from symdiff.circuit import short
 
@@ -156,6 +157,7 @@ def test_collapse_draws_each_fused_loop_as_one_node(mlp, mlp_at):
     assert collapsed.dot.count("->") < full.dot.count("->")
 
 
+@needs_dot
 def test_pictures_render_to_svg_and_png(neuron, tmp_path):
     circuit = neuron.graph(**NEURON_AT)
     assert "<svg" in circuit._repr_svg_()
@@ -239,6 +241,7 @@ def neuron_page(neuron, tmp_path_factory):
     return parser
 
 
+@needs_dot  # the circuit's SVG is embedded
 def test_report_has_every_section_and_nothing_external(neuron_page):
     assert {"model", "result", "circuit", "table", "source", "timings"} <= neuron_page.ids
     assert neuron_page.tags["svg"] == 1 and neuron_page.tags.get("script", 0) == 0
