@@ -36,6 +36,31 @@ CASES = [
     ("x + exp(1000)", "x + exp(1000)", {"x": 1.0}, lambda m, x: x + math.inf),
     ("sin(x - x)", "sin(x - x)", {"x": 1.0}, lambda m, x: m.sin(x - x)),
     ("constant model 3.5", "3.5 + 0*x", {"x": 1.0}, lambda m, x: 3.5 + 0 * x),
+    ("sign'(0)", "sign(x)", {"x": 0.0}, lambda m, x: m.sign(x)),
+    ("hardtanh'(1)", "hardtanh(x)", {"x": 1.0}, lambda m, x: m.hardtanh(x)),
+    ("relu6'(6)", "relu6(x)", {"x": 6.0}, lambda m, x: m.relu6(x)),
+    ("leaky_relu'(0)", "leaky_relu(x)", {"x": 0.0}, lambda m, x: m.leaky_relu(x)),
+    ("selu'(0)", "selu(x)", {"x": 0.0}, lambda m, x: m.selu(x)),
+    ("hypot at (0, 0)", "hypot(x, y)", {"x": 0.0, "y": 0.0}, lambda m, x, y: m.hypot(x, y)),
+    ("hypot at (1e200, 1e200)", "hypot(x, y)", {"x": 1e200, "y": 1e200},
+     lambda m, x, y: m.hypot(x, y)),
+    ("logaddexp at (inf, inf)", "logaddexp(x, y)", {"x": math.inf, "y": math.inf},
+     lambda m, x, y: m.logaddexp(x, y)),
+    ("gelu(-30), exact form", "gelu(x)", {"x": -30.0}, lambda m, x: m.gelu(x)),
+    ("clip(x, lo, hi) at x = lo", "clip(x, lo, hi)", {"x": 0.0, "lo": 0.0, "hi": 1.0},
+     lambda m, x, lo, hi: m.clip(x, lo, hi)),
+    ("clip(x, lo, hi) at x = hi", "clip(x, lo, hi)", {"x": 1.0, "lo": 0.0, "hi": 1.0},
+     lambda m, x, lo, hi: m.clip(x, lo, hi)),
+    ("mod(x, y) at x = 2y", "mod(x, y)", {"x": 4.0, "y": 2.0}, lambda m, x, y: m.mod(x, y)),
+    ("mod(x, y) at (-1, 3)", "mod(x, y)", {"x": -1.0, "y": 3.0}, lambda m, x, y: m.mod(x, y)),
+    ("fmod(x, y) at (-1, 3)", "fmod(x, y)", {"x": -1.0, "y": 3.0},
+     lambda m, x, y: m.fmod(x, y)),
+    ("round(2.5)", "round(x)", {"x": 2.5}, lambda m, x: m.round(x)),
+    ("sinc'(0)", "sinc(x)", {"x": 0.0}, lambda m, x: m.sinc(x)),
+    ("xlogy(x, y) at (0, 0)", "xlogy(x, y)", {"x": 0.0, "y": 0.0},
+     lambda m, x, y: m.xlogy(x, y)),
+    ("log_ndtr(-30)", "log_ndtr(x)", {"x": -30.0}, lambda m, x: m.log_ndtr(x)),
+    ("log_ndtr(-100)", "log_ndtr(x)", {"x": -100.0}, lambda m, x: m.log_ndtr(x)),
 ]
 
 
@@ -60,10 +85,16 @@ class _Functions:
 def jax_result(fn, inputs) -> str:
     import jax
     import jax.numpy as jnp
+    import jax.scipy.special  # noqa: F401  (xlogy, log_ndtr)
     jax.config.update("jax_enable_x64", True)
     args = [jnp.float64(v) for v in inputs.values()]
     m = _Functions(relu=jax.nn.relu, abs=jnp.abs, maximum=jnp.maximum, sqrt=jnp.sqrt,
-                   where=jnp.where, sin=jnp.sin)
+                   where=jnp.where, sin=jnp.sin, sign=jnp.sign, hardtanh=jax.nn.hard_tanh,
+                   relu6=jax.nn.relu6, leaky_relu=jax.nn.leaky_relu, selu=jax.nn.selu,
+                   hypot=jnp.hypot, logaddexp=jnp.logaddexp,
+                   gelu=lambda x: jax.nn.gelu(x, approximate=False), clip=jnp.clip,
+                   mod=jnp.remainder, fmod=jnp.fmod, round=jnp.round, sinc=jnp.sinc,
+                   xlogy=jax.scipy.special.xlogy, log_ndtr=jax.scipy.special.log_ndtr)
 
     def f(*a):
         return fn(m, *a)
@@ -74,8 +105,13 @@ def jax_result(fn, inputs) -> str:
 def torch_result(fn, inputs) -> str:
     import torch
     args = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in inputs.values()]
+    F = torch.nn.functional
     m = _Functions(relu=torch.relu, abs=torch.abs, maximum=torch.maximum, sqrt=torch.sqrt,
-                   where=torch.where, sin=torch.sin)
+                   where=torch.where, sin=torch.sin, sign=torch.sign, hardtanh=F.hardtanh,
+                   relu6=F.relu6, leaky_relu=F.leaky_relu, selu=F.selu, hypot=torch.hypot,
+                   logaddexp=torch.logaddexp, gelu=F.gelu, clip=torch.clamp,
+                   mod=torch.remainder, fmod=torch.fmod, round=torch.round, sinc=torch.sinc,
+                   xlogy=torch.xlogy, log_ndtr=torch.special.log_ndtr)
     value = fn(m, *args)
     grads = torch.autograd.grad(value, args, allow_unused=True)
     return _format(value.detach(), [0.0 if g is None else g for g in grads])

@@ -35,15 +35,16 @@ FIXED = (
     # comparisons give 1.0 or 0.0; where(a, b, c) picks b where a != 0
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
-OPCODES = FIXED + BUILTINS  # then one instruction per built-in function record (composite
-# ones, from sd.function, are lowered to these)
+PRIMITIVES = tuple(name for name in BUILTINS if FUNCTIONS[name].definition is None)
+OPCODES = FIXED + PRIMITIVES  # then one instruction per built-in function record (composite
+# ones, built-in or from sd.function, are lowered to these)
 CODE = {name: k for k, name in enumerate(OPCODES)}
 
 
 def source() -> str:
     """The interpreter module's text."""
     branches = []
-    for name in BUILTINS:
+    for name in PRIMITIVES:
         record = FUNCTIONS[name]
         operands = ["v"] if record.arity == 1 else ["x[i]", "y[i]"]
         branches += [f"        elif op == {CODE[name]}:  # {name}",

@@ -12,23 +12,24 @@ from .autodiff import differentiate
 from .bridge import scipy_objective, scipy_residuals
 from .custom import function
 from .forward import jvp
-from .errors import (ArgumentError, DifferentiationError, DomainError, MissingToolError,
-                     NonFiniteError, ParseError, ShapeError, SymdiffError)
+from .errors import (ArgumentError, DifferentiationError, DomainError, DtypeError,
+                     MissingToolError, NonFiniteError, ParseError, ShapeError, SymdiffError)
 from .tensors import (ELEMENTWISE, Tensor, binary_cross_entropy_with_logits, concatenate,
-                      log_softmax, logsumexp, matmul, max, mean, mse, reshape, scalar, softmax,
-                      softmax_cross_entropy, stack, stop_gradient, sum, take_along, tensor,
-                      transpose, where)
+                      cumsum, log_softmax, logsumexp, matmul, max, mean, min, mse, norm, prod,
+                      reshape, scalar, softmax, softmax_cross_entropy, stack, std, stop_gradient,
+                      sum, take_along, tensor, transpose, var, where)
 
 globals().update(ELEMENTWISE)  # sd.exp, sd.sigmoid, sd.maximum, ...: one per function record
 
 __all__ = [
-    "ArgumentError", "DifferentiationError", "DomainError", "MissingToolError",
+    "ArgumentError", "DifferentiationError", "DomainError", "DtypeError", "MissingToolError",
     "NonFiniteError", "ParseError",
     "ShapeError", "SymdiffError", "Tensor", "binary_cross_entropy_with_logits", "check_grad",
-    "compile", "concatenate", "differentiate", "function", "hessian", "hvp", "jacobian", "jvp",
-    "log_softmax", "logsumexp", "matmul", "max", "mean", "mse", "optim", "reshape", "scalar",
+    "compile", "concatenate", "cumsum", "differentiate", "function", "hessian", "hvp",
+    "jacobian", "jvp", "log_softmax", "logsumexp", "matmul", "max", "mean", "min", "mse", "norm",
+    "optim", "prod", "reshape", "scalar",
     "scipy_objective", "scipy_residuals",
-    "softmax", "softmax_cross_entropy", "stack", "stop_gradient", "sum", "take_along",
-    "tensor", "transpose", "where", *sorted(ELEMENTWISE)]
+    "softmax", "softmax_cross_entropy", "stack", "std", "stop_gradient", "sum", "take_along",
+    "tensor", "transpose", "var", "where", *sorted(ELEMENTWISE)]
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import sympy as sp
 
 from . import tensors as T
 from .errors import ArgumentError
-from .functions import BUILTINS, BY_CLASS, FUNCTIONS, define_composite
+from .functions import ALIASES, BUILTINS, BY_CLASS, EQUIVALENT, FUNCTIONS, define_composite
 
 _ALLOWED = (sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.functions.elementary.piecewise.ExprCondPair,
             sp.core.relational.Relational,
@@ -62,7 +62,7 @@ def function(name: str, body, derivative=None, *, args=None, domain=(-3.0, 3.0))
     (10.0, {'a': 6.0})
     """
     T.check_name(name, what="function name")
-    if name in BUILTINS or name == "where":
+    if name in BUILTINS or name in ALIASES or name == "where":
         raise ArgumentError(f"{name!r} is a built-in function; give yours another name")
     body, params = _expression(name, body, args)
     derivatives = None
@@ -101,7 +101,9 @@ def _expression(name: str, body, args, what="body") -> tuple[sp.Expr, tuple]:
     if not params:
         raise ArgumentError(f"{name}: the {what} has no argument")
     real = {p: sp.Symbol(p.name, real=True) for p in params}  # as bodies' placeholders are
-    body = body.xreplace(real).replace(sp.floor, FUNCTIONS["floor"].sympy)
+    body = body.xreplace(real)
+    for cls, ours in EQUIVALENT.items():  # SymPy's floor, hypot: the records' own classes
+        body = body.replace(cls, ours)
     params = tuple(real[p] for p in params)
     extra = body.free_symbols - set(params)
     if extra:

@@ -24,6 +24,11 @@ class ArgumentError(SymdiffError, TypeError):
     """A missing, unknown or non-numeric argument."""
 
 
+class DtypeError(SymdiffError, TypeError):
+    """Inputs of float types one model cannot mix (float32 with float64), or a non-float array
+    where floats are needed."""
+
+
 class DomainError(SymdiffError, ValueError):
     """A value out of its allowed range, such as a label outside [0, classes)."""
 

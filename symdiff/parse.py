@@ -16,7 +16,7 @@ import textwrap
 import warnings
 
 from . import tensors as T
-from .functions import FUNCTIONS
+from .functions import ALIASES, FUNCTIONS
 from .errors import ParseError, SymdiffError
 
 MAX_LENGTH = 20_000
@@ -27,13 +27,16 @@ _BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
            ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
            ast.Pow: lambda a, b: a ** b, ast.MatMult: lambda a, b: T.matmul(a, b)}
 _COMPARE = {ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-            ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b}
+            ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
+            ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b}
 _EXTRA = {"where": (T.where, 3)}  # functions that are not elementwise SymPy bodies
 
 
 def known_functions() -> list[str]:
-    """Every function a formula may call: the records (built-in and sd.function) and where."""
-    return sorted({name for name, f in FUNCTIONS.items() if not f.internal} | set(_EXTRA))
+    """Every function a formula may call: the records (built-in and sd.function), their
+    aliases and where."""
+    return sorted({name for name, f in FUNCTIONS.items() if not f.internal} | set(ALIASES)
+                  | set(_EXTRA))
 
 
 def parse_formula(text: str) -> ast.Expression | ast.Module:
@@ -146,14 +149,14 @@ def _check_node(node: ast.AST, text: str) -> None:
         return
     if isinstance(node, ast.Compare):
         if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
-            raise ParseError("only single comparisons with < <= > >= are allowed", **where)
+            raise ParseError("only single comparisons with < <= > >= == != are allowed", **where)
         return
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise ParseError(f"the literal {node.value!r} is not a real number", **where)
         return
     if isinstance(node, ast.Name):
-        if node.id in FUNCTIONS or node.id in _EXTRA:
+        if node.id in FUNCTIONS or node.id in ALIASES or node.id in _EXTRA:
             raise ParseError(f"{node.id!r} is a function; call it as {node.id}(...)", **where)
         if node.id.startswith("_"):
             raise ParseError(f"the name {node.id!r} is not allowed (leading underscore)", **where)
@@ -166,7 +169,7 @@ def _check_node(node: ast.AST, text: str) -> None:
         if not isinstance(node.func, ast.Name):
             raise ParseError("only functions called by plain name are allowed", **where)
         name = node.func.id
-        if name not in FUNCTIONS and name not in _EXTRA:
+        if name not in FUNCTIONS and name not in ALIASES and name not in _EXTRA:
             close = difflib.get_close_matches(name, known_functions(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ParseError(f"unknown function {name!r}{hint} Known: "

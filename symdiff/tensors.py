@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import ArgumentError, ShapeError
-from .functions import FUNCTIONS, body_dtype, evaluate_body, placeholder
+from .functions import ALIASES, FUNCTIONS, body_dtype, evaluate_body, placeholder
 from .ir import RESERVED, Node, broadcast_shapes, format_shape, make_node
 from .optable import output_type
 
@@ -28,7 +28,6 @@ class Tensor:
     """A symbolic array: shape, dtype, NumPy operators; every operation builds IR."""
 
     __slots__ = ("node",)
-    __array_priority__ = 1000  # numpy scalars defer to our operators
 
     def __init__(self, node: Node):
         self.node = node
@@ -79,6 +78,19 @@ class Tensor:
     def __getitem__(self, key):  # NumPy indexing: symdiff/indexing.py
         from .indexing import getitem
         return getitem(self, key)
+
+    # NumPy habits (np.exp(x), np.sum(x, axis=0), V @ x, astype): symdiff/numpy_protocol.py
+    def __array_ufunc__(self, ufunc, method, *args, **kwargs):
+        from .numpy_protocol import array_ufunc
+        return array_ufunc(ufunc, method, args, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .numpy_protocol import array_function
+        return array_function(func, args, kwargs)
+
+    def astype(self, dtype):
+        from .numpy_protocol import astype
+        return astype(self, dtype)
 
 
 # ---------------------------------------------------------------- leaves
@@ -154,6 +166,9 @@ def as_tensor(value, what="operand") -> Tensor:
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return full((), float(value))
+    if isinstance(value, (np.ndarray, list, tuple)):  # a constant array
+        from .numpy_protocol import constant
+        return constant(value, what)
     raise ArgumentError(f"{what} must be a number or a symdiff Tensor, not {type(value).__name__}")
 
 
@@ -226,7 +241,7 @@ def _binary(fn, a, b):
 def function(name: str, *args) -> Tensor:
     """Apply the elementwise function `name` (a record of functions.FUNCTIONS) to tensors or
     numbers."""
-    record = FUNCTIONS[name]
+    record = FUNCTIONS[ALIASES.get(name, name)]
     arity = record.arity
     if arity is not None and len(args) != arity:
         raise ArgumentError(f"{name} takes {arity} argument{'s' * (arity > 1)}, got {len(args)}")
@@ -246,6 +261,7 @@ def _api_function(record):
 
 # sd.exp, sd.maximum, ...: one per function record (symdiff/__init__.py exports them all)
 ELEMENTWISE = {f.api or f.name: _api_function(f) for f in FUNCTIONS.values() if not f.internal}
+ELEMENTWISE.update({a: ELEMENTWISE[FUNCTIONS[n].api or n] for a, n in ALIASES.items()})
 
 
 def where(cond, a, b) -> Tensor:
@@ -319,6 +335,72 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
         d = x.shape[a]
         count = count * (dim(d) if isinstance(d, str) else d)
     return sum(x, axis, keepdims) / count
+
+
+def min(x, axis=None, keepdims=False) -> Tensor:
+    """Minimum over `axis`; its adjoint is split evenly between tied minima."""
+    return _reduce("min", x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False) -> Tensor:
+    """Product over `axis`. Its gradient is the product of the other entries, zeros included
+    (exact through second order: jvp, hvp)."""
+    return _reduce("prod", x, axis, keepdims)
+
+
+def var(x, axis=None, ddof=0, keepdims=False) -> Tensor:
+    """Variance over `axis`: the squared deviations from the mean summed, divided by the
+    count minus `ddof`, as NumPy's `var`."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    squares = sum((x - mean(x, axes, keepdims=True)) ** 2, axes, keepdims)
+    return squares / (_count(x, axes) - ddof)
+
+
+def std(x, axis=None, ddof=0, keepdims=False) -> Tensor:
+    """Standard deviation over `axis`, as NumPy's `std`: the norm of the deviations from the
+    mean over sqrt(count - ddof). It does not overflow, and a constant row takes the norm's
+    convention at the zero vector: derivatives 0 at every order (a subgradient, as abs'(0))."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    spread = norm(x - mean(x, axes, keepdims=True), axes, keepdims)
+    return spread / function("sqrt", _count(x, axes) - ddof)
+
+
+def norm(x, axis=None, keepdims=False) -> Tensor:
+    """The 2-norm over `axis` (all axes by default), scaled by the largest magnitude so that
+    it neither overflows nor underflows. At the zero vector its derivatives are 0 at every
+    order (gradient, jvp, hvp): a subgradient, as abs'(0) = 0."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    top = stop_gradient(max(function("abs", x), axes))
+    scale = where(top > 0, where(top < math.inf, top, 1.0), 1.0)
+    squares = sum((x / broadcast_in_dim(scale, x.shape, kept)) ** 2, axes)
+    out = where(top == 0, 0.0, scale * function("sqrt", squares))  # NaN stays NaN
+    return reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape))) \
+        if keepdims else out
+
+
+def cumsum(x, axis=None, *, reverse=False) -> Tensor:
+    """Cumulative sum along `axis` (a vector's only axis by default); `reverse=True` sums
+    from the far end."""
+    x = as_tensor(x)
+    if axis is None and x.ndim != 1:
+        raise ShapeError(f"cumsum of shape {format_shape(x.shape)} needs an axis")
+    (axis,) = _axes(0 if axis is None else axis, x.ndim)
+    shape, dtype = output_type("cumsum", (x.node,), dict(axis=axis, reverse=bool(reverse)))
+    return Tensor(make_node("cumsum", (x.node,), shape, dtype, axis=axis,
+                            reverse=bool(reverse)))
+
+
+def _count(x: Tensor, axes) -> Tensor | int:
+    """The number of entries over `axes`; a symbolic dimension counts its run-time size."""
+    count: Tensor | int = 1
+    for a in axes:
+        d = x.shape[a]
+        count = count * (dim(d) if isinstance(d, str) else d)
+    return count
 
 
 def reshape(x, shape) -> Tensor:

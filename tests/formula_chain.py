@@ -21,7 +21,7 @@ import ast
 
 import mpmath as mp
 
-from formula_eval import GRAD, UNARY, _finite, _log, divide, power
+from formula_eval import BINARY, GRAD, KINKED, UNARY, _finite, _log, divide, power
 
 
 def partials(p, node, decisions: dict) -> list:
@@ -55,18 +55,25 @@ def partials(p, node, decisions: dict) -> list:
         y, x = v(args[0]), v(args[1])
         r2 = x * x + y * y
         return [(args[0], divide(x, r2)), (args[1], -divide(y, r2))]
+    if name in KINKED:
+        slope = KINKED[name][2][decided if isinstance(decided, int) else decided[0]][2]
+        return [] if slope is None else [(args[0], slope(v(args[0])))]
     try:
+        if name in BINARY:
+            a, b = v(args[0]), v(args[1])
+            return [(args[0], BINARY[name][1](a, b)), (args[1], BINARY[name][2](a, b))]
         return [(args[0], UNARY[name][1](v(args[0])))]
     except (ZeroDivisionError, ValueError, OverflowError):
-        return [(args[0], mp.nan)]
+        return [(arg, mp.nan) for arg in args]
 
 
 def textbook_fits(p, tree, live: dict) -> bool:
     """Whether the textbook forms of the local derivatives on the gradient's path keep their
     intermediates in the float range: the b*b of a quotient's -a/b**2, atan2's x*x + y*y, a
-    power's a**(b - 1) and log|a|, the a*a of atan's, asin's and acos's, tan's squared. Where
-    one overflows (a quotient by 6e299: -a/b**2 is 1e-300, but b*b is inf) a float program may
-    meet inf/inf where the exact derivative is an ordinary number."""
+    power's a**(b - 1) and log|a|, the a*a of atan's, asin's, acos's, their hyperbolic twins',
+    reciprocal's and gelu's, tan's squared. Where one overflows (a quotient by 6e299: -a/b**2
+    is 1e-300, but b*b is inf) a float program may meet inf/inf where the exact derivative is
+    an ordinary number."""
     tiny, huge = mp.mpf(2) ** -1022, mp.mpf(2) ** 1023
     v = lambda n: p.value[id(n)]  # noqa: E731
     values = []
@@ -80,7 +87,8 @@ def textbook_fits(p, tree, live: dict) -> bool:
             values += [power(a, b - 1)] + ([_log(abs(a))] if a != 0 else [])
         elif isinstance(n, ast.Call) and n.func.id == "atan2":
             values.append(v(n.args[0]) ** 2 + v(n.args[1]) ** 2)
-        elif isinstance(n, ast.Call) and n.func.id in ("atan", "asin", "acos"):
+        elif isinstance(n, ast.Call) and n.func.id in ("atan", "asin", "acos", "asinh", "acosh",
+                                                       "atanh", "reciprocal", "gelu"):
             values.append(v(n.args[0]) ** 2)
         elif isinstance(n, ast.Call) and n.func.id == "tan":
             values.append(v(n) ** 2)

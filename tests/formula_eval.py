@@ -35,12 +35,30 @@ def _finite(v) -> bool:
     return mp.isfinite(v)
 
 
+def _clamp(v):
+    """v within +-2**40 if finite: exp of either bound is beyond every float format, and
+    mpmath takes for ever on exp(2**(2**30)), which `power` can make."""
+    return max(min(v, mp.mpf(2) ** 40), -mp.mpf(2) ** 40) if _finite(v) else v
+
+
+def _exp(v):
+    return mp.exp(_clamp(v))
+
+
 def _sigmoid(v):
-    return 1 / (1 + mp.exp(-v)) if v >= 0 else mp.exp(v) / (1 + mp.exp(v))
+    return 1 / (1 + _exp(-v)) if v >= 0 else _exp(v) / (1 + _exp(v))
 
 
 def _softplus(v):
-    return mp.log1p(mp.exp(v)) if v <= 0 else v + mp.log1p(mp.exp(-v))
+    return mp.log1p(_exp(v)) if v <= 0 else v + mp.log1p(_exp(-v))
+
+
+def _ncdf(v):
+    """The normal CDF; beyond |v| = 1e20 by its asymptotic form phi(v)/|v|, exact to 40
+    digits there (mpmath's own overflows at 1e300)."""
+    if v < -1e20:
+        return mp.npdf(_clamp(v)) / -_clamp(v)
+    return mp.mpf(1) if v > 1e20 else mp.ncdf(v)
 
 
 def _log(v):
@@ -49,19 +67,110 @@ def _log(v):
 
 # name -> (value, derivative); derivatives written from the textbook, by this module
 UNARY = {
-    "exp": (mp.exp, mp.exp), "log": (_log, lambda a: 1 / a),
+    "exp": (_exp, _exp), "log": (_log, lambda a: 1 / a),
     "sqrt": (mp.sqrt, lambda a: 1 / (2 * mp.sqrt(a))),
     "sin": (mp.sin, mp.cos), "cos": (mp.cos, lambda a: -mp.sin(a)),
-    "tan": (mp.tan, lambda a: 1 + mp.tan(a) ** 2), "sinh": (mp.sinh, mp.cosh),
-    "cosh": (mp.cosh, mp.sinh), "tanh": (mp.tanh, lambda a: 1 - mp.tanh(a) ** 2),
+    "tan": (mp.tan, lambda a: 1 + mp.tan(a) ** 2),
+    "sinh": (lambda a: mp.sinh(_clamp(a)), lambda a: mp.cosh(_clamp(a))),
+    "cosh": (lambda a: mp.cosh(_clamp(a)), lambda a: mp.sinh(_clamp(a))),
+    "tanh": (mp.tanh, lambda a: 1 - mp.tanh(a) ** 2),
     "asin": (mp.asin, lambda a: 1 / mp.sqrt(1 - a * a)),
     "acos": (mp.acos, lambda a: -1 / mp.sqrt(1 - a * a)),
     "atan": (mp.atan, lambda a: 1 / (1 + a * a)),
-    "erf": (mp.erf, lambda a: 2 / mp.sqrt(mp.pi) * mp.exp(-a * a)),
+    "erf": (mp.erf, lambda a: 2 / mp.sqrt(mp.pi) * _exp(-a * a)),
     "log1p": (lambda a: -INF if a == -1 else mp.log1p(a), lambda a: 1 / (1 + a)),
-    "expm1": (mp.expm1, mp.exp), "sigmoid": (_sigmoid, lambda a: _sigmoid(a) * _sigmoid(-a)),
+    "expm1": (lambda a: mp.expm1(_clamp(a)), _exp),
+    "sigmoid": (_sigmoid, lambda a: _sigmoid(a) * _sigmoid(-a)),
     "softplus": (_softplus, _sigmoid), "abs": (mp.fabs, lambda a: mp.sign(a)),
+    "erfc": (lambda a: 2 * _ncdf(-a * mp.sqrt(2)),
+             lambda a: -2 / mp.sqrt(mp.pi) * _exp(-a * a)),
+    "ndtr": (_ncdf, lambda a: mp.npdf(_clamp(a))),
+    "gelu": (lambda a: a * _ncdf(a), lambda a: _ncdf(a) + a * mp.npdf(_clamp(a))),
+    "log_sigmoid": (lambda a: -_softplus(-a), lambda a: _sigmoid(-a)),
+    "silu": (lambda a: a * _sigmoid(a), lambda a: _sigmoid(a) * (1 + a * _sigmoid(-a))),
+    "mish": (lambda a: a * mp.tanh(_softplus(a)), lambda a: mp.tanh(_softplus(a))
+             + a * (1 - mp.tanh(_softplus(a)) ** 2) * _sigmoid(a)),
+    "asinh": (mp.asinh, lambda a: 1 / mp.sqrt(1 + a * a)),
+    "acosh": (mp.acosh, lambda a: 1 / mp.sqrt(a * a - 1)),
+    "atanh": (mp.atanh, lambda a: 1 / (1 - a * a)),
+    "log2": (lambda a: _log(a) / mp.ln2, lambda a: 1 / (a * mp.ln2)),
+    "log10": (lambda a: _log(a) / mp.ln10, lambda a: 1 / (a * mp.ln10)),
+    "exp2": (lambda a: mp.mpf(2) ** _clamp(a), lambda a: mp.mpf(2) ** _clamp(a) * mp.ln2),
+    "square": (lambda a: a * a, lambda a: 2 * a),
+    "reciprocal": (lambda a: divide(1, a), lambda a: -1 / (a * a)),
+    "rsqrt": (lambda a: INF if a == 0 else 1 / mp.sqrt(a), lambda a: -a ** mp.mpf(-1.5) / 2),
+    "cbrt": (lambda a: mp.sign(a) * mp.cbrt(abs(a)), lambda a: 1 / (3 * mp.cbrt(a * a))),
+    "logit": (lambda a: -INF if a == 0 else INF if a == 1 else mp.log(a / (1 - a)),
+              lambda a: 1 / (a * (1 - a))),
 }
+
+
+def _logaddexp(a, b, base=mp.e):
+    """log_base(base**a + base**b); equal infinities give themselves, as in IEEE."""
+    if a == b:
+        return a + mp.log(2, base)
+    return max(a, b) + mp.log1p(mp.power(base, -_clamp(abs(a - b)))) / mp.log(base)
+
+
+def _hypot(a, b):
+    return mp.sqrt(a * a + b * b)
+
+
+# two-argument functions: name -> (value, d/da, d/db), written from the textbook here
+BINARY = {
+    "logaddexp": (_logaddexp, lambda a, b: 1 / (1 + _exp(b - a)),
+                  lambda a, b: 1 / (1 + _exp(a - b))),
+    "logaddexp2": (lambda a, b: _logaddexp(a, b, 2),
+                   lambda a, b: 1 / (1 + mp.power(2, _clamp(b - a))),
+                   lambda a, b: 1 / (1 + mp.power(2, _clamp(a - b)))),
+    "hypot": (_hypot, lambda a, b: a / _hypot(a, b), lambda a, b: b / _hypot(a, b)),
+}
+
+
+SELU_SCALE = mp.mpf("1.0507009873554804934193349852946")  # Klambauer et al.'s constants
+SELU_ALPHA = mp.mpf("1.6732632423543772848170429916717")
+_ONE, _NONE = (lambda a: 1), None  # a constant piece has no slope: its gradient is 0
+
+
+def _constant(c):
+    return lambda a: mp.mpf(c)
+
+
+def _elu(scale, alpha):
+    return [(lambda a: a > 0, lambda a: scale * a, lambda a: scale),
+            (lambda a: True, lambda a: scale * alpha * mp.expm1(_clamp(a)),
+             lambda a: scale * alpha * _exp(a))]
+
+
+# functions with kinks: name -> (kinks (None: every integer), whether the value jumps there,
+# pieces). A piece is (holds(a), value(a), slope(a) or None where it is constant); the first
+# that holds is taken, as the record's select takes it. The answer at a kink is a convention,
+# left to the targeted tests: `resolve` rejects points near one.
+KINKED = {
+    "sign": ((0,), True, [(lambda a: a > 0, _constant(1), _NONE),
+                          (lambda a: a < 0, _constant(-1), _NONE),
+                          (lambda a: True, _constant(0), _NONE)]),
+    "floor": (None, True, [(lambda a: True, mp.floor, _NONE)]),
+    "hardtanh": ((-1, 1), False, [(lambda a: a <= -1, _constant(-1), _NONE),
+                                  (lambda a: a >= 1, _constant(1), _NONE),
+                                  (lambda a: True, lambda a: a, _ONE)]),
+    "relu6": ((0, 6), False, [(lambda a: a <= 0, _constant(0), _NONE),
+                              (lambda a: a >= 6, _constant(6), _NONE),
+                              (lambda a: True, lambda a: a, _ONE)]),
+    "leaky_relu": ((0,), False, [(lambda a: a > 0, lambda a: a, _ONE),
+                                 (lambda a: True, lambda a: a / 100, lambda a: mp.mpf(1) / 100)]),
+    "elu": ((0,), False, _elu(1, 1)), "celu": ((0,), False, _elu(1, 1)),
+    "selu": ((0,), False, _elu(SELU_SCALE, SELU_ALPHA)),
+    "softsign": ((0,), False, [(lambda a: a > 0, lambda a: a / (1 + a),
+                                lambda a: 1 / (1 + a) ** 2),
+                               (lambda a: True, lambda a: a / (1 - a),
+                                lambda a: 1 / (1 - a) ** 2)]),
+}
+
+
+def piece(name: str, a) -> int:
+    """The index of the piece of KINKED[name] taken at a."""
+    return next(k for k, (holds, _, _) in enumerate(KINKED[name][2]) if holds(a))
 
 
 def apply(name: str, a):
@@ -217,8 +326,20 @@ class _Pass:
             (a, Ra), (b, Rb) = self.run(args[1]), self.run(args[2])
             return (a, Ra) if (mp.isnan(cond) or cond != 0) else (b, Rb)
         vals = [self.run(a) for a in args]
+        if name == "hypot" and any(mp.isinf(v) for v, _ in vals):
+            return INF, mp.mpf(0)  # C's hypot: an infinite leg wins, even over NaN
         if any(mp.isnan(v) for v, _ in vals):
             return NAN, mp.mpf(0)
+        if name in KINKED:
+            (a, Ra), = vals
+            _, value, slope = KINKED[name][2][piece(name, a)]
+            v = value(a)
+            return (v, mp.mpf(0)) if slope is None else (v, _d(slope, a, Ra) + 2 * abs(v))
+        if name in BINARY:
+            (a, Ra), (b, Rb) = vals
+            f, da, db = BINARY[name]
+            v = f(a, b)
+            return v, _d(lambda _: da(a, b), a, Ra) + _d(lambda _: db(a, b), b, Rb) + abs(v)
         if name in ("max", "min"):
             pick = max if name == "max" else min
             return vals[pick(range(len(vals)), key=lambda k: vals[k][0])]
@@ -254,7 +375,7 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
         name, args = node.func.id, node.args
         children = [(a, level) for a in args]
         if level > DEAD and name != "where" and any(mp.isnan(v(a)) for a in args) and \
-                name in ("relu", "abs", "max", "min", "atan2") and strict:
+                (name in ("relu", "abs", "max", "min", "atan2") or name in KINKED) and strict:
             raise Reject(f"NaN reaches {name}")
         if name in ("relu", "abs"):
             a = v(args[0])
@@ -278,6 +399,23 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
             decisions[id(node)] = truth
             children = [(args[0], min(level, VALUE)), (args[1], level if truth else DEAD),
                         (args[2], DEAD if truth else level)]
+        elif name == "hypot" and strict and level == GRAD and all(
+                _near(v(a), p.R[id(a)] + abs(v(a))) for a in args):
+            raise Reject("hypot at its kink (0, 0)")
+        elif name in KINKED:
+            a, (kinks, jumps, pieces) = v(args[0]), KINKED[name]
+            if strict and (level > DEAD if jumps else level == GRAD) and _finite(a) and any(
+                    _near(a - k, p.R[id(args[0])] + abs(a))
+                    for k in (kinks or (mp.floor(a), mp.ceil(a)))):
+                raise Reject(f"{name} at its kink")
+            k = piece(name, a)
+            if pieces[k][2] is None:  # a constant: the decision says which
+                decisions[id(node)] = (k, pieces[k][1](a))
+                children = [(args[0], min(level, VALUE))]
+            else:
+                decisions[id(node)] = k
+        elif name == "cbrt":  # the oracle's SymPy form depends on the argument's sign
+            decisions[id(node)] = bool(v(args[0]) >= 0)
         elif name == "atan2" and strict and level > DEAD:
             y, x = v(args[0]), v(args[1])
             if _near(y, p.R[id(args[0])] + abs(y)) and (x < 0 or level == GRAD and
@@ -317,7 +455,8 @@ def _signs_matter(p: _Pass, node) -> None:
             undetermined(p, node.args[1]) and v(node.args[1]) == 0 and \
             (v(node.args[0]) == 0 or undetermined(p, node.args[0])):
         raise Reject("atan2 of zeros whose signs floats decide (0, pi or -pi)")
-    if isinstance(node, ast.Call) and node.func.id in ("sqrt", "log") and \
+    if isinstance(node, ast.Call) and node.func.id in ("sqrt", "log", "log2", "log10", "rsqrt",
+                                                       "logit") and \
             undetermined(p, node.args[0]) and v(node.args[0]) != 0:
         raise Reject(f"{node.func.id} of a value whose sign floats decide")
 

@@ -37,8 +37,8 @@ import numpy as np
 import sympy as sp
 
 from formula_chain import adjoints, edges_of, textbook_fits, through_value_floor
-from formula_eval import (DEAD, FORMATS, GRAD, INF, NAN, UNARY, _d, _finite, _log, _near,
-                          _Pass, apply, atan2, divide, power, resolve, undetermined)
+from formula_eval import (DEAD, FORMATS, GRAD, INF, KINKED, NAN, UNARY, _d, _finite, _log,
+                          _near, _Pass, apply, atan2, divide, power, resolve, undetermined)
 
 
 def rtol(fmt: str) -> float:
@@ -46,17 +46,51 @@ def rtol(fmt: str) -> float:
     return 64.0 * 2.0 ** -FORMATS[fmt][2]
 
 
+class Ncdf(sp.Function):
+    """The normal CDF as a function of its own: SymPy writes erfc(-u/sqrt(2)) as
+    2 - erfc(u/sqrt(2)), which at 50 digits cancels to nothing below u = -15."""
+
+    def fdiff(self, argindex=1):
+        return sp.exp(-self.args[0] ** 2 / 2) / sp.sqrt(2 * sp.pi)
+
+
 _SYMPY = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos,
           "tan": sp.tan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "asin": sp.asin,
           "acos": sp.acos, "atan": sp.atan, "erf": sp.erf,
           "log1p": lambda u: sp.log(1 + u), "expm1": lambda u: sp.exp(u) - 1,
-          "sigmoid": lambda u: 1 / (1 + sp.exp(-u)), "softplus": lambda u: sp.log(1 + sp.exp(u))}
+          "sigmoid": lambda u: 1 / (1 + sp.exp(-u)), "softplus": lambda u: sp.log(1 + sp.exp(u)),
+          "erfc": sp.erfc, "ndtr": Ncdf, "gelu": lambda u: u * Ncdf(u),
+          "log_sigmoid": lambda u: -sp.log(1 + sp.exp(-u)),
+          "silu": lambda u: u / (1 + sp.exp(-u)),
+          "mish": lambda u: u * sp.tanh(sp.log(1 + sp.exp(u))),
+          "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh,
+          "log2": lambda u: sp.log(u) / sp.log(2), "log10": lambda u: sp.log(u) / sp.log(10),
+          "exp2": lambda u: 2 ** u, "square": lambda u: u ** 2, "reciprocal": lambda u: 1 / u,
+          "rsqrt": lambda u: u ** sp.Rational(-1, 2),
+          "logit": lambda u: sp.log(u / (1 - u))}
 
 
-def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
+_SYMPY2 = {"logaddexp": lambda a, b: sp.log(sp.exp(a) + sp.exp(b)),
+           "logaddexp2": lambda a, b: sp.log(2 ** a + 2 ** b) / sp.log(2),
+           "hypot": lambda a, b: sp.sqrt(a ** 2 + b ** 2)}
+
+
+_SELU = (sp.Float("1.0507009873554804934193349852946", 40),
+         sp.Float("1.6732632423543772848170429916717", 40))
+# the kinked functions' pieces that are not constants (formula_eval.KINKED), by index
+_PIECES = {"hardtanh": {2: lambda u: u}, "relu6": {2: lambda u: u},
+           "leaky_relu": {0: lambda u: u, 1: lambda u: u / 100},
+           "elu": {0: lambda u: u, 1: lambda u: sp.exp(u) - 1},
+           "celu": {0: lambda u: u, 1: lambda u: sp.exp(u) - 1},
+           "selu": {0: lambda u: _SELU[0] * u, 1: lambda u: _SELU[0] * _SELU[1] * (sp.exp(u) - 1)},
+           "softsign": {0: lambda u: u / (1 + u), 1: lambda u: u / (1 - u)}}
+
+
+def to_sympy(node, decisions: dict, symbols: dict, constants: dict) -> sp.Expr:
     """The smooth SymPy expression equal to the formula near the point whose branch
-    `decisions` are given (each kink and where replaced by what it selects there)."""
-    go = lambda n: to_sympy(n, decisions, symbols)  # noqa: E731
+    `decisions` are given (each kink and where replaced by what it selects there); the
+    constant pieces of kinked functions become symbols bound in `constants`."""
+    go = lambda n: to_sympy(n, decisions, symbols, constants)  # noqa: E731
     if isinstance(node, ast.Constant):  # a symbol too, bound to its value when evaluated
         return symbols[id(node)]
     if isinstance(node, ast.Name):  # each occurrence of a variable is a symbol of its own
@@ -80,13 +114,26 @@ def to_sympy(node, decisions: dict, symbols: dict) -> sp.Expr:
         return go(args[0]) if decisions[id(node)] else -go(args[0])
     if name == "atan2":
         return sp.atan2(go(args[0]), go(args[1]), evaluate=False)
+    if name in _SYMPY2:
+        return _SYMPY2[name](go(args[0]), go(args[1]))
+    if name in KINKED:
+        decided = decisions[id(node)]
+        if isinstance(decided, tuple):  # a symbol, not a number SymPy would fold away
+            symbol = sp.Symbol(f"_k{id(node)}_{decided[0]}_{mp.nstr(decided[1], 20)}", real=True)
+            constants[symbol] = decided[1]
+            return symbol
+        return _PIECES[name][decided](go(args[0]))
+    if name == "cbrt":  # the real root, by the argument's sign at the point
+        third = sp.Rational(1, 3)
+        return go(args[0]) ** third if decisions[id(node)] else -(-go(args[0])) ** third
     fn = _SYMPY[name]  # unevaluated: SymPy would turn tan(atan2(x, c)) into x/c, a formula
     return fn(go(args[0]), evaluate=False) if isinstance(fn, type) else fn(go(args[0]))
 
 
 _MPMATH = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
            sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin", sp.acos: "acos",
-           sp.atan: "atan", sp.erf: "erf", sp.Abs: "abs"}
+           sp.atan: "atan", sp.erf: "erf", sp.Abs: "abs", sp.erfc: "erfc", Ncdf: "ndtr",
+           sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh"}
 
 
 def bound(expr: sp.Expr, env: dict, memo: dict | None = None):
@@ -144,6 +191,9 @@ def _bound_op(expr, args):
     if isinstance(expr, sp.sign):  # from |u|'s derivative: at u = 0 a kink, not judged
         a = args[0][0]
         return (NAN if _near(a, args[0][1] + abs(a)) else mp.sign(a)), mp.mpf(0)
+    if isinstance(expr, sp.DiracDelta):  # from sign's derivative (|u|''): 0 off the kink
+        a = args[0][0]
+        return (NAN if _near(a, args[0][1] + abs(a)) else mp.mpf(0)), mp.mpf(0)
     name = _MPMATH.get(expr.func)
     if name is None:
         raise TypeError(f"no rounding bound for {expr.func} in {expr}")
@@ -237,7 +287,7 @@ class FormulaOracle:
     def smooth(self, sample: Sample):
         """(F, {name: dF/dname}) for the sample's branches, from SymPy, cached."""
         if sample.signature not in self._smooth:
-            F = to_sympy(self.tree, sample.decisions, self.symbols)
+            F = to_sympy(self.tree, sample.decisions, self.symbols, self.constants)
             self._smooth[sample.signature] = (F, {n: self._diff(F, n) for n in self.names}, {})
         return self._smooth[sample.signature]
 

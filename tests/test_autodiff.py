@@ -92,7 +92,8 @@ def away_from_zero(rng, shape):
 
 
 ANY, POSITIVE = uniform(-2, 2), uniform(0.5, 2.0)
-KINKED = {"abs": away_from_zero, "relu": away_from_zero}  # not differentiable at 0
+KINKED = {name: away_from_zero for name in  # not differentiable at 0
+          ("abs", "relu", "sign", "leaky_relu", "selu", "relu6", "cbrt")}
 
 
 def _function_case(name):
@@ -100,7 +101,8 @@ def _function_case(name):
     arity = record.arity or 2
     domain = KINKED.get(name, uniform(*record.domain))
     inputs = {f"a{k}": ((4,), domain) for k in range(arity)}
-    return name, lambda a0, a1=None: T.function(name, *([a0, a1][:arity])), inputs
+    return name, lambda **args: T.function(name, *(args[f"a{k}"] for k in range(arity))), \
+        inputs
 
 
 # the built-in records (not sd.function's, which other tests and the README add at run time,
@@ -118,6 +120,9 @@ CASES = [_function_case(name) for name in sorted(BUILTINS) if not FUNCTIONS[name
      {"x": ((2, 3), ANY)}),
     ("mean", lambda x: T.mean(x, axis=0) + T.mean(x), {"x": (("n", 3), ANY)}),
     ("max", lambda x: T.max(x, axis=1) * 2.0, {"x": ((4, 3), ANY)}),
+    ("min-prod", lambda x: T.min(x, axis=1) * 2.0 + T.prod(x, axis=0), {"x": ((3, 3), ANY)}),
+    ("cumsum", lambda x: T.cumsum(x, axis=1) * T.cumsum(x, axis=0, reverse=True),
+     {"x": (("n", 3), ANY)}),
     ("logsumexp-softmax", lambda x: T.logsumexp(x, axis=1) * T.sum(T.softmax(x) * x, axis=1)
      + T.sum(T.log_softmax(x, axis=0)), {"x": ((3, 4), ANY)}),
     ("reshape-transpose", lambda x: T.reshape(x, (3, 2)) @ x + x.T @ x.T.T,

@@ -109,18 +109,22 @@ def test_stable_forms_keep_the_logistic_loss_finite(logistic):
 PUBLIC = {name: record for name, record in FUNCTIONS.items() if not record.internal}
 NUMPY = {name: record.numpy for name, record in PUBLIC.items()}
 DOMAIN = {name: record.domain for name, record in PUBLIC.items()}
-BINARY = sorted(name for name, record in PUBLIC.items() if record.arity != 1)
-UNARY = sorted(set(NUMPY) - set(BINARY))
+BINARY = sorted(name for name, record in PUBLIC.items() if record.arity in (None, 2))
+TERNARY = sorted(name for name, record in PUBLIC.items() if record.arity == 3)
+UNARY = sorted(set(NUMPY) - set(BINARY) - set(TERNARY))
 
 
 @pytest.fixture(scope="session", params=["kernel", "tape"])
 def every_function(request):
     terms = [f"{f}(u{k} + c{k})" for k, f in enumerate(UNARY)]
     terms += [f"{f}(p{k} + a{k}, q{k} + b{k})" for k, f in enumerate(BINARY)]
+    terms += [f"{f}(r{k} + e{k}, s{k} + g{k}, t{k} + h{k})" for k, f in enumerate(TERNARY)]
     params = [f"c{k}" for k in range(len(UNARY))] + \
-        [f"{v}{k}" for k in range(len(BINARY)) for v in "ab"]
+        [f"{v}{k}" for k in range(len(BINARY)) for v in "ab"] + \
+        [f"{v}{k}" for k in range(len(TERNARY)) for v in "egh"]
     batch = [f"u{k}" for k in range(len(UNARY))] + \
-        [f"{v}{k}" for k in range(len(BINARY)) for v in "pq"]
+        [f"{v}{k}" for k in range(len(BINARY)) for v in "pq"] + \
+        [f"{v}{k}" for k in range(len(TERNARY)) for v in "rst"]
     f = sd.compile(" + ".join(terms), wrt=params, batch=batch, reduce=None, tier=request.param)
     assert f.tier == request.param
     return f, params, batch
@@ -128,8 +132,8 @@ def every_function(request):
 
 def test_every_function_derivative_against_finite_differences(every_function):
     f, params, batch = every_function
-    assert set(UNARY + BINARY) == set(BUILTINS) - {"finite"}  # finite: symdiff's own guards
-    assert set(UNARY + BINARY) | {"where"} <= set(sd.parse.known_functions())
+    assert set(UNARY + BINARY + TERNARY) == set(BUILTINS) - {"finite"}  # finite: our guards
+    assert set(UNARY + BINARY + TERNARY) | {"where"} <= set(sd.parse.known_functions())
     rng = np.random.default_rng(3)
     n = 40
     data = {p: 0.0 for p in params}
@@ -137,8 +141,11 @@ def test_every_function_derivative_against_finite_differences(every_function):
         lo, hi = DOMAIN[name]
         u = rng.uniform(lo, hi, n)
         data[f"u{k}"] = np.where(np.abs(u) < 0.05, 0.5, u)  # away from the kinks of abs, relu
-    for k in range(len(BINARY)):
-        data[f"p{k}"], data[f"q{k}"] = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    for k, name in enumerate(BINARY):  # in the domain: xlogy's y > 0, mod's y away from 0
+        lo, hi = max(DOMAIN[name][0], -2), min(DOMAIN[name][1], 2)
+        data[f"p{k}"], data[f"q{k}"] = rng.uniform(lo, hi, n), rng.uniform(lo, hi, n)
+    for k in range(len(TERNARY)):
+        data[f"r{k}"], data[f"s{k}"], data[f"t{k}"] = (rng.uniform(-2, 2, n) for _ in "rst")
     grads = f.grad(**data)
     h = 1e-6
     for k, name in enumerate(UNARY):
@@ -149,6 +156,13 @@ def test_every_function_derivative_against_finite_differences(every_function):
         p, q = data[f"p{k}"], data[f"q{k}"]
         for wrt, dp, dq in ((f"a{k}", h, 0), (f"b{k}", 0, h)):
             numeric = (NUMPY[name](p + dp, q + dq) - NUMPY[name](p - dp, q - dq)) / (2 * h)
+            np.testing.assert_allclose(grads[wrt], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+    for k, name in enumerate(TERNARY):
+        point = [data[f"{v}{k}"] for v in "rst"]
+        for j, wrt in enumerate(f"{v}{k}" for v in "egh"):
+            up = [x + h * (i == j) for i, x in enumerate(point)]
+            down = [x - h * (i == j) for i, x in enumerate(point)]
+            numeric = (NUMPY[name](*up) - NUMPY[name](*down)) / (2 * h)
             np.testing.assert_allclose(grads[wrt], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
     assert sd.check_grad(f, **data) < 1e-6
 

@@ -22,3 +22,13 @@ def test_readme_examples_print_what_the_readme_shows():
             exec(compile(code, "README.md", "exec"), namespace)  # the README's own code
         if shown:
             assert printed.getvalue().strip() == shown.strip(), code
+
+
+def test_the_function_list_is_the_records():
+    """The README's list of formula functions names every built-in record and alias, and
+    nothing else."""
+    from symdiff.functions import ALIASES, BUILTINS, FUNCTIONS
+    section = README.split("these functions:", 1)[1].split("and the functions you define", 1)[0]
+    listed = {name for quoted in re.findall(r"`([^`]*)`", section) for name in quoted.split()}
+    public = {name for name in BUILTINS if not FUNCTIONS[name].internal}
+    assert listed == public | set(ALIASES) | {"where"}

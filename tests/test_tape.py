@@ -74,9 +74,9 @@ def test_hvp_on_the_tape_matches_differences_of_the_gradient(mean_constructs):
 
 
 def test_the_tests_reach_every_instruction(mean_constructs):
-    from test_compiled import UNARY
-    functions = sd.compile(" + ".join(f"{u}(x)" for u in UNARY), wrt=["x"], batch=["x"],
-                           tier="tape")
+    from test_compiled import BINARY, UNARY
+    terms = [f"{u}(x)" for u in UNARY] + [f"{b}(x, x + 1)" for b in BINARY]
+    functions = sd.compile(" + ".join(terms), wrt=["x"], batch=["x"], tier="tape")
     x, y = sd.tensor("x", ("n",)), sd.tensor("y", ("n",))
     alone = sd.compile(sd.sum(sd.where(x == y, x * y, y) + sd.sin(x * y) + sd.cos(x + y)),
                        wrt=[x, y], tier="tape")  # == and sin, cos apart come from Tensors

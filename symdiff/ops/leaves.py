@@ -1,4 +1,5 @@
-"""Leaves: inputs, constants, the run-time size of a dimension, and index ramps.
+"""Leaves: inputs, constants (one number, or a small NumPy array), the run-time size of a
+dimension, and index ramps.
 
 They have no inputs, so no adjoint, tangent or per-example rule; they differ in how each
 backend materialises them.
@@ -25,6 +26,17 @@ def _const_text(e, node):
             else f"{e.name(node)} = {value}"]
 
 
+def _array_text(e, node):
+    # written into the function as a literal: Numba freezes module globals, and the generated
+    # module stays one readable text (the size limit is in symdiff/numpy_protocol.py)
+    values = node.attr("value").array
+
+    def literal(a):
+        items = [literal(row) for row in a] if a.ndim > 1 else [e.number(v) for v in a]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return [f"{e.name(node)} = np.array({literal(values)}{e.typed})"]
+
+
 def _iota(node, args, dims):  # entries equal their own index along `axis`
     shape, axis = sizes(node.shape, dims), node.attr("axis")
     ramp = np.arange(shape[axis]).reshape([-1 if k == axis else 1 for k in range(len(shape))])
@@ -43,6 +55,11 @@ define("const", "leaf", **LEAF,
        tape=lambda tape, phase, node: phase.constant(node.attr("value")),
        format=lambda node, args: f"full({format_shape(node.shape)}, {node.attr('value')!r})"
        if node.shape else repr(node.attr("value")), hint="c")
+
+define("array", "leaf", **LEAF,
+       evaluate=lambda node, args, dims: node.attr("value").array,
+       emit=_array_text, in_loop=None, tape=None,
+       format=lambda node, args: f"array({node.attr('value')})", hint="array")
 
 define("dim", "leaf", **LEAF, fusable=True,
        evaluate=lambda node, args, dims: np.float64(dims[node.attr("name")]),
