@@ -18,7 +18,8 @@ from symdiff.program import Program
 from .emit import MACHINERY
 from .inputs import MISSING, LazyInput, check_rate, option
 from .kernel import Kernel
-from .optim import TapeSteps
+from .build import load_module
+from .optim import TapeSteps, emit_front
 from .printer import branches
 from .tape import TapeKernel, Unsupported, build_tape
 
@@ -58,6 +59,25 @@ def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, 
     return TapeKernel(program, title, parallel, tape, update)
 
 
+class GeneratedPerModel:
+    """A function each model generates for itself (`Compiled.step`, `sgd_step`), given to the
+    instance when it is made and never changed: a call finds it as it would a method, and it
+    binds the inputs by name itself, where a method taking `**arguments` could only build a
+    dict and read it back (a few hundred ns, a tenth of a small model's step). The class
+    attribute documents it."""
+
+    def __init__(self, doc: str):
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        raise AttributeError(f"{self.name} is given to each model when it is made")
+
+
 class Compiled:
     """A model compiled to Numba kernels (or tapes for the precompiled interpreter).
 
@@ -70,7 +90,8 @@ class Compiled:
     too, as a dict by name: `value, grads, aux = f.value_and_grad(...)`, `value, aux = f(...)`
     and `value, aux = f.sgd_step(...)`. `step(opt, ...)` takes a step of an optimizer
     (`sd.optim`); `sgd_step(lr, ...)` is `step` with plain gradient descent. `source` is the
-    exact text of the gradient kernel (for the tape tier, the Program the tape runs); `tier`
+    exact text of the gradient kernel's module, then of the optimizer steps' modules once a
+    step is taken (for the tape tier, the Program the tape runs); `tier`
     says which tier runs it (`tiers`, which runs each Program: `jvp` and `hvp` may run on
     the tape), `from_cache` whether its machine code came from the on-disk cache, `timings`
     how long each stage took.
@@ -94,10 +115,13 @@ class Compiled:
         self._parallel, self._tier, self._wait = parallel, tier, wait
         self._grad = gradient = self._kernel("grad")
         self._steps = {}  # private (per-example clipping) or not -> Steps
+        self._compiled_steps = {}  # rule -> its compiled step, filled by the plain Steps
         self._sgd = SGD(0.0)  # what sgd_step steps with
-        if self.aux and gradient.program.outputs[0][1].rank == 0:
-            self.sgd_step = self._aux_sgd_step  # (the kernel's steps return no aux)
-        self.program, self.source, self.inputs = gradient.program, gradient.source, gradient.inputs
+        self._aux_sgd = self.aux and gradient.program.outputs[0][1].rank == 0  # (the
+        # kernel's steps return no aux)
+        self._front_source = ""
+        self.step, self.sgd_step = self._make_front()  # for the object's life
+        self.program, self.inputs = gradient.program, gradient.inputs
         self._timings = dict(timings or {})
         self._rows = next((n.attr("name") for n in self.program.inputs  # a batch input's name
                            if n.shape and isinstance(n.shape[0], str)), None)
@@ -109,6 +133,14 @@ class Compiled:
         """Pickles as its Programs and options; another process rebuilds it from its cache."""
         from .pickling import reduce_compiled
         return reduce_compiled(self)
+
+    @property
+    def source(self) -> str:
+        """The exact text of the gradient kernel's module (for the tape tier, the Program it
+        runs), then, once a step has been taken, the module of `step` and `sgd_step` and one
+        module per optimizer rule used."""
+        steps = getattr(self._grad, "step_sources", ())
+        return self._grad.source + (self._front_source + "".join(steps) if steps else "")
 
     @property
     def kernel_source(self) -> str:
@@ -171,7 +203,8 @@ class Compiled:
         return write_report(self, path, arguments)
 
     def source_of(self, kind: str) -> str:
-        """The exact text of the `kind` kernel: "grad" (= .source), "value", "jvp" or "hvp"."""
+        """The exact text of the `kind` kernel's module: "grad" (`.source` without the
+        optimizer steps' modules), "value", "jvp" or "hvp"."""
         return self._kernel(kind).source
 
     def _kernel(self, kind: str) -> Kernel | TapeKernel:
@@ -181,8 +214,7 @@ class Compiled:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
             if kind == "dp":  # the clipped sums, the noise added in the step
-                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt,
-                                             noise=True)
+                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt)
                 return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             tier = self._tier
@@ -218,22 +250,25 @@ class Compiled:
         """The gradients, {name in wrt: value}."""
         return self.value_and_grad(**arguments)[1]
 
-    def step(self, opt: Optimizer, /, **arguments):
-        """One step of the optimizer `opt` (`sd.optim.SGD`, `Adam`, `AdamW`) in one kernel
-        call: the loss, its gradients, clipping and the update of every parameter in `wrt`
-        and of `opt`'s state arrays, in place. Returns the loss before the step.
+    step = GeneratedPerModel("""`f.step(opt, **arguments)`: one step of the optimizer
+        `opt` (`sd.optim.SGD`, `Adam`, `AdamW`) in one kernel call: the loss, its gradients,
+        clipping and the update of every parameter in `wrt` and of `opt`'s state arrays, in
+        place. Returns the loss before the step.
 
         Parameters must be writable float arrays (a scalar as a 0-d array, `np.array(0.5)`);
         the other inputs are passed as for `value_and_grad`. Every array is checked before
         anything changes; with check_finite=True a non-finite loss or gradient raises
         NonFiniteError before any update. With `per_example_clip`, the gradient is the
-        differentially private one (see `sd.optim.Optimizer`).
-        """
-        return self._general_step(opt, arguments)
+        differentially private one (see `sd.optim.Optimizer`).""")
+    sgd_step = GeneratedPerModel("""`f.sgd_step(lr, **arguments)`: `step` with plain
+        gradient descent: every parameter p in `wrt` becomes p - lr * dp, in place, in one
+        kernel call; returns the loss before the step (and the aux outputs, for a model with
+        some: `value, aux`).""")
 
-    def _general_step(self, opt, arguments: dict):
-        """`step` for every case; a generated `step` takes the common one directly (once the
-        plain steps exist, it replaces this method on the instance)."""
+    def _first_step(self, opt, arguments: dict):
+        """`step` for every case: the optimizer's first with this model (its state is made),
+        a rule not compiled yet, a private step, a large batch, arguments to convert, the tape
+        tier, NumPy until the kernel is in place."""
         if not isinstance(opt, Optimizer):
             raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
                                 f"not {type(opt).__name__}")
@@ -243,16 +278,25 @@ class Compiled:
         steps = self._steps.get(private) or self._make_steps(private)
         return steps(opt, arguments)
 
-    def sgd_step(self, lr, /, **arguments):
-        """`step` with plain gradient descent: every parameter p in `wrt` becomes p - lr * dp,
-        in place, in one kernel call; returns the loss before the step."""
-        return self._general_sgd_step(lr, **arguments)
-
-    def _general_sgd_step(self, lr, /, **arguments):
-        """`sgd_step` for every case; a generated `sgd_step` takes the common one directly
-        (installed with the generated `step`)."""
+    def _first_sgd_step(self, lr, arguments: dict):
+        """`sgd_step` for every case (a model with aux outputs: `_aux_sgd_step`)."""
+        if self._aux_sgd:
+            return self._aux_sgd_step(lr, **arguments)
         self._sgd.lr = check_rate(lr)
-        return self.step(self._sgd, **arguments)
+        return self._first_step(self._sgd, arguments)
+
+    def _make_front(self) -> tuple:
+        """(step, sgd_step): generated for a kernel that updates parameters, else Python
+        that takes every step the general way."""
+        kernel = self._grad
+        if not isinstance(kernel, Kernel) or not kernel.update:
+            return (lambda opt, /, **arguments: self._first_step(opt, arguments),
+                    lambda lr, /, **arguments: self._first_sgd_step(lr, arguments))
+        self._front_source = emit_front(kernel)
+        module, _ = load_module(self._front_source)
+        constants = self._sgd.hyper()[2]
+        return module.front(self._first_step, self._first_sgd_step, self._compiled_steps,
+                            constants, self.wrt, self._parallel, MISSING)
 
     def _make_steps(self, private: bool, make=None):
         kernel = self._grad
@@ -273,10 +317,7 @@ class Compiled:
         elif kernel.tier == "tape":
             steps = TapeSteps(kernel, check)
         else:
-            steps = kernel.steps(check)
-            direct = steps.direct(self._general_step, self._general_sgd_step, self._sgd)
-            if direct is not None:
-                self.step, self.sgd_step = direct
+            steps = kernel.steps(check, compiled=self._compiled_steps)
         self._steps[private] = steps
         return steps
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symdiff.errors import ShapeError
+from symdiff.errors import DtypeError
 from symdiff.optable import OPS
 from symdiff.ir import Node, format_shape, fresh
 from symdiff.program import Program
@@ -26,7 +26,6 @@ from symdiff.printing import format_origin, format_stmt
 
 from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
-from .optim import emit_steps
 from .runtime import RUNTIME_IMPORT
 from .printer import number, print_body
 
@@ -45,7 +44,7 @@ from numba.types import Array, float32, float64, int64
 _ValueError = ValueError  # a builtin under a name no input can take (inputs are parameters)
 {runtime}
 '''
-MACHINERY = "# ---- The call machinery: the argument checks, the optimizer steps ----"
+MACHINERY = "# ---- The call machinery: the argument checks ----"
 
 
 @dataclass
@@ -65,16 +64,11 @@ class _Loop:
     lines: list[str] = field(default_factory=list)
 
 
-def emit_source(program: Program, title: str = "model", update=(), noise: bool = False) -> str:
-    """The module text for `program`. Same Program, same text: the text is the cache key.
-
-    `update` names the parameters of a gradient Program (its outputs after the value, in
-    order): the module then also has a `step_<rule>` per optimizer rule, which updates them
-    and the optimizer's state in place (codegen/optim.py). With `noise`, the Program's last
-    output is the weight of one example, and the steps add private noise (per-example
-    clipping).
-    """
-    return _Emitter(program).module(title, tuple(update), noise)
+def emit_source(program: Program, title: str = "model") -> str:
+    """The module text for `program`: its kernel and the kernel's entry point (an optimizer
+    step is a module of its own, codegen/optim.py). Same Program, same text: the text is the
+    cache key."""
+    return _Emitter(program).module(title)
 
 
 class _Emitter:
@@ -139,7 +133,7 @@ class _Emitter:
 
     # ------------------------------------------------------------ module
 
-    def module(self, title: str, update: tuple = (), noise: bool = False) -> str:
+    def module(self, title: str) -> str:
         loops, body = [], []
         for k, unit in enumerate(self.units):
             if unit.loop and unit.space:
@@ -173,8 +167,6 @@ class _Emitter:
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
                      f"per row of the batch\n")
         parts.append(emit_entry(self.specs, len(self.program.stmts)))
-        if update:
-            parts.append(emit_steps(self.program, self.specs, update, self.single, noise))
         return "\n".join(parts)
 
     def row_bytes(self, loops: list[_Loop]) -> int:
@@ -423,7 +415,7 @@ def program_dtype(program: Program) -> str:
     floats = {n.dtype for n in program.inputs if n.dtype in ("float32", "float64")}
     if len(floats) > 1:
         single = sorted(n.attr("name") for n in program.inputs if n.dtype == "float32")
-        raise ShapeError(f"inputs mix float32 ({', '.join(single)}) and float64: give every "
+        raise DtypeError(f"inputs mix float32 ({', '.join(single)}) and float64: give every "
                          f"float input one dtype")
     return floats.pop() if floats else "float64"
 

@@ -2,8 +2,9 @@
 
 Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py); Numba
 compiles `kernel` at import for its one signature, or loads the machine code Numba cached for it
-(Numba itself is imported only then). The optimizer steps (`steps()`, codegen/optim.py) and the
-kernel's threaded copy are compiled only when first needed. With `wait=False` the import runs on
+(Numba itself is imported only then). The optimizer steps (`steps()`, codegen/optim.py: a
+module per rule, importing `kernel` from this one) and the kernel's threaded copy are compiled
+only when first needed. With `wait=False` the import runs on
 a background thread, and until it is done calls run the Program through NumPy
 (symdiff.interpret): the same math, but NumPy's exp, log and sums round differently, so the last
 bits may differ from the kernel's; `tier` says which ran. Output: (value, (other outputs...))
@@ -23,7 +24,6 @@ from symdiff.program import Program
 from .build import cache_hit, load_module
 from .emit import emit_source, program_dtype
 from .inputs import MISSING, bind, specs_of
-from .optim import update_module
 from .runtime import runtime_module
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
@@ -35,7 +35,7 @@ class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
-                 wait: bool = True, noise: bool = False):
+                 wait: bool = True):
         self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self.dtype = program_dtype(program)
@@ -43,11 +43,12 @@ class Kernel:
         self._parallel = parallel
         self._module = self._threads = self._error = None
         self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/optim.py)
+        self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
         self._call = self._numpy
         self.timings = {}
         self._started = time.perf_counter()
-        self.source = emit_source(program, title, self.update, noise)
+        self.source = emit_source(program, title)
         self.timings["emit"] = time.perf_counter() - self._started
         if wait:
             self._load()
@@ -70,7 +71,6 @@ class Kernel:
     def _load(self) -> None:
         start = time.perf_counter()
         runtime_module()  # which the kernel imports
-        update_module()  # which the module's optimizer steps import
         module, _ = load_module(self.source)  # Numba compiles kernel here, or loads it
         self.timings["compile"] = time.perf_counter() - start
         self._rerun = module.entry(module.kernel, self._threaded, _unreachable, self._parallel,
@@ -168,12 +168,12 @@ class Kernel:
                 spec.check_labels(converted[spec.name], dims)
         return converted, dims
 
-    def steps(self, check_finite=None, bound=None):
-        """The optimizer steps of this module (made with `update`; the kernel must be in
-        place): codegen/optim.py's `Steps`."""
+    def steps(self, check_finite=None, bound=None, compiled=None):
+        """The optimizer steps of the parameters `update` (the kernel must be in place):
+        codegen/optim.py's `Steps`, whose modules import this one's kernel."""
         from .optim import Steps
         self.wait()
-        return Steps(self, self._module, self._parallel, check_finite, bound)
+        return Steps(self, self._parallel, check_finite, bound, compiled)
 
 
 def threaded_copy(kernel, signature):

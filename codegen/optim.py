@@ -1,13 +1,14 @@
 """Optimizer steps: symdiff/optim.py's update rules -> Numba text, and the runtime calling it.
 
-Input: a gradient Program's inputs, the parameters it updates, and the rule records. Output:
-text for the kernel module (`_update_<rule>`, a loop applying a rule's scalar statements to
-every entry; `step_<rule>`, which runs the kernel, optionally checks that the loss and
-gradients are finite, adds the private noise, clips to a global norm and updates every
-parameter and state array in place, with its Numba signature; `step_entry` and `direct_step`,
-their entry points), and `Steps`, which compiles a rule's step when first used and calls it:
-one kernel call per step. Sizes of parameters and state arrays
-are checked before anything is written, so a refused step changes nothing.
+Input: a Kernel (its Program, the parameters it updates, its module) and the rule records.
+Output: the update module, shared by every model (per rule, `_update_<rule>`, a loop applying
+the rule's scalar statements to every entry); per model and rule actually used, a step module
+of its own (`step`, which runs the kernel, optionally checks that the loss and gradients are
+finite, adds the private noise, clips to a global norm and updates every parameter and state
+array in place, and `entry`, its entry point); and `Steps`, which makes a rule's step module
+when the rule is first used and takes the steps the direct path in `Compiled.step` does not:
+one kernel call per step. Sizes of parameters and state arrays are checked before anything is
+written, so a refused step changes nothing.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from symdiff.ir import format_shape, fresh
 from symdiff.optim import RULES, origin
 
 from .build import load_module, module_name
-from .entry import JIT, NCHUNKS, big_batch, entry_parameters, guarded
-from .inputs import MISSING, REFUSED, bind, numba_type
+from .entry import JIT, NCHUNKS, big_batch
+from .inputs import REFUSED, bind, numba_type
 
 HELPERS = f'''
 {JIT}
@@ -99,52 +100,58 @@ class _Names:
         self.state = [fresh(f"{s}_{p}", taken) for p in update for s in rule.state]
         self.noise = [fresh(f"noise_{p}", taken) for p in update] if noise else []
         self.scalars = [fresh(s, taken) for s in rule.scalars]
-        self.lr, self.t, self.constants, self.clip, self.check, self.scale, self.sigma, \
-            self.weight, self.norm, self.big, self.chunks = (fresh(n, taken) for n in (
-                "lr", "t", "constants", "clip_norm", "check", "scale", "sigma", "weight", "norm",
+        self.lr, self.t, self.constants, self.clip, self.scale, self.sigma, self.weight, \
+            self.norm, self.big, self.chunks = (fresh(n, taken) for n in (
+                "lr", "t", "constants", "clip_norm", "scale", "sigma", "weight", "norm",
                 "largest", "chunks"))
 
 
-def emit_steps(program, specs, update: tuple, single: bool, noise: bool) -> str:
-    """Per rule, `step_<rule>(*hyper, <inputs>, <state arrays>, [<noise arrays>], chunks)` and
-    its Numba signature in `STEP_SIGNATURES` (the kernel's input types, parameters as arrays
-    updated in place, state and noise arrays typed as their parameter): Steps compiles a rule's
-    step for it on first use, so its dispatcher refuses other types with a TypeError, as the
-    kernel's does. Then `step_entry` and `direct_step`, their entry points.
+def emit_step(kernel, rule, check: bool, noise: bool) -> str:
+    """The module of one rule's step for the Kernel `kernel` (whose module it imports
+    `kernel` from, by name): `step(lr, t, constants[, sigma], <state arrays>, <inputs>[,
+    <noise arrays>], chunks)`, compiled at import for its one `SIGNATURE` (the kernel's input
+    types, parameters as arrays updated in place, state and noise arrays typed as their
+    parameter), and `entry`, its entry point.
 
-    hyper is (lr, t, the optimizer's constants array (the rule's, then the global clipping
-    norm or 0), check (1.0 or 0.0)[, sigma]), passed as separate arguments (Numba's dispatcher
-    types a tuple argument in Python, slowly, and each argument costs):
-    sigma times each noise array times the Program's last output (the weight of an example:
-    1/n for a mean loss) is added to the gradient. Returns (loss, -1), or (loss, k) having
-    changed nothing when check is set and output k (0: the loss) is not finite."""
+    constants is the optimizer's constants array (the rule's, then the global clipping norm
+    or 0). With `noise`, sigma times each noise array times the Program's last output (the
+    weight of an example: 1/n for a mean loss) is added to the gradient. With `check`, a step
+    whose output k (0: the loss) is not finite changes nothing and returns (loss, k); else
+    (loss, -1)."""
+    program, specs, update = kernel.program, kernel._specs, kernel.update
+    single = kernel.dtype == "float32"
     inputs = {n.attr("name"): n for n in program.inputs}
     by_name = {spec.name: spec for spec in specs}
-    parts, signatures = [f"from {UPDATES_NAME} import {', '.join(HELPER_NAMES)}\n"], []
-    for rule in RULES.values():
-        parts.append("\n".join(_step(rule, inputs, update, single, noise)) + "\n")
-        state = [_state_type(by_name[p]) for p in update for _ in rule.state]
-        types = ["float64", "int64", "Array(float64, 1, 'C')", "float64"] + \
-            ["float64"] * noise + [numba_type(spec, spec.name in update) for spec in specs] + \
-            state + [numba_type(by_name[p], True) for p in update] * noise + ["int64"]
-        signatures.append(f"    {rule.name!r}: ({', '.join(types)},),")
-    parts.append("\nSTEP_SIGNATURES = {\n" + "\n".join(signatures) + "\n}\n")
-    statements = len(program.stmts)
-    return "\n".join(parts) + _entry(specs, statements, update) + \
-        _direct(specs, statements, update)
+    state = [_state_type(by_name[p]) for p in update for _ in rule.state]
+    types = ["float64", "int64", "Array(float64, 1, 'C')"] + ["float64"] * noise + state + \
+        [numba_type(spec, spec.name in update) for spec in specs] + \
+        [numba_type(by_name[p], True) for p in update] * noise + ["int64"]
+    step = "\n".join(_step(rule, inputs, update, single, noise, check)) + "\n"
+    helpers = [h for h in HELPER_NAMES if f"{h}(" in step]
+    return "\n".join([
+        f'"""symdiff optimizer step: {rule.title} for {kernel.title}."""',
+        "import numpy as np", "from numba import njit",
+        "from numba.types import Array, float32, float64, int64", "",
+        f"from {module_name(kernel.source)} import kernel",
+        f"from {UPDATES_NAME} import {', '.join(helpers)}", "",
+        "_ValueError, _float64, _float32, _len = ValueError, np.float64, np.float32, len",
+        "_refused = (KeyError, TypeError, ValueError, AttributeError, IndexError)", "",
+        f"SIGNATURE = ({', '.join(types)},)", "", "",
+        JIT.replace("@njit(", "@njit(SIGNATURE, "), step]) + \
+        _entry(specs, len(program.stmts), update, single, noise)
 
 
-def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
+def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool, check: bool):
     v = _Names(inputs, update, rule, noise)
-    head = [v.lr, v.t, v.constants, v.check] + ([v.sigma] if noise else [])
-    params = ", ".join([*head, *inputs, *v.state, *v.noise, v.chunks])
+    head = [v.lr, v.t, v.constants] + ([v.sigma] if noise else [])
+    params = ", ".join([*head, *v.state, *inputs, *v.noise, v.chunks])
     groups = _groups(v.state, len(rule.state), len(update))
     sizes = [f"{s}.shape == {p}.shape" if inputs[p].rank else f"{s}.size == 1"
              for p, group in zip(update, groups) for s in group]
     sizes += [f"{z}.shape == {p}.shape" for p, z in zip(update, v.noise)]
     args = [f"{n}[()]" if n in update and not inputs[n].rank else n for n in inputs]
     outputs = v.grads + ([v.weight] if noise else [])
-    lines = ["", "", f"def step_{rule.name}({params}):",
+    lines = [f"def step({params}):",
              f'    """{rule.title}: the loss, the gradients and the update in place."""']
     if sizes:
         lines += ["    if not (" + "\n            and ".join(sizes) + "):",
@@ -158,12 +165,11 @@ def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool):
         lines += [f"    {s} = np.float32({s})" for s in v.scalars + [v.clip]
                   + ([v.sigma] if noise else [])]
     flat = {p: f"{g}.ravel()" for p, g in zip(update, v.grads)}  # a scalar's is a float
-    lines += [f"    if {v.check} != 0.0:",
-              f"        if not np.isfinite({v.value}):",
-              f"            return {v.value}, 0"]
-    for k, (p, g) in enumerate(zip(update, v.grads), 1):
-        finite = f"_finite({flat[p]})" if inputs[p].rank else f"np.isfinite({g})"
-        lines += [f"        if not {finite}:", f"            return {v.value}, {k}"]
+    if check:
+        lines += [f"    if not np.isfinite({v.value}):", f"        return {v.value}, 0"]
+        for k, (p, g) in enumerate(zip(update, v.grads), 1):
+            finite = f"_finite({flat[p]})" if inputs[p].rank else f"np.isfinite({g})"
+            lines += [f"    if not {finite}:", f"        return {v.value}, {k}"]
     for p, g, z in zip(update, v.grads, v.noise):
         noise = z if inputs[p].rank else f"{z}[()]"  # shaped as the gradient
         lines.append(f"    {g} = {g} + ({v.sigma} * {v.weight}) * {noise}")
@@ -210,149 +216,147 @@ def _groups(state: list, size: int, count: int) -> list[list[str]]:
     return [state[k * size:(k + 1) * size] for k in range(count)]
 
 
-def _entry(specs, statements: int, update: tuple) -> str:
-    """`step_entry(_step, _rule, _slow, _parallel, _missing)`: returns `run(_hyper, _state,
-    _noise, <inputs>)`, which tests the classes of the scalar inputs that are not updated, then
-    calls `_step` (a rule's compiled step, whose dispatcher refuses arrays of other types): in
-    16 chunks for a large batch (the same bits as one chunk at a time), else in one. Anything
-    refused goes to `_slow(rule, hyper, state, noise, **arguments)`. Its own names start with
-    an underscore, which no input's may."""
-    lead = ("_hyper", "_state", "_noise")
-    parameters, _, keywords = entry_parameters(specs, lead)
-    names = ", ".join(spec.name for spec in specs)
-    call = f"_step(*_hyper, {names}{', ' * bool(names)}*_state, *_noise, "
-    big = big_batch(specs, statements)
-    attempt = [f"if {big}:", f"    return {call}{NCHUNKS})"] if big else []
-    attempt.append(f"return {call}1)")
-    lines = ["", "", "def step_entry(_step, _rule, _slow, _parallel, _missing):",
-             '    """`run`: a compiled optimizer step; `slow` takes what it refuses."""',
-             "", f"    def run({parameters}):",
-             '        """The step if it accepts the arguments; else the slow path."""']
-    lines += guarded(specs, attempt, update, comment="  # slow says what is wrong")
-    lines += [f"        return _slow(_rule, {keywords})", "", "    return run"]
-    return "\n".join(lines) + "\n"
-
-
-def _direct(specs, statements: int, update: tuple) -> str:
-    """`direct_step(general, general_sgd, sgd, steps, key, check, parallel, missing)` (their
-    names, and the builtins the text reads, underscored in it, as no input's may be): returns
-    `step(opt, <inputs>)` and `sgd_step(lr, <inputs>)` (a step of the optimizer `sgd` at rate
-    lr), which bind the arguments by name and call the compiled step of the optimizer's rule
-    (`steps`: rule -> compiled step, filled as they compile) when it has its state for the
-    parameters `key`, the scalar inputs are of their exact classes and the batch is small;
-    anything else (a first step, a private one, a large batch, an argument the step refuses, a
-    non-finite output) goes to `general(opt, arguments)` or `general_sgd(lr, **arguments)`."""
+def _entry(specs, statements: int, update: tuple, single: bool, noise: bool) -> str:
+    """`entry(_step, _slow, _parallel)`: returns `run(_lr, _t, _constants, _state, _arguments[,
+    _sigma, _noise])`, which takes the inputs from the dict `_arguments`, tests the classes of
+    the scalar inputs that are not updated and calls `_step` (whose dispatcher refuses arrays
+    of other types): in 16 chunks for a large batch (the same bits as one chunk at a time),
+    else in one. Anything refused (an unknown or missing name too) goes to `_slow`, with the
+    same arguments. The inputs arrive as a dict, not by keyword: the caller's `**arguments`
+    already made one, and binding it again by keyword would cost more than reading it. Its
+    own names start with an underscore, which no input's may."""
     names = [spec.name for spec in specs]
+    lead = "_lr, _t, _constants, _state, _arguments" + ", _sigma, _noise" * noise
+    call = f"_step(_lr, _t, _constants, {'_sigma, ' * noise}*_state, " + \
+        "".join(f"{n}, " for n in names) + "*_noise, " * noise
     big = big_batch(specs, statements)
+    done = ["_value, _status = {}", "return _float32(_value), _status"] if single else \
+        ["return {}"]  # Numba returns a float32 loss as a float
+    attempt = [f"if {big}:", *(f"    {d}" for d in done)] if big else []
+    attempt = [line.format(f"{call}{NCHUNKS})") for line in attempt] + \
+        [line.format(f"{call}1)") for line in done]
+    tests = [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update]
+    if tests:
+        attempt = ["if (" + "\n            and ".join(tests) + "):"] + \
+            [f"    {line}" for line in attempt]
+    # "w, = _arguments['w']," (the comma on the right too: one input is a 1-tuple there)
+    unpack = ("".join(f"{n}, " for n in names) + "= " +
+              "".join(f"_arguments[{n!r}], " for n in names)).rstrip()
+    return "\n".join([
+        "", "", "def entry(_step, _slow, _parallel):",
+        '    """`run`: the compiled step if it accepts the arguments; `_slow` takes what it',
+        '    refuses."""', "", f"    def run({lead}):",
+        '        """One step: the loss before it, and -1 or the first output not finite."""',
+        f"        if _len(_arguments) == {len(names)}:", "            try:",
+        f"                {unpack}", *(f"                {line}" for line in attempt),
+        "            except _refused:  # _slow says what is wrong", "                pass",
+        f"        return _slow({lead})", "", "    return run"]) + "\n"
+
+
+def emit_front(kernel) -> str:
+    """The module of a model's `step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`, which
+    `Compiled.step` and `Compiled.sgd_step` are: plain Python, made with the model, whatever
+    rules it later uses.
+
+    `front(_first, _first_sgd, _steps, _sgd_constants, _key, _parallel, _missing)` returns
+    them. They bind the inputs by name, then call the compiled step of the optimizer's rule
+    (`_steps`: rule -> compiled step, filled as rules are used) with the optimizer's rate,
+    step number, `constants` and `flat_state[_key]` (`_key`: the parameters' names; public
+    attributes, read inline: a call from Python per step would cost ~100 ns), when it has
+    its state for them (else KeyError), the optimizer is not private, the scalar inputs are
+    of their exact classes and the batch is small. Anything else (a first step, a private
+    one, a large batch, an argument the step refuses, a non-finite output) goes to
+    `_first(opt, arguments)` or `_first_sgd(lr, arguments)`. Its own names start with an
+    underscore, which no input's may."""
+    specs, update = kernel._specs, kernel.update
+    names = [spec.name for spec in specs]
+    big = big_batch(specs, len(kernel.program.stmts))
     tests = ["not _unknown"] + \
         [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update] + \
         ([f"not ({big})"] if big else [])
     params = ", ".join([f"{n}=_missing" for n in names] + ["**_unknown"])
     keywords = ", ".join([f"{n!r}: {n}" for n in names] + ["**_unknown"])
-
-    def call(lr: str, rule: str, t: str, constants: str, state: str, done: list[str]):
-        return [f"                _value, _status = _steps[{rule}](",
-                f"                    {lr}, {t},",
-                f"                    {constants}, _check, {''.join(n + ', ' for n in names)}"
-                f"{state}1)",
-                "                if _status < 0:", *done,
-                "                    return _value",
-                "        except _to_general:",
-                "            pass"]
+    inputs = "".join(f"{n}, " for n in names)
+    value = "_float32(_value)" if kernel.dtype == "float32" else "_value"  # Numba returns
+    # a float32 loss as a float
 
     def condition(first: str) -> str:
         return "            if (" + "\n                    and ".join([first] + tests) + "):"
 
     return "\n".join([
-        "", "", "_to_general = (KeyError, *_refused)  # KeyError: no step compiled, or no state",
-        "", "", "def direct_step(_general, _general_sgd, _sgd, _steps, _key, _check, _parallel,",
-        "                _missing):",
-        '    """`step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`: the step of the optimizer\'s',
-        '    rule, called with no layer between."""',
-        "", f"    def step(_opt, {params}):",
-        '        """One optimizer step; the general path takes what this does not."""',
-        "        try:",
-        condition("_opt.per_example_clip is None"),
-        "                _lr = _opt._lr  # Optimizer.hyper(), inline: a call fewer",
-        *call("_lr if _lr.__class__ is float else _opt.rate()", "_opt.rule.name",
-              "_opt.count + 1", "_opt._constants", "*_opt._flat[_key], ",
-              ["                    _opt.count += 1"]),
-        f"        return _general(_opt, {{{keywords}}})",
-        "", f"    def sgd_step(_lr, {params}):",
-        '        """One gradient descent step at rate _lr; the general path takes what this',
-        '        does not (and refuses a rate that is not a float >= 0)."""',
-        "        try:",
-        condition("_lr.__class__ is float and _lr >= 0.0"),
-        # plain SGD has no state and reads no step count; `_sgd` stays as the general path
-        # left it (sgd_step's optimizer is private)
-        *call("_lr", '"sgd"', "1", "_sgd._constants", "", []),
-        f"        return _general_sgd(_lr, **{{{keywords}}})",
-        "", "    return step, sgd_step"]) + "\n"
+        f'"""symdiff: the optimizer steps of {kernel.title}, called by name."""',
+        "import numpy as np", "",
+        "_float64, _float32, _len = np.float64, np.float32, len",
+        "_to_first = (KeyError, TypeError, ValueError, AttributeError, IndexError)", "", "",
+        "def front(_first, _first_sgd, _steps, _sgd_constants, _key, _parallel, _missing):",
+        '    """`step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`."""', "",
+        f"    def step(_opt, {params}):",
+        '        """One step of the optimizer _opt (see `Compiled.step`)."""',
+        "        try:", condition("_opt.per_example_clip is None"),
+        "                _lr = _opt.lr",
+        "                _value, _status = _steps[_opt.rule.name](",
+        "                    _lr if _lr.__class__ is float and _lr >= 0.0 else _opt.rate(),",
+        "                    _opt.count + 1,",
+        f"                    _opt.constants, *_opt.flat_state[_key], {inputs}1)",
+        "                if _status < 0:", "                    _opt.count += 1",
+        f"                    return {value}",
+        "        except _to_first:", "            pass",
+        f"        return _first(_opt, {{{keywords}}})", "",
+        f"    def sgd_step(_lr, {params}):",
+        '        """One gradient descent step at rate _lr (see `Compiled.sgd_step`)."""',
+        "        try:", condition("_lr.__class__ is float and _lr >= 0.0"),
+        "                _value, _status = _steps['sgd'](",
+        f"                    _lr, 1, _sgd_constants, {inputs}1)",
+        "                if _status < 0:", f"                    return {value}",
+        "        except _to_first:", "            pass",
+        f"        return _first_sgd(_lr, {{{keywords}}})", "",
+        "    return step, sgd_step"]) + "\n"
 
 
 class Steps:
-    """The optimizer steps of one kernel module: `steps(opt, arguments)` takes one step of
-    `opt` in one kernel call and returns the loss. A rule's step compiles for its
-    `STEP_SIGNATURES` entry when the rule is first used; calls go through its `run`, which
-    tests the scalars' classes (the compiled step refuses arrays of other types). Anything
-    refused reaches `_slow`, which names what is wrong or converts the inputs that are not
-    updated.
+    """The optimizer steps of one Kernel: `steps(opt, arguments)` takes one step of `opt` in
+    one kernel call and returns the loss, making the optimizer's state on its first step with
+    this model and compiling a rule's step module (`emit_step`) when the rule is first used.
+    `compiled` maps each rule compiled so far to its step, which a model's `emit_front`
+    functions call directly once the optimizer has its state; `runs`, to its module's `run`,
+    which takes every other step. Anything `run` refuses reaches `_slow`, which names what is
+    wrong or converts the inputs that are not updated.
 
     `bound` is the name of the per-example clipping norm's input in a private (DP) Program,
     else None; `check_finite(outputs)` raises for a non-finite (label, value) in outputs.
     """
 
-    def __init__(self, kernel, module, parallel, check_finite=None, bound=None):
+    def __init__(self, kernel, parallel, check_finite=None, bound=None, compiled=None):
         self.kernel, self.update, self.bound = kernel, kernel.update, bound
+        self.compiled = {} if compiled is None else compiled  # rule -> its compiled step
         self.specs = {spec.name: spec for spec in kernel._specs}
         self._check_finite = check_finite
-        self._check = (1.0,) if check_finite else (0.0,)
-        self._call, self._rerun = {}, {}  # rule -> run, and run without a slow path
-        self.compiled = {}  # rule -> its compiled step: what `direct` calls
-        self._module, self._parallel = module, parallel
-        self._single = kernel.dtype == "float32"
+        self.runs, self._rerun = {}, {}  # rule -> run, and run without a slow path
+        self._parallel = parallel
         self._noise = _noise_arrays(self.update, self.specs) if bound else ()
 
     def _compile(self, rule: str) -> None:
-        """The rule's step, compiled for its one signature (or loaded from Numba's cache)."""
-        from numba import njit
-        module, start = self._module, time.perf_counter()
-        step = njit(module.STEP_SIGNATURES[rule], cache=True, error_model="numpy")(
-            getattr(module, f"step_{rule}"))
-        self.kernel.timings[f"step {rule} compile"] = time.perf_counter() - start
-        self.kernel.step_dispatchers.append(step)
-        self._call[rule] = module.step_entry(step, rule, self._slow, self._parallel, MISSING)
-        self._rerun[rule] = module.step_entry(step, rule, _unreachable, self._parallel, MISSING)
-        self.compiled[rule] = step
-
-    def direct(self, general, general_sgd, sgd):
-        """The generated `step(opt, <inputs>)` and `sgd_step(lr, <inputs>)` (stepping `sgd`)
-        over these compiled steps, or None for a private or float32 model (whose steps need
-        the general path's work)."""
-        if self.bound is not None or self._single:
-            return None
-        return self._module.direct_step(general, general_sgd, sgd, self.compiled, self.update,
-                                        self._check[0], self._parallel, MISSING)
+        """The rule's step module: Numba compiles its step at import, or loads it from its
+        cache."""
+        kernel, start = self.kernel, time.perf_counter()
+        source = emit_step(kernel, RULES[rule], self._check_finite is not None,
+                           self.bound is not None)
+        update_module()  # which the step's module imports by name
+        module, _ = load_module(source)
+        kernel.timings[f"step {rule} compile"] = time.perf_counter() - start
+        kernel.step_dispatchers.append(module.step)
+        self.compiled[rule] = module.step
+        kernel.step_sources.append(source)
+        self._rerun[rule] = module.entry(module.step, _unreachable, self._parallel)
+        self.runs[rule] = module.entry(module.step, lambda *a: self._slow(rule, *a),
+                                       self._parallel)
 
     def __call__(self, opt, arguments: dict):
-        flat, rule = opt._flat.get(self.update), opt.rule.name
-        if flat is None or rule not in self._call or self.bound is not None:
-            return self._step(opt, arguments)
-        value, status = self._call[rule](opt.hyper() + self._check, flat, (), **arguments)
-        if status >= 0:
-            self._non_finite(arguments)
-        opt.count += 1
-        return np.float32(value) if self._single else value
-
-    def _step(self, opt, arguments: dict):
-        """A step the lean path above does not take: the optimizer's first with this model
-        (its state is made), a rule not compiled yet, or a private step."""
         rule = opt.rule.name
-        if rule not in self._call:
+        if rule not in self.runs:
             self._compile(rule)
         flat, made = opt.arrays(self.update, self.specs, arguments)
-        hyper = opt.hyper() + self._check
-        noise, drawn = (), None
+        hyper, drawn = opt.hyper(), None
         if self.bound is not None:
             arguments[self.bound] = opt.per_example_clip
             sigma = opt.noise_scale()
@@ -360,9 +364,11 @@ class Steps:
                 drawn = opt.rng.bit_generator.state  # put back if the step is refused
                 for z in self._noise:
                     opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
-            hyper, noise = hyper + (sigma,), self._noise
+            hyper += (flat, arguments, sigma, self._noise)
+        else:
+            hyper += (flat, arguments)
         try:
-            value, status = self._call[rule](hyper, flat, noise, **arguments)
+            value, status = self.runs[rule](*hyper)
             if status >= 0:
                 self._non_finite(arguments)
         except BaseException:
@@ -372,9 +378,9 @@ class Steps:
         if made is not None:
             opt.keep(self.update, flat, made)
         opt.count += 1
-        return np.float32(value) if self._single else value
+        return value
 
-    def _slow(self, rule, hyper, state, noise, /, **arguments):
+    def _slow(self, rule, lr, t, constants, state, arguments, *noise):
         """What `run` refused: a clear error, or the inputs converted and run again."""
         kernel = self.kernel
         bind(kernel.title, kernel._specs, arguments)
@@ -382,7 +388,7 @@ class Steps:
             self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
         converted, _ = kernel._converted(arguments, self.update)  # the parameters' sizes too
         check_state(RULES[rule], self.update, self.specs, state, converted)
-        return self._rerun[rule](hyper, state, noise, **converted)
+        return self._rerun[rule](lr, t, constants, state, converted, *noise)
 
     def _non_finite(self, arguments: dict):
         """Raise the check_finite error for the outputs the refused step computed."""

@@ -78,7 +78,8 @@ class Optimizer:
 
     `lr` is a number, or a schedule: a callable of the number of steps taken so far (0 at the
     first step) returning the rate, called once per step in Python, so a schedule needs no
-    recompile; assigning `opt.lr` between steps works too. Options of every optimizer:
+    recompile; assigning `opt.lr` between steps works too (a plain attribute, which a step
+    reads on every call; the next step checks it). Options of every optimizer:
 
     - `clip_norm`: scale the gradient (all parameters together) to at most this global norm.
     - `per_example_clip` C, `noise_multiplier` sigma, `rng`: differentially private SGD
@@ -90,13 +91,20 @@ class Optimizer:
     State arrays are created (zeros) on the first step, or by `init(params)`; they are updated
     in place. `state` maps each parameter to {state name: array}; `count` is the number of
     steps taken.
+
+    What a model's compiled step receives, besides the learning rate and the step number
+    `count + 1`: `constants`, an array of the rule's constants then the global clipping norm
+    (0: none), and `flat_state`, which maps the parameters a model updates (a tuple of names)
+    to their state arrays, flat in the rule's order (a scalar's as a 1-entry view), filled by
+    the model's first step (`keep`). A model's generated step reads these public attributes
+    directly: from Python every call costs, and a step is a few microseconds.
     """
 
     rule: Rule
 
     def __init__(self, lr, *, clip_norm=None, per_example_clip=None, noise_multiplier=0.0,
                  rng=None):
-        self.lr = lr
+        self.lr = lr if callable(lr) else _real("the learning rate lr", lr)
         self.clip_norm = None if clip_norm is None else _real("clip_norm", clip_norm, 0.0)
         self.per_example_clip = None if per_example_clip is None else \
             _real("per_example_clip", per_example_clip, 0.0)
@@ -110,36 +118,28 @@ class Optimizer:
         self.rng = rng
         self.count = 0
         self._state: dict[str, dict[str, np.ndarray]] = {}
-        self._flat: dict[tuple, tuple] = {}
+        self.flat_state: dict[tuple, tuple] = {}
 
     def __repr__(self):
-        lr = getattr(self._lr, "__name__", "schedule") if callable(self._lr) else self._lr
+        lr = getattr(self.lr, "__name__", "schedule") if callable(self.lr) else self.lr
         return f"<symdiff.optim.{type(self).__name__} lr={lr} count={self.count}>"
 
-    @property
-    def lr(self):
-        return self._lr
-
-    @lr.setter
-    def lr(self, value):
-        self._lr = value if callable(value) else _real("the learning rate lr", value)
-
     def rate(self) -> float:
-        """The learning rate of the next step."""
-        if not callable(self._lr):
-            return self._lr
-        return _real(f"the schedule's learning rate at step {self.count}", self._lr(self.count))
+        """The learning rate of the next step, checked (`lr` may have been assigned)."""
+        if not callable(self.lr):
+            return _real("the learning rate lr", self.lr)
+        return _real(f"the schedule's learning rate at step {self.count}", self.lr(self.count))
 
     def hyper(self) -> tuple:
         """(learning rate, step number t from 1, the constants array) of the next step; the
         array holds the rule's constants, then the global clipping norm (0: none)."""
-        lr = self._lr if self._lr.__class__ is float else self.rate()
-        return lr, self.count + 1, self._constants
+        lr = self.lr if self.lr.__class__ is float and self.lr >= 0.0 else self.rate()
+        return lr, self.count + 1, self.constants
 
     def _fix(self, **constants) -> None:
         """Set the rule's constants, once, when the optimizer is made."""
         values = [constants[name] for name in self.rule.constants] + [self.clip_norm or 0.0]
-        self._constants = np.array(values, dtype=np.float64)  # writable: Numba's dispatcher
+        self.constants = np.array(values, dtype=np.float64)  # writable: Numba's dispatcher
         # types a read-only array slowly, as it does a 0-d one
 
     @property
@@ -148,7 +148,7 @@ class Optimizer:
 
     @state.setter
     def state(self, state: dict):
-        self._state, self._flat = {p: dict(s) for p, s in state.items()}, {}
+        self._state, self.flat_state = {p: dict(s) for p, s in state.items()}, {}
 
     def init(self, params: dict) -> "Optimizer":
         """Zero state arrays shaped like each parameter in `params` (name: array), of its
@@ -166,7 +166,7 @@ class Optimizer:
         made for parameters that had none, or None). New state is zeros of the parameter's
         shape (its argument's, for a symbolic one) and the model's dtype; it is kept only
         once a step has used it: see `keep`."""
-        flat = self._flat.get(names)
+        flat = self.flat_state.get(names)
         if flat is not None:
             return flat, None
         made = {}
@@ -188,7 +188,7 @@ class Optimizer:
     def keep(self, names: tuple, flat: tuple, made: dict) -> None:
         """After a successful first step: keep the state made for it, and its flat order."""
         self._state.update(made)
-        self._flat[names] = flat
+        self.flat_state[names] = flat
 
     def noise_scale(self) -> float:
         return self.noise_multiplier * (self.per_example_clip or 0.0)

@@ -20,7 +20,9 @@ from symdiff.ir import RESERVED
 # and builtins before those were underscored; and a name from the issue
 GENERATED = ("threaded", "slow", "parallel", "missing", "unknown", "step", "rule", "hyper",
              "state", "noise", "general", "sgd", "steps", "key", "check", "len", "dict",
-             "ValueError", "TypeError", "KeyError", "AttributeError", "IndexError", "x0")
+             "ValueError", "TypeError", "KeyError", "AttributeError", "IndexError", "x0",
+             "opt", "lr", "first", "value", "status", "constants", "arguments", "t")
+# (opt and lr: the first parameters of f.step and f.sgd_step, generated functions)
 
 
 def parameter_names() -> set[str]:
@@ -257,8 +259,12 @@ def cubic():
 
 
 def test_generated_code_reads_no_name_an_input_can_take(kernel_models, cubic):
+    stepped = kernel_models[0]  # its source then shows the optimizer steps' modules too
+    for opt in (sd.optim.SGD(0.1, momentum=0.9), sd.optim.Adam(0.01)):
+        stepped.step(opt, **in_place(POINT))
+    stepped.sgd_step(0.1, **in_place(POINT))
     sources = [model.source_of(kind) for model in (kernel_models[0], cubic)
-               for kind in ("grad", "value", "jvp", "hvp")]
+               for kind in ("grad", "value", "jvp", "hvp")] + [stepped.source]
     generated = [source for source in sources if MACHINERY in source]  # (not a tape's listing)
     assert len(generated) >= 6
     for source in generated:

@@ -499,3 +499,12 @@ def test_the_std_of_a_constant_row_has_nan_derivatives_in_every_order():
     assert np.isnan(f.grad(X=x)["X"]).all()
     assert math.isnan(f.jvp({"X": v}, X=x)[1])
     assert np.isnan(f.hvp({"X": v}, X=x)["X"]).all()
+
+
+def test_a_step_of_a_model_with_one_input():
+    # the step's generated entry unpacked its one argument as `w, = _arguments['w']`, which
+    # fails on a 0-d array, so every sgd_step of the model "w" ended in an AssertionError
+    f = sd.compile("w", wrt=["w"], tier="kernel")
+    w = np.array(-1.5)
+    assert f.sgd_step(0.125, w=w) == -1.5 and w == -1.625
+    assert f.sgd_step(0.125, w=w) == -1.625 and w == -1.75  # the direct path, compiled
