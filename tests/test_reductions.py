@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
+from differences import central
 
 ROWS, COLS = 3, 4
 
@@ -40,21 +41,12 @@ def loss(name, x):
     return float(np.sum(WEIGHTS * r + r ** 2))
 
 
-def fd_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
-
-
 def fd_jvp(f, x, v, h=1e-6):
     return (f(x + h * v) - f(x - h * v)) / (2 * h)
 
 
 def fd_hvp(f, x, v, h=1e-4):
-    return (fd_grad(f, x + h * v, h) - fd_grad(f, x - h * v, h)) / (2 * h)
+    return (central(f, x + h * v, h) - central(f, x - h * v, h)) / (2 * h)
 
 
 def check_all_orders(name, x, v, rtol=1e-6, atol=1e-7):
@@ -63,7 +55,7 @@ def check_all_orders(name, x, v, rtol=1e-6, atol=1e-7):
     oracle = lambda z: loss(name, z)  # noqa: E731
     value, grads = f.value_and_grad(x=x, w=WEIGHTS)
     np.testing.assert_allclose(value, oracle(x), rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(grads["x"], fd_grad(oracle, x), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grads["x"], central(oracle, x), rtol=rtol, atol=atol)
     jv = f.jvp({"x": v}, x=x, w=WEIGHTS)[1]
     np.testing.assert_allclose(jv, fd_jvp(oracle, x, v), rtol=rtol, atol=atol)
     hv = sd.hvp(f)({"x": v}, x=x, w=WEIGHTS)["x"]
@@ -109,7 +101,7 @@ def test_std_of_a_constant_row_is_zero_in_every_order():
     value, grads = f.value_and_grad(x=x, w=WEIGHTS)
     assert value == pytest.approx(loss("std", x), rel=1e-14)
     assert (grads["x"][1:] == 0).all()
-    np.testing.assert_allclose(grads["x"][0], fd_grad(lambda z: loss("std", z), x)[0],
+    np.testing.assert_allclose(grads["x"][0], central(lambda z: loss("std", z), x)[0],
                                rtol=1e-6)
     v = DIRECTION.copy()
     v[0] = 0.0
@@ -149,7 +141,7 @@ def test_norm_at_the_zero_vector_is_zero_in_every_order():
     assert value == pytest.approx(loss("norm", x), rel=1e-14)
     assert (grads["x"][1] == 0).all()
     np.testing.assert_allclose(grads["x"][[0, 2]],
-                               fd_grad(lambda z: loss("norm", z), x)[[0, 2]], rtol=1e-6)
+                               central(lambda z: loss("norm", z), x)[[0, 2]], rtol=1e-6)
     v = np.zeros_like(x)
     v[1] = DIRECTION[1]
     assert f.jvp({"x": v}, x=x, w=WEIGHTS)[1] == 0.0
@@ -181,7 +173,7 @@ def weighted_sum(build, numpy, shape):
     value, grads = f.value_and_grad(x=ORDINARY, u=weights)
     oracle = lambda z: float(np.sum(numpy(z) * weights))  # noqa: E731
     assert value == pytest.approx(oracle(ORDINARY), rel=1e-14)
-    np.testing.assert_allclose(grads["x"], fd_grad(oracle, ORDINARY), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grads["x"], central(oracle, ORDINARY), rtol=1e-6, atol=1e-8)
 
 
 def test_axis_0_keepdims_and_ddof_as_numpy():
@@ -229,7 +221,7 @@ def test_per_example_gradients():
     values, grads = per_example().value_and_grad(X=ORDINARY, p=P)
     np.testing.assert_allclose(values, per_example_numpy(ORDINARY, P), rtol=1e-13)
     for i in range(ROWS):
-        want = fd_grad(lambda q: per_example_numpy(ORDINARY[i:i + 1], q)[0], P)
+        want = central(lambda q: per_example_numpy(ORDINARY[i:i + 1], q)[0], P)
         np.testing.assert_allclose(grads["p"][i], want, rtol=1e-6, atol=1e-8)
 
 
@@ -250,7 +242,7 @@ def test_cumsum_along_the_example_axis_mixes_examples():
     total = sd.compile(sd.mean(sd.sum(sd.cumsum(X * p, axis=0), axis=1)), wrt=[p],
                        tier="kernel")
     g = total.grad(X=ORDINARY, p=P)["p"]  # the mean over the batch is fine
-    want = fd_grad(lambda q: np.mean(np.sum(np.cumsum(ORDINARY * q, axis=0), axis=1)), P)
+    want = central(lambda q: np.mean(np.sum(np.cumsum(ORDINARY * q, axis=0), axis=1)), P)
     np.testing.assert_allclose(g, want, rtol=1e-6)
 
 
@@ -302,7 +294,7 @@ def test_cumsum_of_a_broadcast_and_of_parameters_per_example():
     values, grads = g.value_and_grad(X=ORDINARY, v=P)
     np.testing.assert_allclose(values, (ORDINARY @ np.cumsum(P)) ** 2, rtol=1e-14)
     for i in range(ROWS):
-        want = fd_grad(lambda q: float((ORDINARY[i] @ np.cumsum(q)) ** 2), P)
+        want = central(lambda q: float((ORDINARY[i] @ np.cumsum(q)) ** 2), P)
         np.testing.assert_allclose(grads["v"][i], want, rtol=1e-6)
 
 
