@@ -225,9 +225,11 @@ class Compiled:
                                               self.wrt if scalar_loss else (), self._wait)
         return self._kernels[kind]
 
-    def __call__(self, /, **arguments):
+    def __call__(self, /, *positional, **arguments):
         """The model's value: a float, or an array for per-example values (and the aux
         outputs, if any: `value, aux`)."""
+        if positional:
+            raise self._by_keyword("f", positional)
         rows = arguments.get(self._rows)
         if rows.__class__ is np.ndarray and rows.shape[:1] >= (BLOCKS_FROM,):
             blocked = self._in_blocks(arguments, rows.shape[0], gradients=False)
@@ -246,8 +248,10 @@ class Compiled:
             _check_finite(self.title, [("value", value)])
         return value
 
-    def grad(self, /, **arguments) -> dict:
+    def grad(self, /, *positional, **arguments) -> dict:
         """The gradients, {name in wrt: value}."""
+        if positional:
+            raise self._by_keyword("f.grad", positional)
         return self.value_and_grad(**arguments)[1]
 
     step = GeneratedPerModel("""`f.step(opt, **arguments)`: one step of the optimizer
@@ -334,13 +338,15 @@ class Compiled:
             arguments[w] -= lr * grads[w]
         return value, aux
 
-    def value_and_grad(self, /, **arguments):
+    def value_and_grad(self, /, *positional, **arguments):
         """(value, {name in wrt: gradient}) from one kernel call; with aux outputs,
         (value, gradients, {aux name: value}).
 
         Batch inputs may be Dask arrays chunked along the batch axis: each chunk then runs
         as a task on Dask's current scheduler (see codegen/chunked.py). A large batch runs
         in blocks of rows (see codegen/blocks.py)."""
+        if positional:
+            raise self._by_keyword("f.value_and_grad", positional)
         rows = arguments.get(self._rows)
         if rows.__class__ is np.ndarray and rows.shape[:1] >= (BLOCKS_FROM,):
             blocked = self._in_blocks(arguments, rows.shape[0])
@@ -360,6 +366,14 @@ class Compiled:
             _, aux = self._with_aux(value, rest[len(self.wrt):])
             return value, grads, aux
         return value, grads
+
+    def _by_keyword(self, call: str, positional: tuple) -> ArgumentError:
+        """The error for inputs given by position: inputs are named (their order in
+        `f.inputs` is not the order a formula writes them in), so a positional call could
+        silently swap two of them."""
+        shown = ", ".join(f"{name}=..." for name in self.inputs)
+        return ArgumentError(f"{call} takes the model's inputs by name, not by position "
+                             f"({len(positional)} given): {call}({shown})")
 
     def _in_blocks(self, arguments: dict, n: int, gradients: bool = True):
         """(value, gradients) of a call of n rows run in blocks, or None if it does not."""

@@ -159,6 +159,8 @@ class _ReverseWalk:
                 if g is not None and inp.uid in self.depends and not (
                         batched and reuse.has_batch(inp)):
                     g = T.as_tensor(g)
+                    if g.dtype == "bool":  # x*(x > 2): the adjoint of x is the comparison
+                        g = T.where(g, 1.0, 0.0)
                     self.claim(g.node, v)
                     pending.setdefault(inp.uid, []).append(g)
 

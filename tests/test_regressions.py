@@ -508,3 +508,12 @@ def test_a_step_of_a_model_with_one_input():
     w = np.array(-1.5)
     assert f.sgd_step(0.125, w=w) == -1.5 and w == -1.625
     assert f.sgd_step(0.125, w=w) == -1.625 and w == -1.75  # the direct path, compiled
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_gradient_that_is_a_comparison_is_a_float(tier):
+    # d/dx x*(x > 2) is the comparison itself: the kernel returned it as a bool (True, False)
+    f = sd.compile("x*(x > 2)", wrt=["x"], tier=tier)
+    for x, slope in ((3.0, 1.0), (1.0, 0.0)):
+        grad = f.grad(x=x)["x"]
+        assert type(grad) is float and grad == slope

@@ -200,3 +200,12 @@ def test_check_finite_also_checks_sgd_step():
     with pytest.raises(sd.NonFiniteError, match="value is -inf"):
         f.sgd_step(0.1, w=w, x=np.array([0.0, 1.0]))
     assert w == pytest.approx(0.95)  # raised before the update: nothing changed
+
+
+@pytest.mark.parametrize("call", ["__call__", "grad", "value_and_grad"])
+def test_inputs_by_position_are_refused_with_the_keyword_call(product, call):
+    # NumPy and JAX habits: f(1.0, 2.0) met Python's "takes 1 positional argument"; inputs are
+    # named (f.inputs' order need not be the formula's), so the error shows the keyword call
+    with pytest.raises(sd.ArgumentError, match=r"by name, not by position \(3 given\): "
+                                               r".*\(x=\.\.\., y=\.\.\., z=\.\.\.\)"):
+        getattr(product, call)(-2.0, 5.0, -4.0)
