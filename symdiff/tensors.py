@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import ArgumentError, ShapeError
-from .functions import ALIASES, FUNCTIONS, body_dtype, evaluate_body, placeholder
+from .functions import ALIASES, BY_CLASS, FUNCTIONS, body_dtype, evaluate_body, placeholder
 from .ir import RESERVED, Node, broadcast_shapes, format_shape, make_node
 from .optable import output_type
 
@@ -201,7 +201,7 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
     folded = body.xreplace(constants)
     operands = [s for s in env if s not in constants]
     dropped = any(s not in folded.free_symbols for s in operands if s in body.free_symbols)
-    if folded.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or dropped and not body.has(sp.Piecewise):
+    if _undefined(folded) or dropped and not body.has(sp.Piecewise):
         folded, constants = body, {}  # 0*x or x/0: folding would change IEEE's answer
         # (a select whose condition is constant drops its other branch, as it should)
     used = [s for s in env if s not in constants and s in folded.free_symbols]
@@ -218,6 +218,16 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
     if dtype != "bool":
         dtype = "float32" if all(n.dtype == "float32" for n in inputs) else "float64"
     return Tensor(make_node("elementwise", inputs, shape, dtype, body=body))
+
+
+def _undefined(body: sp.Expr) -> bool:
+    """Whether SymPy made `body` undefined (zoo, nan, infinities, imaginary numbers), inside
+    the definitions of composite functions too: xlogy(x, 0) holds log(0) = zoo."""
+    bad = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)
+    if body.has(*bad):
+        return True
+    return any(_undefined(BY_CLASS[type(e)].expand(e.args)) for e in body.atoms(sp.Function)
+               if type(e) in BY_CLASS and BY_CLASS[type(e)].definition is not None)
 
 
 def _is_const(v) -> bool:

@@ -21,7 +21,8 @@ import ast
 
 import mpmath as mp
 
-from formula_eval import BINARY, GRAD, KINKED, UNARY, _finite, _log, divide, power
+from formula_eval import (BINARY, CLIP_ARGUMENT, GRAD, KINKED, UNARY, _finite, _log, divide,
+                          power)
 
 
 def partials(p, node, decisions: dict) -> list:
@@ -47,6 +48,8 @@ def partials(p, node, decisions: dict) -> list:
         return [(args[1] if decided else args[2], 1)]
     if name in ("max", "min"):
         return [(args[decided], 1)]
+    if name == "clip":
+        return [(args[CLIP_ARGUMENT[decided]], 1)]
     if name == "relu":
         return [(args[0], 1)] if decided else []
     if name == "abs":
@@ -88,7 +91,7 @@ def textbook_fits(p, tree, live: dict) -> bool:
         elif isinstance(n, ast.Call) and n.func.id == "atan2":
             values.append(v(n.args[0]) ** 2 + v(n.args[1]) ** 2)
         elif isinstance(n, ast.Call) and n.func.id in ("atan", "asin", "acos", "asinh", "acosh",
-                                                       "atanh", "reciprocal", "gelu"):
+                                                       "atanh", "reciprocal", "gelu", "sinc"):
             values.append(v(n.args[0]) ** 2)
         elif isinstance(n, ast.Call) and n.func.id == "tan":
             values.append(v(n) ** 2)

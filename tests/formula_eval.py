@@ -65,6 +65,70 @@ def _log(v):
     return -INF if v == 0 else mp.log(v)
 
 
+_SINC = [(-1) ** k * mp.pi ** (2 * k) / mp.factorial(2 * k + 1) for k in range(30)]
+
+
+def _sinc(a, order=0):
+    """sin(pi a)/(pi a) (1 at 0) or its derivative of `order` (1 or 2); near 0 by its
+    Maclaurin series, where the quotient's forms cancel."""
+    if abs(a) < mp.mpf(1) / 32:
+        return mp.fsum(c * mp.ff(2 * k, order) * a ** (2 * k - order)
+                       for k, c in enumerate(_SINC) if 2 * k >= order)
+    s, c = mp.sincpi(a), mp.cospi(a)
+    if order == 0:
+        return s
+    if order == 1:
+        return (c - s) / a
+    return -mp.pi ** 2 * s - 2 * (c - s) / (a * a)
+
+
+def _lgamma(a):
+    """log|Gamma(a)|, C's lgamma: inf at the poles 0, -1, -2, ... and at +-inf."""
+    if mp.isinf(a) or a <= 0 and a == mp.floor(a):
+        return INF
+    return mp.re(mp.loggamma(a))
+
+
+def _psi(order):
+    def psi(a):
+        if a <= 0 and a == mp.floor(a):
+            return NAN
+        if mp.isinf(a):
+            return INF if a > 0 and order == 0 else NAN if a < 0 else mp.mpf(0)
+        return mp.psi(order, a)
+    return psi
+
+
+def _log_ndtr(v):
+    """log Phi(v): log1p(-Phi(-v)) above 0 (Phi(v) is 1 to 50 digits above 15), and below
+    -1e5 by the asymptotic series of Phi (mpmath's erfc would take for ever there)."""
+    if v > 0:
+        return mp.log1p(-_ncdf(-v))
+    if v < -100000:
+        return -v * v / 2 - mp.log(-v) - mp.log(2 * mp.pi) / 2 + mp.log(_mills(v))
+    return mp.log(mp.ncdf(v))
+
+
+def _mills(v):
+    """Phi(v) * (-v) / phi(v) for v < -1e5: 1 - 1/v**2 + 3/v**4 - ..."""
+    return mp.fsum((-1) ** k * mp.fac2(2 * k - 1) / v ** (2 * k) for k in range(8))
+
+
+def _ndtr_ratio(v):
+    """phi(v)/Phi(v), log_ndtr's derivative."""
+    if mp.isinf(v):
+        return INF if v < 0 else mp.mpf(0)
+    if v < -100000:
+        return -v / _mills(v)
+    return mp.npdf(v) / mp.ncdf(v)
+
+
+def _erfinv(v):
+    if abs(v) > 1:
+        return NAN
+    return mp.sign(v) * INF if abs(v) == 1 else mp.erfinv(v)
+
+
 # name -> (value, derivative); derivatives written from the textbook, by this module
 UNARY = {
     "exp": (_exp, _exp), "log": (_log, lambda a: 1 / a),
@@ -102,6 +166,14 @@ UNARY = {
     "cbrt": (lambda a: mp.sign(a) * mp.cbrt(abs(a)), lambda a: 1 / (3 * mp.cbrt(a * a))),
     "logit": (lambda a: -INF if a == 0 else INF if a == 1 else mp.log(a / (1 - a)),
               lambda a: 1 / (a * (1 - a))),
+    "sinc": (_sinc, lambda a: _sinc(a, 1)),
+    "sinc'": (lambda a: _sinc(a, 1), lambda a: _sinc(a, 2)),  # its derivatives, for SymPy's
+    "sinc''": (lambda a: _sinc(a, 2), lambda a: mp.diff(lambda t: _sinc(t, 2), a)),
+    "log_ndtr": (lambda a: -INF if a == -INF else _log_ndtr(a), _ndtr_ratio),
+    "ndtr_ratio": (_ndtr_ratio, lambda a: -_ndtr_ratio(a) * (a + _ndtr_ratio(a))),
+    "erfinv": (_erfinv, lambda a: mp.sqrt(mp.pi) / 2 * mp.exp(_erfinv(a) ** 2)),
+    "lgamma": (_lgamma, _psi(0)), "digamma": (_psi(0), _psi(1)),
+    "trigamma": (_psi(1), _psi(2)), "tetragamma": (_psi(2), _psi(3)),
 }
 
 
@@ -116,6 +188,38 @@ def _hypot(a, b):
     return mp.sqrt(a * a + b * b)
 
 
+def _fmod(a, b):
+    """C's fmod, exact: the sign of a."""
+    if mp.isinf(a) or b == 0:
+        return NAN
+    return a if mp.isinf(b) else mp.sign(a) * mp.fmod(abs(a), abs(b))
+
+
+def _mod(a, b):
+    """Python's %: the sign of b (fmod, moved by b where their signs differ)."""
+    r = _fmod(a, b)
+    return r + b if r != 0 and (r < 0) != (b < 0) else r
+
+
+def quotient(name: str, a, b):
+    """n with mod(a, b) (or fmod) = a - n*b: the piece's slope by b is -n."""
+    r = (_mod if name == "mod" else _fmod)(a, b)
+    if not _finite(r):
+        return NAN
+    return mp.mpf(0) if r == a else mp.mpf(-1) if mp.isinf(b) else mp.nint((a - r) / b)
+
+
+def _log1p(v):
+    return -INF if v == -1 else mp.log1p(v)
+
+
+def _xlog(log):
+    """x*log(y) (or log1p), 0 wherever x = 0 whatever y is."""
+    def f(a, b):
+        return mp.mpf(0) if a == 0 else _real(a * log(b))
+    return f
+
+
 # two-argument functions: name -> (value, d/da, d/db), written from the textbook here
 BINARY = {
     "logaddexp": (_logaddexp, lambda a, b: 1 / (1 + _exp(b - a)),
@@ -124,7 +228,18 @@ BINARY = {
                    lambda a, b: 1 / (1 + mp.power(2, _clamp(b - a))),
                    lambda a, b: 1 / (1 + mp.power(2, _clamp(a - b)))),
     "hypot": (_hypot, lambda a, b: a / _hypot(a, b), lambda a, b: b / _hypot(a, b)),
+    "mod": (_mod, lambda a, b: 1, lambda a, b: -quotient("mod", a, b)),
+    "fmod": (_fmod, lambda a, b: 1, lambda a, b: -quotient("fmod", a, b)),
+    "xlogy": (_xlog(_log), lambda a, b: _real(_log(b)), lambda a, b: a / b),
+    "xlog1py": (_xlog(_log1p), lambda a, b: _real(_log1p(b)), lambda a, b: a / (1 + b)),
 }
+CLIP_ARGUMENT = (2, 2, 1, 0)  # by clip_piece: hi, hi, lo, x
+POLES = ("lgamma", "digamma")  # at 0, -1, -2, ...
+
+
+def clip_piece(x, lo, hi) -> int:
+    """NumPy's clip: hi where x >= hi or lo >= hi, else lo where x <= lo, else x."""
+    return 0 if x >= hi else 1 if lo >= hi else 2 if x <= lo else 3
 
 
 SELU_SCALE = mp.mpf("1.0507009873554804934193349852946")  # Klambauer et al.'s constants
@@ -142,7 +257,17 @@ def _elu(scale, alpha):
              lambda a: scale * alpha * _exp(a))]
 
 
-# functions with kinks: name -> (kinks (None: every integer), whether the value jumps there,
+def _trunc(a):
+    return mp.floor(a) if a >= 0 else mp.ceil(a)
+
+
+def _halves(a):
+    """round's jumps: the half-integers either side of a."""
+    return (mp.floor(a) + mp.mpf(1) / 2, mp.floor(a) - mp.mpf(1) / 2)
+
+
+# functions with kinks: name -> (kinks (None: every integer; a function: those near a),
+# whether the value jumps there,
 # pieces). A piece is (holds(a), value(a), slope(a) or None where it is constant); the first
 # that holds is taken, as the record's select takes it. The answer at a kink is a convention,
 # left to the targeted tests: `resolve` rejects points near one.
@@ -151,6 +276,9 @@ KINKED = {
                           (lambda a: a < 0, _constant(-1), _NONE),
                           (lambda a: True, _constant(0), _NONE)]),
     "floor": (None, True, [(lambda a: True, mp.floor, _NONE)]),
+    "ceil": (None, True, [(lambda a: True, mp.ceil, _NONE)]),
+    "trunc": (None, True, [(lambda a: True, _trunc, _NONE)]),
+    "round": (_halves, True, [(lambda a: True, mp.nint, _NONE)]),  # ties to even
     "hardtanh": ((-1, 1), False, [(lambda a: a <= -1, _constant(-1), _NONE),
                                   (lambda a: a >= 1, _constant(1), _NONE),
                                   (lambda a: True, lambda a: a, _ONE)]),
@@ -171,6 +299,15 @@ KINKED = {
 def piece(name: str, a) -> int:
     """The index of the piece of KINKED[name] taken at a."""
     return next(k for k, (holds, _, _) in enumerate(KINKED[name][2]) if holds(a))
+
+
+def inner_rounding(name: str, a):
+    """The rounding error (in units of eps) of the argument a function scales first: sinc
+    and the reflections of lgamma and digamma below 0 take sin or tan of a rounded pi*a,
+    log_ndtr erfc of a rounded a/sqrt(2)."""
+    scaled = name.startswith("sinc") or name in ("log_ndtr", "ndtr_ratio") or \
+        name in ("lgamma", "digamma", "trigamma", "tetragamma") and a < 0
+    return abs(a) if scaled and _finite(a) else 0
 
 
 def apply(name: str, a):
@@ -292,7 +429,8 @@ class _Pass:
         if isinstance(node, ast.Compare):
             (l, Rl), (r, Rr) = self.run(node.left), self.run(node.comparators[0])
             self.sides[id(node)] = (l, r, Rl + Rr + abs(l) + abs(r))
-            truth = {ast.Lt: l < r, ast.LtE: l <= r, ast.Gt: l > r, ast.GtE: l >= r}
+            truth = {ast.Lt: l < r, ast.LtE: l <= r, ast.Gt: l > r, ast.GtE: l >= r,
+                     ast.Eq: l == r, ast.NotEq: l != r}
             return mp.mpf(truth[type(node.ops[0])]), mp.mpf(0)
         return self._call(node.func.id, node.args)
 
@@ -328,8 +466,12 @@ class _Pass:
         vals = [self.run(a) for a in args]
         if name == "hypot" and any(mp.isinf(v) for v, _ in vals):
             return INF, mp.mpf(0)  # C's hypot: an infinite leg wins, even over NaN
+        if name in ("xlogy", "xlog1py") and vals[0][0] == 0:
+            return mp.mpf(0), mp.mpf(0)  # whatever y is, NaN included
         if any(mp.isnan(v) for v, _ in vals):
             return NAN, mp.mpf(0)
+        if name == "clip":
+            return vals[CLIP_ARGUMENT[clip_piece(*(v for v, _ in vals))]]
         if name in KINKED:
             (a, Ra), = vals
             _, value, slope = KINKED[name][2][piece(name, a)]
@@ -338,7 +480,10 @@ class _Pass:
         if name in BINARY:
             (a, Ra), (b, Rb) = vals
             f, da, db = BINARY[name]
-            v = f(a, b)
+            try:
+                v = f(a, b)
+            except (ValueError, ZeroDivisionError, OverflowError):
+                v = NAN
             return v, _d(lambda _: da(a, b), a, Ra) + _d(lambda _: db(a, b), b, Rb) + abs(v)
         if name in ("max", "min"):
             pick = max if name == "max" else min
@@ -354,6 +499,7 @@ class _Pass:
                 + abs(v)
         (a, Ra), = vals
         v = apply(name, a)
+        Ra = Ra + inner_rounding(name, a)
         return v, _d(UNARY[name][1], a, Ra) + (0 if name == "abs" else abs(v))
 
 
@@ -375,7 +521,8 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
         name, args = node.func.id, node.args
         children = [(a, level) for a in args]
         if level > DEAD and name != "where" and any(mp.isnan(v(a)) for a in args) and \
-                (name in ("relu", "abs", "max", "min", "atan2") or name in KINKED) and strict:
+                (name in ("relu", "abs", "max", "min", "atan2", "clip") or name in KINKED) \
+                and strict:
             raise Reject(f"NaN reaches {name}")
         if name in ("relu", "abs"):
             a = v(args[0])
@@ -399,6 +546,33 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
             decisions[id(node)] = truth
             children = [(args[0], min(level, VALUE)), (args[1], level if truth else DEAD),
                         (args[2], DEAD if truth else level)]
+        elif name == "clip":
+            decisions[id(node)] = k = clip_piece(*(v(a) for a in args))
+            _clip_ties(p, args, k, strict and level == GRAD)
+            children = [(a, level if i == CLIP_ARGUMENT[k] else min(level, VALUE))
+                        for i, a in enumerate(args)]
+        elif name in ("mod", "fmod"):
+            a, b = v(args[0]), v(args[1])
+            decisions[id(node)] = quotient(name, a, b)
+            if strict and level > DEAD and undetermined(p, args[1]):
+                raise Reject(f"{name} by a divisor whose 0 floats decide")
+            if strict and level > DEAD and _finite(a) and _finite(b) and b != 0:
+                n = mp.nint(a / b)  # the nearest multiple: a jump
+                if _near(a - n * b, p.R[id(args[0])] + abs(n) * p.R[id(args[1])] + abs(a)):
+                    raise Reject(f"{name} at a multiple of its divisor")
+        elif name in ("xlogy", "xlog1py") and strict and level > DEAD:
+            b = v(args[1])
+            if undetermined(p, args[0]) and not (_finite(b) and b > (0 if name == "xlogy" else -1)):
+                raise Reject(f"{name} of an x whose 0 floats decide, where log(y) is not finite")
+        elif name in POLES and strict and level > DEAD and _finite(v(args[0])):
+            a = v(args[0])
+            if a < 1 and _near(a - mp.nint(a), p.R[id(args[0])] + abs(a)):
+                raise Reject(f"{name} at a pole")
+        elif name == "erfinv" and strict and level > DEAD and _finite(v(args[0])):
+            a = v(args[0])
+            computed = not isinstance(args[0], (ast.Constant, ast.Name, ast.UnaryOp))
+            if computed and _near(abs(a) - 1, p.R[id(args[0])] + abs(a)):
+                raise Reject("erfinv at +-1, where floats decide between inf and NaN")
         elif name == "hypot" and strict and level == GRAD and all(
                 _near(v(a), p.R[id(a)] + abs(v(a))) for a in args):
             raise Reject("hypot at its kink (0, 0)")
@@ -406,7 +580,8 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
             a, (kinks, jumps, pieces) = v(args[0]), KINKED[name]
             if strict and (level > DEAD if jumps else level == GRAD) and _finite(a) and any(
                     _near(a - k, p.R[id(args[0])] + abs(a))
-                    for k in (kinks or (mp.floor(a), mp.ceil(a)))):
+                    for k in (kinks(a) if callable(kinks) else kinks or (mp.floor(a),
+                                                                          mp.ceil(a)))):
                 raise Reject(f"{name} at its kink")
             k = piece(name, a)
             if pieces[k][2] is None:  # a constant: the decision says which
@@ -425,6 +600,19 @@ def resolve(p: _Pass, node, level: int, live: dict, decisions: dict, strict: boo
         _signs_matter(p, node)
     for child, lev in children:
         resolve(p, child, lev, live, decisions, strict)
+
+
+def _clip_ties(p: _Pass, args, k: int, strict: bool) -> None:
+    """Reject where one of clip's comparisons (x with hi, lo with hi, x with lo) that
+    decided piece k sits on its boundary: its slopes there are a convention."""
+    if not strict:
+        return
+    pairs = [(0, 2)] + ([(1, 2), (0, 1)] if k > 0 else [])
+    for i, j in pairs:
+        a, b = args[i], args[j]
+        scale = p.R[id(a)] + p.R[id(b)] + abs(p.value[id(a)]) + abs(p.value[id(b)])
+        if _near(p.value[id(a)] - p.value[id(b)], scale) and not _same(a, b):
+            raise Reject("clip at a bound")
 
 
 def undetermined(p: _Pass, node) -> bool:
@@ -459,6 +647,9 @@ def _signs_matter(p: _Pass, node) -> None:
                                                        "logit") and \
             undetermined(p, node.args[0]) and v(node.args[0]) != 0:
         raise Reject(f"{node.func.id} of a value whose sign floats decide")
+    if isinstance(node, ast.Call) and node.func.id == "xlogy" and v(node.args[0]) != 0 and \
+            undetermined(p, node.args[1]) and v(node.args[1]) != 0:
+        raise Reject("xlogy of a y whose sign floats decide")
 
 
 def _condition(p: _Pass, cond, level: int, strict: bool) -> bool:

@@ -37,8 +37,9 @@ import numpy as np
 import sympy as sp
 
 from formula_chain import adjoints, edges_of, textbook_fits, through_value_floor
-from formula_eval import (DEAD, FORMATS, GRAD, INF, KINKED, NAN, UNARY, _d, _finite, _log,
-                          _near, _Pass, apply, atan2, divide, power, resolve, undetermined)
+from formula_eval import (CLIP_ARGUMENT, DEAD, FORMATS, GRAD, INF, KINKED, NAN, UNARY, _d,
+                          _finite, _log, _near, _Pass, apply, atan2, divide, inner_rounding,
+                          power, resolve, undetermined)
 
 
 def rtol(fmt: str) -> float:
@@ -54,6 +55,28 @@ class Ncdf(sp.Function):
         return sp.exp(-self.args[0] ** 2 / 2) / sp.sqrt(2 * sp.pi)
 
 
+def _chain(names, last):
+    """SymPy functions names[0], names[1], ... each the derivative of the one before, the
+    last one's derivative `last`; each evaluated in mpmath by its UNARY entry."""
+    classes = []
+    for name in names:
+        classes.append(type(name.replace("'", "_d"), (sp.Function,), {}))
+    for k, cls in enumerate(classes):
+        following = classes[k + 1] if k + 1 < len(classes) else None
+        cls.fdiff = (lambda self, argindex=1, f=following: f(self.args[0])) if following \
+            else (lambda self, argindex=1: last(self.args[0]))
+    return classes
+
+
+# functions whose derivatives SymPy has no name for: classes of their own, with their
+# derivatives written in formula_eval.UNARY (sinc's are at 0 its series, as the quotient's
+# would be 0/0 there)
+Sinc, Sinc1, Sinc2 = _chain(["sinc", "sinc'", "sinc''"], lambda u: sp.nan)
+LogNdtr, NdtrRatio = _chain(["log_ndtr", "ndtr_ratio"],
+                            lambda u: -NdtrRatio(u) * (u + NdtrRatio(u)))
+Lgamma, Digamma, Trigamma, Tetragamma = _chain(["lgamma", "digamma", "trigamma", "tetragamma"],
+                                               lambda u: sp.nan)
+
 _SYMPY = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos,
           "tan": sp.tan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "asin": sp.asin,
           "acos": sp.acos, "atan": sp.atan, "erf": sp.erf,
@@ -67,12 +90,14 @@ _SYMPY = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": s
           "log2": lambda u: sp.log(u) / sp.log(2), "log10": lambda u: sp.log(u) / sp.log(10),
           "exp2": lambda u: 2 ** u, "square": lambda u: u ** 2, "reciprocal": lambda u: 1 / u,
           "rsqrt": lambda u: u ** sp.Rational(-1, 2),
-          "logit": lambda u: sp.log(u / (1 - u))}
+          "logit": lambda u: sp.log(u / (1 - u)), "sinc": Sinc, "log_ndtr": LogNdtr,
+          "lgamma": Lgamma, "digamma": Digamma, "erfinv": sp.erfinv}
 
 
 _SYMPY2 = {"logaddexp": lambda a, b: sp.log(sp.exp(a) + sp.exp(b)),
            "logaddexp2": lambda a, b: sp.log(2 ** a + 2 ** b) / sp.log(2),
-           "hypot": lambda a, b: sp.sqrt(a ** 2 + b ** 2)}
+           "hypot": lambda a, b: sp.sqrt(a ** 2 + b ** 2),
+           "xlogy": lambda a, b: a * sp.log(b), "xlog1py": lambda a, b: a * sp.log(1 + b)}
 
 
 _SELU = (sp.Float("1.0507009873554804934193349852946", 40),
@@ -114,6 +139,13 @@ def to_sympy(node, decisions: dict, symbols: dict, constants: dict) -> sp.Expr:
         return go(args[0]) if decisions[id(node)] else -go(args[0])
     if name == "atan2":
         return sp.atan2(go(args[0]), go(args[1]), evaluate=False)
+    if name == "clip":
+        return go(args[CLIP_ARGUMENT[decisions[id(node)]]])
+    if name in ("mod", "fmod"):  # a - n*b, n the piece's integer quotient at the point: a
+        n = decisions[id(node)]  # symbol, as SymPy would drop 0*b (IEEE: NaN where b' is)
+        symbol = sp.Symbol(f"_q{id(node)}_{mp.nstr(n, 20)}", real=True)
+        constants[symbol] = n
+        return go(args[0]) - symbol * go(args[1])
     if name in _SYMPY2:
         return _SYMPY2[name](go(args[0]), go(args[1]))
     if name in KINKED:
@@ -133,7 +165,10 @@ def to_sympy(node, decisions: dict, symbols: dict, constants: dict) -> sp.Expr:
 _MPMATH = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
            sp.sinh: "sinh", sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "asin", sp.acos: "acos",
            sp.atan: "atan", sp.erf: "erf", sp.Abs: "abs", sp.erfc: "erfc", Ncdf: "ndtr",
-           sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh"}
+           sp.asinh: "asinh", sp.acosh: "acosh", sp.atanh: "atanh", sp.erfinv: "erfinv",
+           Sinc: "sinc", Sinc1: "sinc'", Sinc2: "sinc''", LogNdtr: "log_ndtr",
+           NdtrRatio: "ndtr_ratio", Lgamma: "lgamma", Digamma: "digamma",
+           Trigamma: "trigamma", Tetragamma: "tetragamma"}
 
 
 def bound(expr: sp.Expr, env: dict, memo: dict | None = None):
@@ -199,7 +234,7 @@ def _bound_op(expr, args):
         raise TypeError(f"no rounding bound for {expr.func} in {expr}")
     (a, Ra), = args
     v = apply(name, a)
-    return v, _d(UNARY[name][1], a, Ra) + abs(v)
+    return v, _d(UNARY[name][1], a, Ra + inner_rounding(name, a)) + abs(v)
 
 
 @dataclass
@@ -273,10 +308,12 @@ class FormulaOracle:
                             moderate=_moderate(exact, self.tree, live))
             sample.grads = self._gradients(sample, env, exact, live)
             return sample
-        if any(level > DEAD and exact.value[id(node)] != 0 and undetermined(exact, node)
+        if any(level > DEAD and (exact.value[id(node)] != 0 or _sinc_zero(node)) and
+               undetermined(exact, node)
                for node in ast.walk(self.tree) if (level := live.get(id(node), DEAD))):
             # NaN or inf from an intermediate whose sign floats may not get (cos at a rounded
-            # pi/2, tan at a rounded pole): IEEE's answer is not determined
+            # pi/2, tan at a rounded pole, sinc at a nonzero integer, 0 exactly but about
+            # 1e-17 in floats): IEEE's answer is not determined
             return Sample("unjudged", v, R)
         if mp.isnan(v) and mp.isnan(vf):
             return Sample("nan", v, R)
@@ -331,6 +368,12 @@ class FormulaOracle:
         env = {n: mp.mpf(float(point[n])) for n in self.names}
         floor = sample.grads[a][1] + sample.grads[b][1]
         return self._judgeable(seconds[(a, b)], env, {}, floor)
+
+
+def _sinc_zero(node) -> bool:
+    """Whether node is sinc (its value then 0): exact at the integers, but not in floats,
+    whose sin(pi*n) is sin of a rounded pi*n."""
+    return isinstance(node, ast.Call) and node.func.id == "sinc"
 
 
 def _moderate(p: _Pass, tree, live: dict) -> bool:

@@ -517,3 +517,18 @@ def test_a_gradient_that_is_a_comparison_is_a_float(tier):
     for x, slope in ((3.0, 1.0), (1.0, 0.0)):
         grad = f.grad(x=x)["x"]
         assert type(grad) is float and grad == slope
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("formula, at_half", [("xlogy(x, 0)", -math.inf),
+                                              ("xlog1py(x, -1)", -math.inf),
+                                              ("xlogy(x, -1)", math.nan)])
+def test_a_composite_function_of_a_constant_outside_its_domain(formula, at_half, tier):
+    # found by the 5,000-formula campaign: a constant y folded into xlogy's definition made
+    # log(0) = zoo (log(-1) = I*pi) inside it, and every tier failed with "no NumPy
+    # evaluation for ComplexInfinity"; now the constant stays an operand, as it does for
+    # x*log(0), and IEEE decides: x*log(0) = -inf, x*log(-1) = NaN; 0 where x = 0
+    f = sd.compile(formula, wrt=["x"], tier=tier)
+    value, grads = f.value_and_grad(x=0.5)
+    np.testing.assert_equal([value, grads["x"]], [0.5 * at_half, at_half])
+    assert f.value_and_grad(x=0.0)[0] == 0.0

@@ -467,11 +467,14 @@ def test_sd_function_bodies_may_use_the_new_records():
 
 
 def test_the_formula_grammar_reads_the_records():
-    from formula_grammar import BINARY_FUNCTIONS, NOT_JUDGED, OWN_KIND, UNARY as GRAMMAR
+    from formula_grammar import BINARY_FUNCTIONS, COMPARISONS, OWN_KIND, UNARY as GRAMMAR
     public = {name for name in BUILTINS if not FUNCTIONS[name].internal}
-    assert public == set(GRAMMAR) | set(BINARY_FUNCTIONS) | set(OWN_KIND) | set(NOT_JUDGED)
-    assert {"erfc", "gelu", "log_sigmoid", "asinh", "cbrt", "logit"} <= set(GRAMMAR)
-    assert set(BINARY_FUNCTIONS) == {"logaddexp", "logaddexp2", "hypot"}
+    assert public == set(GRAMMAR) | set(BINARY_FUNCTIONS) | set(OWN_KIND)
+    assert {"erfc", "gelu", "log_sigmoid", "asinh", "cbrt", "logit", "ceil", "sinc",
+            "erfinv"} <= set(GRAMMAR)
+    assert set(BINARY_FUNCTIONS) == {"logaddexp", "logaddexp2", "hypot", "mod", "fmod", "clip",
+                                     "xlogy", "xlog1py"}
+    assert {"==", "!="} <= set(COMPARISONS)
 
 
 def test_a_model_of_every_new_function_pickles():
