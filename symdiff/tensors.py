@@ -221,13 +221,18 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
 
 
 def _undefined(body: sp.Expr) -> bool:
-    """Whether SymPy made `body` undefined (zoo, nan, infinities, imaginary numbers), inside
-    the definitions of composite functions too: xlogy(x, 0) holds log(0) = zoo."""
-    bad = (sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I)
-    if body.has(*bad):
+    """Whether SymPy made `body` undefined (zoo, nan, infinities, imaginary numbers), or will
+    when a composite function's definition is expanded with a constant argument: xlogy(x, 0)
+    holds log(0) = zoo, and xlogy(x, 1) drops x (x*log(1) is 0, NaN for an infinite x)."""
+    if body.has(sp.zoo, sp.nan, sp.oo, -sp.oo, sp.I):
         return True
-    return any(_undefined(BY_CLASS[type(e)].expand(e.args)) for e in body.atoms(sp.Function)
-               if type(e) in BY_CLASS and BY_CLASS[type(e)].definition is not None)
+    for e in body.atoms(sp.Function):
+        record = BY_CLASS.get(type(e))
+        if record is not None and record.definition is not None:
+            expanded = record.expand(e.args)
+            if _undefined(expanded) or e.free_symbols - expanded.free_symbols:
+                return True
+    return False
 
 
 def _is_const(v) -> bool:

@@ -532,3 +532,14 @@ def test_a_composite_function_of_a_constant_outside_its_domain(formula, at_half,
     value, grads = f.value_and_grad(x=0.5)
     np.testing.assert_equal([value, grads["x"]], [0.5 * at_half, at_half])
     assert f.value_and_grad(x=0.0)[0] == 0.0
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("formula", ["xlogy(x, 1)", "xlog1py(x, 0)"])
+def test_a_composite_function_of_a_constant_keeps_an_infinite_operand(formula, tier):
+    # found by the campaign: the constant folded into the definition made x*log(1) = 0, so
+    # an infinite x gave 0 where x*log(1), SciPy's xlogy and xlogy(x, y) at y = 1 give NaN
+    f = sd.compile(formula, wrt=["x"], tier=tier)
+    value, grads = f.value_and_grad(x=math.inf)
+    assert math.isnan(value) and grads["x"] == 0.0
+    assert f.value_and_grad(x=2.0) == (0.0, {"x": 0.0})
