@@ -2,180 +2,31 @@
 
 Bodies are SymPy expressions over placeholders a0, a1, ...; FUNCTIONS holds one record per
 function that formulas and `sd.*` may call by name, read by every backend (adding a function
-is adding a record). Functions SymPy has no class for (gelu, logaddexp, ...) are composite
-records, defined by their stable formulas over the others; ALIASES maps other names (NumPy's
-arcsinh) to records. A local derivative is `sympy.diff` of one small body, never of a whole
-model, rewritten through the forward value `out` where that is simpler (d exp = out,
-d sigmoid = out*(1 - out)), and cached: bodies repeat across a model and across models.
+is adding a record); their SymPy classes, where SymPy has none or another meaning, are in
+symdiff/sympy_classes.py. Functions SymPy has no class for (gelu, logaddexp, ...) are
+composite records, defined by their stable formulas over the others (the special functions'
+in symdiff/special.py), built on first use; a composite's last parameters may have defaults
+(elu's alpha). ALIASES maps other names (NumPy's arcsinh) to records. A local derivative is
+`sympy.diff` of one small body, never of a whole model, rewritten through the forward value
+`out` where that is simpler (d exp = out, d sigmoid = out*(1 - out)), and cached: bodies
+repeat across a model and across models.
 """
 from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, reduce
 from typing import Callable
 
 import numpy as np
 import sympy as sp
 from sympy.codegen import cfunctions
-from sympy.codegen.cfunctions import exp2, expm1, log1p, log2, log10
+from sympy.codegen.cfunctions import exp2, expm1, log2, log10
 
-class sigmoid(sp.Function):
-    """1 / (1 + exp(-x)); its derivative reuses the forward value."""
-
-    def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return 1 / (1 + sp.exp(-x))
-
-
-class softplus(sp.Function):
-    """log(1 + exp(x)), printed in its overflow-free form."""
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.log(1 + sp.exp(x))
-
-
-class floor(sp.Function):
-    """The largest integer not above x; its derivative is 0 (it is constant between jumps)."""
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.floor(x)
-
-
-class ceil(sp.Function):
-    """The smallest integer not below x; its derivative is 0, as floor's."""
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.ceiling(x)
-
-
-class trunc(sp.Function):
-    """x rounded toward 0; its derivative is 0, as floor's."""
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number and x.is_finite:
-            return sp.floor(x) if x >= 0 else sp.ceiling(x)
-
-
-class round(sp.Function):
-    """x rounded to the nearest integer, ties to even (NumPy's round, C's rint); its
-    derivative is 0, as floor's."""
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number and x.is_finite:
-            down = sp.floor(x)
-            rest = x - down
-            return down + (1 if rest > sp.S.Half or rest == sp.S.Half and down % 2 else 0)
-
-
-class fmod(sp.Function):
-    """C's fmod: x - trunc(x/y)*y, with the sign of x. It jumps where x/y is an integer; between
-    the jumps its slopes are 1 by x and -trunc(x/y) by y (so also at a jump, where it is 0)."""
-
-    def fdiff(self, argindex=1):
-        x, y = self.args
-        return sp.S.One if argindex == 1 else -trunc(x / y)
-
-    @classmethod
-    def eval(cls, x, y):
-        if x.is_Number and y.is_Number and x.is_finite and y.is_finite and y != 0:
-            return x - trunc(x / y) * y
-
-
-class relu(sp.Function):
-    """max(x, 0), with relu'(0) = 0 as in PyTorch and JAX."""
-
-    def fdiff(self, argindex=1):  # relu(x) > 0 exactly where x > 0: the adjoint reads the
-        return sp.Heaviside(self, 0)  # output, so the input need not be kept
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.Max(x, 0)
-
-
-class ndtr(sp.Function):
-    """The standard normal CDF, erfc(-x/sqrt(2))/2: accurate in the far negative tail, where
-    (1 + erf(x/sqrt(2)))/2 cancels to 0. Its own class because SymPy rewrites erfc(-u) as
-    2 - erfc(u), the cancelling form."""
-
-    def fdiff(self, argindex=1):
-        return sp.Float(1 / math.sqrt(2 * math.pi)) * sp.exp(-self.args[0]**2 / 2)
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return (1 + sp.erf(x / sp.sqrt(2))) / 2
-
-
-class cbrt(sp.Function):
-    """The real cube root, negative for negative x (SymPy's cbrt is the principal root,
-    complex there); cbrt'(x) = 1/(3 cbrt(x)**2) is finite for negative x too."""
-
-    def fdiff(self, argindex=1):
-        return 1 / (3 * cbrt(self.args[0]) ** 2)
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.real_root(x, 3)
-
-
-class hypot(cfunctions.hypot):
-    """sqrt(x**2 + y**2) without overflow; its slope at (0, 0) is 0, as abs'(0) is."""
-
-    def fdiff(self, argindex=1):
-        return sp.Piecewise((self.args[argindex - 1] / self, sp.Ne(self, 0)), (0, True))
-
-
-class lgamma(sp.Function):
-    """log|Gamma(x)| (C's lgamma, real for negative x, where SymPy's loggamma is complex); its
-    derivative is digamma."""
-
-    def fdiff(self, argindex=1):
-        return digamma(self.args[0])  # noqa: F821  (a composite record, defined below)
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.Float(_lgamma_scalar(float(x)))
-
-
-def _lgamma_scalar(x: float) -> float:
-    try:
-        return math.lgamma(x)
-    except (ValueError, OverflowError):  # its poles, and beyond 1e305: +inf, as C's lgamma
-        return math.inf
-
+from . import special
+from .sympy_classes import (_lgamma_scalar, cbrt, ceil, finite, floor, fmod, hypot, lgamma,
+                            log1p, ndtr, relu, round, sigmoid, softplus, trunc)
 
 _erf, _erfc = (np.vectorize(f, otypes=[float]) for f in (math.erf, math.erfc))  # no scipy:
 # importing scipy.special would cost 0.3 s
@@ -199,7 +50,8 @@ class Function:
     A composite record (`sd.function`) has a `definition`, a SymPy expression of `params`
     over functions that have records: the backends expand it in place of a call (the kernel
     printer prints it, the tape lowers it to existing instructions, `numpy` evaluates it),
-    and its SymPy class's derivative is the user's, or SymPy's of the definition.
+    and its SymPy class's derivative is the user's, or SymPy's of the definition. `defaults`
+    are the values of its last parameters when a call leaves them out.
     """
 
     name: str
@@ -210,11 +62,36 @@ class Function:
     arity: int | None = 1
     domain: tuple[float, float] = (-3.0, 3.0)
     api: str = ""
-    definition: sp.Expr | None = None
+    # a composite's definition and its own derivatives (if given): SymPy expressions, or a
+    # built-in composite's function that builds them on first use (import stays fast)
+    lazy_definition: object = field(default=None, compare=False, repr=False)
     params: tuple = ()
-    derivatives: tuple | None = None  # a composite record's own derivatives, if given
+    lazy_derivatives: object = field(default=None, compare=False, repr=False)
     internal: bool = False  # used by symdiff's own rules, not offered to formulas or sd.*
     aliases: tuple[str, ...] = ()  # other names formulas and sd.* accept (NumPy's spellings)
+    defaults: tuple = ()  # the values of the last parameters when a call leaves them out
+
+    @property
+    def definition(self) -> sp.Expr | None:
+        """A composite record's definition, a SymPy expression of `params` (else None)."""
+        return self._built("lazy_definition")
+
+    @property
+    def derivatives(self) -> tuple | None:
+        """A composite record's own derivatives, one expression of `params` per parameter."""
+        return self._built("lazy_derivatives")
+
+    def _built(self, attribute):
+        value = getattr(self, attribute)
+        if callable(value) and not isinstance(value, sp.Basic):
+            value = value()
+            object.__setattr__(self, attribute, value)  # once: a frozen record's cache
+        return value
+
+    @property
+    def required(self) -> int | None:
+        """How many arguments a call must give (the rest take `defaults`)."""
+        return None if self.arity is None else self.arity - len(self.defaults)
 
     @property
     def sympy_class(self):
@@ -224,19 +101,6 @@ class Function:
     def expand(self, args) -> sp.Expr:
         """A composite record's definition applied to `args`."""
         return self.definition.xreplace(dict(zip(self.params, args)))
-
-
-class finite(sp.Function):
-    """x where x is finite, else 0: what a product with an exact 0 keeps of x (0 * inf is
-    taken as 0 there). Its derivative is 1, as x's where x is finite."""
-
-    def fdiff(self, argindex=1):
-        return sp.S.One
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Number:
-            return sp.S.Zero if x in (sp.nan, sp.oo, -sp.oo, sp.zoo) else x
 
 
 def _unary(name, sympy, numpy, numba=None, numba32=None, **more):
@@ -309,41 +173,57 @@ BY_CLASS = {f.sympy_class: f for f in FUNCTIONS.values() if f.sympy_class is not
 # SymPy's own classes for functions whose records have their own: the records' classes
 # replace them in SymPy models and sd.function bodies
 EQUIVALENT = {sp.floor: floor, sp.ceiling: ceil, cfunctions.hypot: hypot,
+              cfunctions.log1p: log1p,
               sp.loggamma: lgamma}  # loggamma: as log|Gamma| (complex below 0 in SymPy)
 BY_CLASS.update({cls: BY_CLASS[ours] for cls, ours in EQUIVALENT.items()})
 
 
 def define_composite(name: str, definition: sp.Expr, params: tuple, derivatives=None,
-                     domain=(-3.0, 3.0), aliases=()) -> Function:
+                     domain=(-3.0, 3.0), aliases=(), defaults=()) -> Function:
     """Add (or replace) the composite record `name`: `definition` over `params`, with
-    `derivatives` (one expression of `params` per parameter) or SymPy's."""
+    `derivatives` (one expression of `params` per parameter) or SymPy's, and `defaults` for
+    its last parameters (a SymPy call that leaves them out gets them). `definition` and
+    `derivatives` may be functions that build them, called on first use."""
     def fdiff(self, argindex=1):
         k = argindex - 1
-        d = derivatives[k] if derivatives else sp.diff(definition, params[k])
+        given = record.derivatives
+        d = given[k] if given else sp.diff(record.definition, params[k])
         return d.xreplace(dict(zip(params, self.args)))
 
     def eval(cls, *args):
+        if len(args) < len(params):
+            return cls(*args, *map(_constant, defaults[len(args) - len(params):]))
         if all(a.is_Number for a in args):
-            return definition.xreplace(dict(zip(params, args)))
+            return record.expand(args)
 
-    cls = type(name, (sp.Function,), {"nargs": len(params), "fdiff": fdiff,
-                                      "eval": classmethod(eval)})
+    counts = tuple(range(len(params) - len(defaults), len(params) + 1))
+    cls = type(name, (sp.Function,), {"nargs": counts if defaults else len(params),
+                                      "fdiff": fdiff, "eval": classmethod(eval)})
     names = [p.name for p in params]
-    record = Function(name, cls, lambda *values: evaluate_body(definition,
+    record = Function(name, cls, lambda *values: evaluate_body(record.definition,
                                                                dict(zip(names, values))),
-                      "", "", arity=len(params), domain=domain, definition=definition,
-                      params=tuple(params), derivatives=derivatives and tuple(derivatives),
-                      aliases=tuple(aliases))
+                      "", "", arity=len(params), domain=domain, lazy_definition=definition,
+                      params=tuple(params), aliases=tuple(aliases), defaults=tuple(defaults),
+                      lazy_derivatives=derivatives if callable(derivatives) else
+                      derivatives and tuple(derivatives))
     FUNCTIONS[name] = BY_CLASS[cls] = record
     return record
 
 
+def _constant(value) -> sp.Expr:
+    """A parameter's default value as a SymPy number (False is 0)."""
+    return sp.Integer(int(value)) if float(value).is_integer() else sp.Float(value)
+
+
 def _composite(name, body, derivatives=None, **more) -> None:
     """A built-in composite record: `body` (and `derivatives`) a Python function of real
-    SymPy symbols named by its parameters."""
-    params = [sp.Symbol(p, real=True) for p in inspect.signature(body).parameters]
-    record = define_composite(name, body(*params), tuple(params),
-                              derivatives and [d(*params) for d in derivatives], **more)
+    SymPy symbols named by its parameters, whose defaults are the record's."""
+    signature = inspect.signature(body).parameters.values()
+    params = [sp.Symbol(p.name, real=True) for p in signature]
+    defaults = tuple(p.default for p in signature if p.default is not p.empty)
+    record = define_composite(name, lambda: body(*params), tuple(params),
+                              derivatives and (lambda: tuple(d(*params) for d in derivatives)),
+                              defaults=defaults, **more)
     globals()[name] = record.sympy  # its class by name here, where pickle looks for it
 
 
@@ -356,17 +236,35 @@ SELU_ALPHA, SELU_SCALE = sp.Float(1.6732632423543772), sp.Float(1.05070098735548
 _composite("log_sigmoid", lambda x: -softplus(-x))  # log(sigmoid(x)) without overflow
 _composite("silu", lambda x: x * sigmoid(x), aliases=("swish",))
 _composite("softsign", lambda x: x / (1 + sp.Abs(x)))
-_composite("elu", lambda x: sp.Piecewise((x, x > 0), (expm1(x), True)))  # alpha = 1
+_composite("elu", lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (alpha * expm1(x), True)))
 _composite("selu", lambda x: SELU_SCALE * sp.Piecewise((x, x > 0),
                                                         (SELU_ALPHA * expm1(x), True)))
-_composite("celu", lambda x: sp.Piecewise((x, x > 0), (expm1(x), True)))  # alpha = 1
+_composite("celu", lambda x, alpha=1.0: sp.Piecewise((x, x > 0),
+                                                     (alpha * expm1(x / alpha), True)))
 _composite("mish", lambda x: x * sp.tanh(softplus(x)))
-_composite("gelu", lambda x: x * ndtr(x))  # the exact (erf) form
-_composite("hardtanh", lambda x: sp.Piecewise(  # nested: SymPy's Or of two bounds would not
-    (-1, x <= -1), (sp.Piecewise((1, x >= 1), (x, True)), True)))  # lower to the tape
+# x*ndtr(x) (the erf form, PyTorch's default), or with approximate (nonzero) the tanh form
+# x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x**3), computed as x sigmoid(2u): the same
+# number (1 + tanh u = 2 sigmoid 2u), without the cancellation of 1 + tanh(u) for x < 0. Its
+# slope is sigmoid(2u) beyond |x| = 100, where the other term is 0 but would be 0*inf there
+_GELU_U = (sp.Float(2 * math.sqrt(2 / math.pi)), sp.Float(2 * math.sqrt(2 / math.pi) * 0.044715))
+
+
+def _gelu_tanh_slope(x):
+    s = sigmoid(_GELU_U[0] * x + _GELU_U[1] * x**3)
+    return sp.Piecewise((s + x * (_GELU_U[0] + 3 * _GELU_U[1] * x**2) * s * (1 - s),
+                         sp.Abs(x) < 100), (s, True))
+
+
+_composite("gelu", lambda x, approximate=False: sp.Piecewise(
+    (x * sigmoid(_GELU_U[0] * x + _GELU_U[1] * x**3), sp.Ne(approximate, 0)),
+    (x * ndtr(x), True)),
+    [lambda x, approximate=False: sp.Piecewise(
+        (_gelu_tanh_slope(x), sp.Ne(approximate, 0)), (sp.diff(x * ndtr(x), x), True)),
+     lambda x, approximate=False: sp.S.Zero])
 _composite("relu6", lambda x: sp.Piecewise(
     (0, x <= 0), (sp.Piecewise((6, x >= 6), (x, True)), True)), domain=(-2.0, 8.0))
-_composite("leaky_relu", lambda x: sp.Piecewise((x, x > 0), (sp.Float(0.01) * x, True)))
+_composite("leaky_relu", lambda x, negative_slope=0.01: sp.Piecewise(
+    (x, x > 0), (negative_slope * x, True)))
 # max(a, b) + log(1 + exp(-|a - b|)); equal infinities take the first branch (inf - inf is
 # NaN); d/da = sigmoid(a - b), exact at ties (1/2) and without Max's select
 _composite("logaddexp", lambda a, b: sp.Piecewise(
@@ -380,11 +278,18 @@ _composite("square", lambda x: x**2)
 _composite("reciprocal", lambda x: 1 / x, domain=(0.5, 3.0))
 _composite("rsqrt", lambda x: 1 / sp.sqrt(x), domain=(0.5, 3.0))
 _composite("logit", lambda x: sp.log(x) - log1p(-x), domain=(0.05, 0.95))
-# min(max(x, lo), hi) as NumPy computes it (hi wherever lo > hi), nested (SymPy would join
-# two bounds in an And the tape cannot lower); at a bound the slope is the one beyond it:
-# 0 by x, 1 by the bound (Max and Min would split ties in halves)
-_composite("clip", lambda x, lo, hi: sp.Piecewise((hi, x >= hi), (sp.Piecewise(
-    (hi, lo >= hi), (sp.Piecewise((lo, x <= lo), (x, True)), True)), True)))
+
+
+def _clip(x, lo, hi):
+    """min(max(x, lo), hi) as NumPy computes it (hi wherever lo > hi), nested (SymPy would
+    join two bounds in an And the tape cannot lower); at a bound the slope is the one beyond
+    it: 0 by x, 1 by the bound (Max and Min would split ties in halves)."""
+    return sp.Piecewise((hi, x >= hi), (sp.Piecewise(
+        (hi, lo >= hi), (sp.Piecewise((lo, x <= lo), (x, True)), True)), True))
+
+
+_composite("clip", lambda x, lo, hi: _clip(x, lo, hi))
+_composite("hardtanh", lambda x, min_val=-1.0, max_val=1.0: _clip(x, min_val, max_val))
 # the sign of the divisor (Python's and NumPy's %): fmod, moved by y where their signs differ
 # (exact, as x - y*floor(x/y) is not); 0 at multiples of y, where the slope by y is -x/y
 _composite("mod", lambda x, y: sp.Piecewise(
@@ -393,99 +298,17 @@ _composite("mod", lambda x, y: sp.Piecewise(
     domain=(0.5, 3.0), aliases=("remainder",))
 
 
-def _maclaurin(coefficients, t):
-    """sum of c_k t**k, by Horner's rule."""
-    return reduce(lambda acc, c: acc * t + c, reversed(coefficients[:-1]), coefficients[-1])
-
-
-# sin(pi x)/(pi x), 1 at 0; below |x| = 1/8 by its Maclaurin series (8 terms, exact to
-# rounding there), where the quotient's derivatives would cancel
-_SINC = [sp.Float((-1) ** k * math.pi ** (2 * k) / math.factorial(2 * k + 1)) for k in range(8)]
-_PI = sp.Float(math.pi)
-_composite("sinc", lambda x: sp.Piecewise((_maclaurin(_SINC, x * x), sp.Abs(x) < 0.125),
-                                          (sp.sin(_PI * x) / (_PI * x), True)))
 # x*log(y), 0 where x = 0 whatever y is; its slopes stay those of x*log(y) there (log(y)
 # by x, -inf at y = 0; x/y by y, NaN at y = 0), so the mixed second derivatives agree
 _composite("xlogy", lambda x, y: sp.Piecewise((0, sp.Eq(x, 0)), (x * sp.log(y), True)),
            [lambda x, y: sp.log(y), lambda x, y: x / y], domain=(0.5, 3.0))
 _composite("xlog1py", lambda x, y: sp.Piecewise((0, sp.Eq(x, 0)), (x * log1p(y), True)),
            [lambda x, y: log1p(y), lambda x, y: x / (1 + y)], domain=(0.5, 3.0))
-# log(ndtr(x)): log1p(-ndtr(-x)) above 0 (ndtr rounds to 1 there), and below -20 the
-# asymptotic series ndtr(x) = phi(x)/(-x) * (1 - 1/x**2 + 3/x**4 - ...), whose 12 terms are
-# exact to rounding there; erfc underflows below -37
-_LOG_NDTR = [sp.S.Zero] + [sp.Integer((-1) ** k * math.prod(range(1, 2 * k, 2)))
-                           for k in range(1, 13)]
-_LOG_SQRT_2PI = sp.Float(0.5 * math.log(2 * math.pi))
-_composite("log_ndtr", lambda x: sp.Piecewise(
-    (log1p(-ndtr(-x)), x > 0),
-    (sp.Piecewise((sp.log(ndtr(x)), x > -20),
-                  (-x**2 / 2 - sp.log(-x) - _LOG_SQRT_2PI
-                   + log1p(_maclaurin(_LOG_NDTR, 1 / x**2)), True)), True)),
-    domain=(-30.0, 5.0))
-# digamma = lgamma': within 0.3 of its positive root by its Taylor series (25 terms; the
-# other forms cancel there); above 10 by the asymptotic series log x - 1/(2x) - sum of
-# B_2k/(2k x**2k) (8 terms); between 0 and 10 by psi(x) = psi(x + 10) - sum 1/(x + k); below
-# 0 by the reflection psi(x) = psi(1 - x) - pi/tan(pi x). Within 6 ulp above 0 (measured)
-_X0 = sp.Float(1.4616321449683622)  # the float nearest the root
-_DIGAMMA_X0 = [sp.Float(c) for c in (  # psi^(k)(_X0)/k!, psi(_X0) first
-    -9.241265521729427e-17, 0.9676722454476212, -0.4427631689835922, 0.2584997609556511,
-    -0.16394270544240658, 0.10782405069126241, -0.07219956125645474, 0.04880428816414313,
-    -0.033161126474847376, 0.022597648232218118, -0.01542476590494897, 0.010538791616612184,
-    -0.007204534386356875, 0.004926781395729858, -0.0033698016554393312, 0.00230512632673493,
-    -0.001576936771430199, 0.0010788252019162978, -0.000738070938996006, 0.0005049532658346027,
-    -0.0003454680251063082, 0.00023635601564027086, -0.00016170622091974827,
-    0.00011063372768747428, -7.569179582195078e-05)]
-_BERNOULLI = [sp.Float(float(sp.bernoulli(2 * k) / (2 * k))) for k in range(1, 9)]
-
-
-def _digamma_above_0(x):
-    def asymptotic(z):
-        return sp.log(z) - 1 / (2 * z) - _maclaurin(_BERNOULLI, 1 / z**2) / z**2
-    return sp.Piecewise((asymptotic(x), x >= 10),
-                        (asymptotic(x + 10) - sp.Add(*(1 / (x + k) for k in range(10))), True))
-
-
-_composite("digamma", lambda x: sp.Piecewise(
-    (_maclaurin(_DIGAMMA_X0, x - _X0), sp.Abs(x - _X0) < 0.3),
-    (sp.Piecewise((_digamma_above_0(x), x > 0),
-                  (_digamma_above_0(1 - x) - _PI / sp.tan(_PI * x), True)), True)),
-    domain=(0.2, 5.0))
-
-
-@lru_cache(maxsize=None)  # the definition and its derivative share one build
-def _erfinv_unsigned(x):
-    """erfinv(x) below |x| = 1/2 (odd in x), |erfinv(x)| above: one Halley step (it cubes
-    the error) from a start within 4e-7. Below 1/2 it solves erf(y) = x from the Maclaurin
-    series (10 terms; analytic at 0, so every derivative is); above, log(erfc(y)) =
-    log(1 - |x|) from a Chebyshev fit in sqrt(-log(1 - x**2)): exact there (1 - |x| is) and
-    nearly quadratic in y, where erf(y) - x would cancel."""
-    u = _SQRT_PI / 2 * x
-    y = u * _maclaurin(_ERFINV, u**2)
-    r = (sp.erf(y) - x) * _SQRT_PI / (2 * sp.exp(-y**2))
-    y = y - r / (1 + y * r)
-    a = sp.Abs(x)
-    tail = _maclaurin(_ERFINV_TAIL, sp.sqrt(-sp.log((1 - a) * (1 + a))))
-    g, m = sp.log(sp.erfc(tail)) - log1p(-a), 2 * sp.exp(-tail**2) / (_SQRT_PI * sp.erfc(tail))
-    tail = tail + 2 * g / (2 * m - g * (2 * tail - m))
-    return y, sp.Piecewise((sp.oo, sp.Eq(a, 1)), (tail, True))  # NaN beyond 1
-
-
-_SQRT_PI = sp.Float(math.sqrt(math.pi))
-_ERFINV = [sp.Float(c) for c in (  # erfinv(x) = u * sum c_k u**2k, u = sqrt(pi) x/2
-    1.0, 0.3333333333333333, 0.23333333333333334, 0.2015873015873016, 0.19263668430335096,
-    0.19532547699214367, 0.20593586454697566, 0.22320975741875212, 0.24697023314275493,
-    0.277653825603224)]
-_ERFINV_TAIL = [sp.Float(c) for c in (  # within 4e-7 for 0.53 <= sqrt(-log(1 - x**2)) <= 6.1
-    0.000912826417255594, 0.8774109260267693, 0.03767384554227862, -0.08376467422961384,
-    0.15376042047850205, -0.17316543717332594, 0.13786053341627028, -0.0792236152244358,
-    0.032932146475168816, -0.009932865250169036, 0.0021727433091935306, -0.0003413404330573585,
-    3.756100838631113e-05, -2.750230161440172e-06, 1.2042726090169417e-07,
-    -2.3872140024237977e-09)]
-_composite("erfinv", lambda x: sp.Piecewise(
-    (_erfinv_unsigned(x)[0], sp.Abs(x) < 0.5), (sp.sign(x) * _erfinv_unsigned(x)[1], True)),
-    [lambda x: _SQRT_PI / 2 * sp.exp(sp.Piecewise(  # sqrt(pi)/2 exp(erfinv(x)**2)
-        (_erfinv_unsigned(x)[0], sp.Abs(x) < 0.5), (_erfinv_unsigned(x)[1], True))**2)],
-    domain=(-0.9, 0.9))
+# the special functions' stable bodies (symdiff/special.py), built on first use
+_composite("sinc", special.sinc)
+_composite("log_ndtr", special.log_ndtr, domain=(-30.0, 5.0))
+_composite("digamma", special.digamma, [special.trigamma], domain=(0.2, 5.0))
+_composite("erfinv", special.erfinv, [special.erfinv_slope], domain=(-0.9, 0.9))
 
 
 BUILTINS = tuple(FUNCTIONS)  # the records above; sd.function adds composite ones
@@ -552,7 +375,10 @@ def guard_symbol(body: sp.Expr) -> sp.Symbol | None:
 
 
 def may_be_selected_zero(body: sp.Expr) -> bool:
-    """Whether a value with this body is 0 where a select did not take its branch."""
+    """Whether a value with this body is 0 where a select did not take its branch: a select
+    with such a branch, or a sum of them (max's tangent: one select per argument)."""
+    if isinstance(body, sp.Add):
+        return all(may_be_selected_zero(term) for term in body.args)
     return isinstance(body, sp.Piecewise) and any(
         value == 0 or may_be_selected_zero(value) for value, _ in body.args)
 

@@ -1,7 +1,8 @@
 """Formula strings -> Tensors, through a whitelisting parser on Python's `ast`.
 
-Only arithmetic, comparisons, calls of known functions by name, names, real literals and
-subscripts with constant indices are accepted; anything else is a ParseError that says what
+Only arithmetic, comparisons, calls of known functions by name (parameters with defaults
+also by keyword, and True or False there: `gelu(x, approximate=True)`), names, real literals
+and subscripts with constant indices are accepted; anything else is a ParseError that says what
 and where. A formula is one expression, or lines `name = expression` whose last line (an
 expression, or an assignment naming it) is the model: each name is assigned once, after the
 lines that use it, and used by a later line. The text is never given to eval, exec or
@@ -58,12 +59,23 @@ def parse_formula(text: str) -> ast.Expression | ast.Module:
     if len(nodes) > MAX_NODES:
         raise ParseError(f"the formula has more than {MAX_NODES} parts", text)
     skipped = _called(nodes) | _subscript_parts(nodes, text)
+    flags = {id(a) for n in nodes if isinstance(n, ast.Call) for a in _parameters(n)}
     for node in nodes:
         if id(node) not in skipped:
-            _check_node(node, text)
+            _check_node(node, text, flags)
     if isinstance(tree, ast.Module):
         _check_lines(tree, text)
     return tree
+
+
+def _parameters(call: ast.Call) -> list[ast.AST]:
+    """The arguments of `call` given to parameters that have defaults (which may be True or
+    False: gelu's approximate)."""
+    name = getattr(call.func, "id", None)
+    record = FUNCTIONS.get(ALIASES.get(name, name))
+    if record is None or not record.defaults:
+        return []
+    return call.args[record.required:] + [k.value for k in call.keywords]
 
 
 def formula_text(text: str) -> str:
@@ -126,7 +138,8 @@ def _place(node: ast.AST, text: str) -> dict:
     return dict(text=text, col=getattr(node, "col_offset", None), line=line)
 
 
-def _check_node(node: ast.AST, text: str) -> None:
+def _check_node(node: ast.AST, text: str, flags: set) -> None:
+    """`flags`: the ids of the True and False literals given to a function's parameter."""
     where = _place(node, text)
     if isinstance(node, (ast.Expression, ast.Module, ast.Expr, ast.Load, ast.Store, ast.UAdd,
                          ast.USub, *_BINARY, *_COMPARE)):
@@ -151,7 +164,11 @@ def _check_node(node: ast.AST, text: str) -> None:
         if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
             raise ParseError("only single comparisons with < <= > >= == != are allowed", **where)
         return
+    if isinstance(node, ast.keyword):
+        return
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) and id(node) in flags:  # gelu(x, approximate=True)
+            return
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise ParseError(f"the literal {node.value!r} is not a real number", **where)
         return
@@ -174,8 +191,15 @@ def _check_node(node: ast.AST, text: str) -> None:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ParseError(f"unknown function {name!r}{hint} Known: "
                              f"{', '.join(known_functions())}", **where)
-        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+        record = FUNCTIONS.get(ALIASES.get(name, name))
+        named = [p.name for p in record.params[record.required:]] if record else []
+        if any(isinstance(a, ast.Starred) for a in node.args) or \
+                node.keywords and not named:
             raise ParseError(f"{name}() takes positional arguments only", **where)
+        for keyword in node.keywords:
+            if keyword.arg not in named:
+                raise ParseError(f"{name}() has no parameter {keyword.arg!r}; its parameters "
+                                 f"by name: {', '.join(named)}", **where)
         return
     raise ParseError(f"{type(node).__name__} is not allowed in a formula", **where)
 
@@ -320,7 +344,7 @@ def _operands(node: ast.AST) -> list[ast.AST]:
     if isinstance(node, ast.Compare):
         return [node.left, node.comparators[0]]
     if isinstance(node, ast.Call):
-        return list(node.args)
+        return list(node.args) + [k.value for k in node.keywords]
     if isinstance(node, ast.Subscript):
         return [node.value]
     return []
@@ -351,8 +375,10 @@ def _evaluate(node: ast.AST, args: list, env: dict, text: str):
             raise ParseError(f"{name} takes {arity} arguments, got {len(args)}",
                              **_place(node, text))
         return fn(*args)
+    given = len(node.args)
+    keywords = {k.arg: value for k, value in zip(node.keywords, args[given:])}
     try:
-        return T.function(name, *args)
+        return T.function(name, *args[:given], **keywords)
     except T.ArgumentError as e:
         raise ParseError(str(e), **_place(node, text)) from None
 

@@ -303,11 +303,17 @@ def piece(name: str, a) -> int:
 
 def inner_rounding(name: str, a):
     """The rounding error (in units of eps) of the argument a function scales first: sinc
-    and the reflections of lgamma and digamma below 0 take sin or tan of a rounded pi*a,
-    log_ndtr erfc of a rounded a/sqrt(2)."""
-    scaled = name.startswith("sinc") or name in ("log_ndtr", "ndtr_ratio") or \
-        name in ("lgamma", "digamma", "trigamma", "tetragamma") and a < 0
-    return abs(a) if scaled and _finite(a) else 0
+    takes sin of a rounded pi*a, log_ndtr erfc of a rounded a/sqrt(2), and libm's lgamma
+    below 0 is as accurate as a sin(pi*a) (measured: within 60 eps (|a psi(a)| + |lgamma a|),
+    17,759 ulp near its roots). digamma's reflection below 0 reduces a by round(a) exactly
+    first: only pi*(a - round(a)) rounds."""
+    if not _finite(a) or a >= 0 and not name.startswith("sinc") and \
+            name not in ("log_ndtr", "ndtr_ratio"):
+        return 0
+    if name in ("digamma", "trigamma", "tetragamma"):
+        return abs(a - mp.nint(a))
+    scaled = name.startswith("sinc") or name in ("log_ndtr", "ndtr_ratio", "lgamma")
+    return abs(a) if scaled else 0
 
 
 def apply(name: str, a):
@@ -438,9 +444,10 @@ class _Pass:
         if op is ast.Add or op is ast.Sub:
             v = a + b if op is ast.Add else a - b
             return v, Ra + Rb + abs(v)
-        if op is ast.Mult:
-            v = a * b
-            return v, _d(lambda _: b, a, Ra) + _d(lambda _: a, b, Rb) + abs(v)
+        if op is ast.Mult:  # and the second-order term: two inexact zeros (sinc(1)**2,
+            v = a * b  # 0 exactly, 1.5e-33 in floats) multiply their errors, eps Ra Rb
+            second = Ra * Rb * mp.mpf(2) ** (1 - self.bits) if _finite(Ra * Rb) else 0
+            return v, _d(lambda _: b, a, Ra) + _d(lambda _: a, b, Rb) + abs(v) + second
         if op is ast.Div:
             v = divide(a, b)
             return v, _d(lambda _: divide(1, b), a, Ra) + _d(lambda _: divide(a, b * b), b, Rb) \
@@ -623,6 +630,17 @@ def undetermined(p: _Pass, node) -> bool:
         return False
     v = p.value[id(node)]
     return _finite(v) and _near(v, p.R[id(node)] + abs(v))
+
+
+def at_a_pole(p: _Pass, node) -> bool:
+    """Whether node is tan of a computed value within its rounding bound of a pole: floats
+    may land on either side (tan(atan2(1, 0)) is +1.6e16 in floats, of either sign exactly)."""
+    if not (isinstance(node, ast.Call) and node.func.id == "tan"):
+        return False
+    a = node.args[0]
+    v = p.value[id(a)]
+    return not isinstance(a, (ast.Constant, ast.Name)) and _finite(v) and \
+        _near(mp.cos(v), p.R[id(a)] + abs(v))
 
 
 def _signs_matter(p: _Pass, node) -> None:

@@ -18,8 +18,9 @@ OWN_KIND = ("relu", "abs", "min", "max", "atan2")  # kinds of their own below
 # every other public record, read from the table, so the grammar never lags behind it
 _OTHERS = [name for name in BUILTINS if not FUNCTIONS[name].internal
            and name not in OWN_KIND]
-UNARY = tuple(name for name in _OTHERS if FUNCTIONS[name].arity == 1)
-BINARY_FUNCTIONS = tuple(name for name in _OTHERS if FUNCTIONS[name].arity != 1)  # and clip
+UNARY = tuple(name for name in _OTHERS if FUNCTIONS[name].required == 1)  # and those whose
+# other parameters have defaults (elu's alpha), given or not
+BINARY_FUNCTIONS = tuple(name for name in _OTHERS if FUNCTIONS[name].required != 1)  # and clip
 CONSTANTS = ("0", "1", "2", "3", "0.5", "0.1", "-1", "-2.5", "10", "1000", "1e-300", "1e300")
 MODEST_CONSTANTS = ("0", "1", "2", "3", "0.5", "0.1", "-1", "-2.5", "10")  # for float32
 REPEATS = ("{u} + {u} + {u}", "{u} - {u}", "{u}/{u}", "{u}*{u}", "2*{u} + {u}",
@@ -51,7 +52,8 @@ def formula(pick, depth: int, constants=CONSTANTS, folds=True) -> str:
     if kind == "constant":
         return _choice(pick, constants)
     if kind == "unary":
-        return f"{_choice(pick, UNARY)}({sub()})"
+        name = _choice(pick, UNARY)
+        return f"{name}({sub()}{_parameters(pick, FUNCTIONS[name], sub)})"
     if kind == "binary":
         return f"({sub()}) {_choice(pick, BINARY)} ({sub()})"
     if kind == "negate":
@@ -81,6 +83,19 @@ def formula(pick, depth: int, constants=CONSTANTS, folds=True) -> str:
         name = _choice(pick, BINARY_FUNCTIONS)
         return f"{name}({', '.join(sub() for _ in range(FUNCTIONS[name].arity))})"
     return f"atan2({sub()}, {sub()})"
+
+
+def _parameters(pick, record, sub) -> str:
+    """Some of the parameters with defaults (none, the first, ...), by position or by name;
+    a True/False parameter (gelu's approximate) gets either."""
+    named = record.params[record.required:]
+    count = pick(len(named) + 1)
+    keyword = pick(2)
+    text = ""
+    for param, default in zip(named[:count], record.defaults):
+        value = _choice(pick, ("True", "False")) if isinstance(default, bool) else sub()
+        text += f", {param.name}={value}" if keyword else f", {value}"
+    return text
 
 
 POINT_VALUES = (0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -3.0, 1e-8, 100.0)

@@ -38,8 +38,8 @@ import sympy as sp
 
 from formula_chain import adjoints, edges_of, textbook_fits, through_value_floor
 from formula_eval import (CLIP_ARGUMENT, DEAD, FORMATS, GRAD, INF, KINKED, NAN, UNARY, _d,
-                          _finite, _log, _near, _Pass, apply, atan2, divide, inner_rounding,
-                          power, resolve, undetermined)
+                          _finite, _log, _near, _Pass, apply, at_a_pole, atan2, divide,
+                          inner_rounding, power, resolve, undetermined)
 
 
 def rtol(fmt: str) -> float:
@@ -252,12 +252,49 @@ class Sample:
     moderate: bool = True  # every value on the gradient's path within 1e±100 (see `second`)
 
 
+# the activations' parameters, written out as the textbook formulas over functions judged
+# above (name -> the formula of its arguments {0}, {1}, ..., the parameters' names and
+# defaults); gelu's approximate=True is the tanh form as the papers write it
+_PARAMETERISED = {
+    "elu": ("where(({0}) > 0, {0}, ({1})*expm1({0}))", ("alpha",), ("1.0",)),
+    "celu": ("where(({0}) > 0, {0}, ({1})*expm1(({0})/({1})))", ("alpha",), ("1.0",)),
+    "leaky_relu": ("where(({0}) > 0, {0}, ({1})*({0}))", ("negative_slope",), ("0.01",)),
+    "hardtanh": ("clip({0}, {1}, {2})", ("min_val", "max_val"), ("-1.0", "1.0")),
+    "gelu": ("0.5*({0})*(1 + tanh(0.7978845608028654*(({0}) + 0.044715*({0})**3)))",
+             ("approximate",), (None,)),
+}
+
+
+def expand_parameters(text: str) -> str:
+    """`text` with each activation called with parameters written as its formula
+    (`elu(x, 0.5)` -> `where((x) > 0, x, (0.5)*expm1(x))`)."""
+    tree = ast.parse(text.strip(), mode="eval")
+    if not any(isinstance(n, ast.Call) and getattr(n.func, "id", None) in _PARAMETERISED and
+               (len(n.args) > 1 or n.keywords) for n in ast.walk(tree)):
+        return text.strip()
+
+    class Expand(ast.NodeTransformer):
+        def visit_Call(self, node):
+            self.generic_visit(node)
+            name = getattr(node.func, "id", None)
+            if name not in _PARAMETERISED or len(node.args) == 1 and not node.keywords:
+                return node
+            template, names, defaults = _PARAMETERISED[name]
+            given = dict(zip(names, node.args[1:])) | {k.arg: k.value for k in node.keywords}
+            if name == "gelu" and not given["approximate"].value:
+                return ast.Call(node.func, node.args[:1], [])
+            args = [ast.unparse(node.args[0])] + [
+                ast.unparse(given[n]) if n in given else d for n, d in zip(names, defaults)]
+            return ast.parse(template.format(*args), mode="eval").body
+    return ast.unparse(Expand().visit(tree))
+
+
 class FormulaOracle:
     """Parses `text` once; `sample(point)` gives the exact value and derivatives there."""
 
     def __init__(self, text: str, fmt: str = "float64"):
         self.text, self.fmt = text, fmt
-        self.tree = ast.parse(text.strip(), mode="eval").body
+        self.tree = ast.parse(expand_parameters(text), mode="eval").body
         order = [n for n in ast.walk(self.tree)]
         self.index = {id(n): i for i, n in enumerate(order)}
         called = {id(n.func) for n in order if isinstance(n, ast.Call)}
@@ -301,7 +338,9 @@ class FormulaOracle:
         R = exact.R[id(self.tree)]
         troubled = float_decisions != decisions or any(
             not _finite(emulated.value[i]) or i in emulated.flagged or not _finite(exact.value[i])
-            for i, level in live.items() if level > DEAD)
+            for i, level in live.items() if level > DEAD) or any(
+            live.get(id(node), DEAD) > DEAD and at_a_pole(exact, node)
+            for node in ast.walk(self.tree))
         signature = tuple(sorted((self.index[i], d) for i, d in decisions.items()))
         if not troubled and _finite(v) and _finite(R):
             sample = Sample("number", v, R, signature=signature, decisions=decisions,

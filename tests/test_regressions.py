@@ -543,3 +543,47 @@ def test_a_composite_function_of_a_constant_keeps_an_infinite_operand(formula, t
     value, grads = f.value_and_grad(x=math.inf)
     assert math.isnan(value) and grads["x"] == 0.0
     assert f.value_and_grad(x=2.0) == (0.0, {"x": 0.0})
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_log1p_of_a_tiny_constant_keeps_its_digits(tier):
+    # xlog1py(x, 1e-300) was 0: SymPy's log1p of a Float is the log of the exact rational
+    # 1 + 1e-300, which the kernel rounds to log(1.0) = 0. log1p(c) = c - c**2/2 + ..., so
+    # the closed forms are 2e-300 and 1e-300 (and log1p(1e-17) = 1e-17 to double precision)
+    for formula, c in (("xlog1py(x, 1e-300)", 1e-300), ("x*log1p(1e-17)", 1e-17)):
+        f = sd.compile(formula, wrt=["x"], tier=tier)
+        assert f.value_and_grad(x=2.0) == (2 * c, {"x": c}), formula
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_hessian_through_max_times_a_constant_zero_is_symmetric(tier):
+    # the Hessian of w**(max(x, y)*0) at (-2, 1, -1) had a NaN row and a zero column: reverse
+    # mode takes max's adjoint times the literal 0 as 0, but forward mode did not see max's
+    # tangent (a sum of selects) as a select's 0, so that 0 met d/de of w**e's derivative,
+    # which holds log(-2) = NaN. The function is w**0 = 1 near the point: every entry is 0
+    at = {"w": -2.0, "x": 1.0, "y": -1.0}
+    f = sd.compile("w**(max(x, y)*0)", wrt=list(at), tier=tier)
+    assert f.value_and_grad(**at) == (1.0, {"w": 0.0, "x": 0.0, "y": 0.0})
+    np.testing.assert_array_equal(sd.hessian(f)(**at), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_second_derivatives_of_erfinv_read_its_value(tier):
+    # found by the campaign: the tape's hvp of (where(-1 >= atan2(x, -2.5), erfinv(y),
+    # atan2(y, y)))**x gave no answer in 300 s: erfinv's derivative was written over its
+    # definition (a Halley step from a series), so the hvp differentiated and printed that
+    # again. It is now sqrt(pi)/2 exp(erfinv(y)**2), which reads the forward value. With
+    # E = erfinv(y): E' = sqrt(pi)/2 exp(E**2), E'' = 2 E E'**2, and for E**x
+    # d2/dy2 = x (x - 1) E**(x-2) E'**2 + x E**(x-1) E'', d2/dx dy = E' E**(x-1) (1 + x log E)
+    import mpmath as mp
+    x, y = 2.0, 0.9
+    E = mp.erfinv(y)
+    E1 = mp.sqrt(mp.pi) / 2 * mp.exp(E**2)
+    E2 = 2 * E * E1**2
+    f = sd.compile("erfinv(y)**x", wrt=["x", "y"], tier=tier)
+    column = f.hvp({"x": 0.0, "y": 1.0}, x=x, y=y)
+    assert column["y"] == pytest.approx(float(x * (x - 1) * E**(x - 2) * E1**2
+                                              + x * E**(x - 1) * E2), rel=1e-13)
+    assert column["x"] == pytest.approx(float(E1 * E**(x - 1) * (1 + x * mp.log(E))), rel=1e-13)
+    # the hvp computes erf as often as the value does: its derivatives never expand erfinv
+    assert f.source_of("hvp").count("erf(") == f.source.count("erf(")

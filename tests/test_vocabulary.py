@@ -4,6 +4,7 @@ where naive forms overflow or cancel, on the kernel and tape tiers, in float32, 
 formulas, `sd.*`, traced functions and SymPy input, and by forward mode and Hessian-vector
 products. The kinks' conventions (the README's edge table) are pinned by name.
 """
+import inspect
 import math
 
 import mpmath as mp
@@ -413,9 +414,9 @@ def test_per_example_gradients_float32_and_hessians_of_the_new_records():
     u = np.array([-2.0, -0.4, 0.3, 1.1])
     per = sd.compile(text, wrt=["w"], batch=["u"], reduce=None)
     values, grads = per.value_and_grad(u=u, w=0.9)
+    one = sd.compile(text, wrt=["w"])  # one example at a time, u a scalar input
     for i, ui in enumerate(u):
-        one = sd.compile(text.replace("u", repr(float(ui))), wrt=["w"])
-        v, g = one.value_and_grad(w=0.9)
+        v, g = one.value_and_grad(u=float(ui), w=0.9)
         assert values[i] == pytest.approx(v, rel=1e-14) and \
             grads["w"][i] == pytest.approx(g["w"], rel=1e-13)
     single = sd.compile(text, wrt=["w"], batch=["u"], reduce=None, dtype="float32")
@@ -423,7 +424,7 @@ def test_per_example_gradients_float32_and_hessians_of_the_new_records():
     assert v32.dtype == g32["w"].dtype == np.float32
     np.testing.assert_allclose(v32, values, rtol=1e-5)
     np.testing.assert_allclose(g32["w"], grads["w"], rtol=1e-4)
-    total = sd.compile(text, wrt=["w"], batch=["u"])
+    total = sd.compile(text, wrt=["w"], batch=["u"], tier="tape")  # (its kernels: above)
     h = sd.hessian(total)(u=u, w=0.9)
     step = 1e-5
     numeric = (total.grad(u=u, w=0.9 + step)["w"] - total.grad(u=u, w=0.9 - step)["w"]) / \
@@ -493,3 +494,181 @@ def test_new_names_and_aliases_cannot_be_redefined():
     for name in ("gelu", "swish", "arcsinh"):
         with pytest.raises(sd.ArgumentError, match=f"'{name}' is a built-in function"):
             sd.function(name, x**2)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _gelu_tanh(x):  # the tanh approximation as its papers write it; 1 + tanh(u) cancels
+    with mp.extradps(300):  # to e^-2|u|, 1e-261 at x = -20: 300 more digits keep 40 of it
+        u = mp.sqrt(2 / mp.pi) * (x + mp.mpf("0.044715") * x**3)
+        return x / 2 * (1 + mp.tanh(u))
+
+
+# name -> (exact value of (x, *parameters), the call's text, points (x, *parameters))
+PARAMETERISED = {
+    "elu": (lambda x, a: x if x > 0 else a * mp.expm1(x), "elu(x, alpha=a)",
+            ((-2.0, 0.5), (-0.3, 2.0), (1.5, 0.7), (-40.0, 3.0))),
+    "celu": (lambda x, a: x if x > 0 else a * mp.expm1(x / a), "celu(x, a)",
+             ((-2.0, 0.5), (-0.3, 2.0), (1.5, 0.7), (-40.0, 3.0))),
+    "leaky_relu": (lambda x, a: x if x > 0 else a * x, "leaky_relu(x, negative_slope=a)",
+                   ((-2.0, 0.2), (-0.3, 0.01), (1.5, 0.3))),
+    "hardtanh": (lambda x, a, b: min(max(x, a), b), "hardtanh(x, a, max_val=b)",
+                 ((-2.5, -2.0, 3.0), (0.5, -2.0, 3.0), (3.5, -2.0, 3.0), (0.2, 0.5, 2.0))),
+    "gelu": (lambda x: _gelu_tanh(x), "gelu(x, approximate=True)",
+             ((-5.0,), (-1.5,), (0.0,), (0.4,), (3.0,), (20.0,))),
+}
+
+
+def _parameterised_slope(name, point, k, order=1):
+    f = PARAMETERISED[name][0]
+    point = [mp.mpf(p) for p in point]
+    return mp.diff(lambda t: f(*(p + t if j == k else p for j, p in enumerate(point))), 0, order)
+
+
+@pytest.mark.parametrize("tier", ["kernel", "tape"])
+@pytest.mark.parametrize("name", sorted(PARAMETERISED))
+def test_parameters_value_and_gradients_against_mpmath(name, tier):
+    """The parameters are operands like x: given by name or position, and differentiated."""
+    f, text, points = PARAMETERISED[name]
+    args = ["x", "a", "b"][:len(points[0])]
+    g = sd.compile(text, wrt=args, batch=args, reduce=None, tier=tier)
+    columns = {a: np.array(column) for a, column in zip(args, zip(*points))}
+    values, grads = g.value_and_grad(**columns)
+    for i, p in enumerate(points):
+        close(values[i], f(*map(mp.mpf, p)), 1e-14, f"{name}{p}")
+        for k, a in enumerate(args):
+            close(grads[a][i], _parameterised_slope(name, p, k), 1e-12, f"d{name}{p}/d{a}")
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERISED))
+def test_parameters_in_float32_jvp_and_hessians(name):
+    f, text, points = PARAMETERISED[name]
+    args = ["x", "a", "b"][:len(points[0])]
+    single = sd.compile(text, wrt=args, batch=args, reduce=None, dtype="float32")
+    small = [p for p in points if abs(p[0]) <= 5]
+    columns = {a: np.array(column, dtype=np.float32) for a, column in zip(args, zip(*small))}
+    values, grads = single.value_and_grad(**columns)
+    assert values.dtype == np.float32
+    for i, p in enumerate(small):
+        p = [float(np.float32(q)) for q in p]
+        close(float(values[i]), f(*map(mp.mpf, p)), 2e-6, f"{name}{p}")
+        close(float(grads["x"][i]), _parameterised_slope(name, p, 0), 2e-6, f"{name}'{p}")
+    g = sd.compile(text, wrt=args)
+    hvp = sd.hvp(g)
+    for p in small:
+        at = dict(zip(args, p))
+        for k, a in enumerate(args):
+            tangent = {b: float(b == a) for b in args}
+            close(g.jvp(tangent, **at)[1], _parameterised_slope(name, p, k), 1e-12,
+                  f"jvp {name}{p} by {a}")
+        if name != "hardtanh":  # piecewise linear: its second derivatives are 0
+            close(hvp({"x": 1.0, **{b: 0.0 for b in args[1:]}}, **at)["x"],
+                  _parameterised_slope(name, p, 0, 2), 1e-9, f"hvp {name}{p}")
+
+
+def test_parameters_by_sd_sympy_traced_functions_and_per_example_gradients():
+    from symdiff.functions import celu, elu, gelu, hardtanh, leaky_relu
+    x, a = sp.symbols("x a", real=True)
+    text = "elu(x, alpha=a) + celu(x, 2) + leaky_relu(x, 0.2) + hardtanh(x, -0.5, a) " \
+        "+ gelu(x, approximate=True) + gelu(x)"
+
+    def model(x, a):
+        return sd.elu(x, alpha=a) + sd.celu(x, 2.0) + sd.leaky_relu(x, negative_slope=0.2) \
+            + sd.hardtanh(x, -0.5, max_val=a) + sd.gelu(x, approximate=True) + sd.gelu(x)
+    expr = elu(x, a) + celu(x, 2) + leaky_relu(x, sp.Float(0.2)) + hardtanh(x, -0.5, a) \
+        + gelu(x, 1) + gelu(x)
+    at = dict(x=-0.7, a=1.3)
+    want = sd.compile(text, wrt=["x", "a"]).value_and_grad(**at)
+    exact = float(mp.expm1(-0.7) * 1.3 + 2 * mp.expm1(-0.35) - 0.14 - 0.5
+                  + _gelu_tanh(mp.mpf(-0.7)) - 0.7 * mp.ncdf(-0.7))
+    close(want[0], exact, 1e-14, "value")
+    for tier in ("kernel", "tape"):
+        assert sd.compile(model, wrt=["x", "a"], tier=tier).value_and_grad(**at) == want
+        assert sd.compile(expr, wrt=["x", "a"], tier=tier).value_and_grad(**at) == want
+    assert elu(x) == elu(x, 1) and gelu(x) == gelu(x, 0)  # SymPy calls take the defaults
+    per = sd.compile("leaky_relu(u, a) + elu(u, alpha=a)", wrt=["a"], batch=["u"], reduce=None)
+    u = np.array([-2.0, 0.5, -0.1])
+    np.testing.assert_allclose(per.grad(u=u, a=0.3)["a"], np.where(u > 0, 0.0, u + np.expm1(u)),
+                               rtol=1e-15)
+
+
+def test_default_parameters_are_pytorchs():
+    """elu and celu alpha 1, leaky_relu 0.01, hardtanh [-1, 1] (as PyTorch and JAX), and
+    gelu's exact form (PyTorch's default; JAX's gelu defaults to approximate=True)."""
+    at = {"x": -0.7}
+    for short, full in (("elu(x)", "elu(x, 1.0)"), ("celu(x)", "celu(x, alpha=1)"),
+                        ("leaky_relu(x)", "leaky_relu(x, 0.01)"),
+                        ("hardtanh(x)", "hardtanh(x, min_val=-1, max_val=1)"),
+                        ("gelu(x)", "gelu(x, approximate=False)")):
+        assert sd.compile(short, wrt=["x"]).value_and_grad(**at) == \
+            sd.compile(full, wrt=["x"]).value_and_grad(**at), short
+    close(sd.compile("gelu(x)", wrt=["x"])(**at), -0.7 * mp.ncdf(-0.7), 1e-15, "gelu")
+
+
+def test_the_tanh_gelu_in_its_tails():
+    """x sigmoid(2u) for x/2 (1 + tanh u): accurate where 1 + tanh u cancels (jax.nn.gelu
+    with approximate=True gives 0 at -10 and -20), and no NaN slope where u overflows."""
+    f = sd.compile("gelu(u + c, approximate=True)", wrt=["c"], batch=["u"], reduce=None)
+    points = [-10.0, -20.0, -30.0, 1e200, -1e200, 150.0, -150.0]
+    values, grads = f.value_and_grad(u=np.array(points), c=0.0)
+    for x, v, g in zip(points[:2], values, grads["c"]):
+        close(v, _gelu_tanh(mp.mpf(x)), 1e-13, x)
+        close(g, mp.diff(_gelu_tanh, mp.mpf(x)), 1e-12, x)
+    assert values[2] == 0.0 and grads["c"][2] == 0.0  # e^-1700: below the subnormals
+    np.testing.assert_array_equal(values[3:], [1e200, -0.0, 150.0, -0.0])
+    np.testing.assert_array_equal(grads["c"][3:], [1.0, 0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("name", ["elu", "celu"])
+def test_exponential_units_with_a_parameter_in_their_tails(name):
+    f = sd.compile(f"{name}(u + c, a)", wrt=["c", "a"], batch=["u"], reduce=None)
+    values, grads = f.value_and_grad(u=np.array([-50.0, -800.0]), c=0.0, a=2.0)
+    scale = 2 if name == "celu" else 1  # celu: a expm1(x/a)
+    close(values[0], 2 * mp.expm1(mp.mpf(-50) / scale), 1e-15, -50)
+    close(grads["c"][0], mp.exp(mp.mpf(-50) / scale) * 2 / scale, 1e-14, -50)
+    assert values[1] == -2.0  # e^-800 underflows to 0 (e^-400 does not), never NaN
+    close(grads["c"][1], mp.exp(mp.mpf(-800) / scale) * 2 / scale, 1e-14, -800)
+    assert grads["a"][1] == -1.0  # d/da of a expm1(x/a) = expm1(x/a) - x/a exp(x/a): -1
+
+
+@pytest.mark.parametrize("formula, at, value, grads", [
+    ("leaky_relu(x, 0.2)", {"x": 0.0}, 0.0, [0.2]),
+    ("hardtanh(x, -2, 3)", {"x": 3.0}, 3.0, [0.0]),
+    ("hardtanh(x, -2, 3)", {"x": -2.0}, -2.0, [0.0]),
+    ("hardtanh(x, y, 3)", {"x": -2.0, "y": -2.0}, -2.0, [0.0, 1.0]),
+    ("elu(x, 3)", {"x": 0.0}, 0.0, [3.0]),
+    ("gelu(x, approximate=True)", {"x": 0.0}, 0.0, [0.5]),
+])
+def test_kinks_of_the_parameterised_forms(formula, at, value, grads):
+    test_kinks_and_ties(formula, at, value, grads)
+
+
+def test_parameters_are_refused_by_name():
+    with pytest.raises(sd.ParseError, match="no parameter 'beta'; its parameters by name: "
+                                            "alpha"):
+        sd.compile("elu(x, beta=1)", wrt=["x"])
+    with pytest.raises(sd.ParseError, match=r"exp\(\) takes positional arguments only"):
+        sd.compile("exp(x=1)", wrt=["x"])
+    with pytest.raises(sd.ParseError, match="the literal True is not a real number"):
+        sd.compile("exp(True)", wrt=["x"])
+    x = sd.scalar("x")
+    with pytest.raises(sd.ArgumentError, match="approximate must be a number or a Tensor, "
+                                               "not the string 'tanh'"):
+        sd.gelu(x, approximate="tanh")
+    with pytest.raises(sd.ArgumentError, match="unexpected keyword argument 'slope'"):
+        sd.leaky_relu(x, slope=0.2)
+    assert str(inspect.signature(sd.hardtanh)) == "(x, min_val=-1.0, max_val=1.0)"
+
+
+def test_digamma_below_0_reduces_its_reflection_exactly():
+    """psi(x) = psi(1 - x) - pi/tan(pi (x - round(x))): pi*x itself would round by eps*|x|
+    (at -100.25 the error was 220 ulp); now within 4 ulp away from its roots, and its
+    derivative, pi**2/sin(pi (x - round(x)))**2 - psi'(1 - x), within 1e-14."""
+    xs = np.array([-100.25, -25.3, -7.3, -3.9, -2.7, -1.3, -0.4, -1e-3, -100000.3])
+    for tier in ("kernel", "tape"):
+        f = sd.compile("digamma(u)", batch=["u"], wrt=["u"], reduce=None, tier=tier)
+        values, grads = f.value_and_grad(u=xs)
+        for x, v, g in zip(xs, values, grads["u"]):
+            assert abs(v - mp.digamma(x)) <= 4 * np.spacing(abs(float(mp.digamma(x)))), x
+            close(g, mp.psi(1, x), 1e-14, x)
