@@ -15,15 +15,16 @@ sums) once, on one sample's worth of registers.
 
 The interpreter's source is made here: fixed instructions for arithmetic, data movement and
 comparisons, then one instruction per function record (symdiff.functions), spelled as generated
-kernels spell it. It is written to the kernel cache under the hash of its text, like a kernel,
-so Numba compiles it once per machine (and again only when a function record changes).
+kernels spell it (exp, log, log1p, expm1 and tanh from codegen/vecmath.py, as in kernels). It is
+written to the kernel cache under the hash of its text, like a kernel, so Numba compiles it once
+per machine (and again only when a function record or vecmath.py changes).
 """
 from __future__ import annotations
 
 from symdiff.functions import BUILTINS, FUNCTIONS
 
 from .build import load_module
-from .printer import spell
+from .printer import spell, vecmath_import
 
 FIXED = (
     # arithmetic on registers; ..C forms take the constant scalars[k]
@@ -53,8 +54,8 @@ def source() -> str:
             branches.append("                v = x[i]")
         branches.append(f"                r[i] = {spell(record, operands, False)}")
     constants = "".join(f"{op.upper()} = {k}\n" for k, op in enumerate(FIXED))
-    return _MODULE.replace("# CONSTANTS\n", constants).replace("# FUNCTIONS",
-                                                                 "\n".join(branches))
+    return (_MODULE.replace("# VECMATH\n", vecmath_import(branches))
+            .replace("# CONSTANTS\n", constants).replace("# FUNCTIONS", "\n".join(branches)))
 
 
 def load():
@@ -67,6 +68,7 @@ import math
 
 import numpy as np
 from numba import njit, prange
+# VECMATH
 
 JIT = dict(cache=True, error_model="numpy")  # strict IEEE, as in generated kernels
 # CONSTANTS

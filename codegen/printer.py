@@ -4,16 +4,37 @@ A subclass of SymPy's Python printer in strict mode: a function it has no rule f
 instead of printing something Numba cannot compile. Functions print from their records in
 symdiff.functions (float64 or float32 spelling); placeholders a0, a1, ... print as the operand
 texts given (a local name, or an array load such as `x0[i]`).
+
+The C library's exp, log, log1p, expm1 and tanh in the records' spellings (math.exp in float64,
+np.exp in float32, ...; so sigmoid's and softplus's too) print as calls into codegen/vecmath.py,
+whose loops LLVM vectorises. Kernels and the tape's interpreter both call them, so the tiers give
+the same bits. The environment variable SYMDIFF_LIBM=1, set before symdiff is imported, keeps
+the C library's calls (its bits, scalar loops). The choice is part of the generated text, hence
+of its cache key.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from symdiff.functions import BY_CLASS, FUNCTIONS, placeholder
+
+LIBM = os.environ.get("SYMDIFF_LIBM", "") not in ("", "0")  # read once, at import
+_NAMES = ("exp", "log", "log1p", "expm1", "tanh")
+VECTOR_CALLS = {False: {f"math.{name}(": f"_vm.{name}(" for name in _NAMES},  # float64
+                True: {f"np.{name}(": f"_vm.{name.replace('m1', 'm1_')}32(" for name in _NAMES}}
+_VECMATH_TEXT = (Path(__file__).parent / "vecmath.py").read_bytes()
+# Numba's cache does not see a change in a function a kernel calls: the kernel's text names the
+# version of vecmath.py it was compiled with, so a changed file gives a new kernel (`_vm`:
+# no input's name starts with an underscore)
+VECMATH_IMPORT = (f"from symdiff.codegen import vecmath as _vm  "
+                  f"# vecmath.py {hashlib.sha256(_VECMATH_TEXT).hexdigest()[:16]}")
 
 
 def number(value: float, single: bool = False) -> str:
@@ -28,6 +49,8 @@ def number(value: float, single: bool = False) -> str:
 def spell(record, args: list[str], single: bool) -> str:
     """A function record applied to operand texts; two or more operands fold pairwise."""
     template = record.numba32 if single else record.numba
+    for call, vector in ({} if LIBM else VECTOR_CALLS[single]).items():
+        template = template.replace(call, vector)
     text = args[0]
     if record.arity is None:
         for a in args[1:]:
@@ -96,6 +119,11 @@ class KernelPrinter(PythonCodePrinter):
     def _paren(self, expr):
         text = self._print(expr)
         return text if expr.is_Atom or isinstance(expr, sp.Function) else f"({text})"
+
+
+def vecmath_import(code) -> str:
+    """The import line a generated module needs if any of its `code` lines call vecmath."""
+    return f"\n{VECMATH_IMPORT}\n" if any("_vm." in line for line in code) else ""
 
 
 def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64") -> str:
