@@ -19,7 +19,8 @@ from .env import describe, set_threads
 
 WORKLOADS = {"neuron": "neuron", "logreg": "logreg", "mlp-small": "mlp_small",
              "mlp-large": "mlp_large", "swell": "swell", "compile": "compile_time", "hvp": "hvp",
-             "edges": "edges", "dask": "cluster", "scalars": "scalars", "optim": "optim"}
+             "edges": "edges", "dask": "cluster", "scalars": "scalars", "optim": "optim",
+             "gp": "gp", "attention": "attention", "cnn": "cnn"}
 ROOT = Path(__file__).resolve().parent.parent
 
 

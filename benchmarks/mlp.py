@@ -124,12 +124,19 @@ def _jax(sizes, params0, batches):
         log_p = jax.nn.log_softmax(h)
         return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
 
+    return jax_trainer(jax, loss, params0, batches, order)
+
+
+def jax_trainer(jax, loss, params0: dict, batches: list, order, lr: float = LR):
+    """(value_and_grad(k), step(k), params()) for a JAX loss(params, X, y): its jitted value
+    and gradients, and a jitted SGD step returning new parameters."""
+    jnp = jax.numpy
     vg = jax.jit(jax.value_and_grad(loss))
 
     @jax.jit
     def sgd(params, X, y):
         value, grads = vg(params, X, y)
-        return value, jax.tree.map(lambda p, g: p - LR * g, params, grads)
+        return value, jax.tree.map(lambda p, g: p - lr * g, params, grads)
 
     data = [(jnp.asarray(X), jnp.asarray(y)) for X, y in batches]
     state = {"params": {k: jnp.asarray(v) for k, v in params0.items()}}

@@ -30,21 +30,27 @@ def make_batches(seed: int = 0) -> list:
 def run(quick: bool = False) -> str:
     batches = make_batches()
     params0 = mlp.init_params(SIZES, np.random.default_rng(1))
-    systems = mlp.make_systems(SIZES, params0, batches)
+    times = time_steps(mlp.make_systems(SIZES, params0, batches), len(batches), quick)
+    return (f"## mlp-small: one SGD step of a 64-128-10 ReLU MLP, digits, batch {BATCH}, "
+            f"{threads()} thread(s)\n\n" + table(times, label="time per step"))
+
+
+def time_steps(systems: dict, batches: int, quick: bool) -> dict:
+    """Check every system's value and gradients at the start, and its parameters after one
+    epoch of steps, against symdiff's; then time each one's steps, cycling through the
+    batches. `systems` maps a name to (value_and_grad(k), step(k), params())."""
     reference = systems["symdiff"][0](0)
     for name, (value_and_grad, step, params) in systems.items():
         assert_same(name, value_and_grad(0), reference)
-        for k in range(len(batches)):
+        for k in range(batches):
             step(k)
     reference = systems["symdiff"][2]()
     for name, (_, _, params) in systems.items():
-        assert_same(name, params(), reference, what=f"the parameters after {len(batches)} steps")
+        assert_same(name, params(), reference, what=f"the parameters after {batches} steps")
 
     def cycling(step):
-        batch = itertools.cycle(range(len(batches)))
+        batch = itertools.cycle(range(batches))
         return lambda: step(next(batch))
 
-    times = compare({name: cycling(step) for name, (_, step, _) in systems.items()},
-                    rounds=5 if quick else 15, budget=0.02 if quick else 0.05)
-    return (f"## mlp-small: one SGD step of a 64-128-10 ReLU MLP, digits, batch {BATCH}, "
-            f"{threads()} thread(s)\n\n" + table(times, label="time per step"))
+    return compare({name: cycling(step) for name, (_, step, _) in systems.items()},
+                   rounds=5 if quick else 15, budget=0.02 if quick else 0.05)

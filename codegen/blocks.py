@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from symdiff.errors import DifferentiationError
-from symdiff.interpret import run as interpret
+from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
 from .compiled import _check_finite, make_kernel

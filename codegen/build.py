@@ -5,10 +5,13 @@ symdiff, Numba and NumPy versions, then imported from that path. A real file let
 machine code beside it, so a second process loads the kernel instead of compiling it. Files are
 written to a temporary name and renamed into place (two processes may race; both succeed), an
 existing file is never rewritten (Numba's index keys on its mtime), and a file whose contents do
-not match its name is treated as corrupt and replaced.
+not match its name is treated as corrupt and replaced. A process importing a module holds a lock
+on it, so a second process (a test worker, a Dask worker) waits and then loads the first one's
+machine code instead of compiling the same kernel beside it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -18,6 +21,11 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+
+try:
+    import fcntl  # not on Windows, where processes compile side by side
+except ImportError:
+    fcntl = None
 
 CODEGEN_VERSION = "2"
 ENV_VAR = "SYMDIFF_CACHE_DIR"
@@ -68,18 +76,35 @@ def load_module(source: str):
 
 def _import(source: str, key: str, name: str):
     path = cache_dir() / f"k_{key}.py"
-    reused = _valid(path, key)
-    if not reused:
-        _write_atomically(path, source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before running it: Numba's cache loads look it up by name
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    with _other_processes_wait(path.with_suffix(".lock")):
+        reused = _valid(path, key)
+        if not reused:
+            _write_atomically(path, source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: Numba's cache loads look it up by name
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return module, reused
+
+
+@contextlib.contextmanager
+def _other_processes_wait(lock_path: Path):
+    """Hold an exclusive lock on `lock_path` (where the OS has flock): another process
+    importing the same module meanwhile waits, then loads the machine code this one's compile
+    left in Numba's cache, instead of compiling it a second time."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cache_hit(dispatcher) -> bool:

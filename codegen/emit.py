@@ -26,8 +26,8 @@ from symdiff.printing import format_origin, format_stmt
 
 from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
-from .runtime import RUNTIME_IMPORT
-from .printer import number, print_body
+from .runtime import runtime_import
+from .printer import number, print_body, vecmath_import
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
@@ -42,6 +42,7 @@ from numba import njit, prange
 from numba.types import Array, float32, float64, int64
 
 _ValueError = ValueError  # a builtin under a name no input can take (inputs are parameters)
+from symdiff.errors import LinAlgError as _LinAlgError  # a matrix no factorization takes
 {runtime}
 '''
 MACHINERY = "# ---- The call machinery: the argument checks ----"
@@ -66,7 +67,7 @@ class _Loop:
 
 def emit_source(program: Program, title: str = "model") -> str:
     """The module text for `program`: its kernel and the kernel's entry point (an optimizer
-    step is a module of its own, codegen/optim.py). Same Program, same text: the text is the
+    step is a module of its own, codegen/steps.py). Same Program, same text: the text is the
     cache key."""
     return _Emitter(program).module(title)
 
@@ -91,26 +92,46 @@ class _Emitter:
                         self.read_by.setdefault(inp.uid, set()).add(k)
                         self.stage_readers.setdefault(inp.uid, set()).add((k, j))
         self.outputs = {n.uid for _, n in program.outputs}
-        readers: dict[int, list[Node]] = {}
-        for stmt in program.stmts:
-            for inp in stmt.node.inputs:
-                readers.setdefault(inp.uid, []).append(stmt.node)
-        # a matrix transpose read only by matmuls is written as a `.T` view in the np.dot call
-        self.inline_transposes = {
-            s.node.uid for s in program.stmts
-            if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in self.outputs
-            and all(r.op == "matmul" for r in readers.get(s.node.uid, []))}
-        taken = set(self.names.values())
-        self.var = {role: fresh(role, taken) for role in ("chunks", "c", "lo", "hi")}
-        self.index = [fresh(v, taken) for v in INDEX]
-        self.dims = {fresh(d, taken): src for d, src in _dims(program).items()}
+        self.rowwise = {s.node.uid for unit in self.units for stage in unit.parts()
+                        if stage.rowwise for s in stage.stmts}  # stored row by row
+        self.views = _transposed_views(program, self.outputs)
+        self.taken = set(self.names.values())
+        self.var = {role: fresh(role, self.taken) for role in ("chunks", "c", "lo", "hi")}
+        self.index = [fresh(v, self.taken) for v in INDEX]
+        self.dims = {fresh(d, self.taken): src for d, src in _dims(program).items()}
         self.dim_var = dict(zip(_dims(program), self.dims))
-        self.dtype = program_dtype(program)
-        self.single = self.dtype == "float32"
+        self.float_type = program_dtype(program)
+        self.single = self.float_type == "float32"
         self.last_origin = None
+        self.current: _Loop | None = None  # the loop being written, which `read` reads in
+
+    # ------------------------------------------------------------ the EmitContext (optable.py)
 
     def name(self, node: Node) -> str:
+        if node.uid in self.views:
+            return f"{self.names[node.inputs[0].uid]}.T"
         return self.names[node.uid]
+
+    def fresh(self, stem: str) -> str:
+        return fresh(stem, self.taken)
+
+    def dim(self, d) -> str:
+        return str(self.dim_var.get(d, d))
+
+    def shape(self, shape) -> str:
+        dims = [self.dim(d) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    def number(self, value: float) -> str:
+        return number(value, self.single)
+
+    def body(self, body, operands: list[str]) -> str:
+        return print_body(body, operands, self.float_type)
+
+    def read(self, node: Node, idx) -> str:
+        return self.operand(self.current, node, idx)
+
+    # ------------------------------------------------------------ what is stored where
 
     def stored(self, node: Node) -> bool:
         """Is this loop value written to an array (read by another unit, or returned, or, with
@@ -118,7 +139,8 @@ class _Emitter:
         k = self.unit_of.get(node.uid)
         if k is None or not self.units[k].loop or node.rank == 0 or node.op in REDUCTIONS:
             return False
-        if node.uid in self.outputs or self.read_by.get(node.uid, set()) - {k}:
+        if node.uid in self.outputs or node.uid in self.rowwise \
+                or self.read_by.get(node.uid, set()) - {k}:
             return True
         return node.rank > 1 and bool(self.stage_readers.get(node.uid, set())
                                       - {self.stage_of[node.uid]})
@@ -161,7 +183,9 @@ class _Emitter:
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
         code = [("\n".join(loop.lines) + "\n\n") for loop in loops] + ["\n".join(kernel) + "\n"]
-        runtime = "\n" + RUNTIME_IMPORT + "\n" if any("_dot(" in c for c in code) else ""
+        used = runtime_import(code)
+        runtime = "\n" + used + "\n" if used else ""
+        runtime += vecmath_import(code)
         parts = [HEADER.format(title=title, runtime=runtime)] + code
         parts.append("\n" + MACHINERY + "\n")
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
@@ -191,7 +215,7 @@ class _Emitter:
         if sizes:
             lines += ["    if not (" + "\n            and ".join(sizes) + "):",
                       f"        raise _ValueError({REFUSED!r})"]
-        label = fresh("label", set(self.names.values()))
+        label = self.fresh("label")
         for spec in self.specs:
             if spec.label_bound is not None:
                 lines += spec.label_lines(self.dim_var, label)
@@ -199,16 +223,8 @@ class _Emitter:
 
     @property
     def typed(self) -> str:
-        """The dtype argument of an allocation in float32 code."""
-        return ", dtype=np.float32" if self.single else ""
-
-    def number(self, value: float) -> str:
-        return number(value, self.single)
-
-    def shape(self, shape) -> str:
-        """A shape as code: symbolic dimensions by their variables."""
-        dims = [str(self.dim_var.get(d, d)) for d in shape]
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        """The dtype argument of an allocation in the module's float type."""
+        return f", dtype=np.{self.float_type}"
 
     def output_text(self, node: Node) -> str:
         name = self.name(node)
@@ -239,24 +255,29 @@ class _Emitter:
 
     def structural(self, node: Node) -> list[str]:
         """A statement outside loops, as its op record emits it."""
+        if node.uid in self.views:
+            return []  # its readers name it as a view
         emit = OPS[node.op].emit
         if emit is None:
             raise NotImplementedError(f"no Numba emission for {format_stmt(node, self.names)}")
         return emit(self, node)
 
-    def body(self, body, operands: list[str]) -> str:
-        """An elementwise body as scalar code in this module's float type."""
-        return print_body(body, operands, self.dtype)
-
     # ------------------------------------------------------------ loop nests
 
     def loop(self, k: int, unit: Unit) -> _Loop:
-        loop = _Loop(k, unit)
+        loop = self.current = _Loop(k, unit)
         c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
         accumulators, nests = [], []  # nests: each stage's lines inside the loop over axis 0
         for stage in unit.parts():
             space = stage.space
             idx = self.index[:len(space)]
+            nest = [f"# stage over {format_shape(space)}"] if unit.stages else []
+            if stage.rowwise:  # its record writes the row
+                (s,) = stage.stmts
+                loop.stores.append(s.node)
+                lines = OPS[s.node.op].in_row(self, s.node, idx[0])
+                nests += nest + self.with_origins([(s.origin, line) for line in lines])
+                continue
             loop.opening, loop.closing = {}, {}
             body = []  # (origin, line) pairs
             for s in stage.stmts:
@@ -273,7 +294,6 @@ class _Emitter:
                     body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
                 else:
                     body.append((s.origin, f"{self.name(node)} = {text}"))
-            nest = [f"# stage over {format_shape(space)}"] if unit.stages else []
             nest += loop.opening.get(1, [])
             pad = ""
             for depth, (var, size) in enumerate(zip(idx[1:], space[1:]), 1):
@@ -320,7 +340,7 @@ class _Emitter:
                 return [record.accumulate(f"{name}[{kept}]", value)]
             # over trailing axes: in a register, stored once (an array entry updated in the
             # inner loop is a load and a store per step: the compiler cannot rule out aliases)
-            acc = fresh(f"{name}_acc", set(self.names.values()))
+            acc = self.fresh(f"{name}_acc")
             loop.opening.setdefault(depth, []).append(
                 f"{acc} = {self.number(record.identity)}")
             loop.closing.setdefault(depth, []).append(f"{name}[{kept}] = {acc}")
@@ -335,7 +355,7 @@ class _Emitter:
     def value_text(self, loop: _Loop, node: Node, idx: str) -> str:
         """The text that computes `node` inside a loop over `idx` (statement right-hand side)."""
         in_loop = OPS[node.op].in_loop
-        return in_loop(self, loop, node, idx) if in_loop else self.operand(loop, node, idx)
+        return in_loop(self, node, idx) if in_loop else self.operand(loop, node, idx)
 
     def operand(self, loop: _Loop, node: Node, idx: str) -> str:
         """How a statement in this loop reads `node`."""
@@ -347,10 +367,10 @@ class _Emitter:
                                                or self.row_local(node)):
             return self.name(node)
         if node.rank == 0:
-            return self.read(loop, node)
-        return f"{self.read(loop, node) if not here else self.name(node)}[{', '.join(idx)}]"
+            return self.loop_input(loop, node)
+        return f"{self.loop_input(loop, node) if not here else self.name(node)}[{', '.join(idx)}]"
 
-    def read(self, loop: _Loop, node: Node) -> str:
+    def loop_input(self, loop: _Loop, node: Node) -> str:
         name = self.name(node)
         if self.unit_of.get(node.uid) != loop.index:
             loop.reads.append(name)
@@ -420,14 +440,27 @@ def program_dtype(program: Program) -> str:
     return floats.pop() if floats else "float64"
 
 
+def _transposed_views(program: Program, outputs: set) -> set[int]:
+    """uids of 2-D transposes read only by ops that take a `.T` view (np.dot takes either
+    layout): never copied, never a statement of their own."""
+    readers: dict[int, list[Node]] = {}
+    for stmt in program.stmts:
+        for inp in stmt.node.inputs:
+            readers.setdefault(inp.uid, []).append(stmt.node)
+    return {s.node.uid for s in program.stmts
+            if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in outputs
+            and all(OPS[r.op].transposed_view for r in readers.get(s.node.uid, []))}
+
+
 def comment_names(program: Program) -> dict[int, str]:
-    """Names for `# from:` comments: a broadcast read in place is quoted by its source's name,
-    as the loops read it."""
+    """Names for `# from:` comments: an index map read in place as its record's `read_as`
+    says (a broadcast by its source's name, as the loops read it)."""
     names = program.names()
     virtual = virtual_nodes(program)
-    for s in program.stmts:
-        if s.node.uid in virtual and s.node.op == "broadcast":
-            names[s.node.uid] = names[s.node.inputs[0].uid]
+    for s in program.stmts:  # in order: a source's name is settled before its readers'
+        read_as = OPS[s.node.op].read_as
+        if s.node.uid in virtual and read_as is not None:
+            names[s.node.uid] = read_as(s.node, [names[i.uid] for i in s.node.inputs])
     return names
 
 

@@ -8,7 +8,7 @@ checks sizes and labels and raises ValueError before it reads anything. The batc
 chunks when it is large enough to pay for threads (on `threaded()`, the threaded copy when there
 are several threads; the bits are the same either way), else in one. Anything refused, an
 unknown name included, goes to `slow`, which converts it or raises a clear error. Per call, this
-is all the overhead (a model's `step` and `sgd_step`, codegen/optim.py, bind and test their
+is all the overhead (a model's `step` and `sgd_step`, codegen/steps.py, bind and test their
 arguments the same way). A scalar that came as a 0-d array (or a float for a float32 model) is converted in a
 second branch that the usual call never enters, so every form of a scalar takes the fast path.
 Every other name the text reads (parameters, closures, builtins) starts with an underscore or

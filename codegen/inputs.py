@@ -73,7 +73,7 @@ class InputSpec:
     def label_lines(self, dim_var: dict, variable: str) -> list[str]:
         """Numba lines raising ValueError when a label lies outside [0, label_bound)."""
         bound = dim_var.get(self.label_bound, self.label_bound)
-        return [f"    for {variable} in {self.name}:",
+        return [f"    for {variable} in {self.name}.ravel():",
                 f"        if {variable} < 0 or {variable} >= {bound}:",
                 f"            raise _ValueError({REFUSED!r})"]
 

@@ -2,11 +2,11 @@
 
 Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py); Numba
 compiles `kernel` at import for its one signature, or loads the machine code Numba cached for it
-(Numba itself is imported only then). The optimizer steps (`steps()`, codegen/optim.py: a
+(Numba itself is imported only then). The optimizer steps (`steps()`, codegen/steps.py: a
 module per rule, importing `kernel` from this one) and the kernel's threaded copy are compiled
 only when first needed. With `wait=False` the import runs on
 a background thread, and until it is done calls run the Program through NumPy
-(symdiff.interpret): the same math, but NumPy's exp, log and sums round differently, so the last
+(symdiff.numpy_eval): the same math, but NumPy's exp, log and sums round differently, so the last
 bits may differ from the kernel's; `tier` says which ran. Output: (value, (other outputs...))
 per call.
 """
@@ -18,13 +18,13 @@ import types
 
 import numpy as np
 
-from symdiff.interpret import evaluate
+from symdiff.numpy_eval import evaluate
 from symdiff.program import Program
 
 from .build import cache_hit, load_module
 from .emit import emit_source, program_dtype
 from .inputs import MISSING, bind, specs_of
-from .runtime import runtime_module
+from .runtime import load_runtime
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
@@ -42,7 +42,7 @@ class Kernel:
         self._specs = specs_of(program)
         self._parallel = parallel
         self._module = self._threads = self._error = None
-        self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/optim.py)
+        self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/steps.py)
         self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
         self._call = self._numpy
@@ -70,7 +70,7 @@ class Kernel:
 
     def _load(self) -> None:
         start = time.perf_counter()
-        runtime_module()  # which the kernel imports
+        load_runtime(self.source)  # the modules the kernel imports from
         module, _ = load_module(self.source)  # Numba compiles kernel here, or loads it
         self.timings["compile"] = time.perf_counter() - start
         self._rerun = module.entry(module.kernel, self._threaded, _unreachable, self._parallel,
@@ -170,8 +170,8 @@ class Kernel:
 
     def steps(self, check_finite=None, bound=None, compiled=None):
         """The optimizer steps of the parameters `update` (the kernel must be in place):
-        codegen/optim.py's `Steps`, whose modules import this one's kernel."""
-        from .optim import Steps
+        codegen/steps.py's `Steps`, whose modules import this one's kernel."""
+        from .steps import Steps
         self.wait()
         return Steps(self, self._parallel, check_finite, bound, compiled)
 

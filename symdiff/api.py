@@ -22,7 +22,7 @@ from .from_sympy import from_sympy
 from .ir import format_shape, fresh, topological
 from .parse import build, formula_text, free_names, parse_formula
 from .passes.stable import stabilize
-from .trace import parameter_names, trace
+from .tracing import parameter_names, trace
 
 REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
@@ -49,8 +49,9 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         reduce: "mean" or "sum" reduces a per-sample model over the batch; None returns
             per-sample values and per-example gradients, each of shape (n, *parameter shape).
             A Tensor model must be a scalar loss, or per-example values with reduce=None.
-        shapes, dtypes: {name: shape} and {name: dtype} of inputs of formulas and functions
-            (scalars by default; "n"-long vectors for `batch` names).
+        shapes: {name: shape} of inputs of formulas and functions (scalars by default;
+            "n"-long vectors for `batch` names).
+        dtypes: {name: dtype} of inputs of formulas and functions (`dtype` by default).
         dtype: float or "float32": the float type of formula and function inputs. A float32
             model computes in float32 end to end; only batch sums accumulate in float64.
         parallel: None decides by batch size; True or False forces it.

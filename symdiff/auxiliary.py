@@ -16,7 +16,7 @@ from .errors import ArgumentError, ShapeError
 from .from_sympy import from_sympy
 from .ir import format_shape, topological
 from .parse import build, free_names, parse_formula
-from .trace import parameter_names, trace
+from .tracing import parameter_names, trace
 
 PREFIX = "aux:"  # the Program's output label of an auxiliary output is PREFIX + its name
 

@@ -73,6 +73,13 @@ def same_axis(node: Node, axes: tuple, batch: Dim):
     return MIXES if len(found) > 1 else (found.pop() if found else None)
 
 
+def along_other_axis(node: Node, axes: tuple, batch: Dim):
+    """Ops that move entries along their `axis` attribute (gather, cumsum, roll): the example
+    axis where it is another axis; along it, entries of other examples are read."""
+    (a,) = axes
+    return MIXES if a is not None and a == node.attr("axis") else a
+
+
 def no_axis(node: Node, axes: tuple, batch: Dim):
     """Leaves other than inputs (constants, sizes, index ramps): the same for every example."""
     return None

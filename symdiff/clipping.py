@@ -4,7 +4,7 @@ Input: a scalar loss that is the mean or the sum of one term per example, the pa
 and a scalar input C. Output: a Program returning the loss, then for each parameter
 w * sum_i c_i g_i, where g_i is example i's gradient, c_i = min(1, C / |g_i|) with |g_i| the
 norm over all parameters together, and w the weight of one example (1/n for a mean, 1 for a
-sum); then w itself. Differentially private SGD adds noise to these sums (codegen/optim.py).
+sum); then w itself. Differentially private SGD adds noise to these sums (codegen/steps.py).
 
 Example i's gradient is never built where the algebra gives its norm directly ("ghost
 norms"): for W in X @ W it is the outer product of x_i and the adjoint d_i of row i of the

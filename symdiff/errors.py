@@ -37,6 +37,11 @@ class DifferentiationError(SymdiffError, ValueError):
     """A model or `wrt` list that cannot be differentiated as asked."""
 
 
+class LinAlgError(SymdiffError, ArithmeticError):
+    """A matrix a factorization or solve cannot take: not positive definite, or singular. (Not
+    a ValueError: a kernel raises it about the values, never about the arguments' types.)"""
+
+
 class NonFiniteError(SymdiffError, FloatingPointError):
     """A non-finite output, raised only when check_finite=True."""
 

@@ -8,7 +8,7 @@ ints are the advanced indices: the arrays broadcast together to one shape, whose
 the indexed ones, in place of the first advanced index when the advanced indices stand side by
 side in the key, else at the front of the result (a slice, `...` or `None` between them
 separates them). A key becomes one `slice` node (one entry per axis: see
-symdiff/ops/indexing.py) for its ints and slices; the axes the arrays index are then moved
+symdiff/ops/slicing.py) for its ints and slices; the axes the arrays index are then moved
 side by side (a transpose), merged into one (a reshape), read at the flat indices of the
 broadcast arrays (one gather) and split into the broadcast shape (a reshape); new axes come from
 a broadcast. Static indices are checked against static sizes when the model is built; a
@@ -25,8 +25,8 @@ import numpy as np
 
 from . import tensors as T
 from .errors import ArgumentError, ShapeError
-from .ir import format_shape, make_node
-from .optable import output_type
+from .ir import format_shape
+from .optable import OPS
 
 
 def getitem(x: T.Tensor, key) -> T.Tensor:
@@ -36,6 +36,8 @@ def getitem(x: T.Tensor, key) -> T.Tensor:
     >>> X[3, 2:, [1, 3]].shape, X[[0, 1], :, [2, 3]].shape, X[:, [[0], [1]], [0, 2]].shape
     ((2, 4), (2, 6), (5, 2, 2))
     """
+    if isinstance(key, T.Tensor):  # rows picked by an integer input: an embedding lookup
+        return T.take(x, key)
     entries = [(position, axis, entry if axis is None else _normalised(x, axis, entry))
                for position, axis, entry in _expand(x, key if isinstance(key, tuple) else (key,))]
     y = slice_axes(x, tuple(None if isinstance(e, np.ndarray) else e
@@ -172,9 +174,10 @@ def _normalised(x: T.Tensor, axis: int, entry):
 def _entry(x, axis: int, size, entry):
     """One axis's slice entry: None (whole), an int, or (start, step, count)."""
     if isinstance(entry, T.Tensor):
-        raise ArgumentError(f"{_what(x)} is indexed by a Tensor: index with ints, slices, "
-                            f"..., None, integer arrays or boolean masks; sd.take_along picks "
-                            f"by labels")
+        raise ArgumentError(f"{_what(x)} is indexed by a Tensor among other entries: index "
+                            f"with ints, slices, ..., None, integer arrays or boolean masks; "
+                            f"x[idx] or sd.take(x, idx, axis) picks by an integer input, "
+                            f"sd.take_along by labels")
     if isinstance(entry, (numbers.Integral, np.integer)) and not isinstance(entry, bool):
         if isinstance(size, str):
             raise ShapeError(f"{_what(x)}: axis {axis} has the symbolic size {size}; only a "
@@ -236,10 +239,10 @@ def slice_axes(x: T.Tensor, index: tuple) -> T.Tensor:
         return _through_broadcast(x.node, index)
     if x.node.op == "slice":
         index, x = _compose(x.node.attr("index"), index), T.Tensor(x.node.inputs[0])
-    shape, dtype = output_type("slice", (x.node,), dict(index=index))
     if x.node.op == "const":
+        shape, _ = OPS["slice"].shape(x.node, index=index)
         return T.full(shape, x.node.attr("value"))
-    return T.Tensor(make_node("slice", (x.node,), shape, dtype, index=index))
+    return T.apply_op("slice", (x,), index=index)
 
 
 def _through_broadcast(node, index: tuple) -> T.Tensor:
@@ -286,22 +289,18 @@ def slice_axis(x: T.Tensor, axis: int, start: int, stop: int) -> T.Tensor:
 
 def gather(x: T.Tensor, axis: int, indices: tuple) -> T.Tensor:
     """The entries `indices` of `x` along `axis`."""
-    shape, dtype = output_type("gather", (x.node,), dict(axis=axis, indices=indices))
-    return T.Tensor(make_node("gather", (x.node,), shape, dtype, axis=axis, indices=indices))
+    return T.apply_op("gather", (x,), axis=axis, indices=indices)
 
 
 def pad(dy: T.Tensor, shape, index: tuple) -> T.Tensor:
     """Zeros of `shape` with `dy` written at the slice `index`: the transpose of a slice."""
-    return T.Tensor(make_node("pad", (dy.node,), tuple(shape), dy.dtype, shape=tuple(shape),
-                              index=index))
+    return T.apply_op("pad", (dy,), shape=tuple(shape), index=index)
 
 
 def scatter_add(dy: T.Tensor, shape, axis: int, indices: tuple) -> T.Tensor:
     """Zeros of `shape`, entry k of `dy` along `axis` added at `indices[k]`: the transpose of
     a gather (a repeated index receives the sum)."""
-    shape = tuple(shape)
-    return T.Tensor(make_node("scatter_add", (dy.node,), shape, dy.dtype, shape=shape,
-                              axis=axis, indices=indices))
+    return T.apply_op("scatter_add", (dy,), shape=tuple(shape), axis=axis, indices=indices)
 
 
 # ---------------------------------------------------------------- shapes and text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .interpret import evaluate_nodes
+from .numpy_eval import evaluate_nodes
 from .ir import Node
 from .printing import format_origin, format_stmt
 from .trace_values import Trace

@@ -16,6 +16,7 @@ import operator
 
 import numpy as np
 
+from . import linalg as L
 from . import tensors as T
 from .errors import ArgumentError
 from .ir import format_shape, make_node
@@ -101,8 +102,50 @@ def _operator(fn):
     return lambda a, *rest: fn(T.as_tensor(a), *rest)
 
 
+def _linalg(name):  # NumPy's function of that name, without its rarely used options
+    return lambda *args: getattr(L, name)(*args)
+
+
+def _diag(v):  # a matrix's diagonal, or a vector's diagonal matrix
+    v = T.as_tensor(v)
+    if v.ndim == 1:
+        return L.eye(v.shape[0]) * v
+    return L.diagonal(v)
+
+
+def _take(a, indices, axis=None):  # NumPy's take without an axis reads the flattened array
+    if axis is None and a.ndim != 1:
+        raise ArgumentError(f"np.take of shape {format_shape(a.shape)} without an axis reads "
+                            f"the flattened array: give axis=0 for rows")
+    return T.take(a, indices, 0 if axis is None else axis)
+
+
 def _transpose(a, axes=None):  # NumPy's keyword for the permutation
     return T.transpose(a, axes)
+
+
+def _clip(a, a_min=None, a_max=None, *, min=None, max=None):  # noqa: A002 (NumPy's names)
+    """np.clip: sd.clip, a bound left out (None) being infinite."""
+    lo, hi = min if a_min is None else a_min, max if a_max is None else a_max
+    if lo is None and hi is None:
+        raise ArgumentError("np.clip on a Tensor: give a lower bound, an upper bound or both")
+    return T.function("clip", a, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 (NumPy's name)
+    """np.linalg.norm: the 2-norm of vectors (ord None or 2) and the Frobenius norm of
+    matrices (ord None or 'fro'); other orders are refused."""
+    x = T.as_tensor(x)
+    axes = tuple(range(x.ndim)) if axis is None else \
+        (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    matrix = len(axes) == 2 and x.ndim >= 2 and (axis is not None or x.ndim == 2)
+    if ord is None or ord == ("fro" if matrix else 2) and len(axes) <= 2:
+        return T.norm(x, None if axis is None else axes, keepdims)
+    raise ArgumentError(f"np.linalg.norm(ord={ord!r}) of a Tensor over {len(axes)} "
+                        f"ax{'is' if len(axes) == 1 else 'es'}: "
+                        f"symdiff computes the 2-norm of vectors (ord None or 2) and the "
+                        f"Frobenius norm of matrices (ord None or 'fro'); write other norms "
+                        f"with sd.* functions (ord=1 of a vector is sd.sum(abs(x)))")
 
 
 # NumPy's function -> symdiff's: a name of symdiff.tensors (looked up when called, so a
@@ -119,8 +162,14 @@ NUMPY = {
     np.matmul: "matmul", np.dot: "matmul",
     np.sum: "sum", np.mean: "mean", np.max: "max", np.amax: "max",
     np.min: "min", np.amin: "min", np.prod: "prod", np.var: "var", np.std: "std",
-    np.cumsum: "cumsum", np.where: "where", np.concatenate: "concatenate", np.stack: "stack",
+    np.cumsum: "cumsum", np.roll: "roll", np.where: "where", np.concatenate: "concatenate",
+    np.stack: "stack", np.take: _take,
+    np.linalg.cholesky: _linalg("cholesky"), np.linalg.solve: _linalg("solve"),
+    np.linalg.inv: _linalg("inv"), np.linalg.det: _linalg("det"),
+    np.linalg.slogdet: _linalg("slogdet"), np.trace: _linalg("trace"),
+    np.diagonal: _linalg("diagonal"), np.diag: _diag,
     np.transpose: _transpose, np.reshape: "reshape",
+    np.clip: _clip, np.mod: "mod", np.remainder: "mod", np.linalg.norm: _norm,
 }
 
 

@@ -14,7 +14,7 @@ not apply here" (a leaf has no adjoint; only matmul and broadcast have per-examp
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, Protocol
 
 MISSING = object()  # a field nobody set: an op defined without saying what a backend does
 
@@ -31,15 +31,31 @@ class OpDef:
     # (dy, y, *inputs, k, batch, **attrs) -> input k's adjoint, one row per example
     per_example: Callable | None = MISSING
     evaluate: Callable | None = MISSING  # (node, NumPy inputs, dims) -> NumPy value
-    emit: Callable | None = MISSING  # (emitter, node) -> Numba statement lines
-    in_loop: Callable | None = MISSING  # (emitter, loop, node, idx) -> one element's text
+    emit: Callable | None = MISSING  # (EmitContext, node) -> Numba statement lines
+    # (EmitContext, node, idx) -> the text of node's entry at the loop indices idx, inside a
+    # fused loop
+    in_loop: Callable | None = MISSING
+    # (EmitContext, node, row) -> the lines computing node's row `row` inside a loop over the
+    # rows of a batch, for an op whose row i reads row i of its input alone (its batching rule
+    # says so): a stage of that loop instead of a statement of its own; None: no such form
+    in_row: Callable | None = None
     tape: Callable | None = MISSING  # (tape, phase, node) -> the virtual register holding the
     # node's value in the tape's program (codegen/tape.py), or raises tape.Unsupported;
     # None: the tape does not run this op
     format: Callable | None = None  # (node, input names) -> text; None: op(args, attrs)
+    # (node, input names) -> what a `# from:` comment above its adjoints quotes; None: its
+    # statement
+    origin: Callable | None = None
+    # (node, input names) -> the name comments give an index map that loops read in place
+    # (no variable holds it); None: its statement's name
+    read_as: Callable | None = None
     hint: str | Callable = ""  # its statements' name stem, or (node) -> stem; default: op
     fusable: bool = False  # joins fused loops (its in_loop text, or a scalar beside them)
     index_map: bool = False  # read in place by the loops that use it, never stored
+    # an entry is 0 where the input entries it reads are: a select's 0 read through it is
+    # still one (ops/elementwise.py guards products with such zeros)
+    passes_zeros: bool = False
+    transposed_view: bool = False  # reads a 2-D transpose operand as a `.T` view (no copy)
     # (node, the inputs' example axes, batch) -> the output's example axis, None (the same for
     # every example) or batching.MIXES: see symdiff/batching.py
     batching: Callable = MISSING
@@ -49,6 +65,37 @@ class OpDef:
     # (dy, y, *inputs, batch, **attrs) -> input adjoints, for an op on parameters alone whose
     # adjoint dy carries a leading axis of one row per example (per-example gradients)
     lift: Callable | None = None
+
+
+class EmitContext(Protocol):
+    """All that an op's `emit` and `in_loop` rules may use to write Numba code (codegen/emit.py
+    implements it). Generated names come only from here: `name` for values, `fresh` for an
+    op's own locals (loop variables, accumulators), so no two collide and none takes a user's
+    input name."""
+
+    float_type: str  # "float64" or "float32": the module's one float type
+
+    def name(self, node) -> str:
+        """The variable holding node's value (a transpose read as a view: `A.T`)."""
+
+    def fresh(self, stem: str) -> str:
+        """A new local name from `stem` that no input, statement or other fresh name has."""
+
+    def dim(self, d) -> str:
+        """A dimension as code: an int as itself, a symbolic one by its run-time variable."""
+
+    def shape(self, shape) -> str:
+        """A shape tuple as code."""
+
+    def number(self, value: float) -> str:
+        """A float literal in the module's float type."""
+
+    def body(self, body, operands: list[str]) -> str:
+        """An elementwise SymPy body as scalar code over the operands' texts."""
+
+    def read(self, node, idx) -> str:
+        """Inside a fused loop: node's entry at the index texts idx (an index map is read in
+        place, a value of another loop from its array)."""
 
 
 OPS: dict[str, OpDef] = {}
@@ -69,17 +116,28 @@ def rule(field: str, *names: str):
     return register
 
 
+def linear(name: str, kind: str, build: Callable, transpose: Callable, batched=None,
+           **rules) -> OpDef:
+    """Define op `name`, linear in its one input, from the op and its transpose, as JAX's
+    deflinear does. `build(x, **attrs)` makes the op, so the tangent of y = L x is L dx;
+    `transpose(dy, shape, **attrs)` is the adjoint Lᵀ dy for an input of `shape`. Given
+    `batched(attrs)` (the attributes moved past a new leading axis), the per-example adjoint
+    (`lift`) is the transpose of the op batched over that axis."""
+    def adjoint(dy, y, x, **attrs):
+        return [transpose(dy, x.shape, **attrs)]
+
+    def lift(dy, y, x, *, batch, **attrs):
+        return [transpose(dy, (batch,) + x.shape, **batched(attrs))]
+    return define(name, kind, tangent=linear_tangent(build), adjoint=adjoint,
+                  lift=lift if batched else None, **rules)
+
+
 def linear_tangent(build):
     """The tangent rule of an op linear in its one input: `build` (the op) applied to the
     tangent."""
     def tangent(y, inputs, tangents, **attrs):
         return None if tangents[0] is None else build(tangents[0], **attrs)
     return tangent
-
-
-def output_type(op: str, inputs, attrs: dict):
-    """Shape and dtype of `op(inputs)`; raises ShapeError naming both shapes on a mismatch."""
-    return OPS[op].shape(*inputs, **attrs)
 
 
 def missing(name: str) -> list[str]:

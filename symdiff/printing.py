@@ -60,12 +60,10 @@ def format_stmt(node: Node, names: dict[int, str]) -> str:
 
 
 def format_origin(node: Node, names: dict[int, str]) -> str:
-    """What a `# from:` comment quotes: the forward statement, or the input summed over."""
-    if node.op == "input":
-        return f"{node.attr('name')} (an input: the adjoints of its uses, summed)"
-    if node.op == "broadcast":
-        source = names.get(node.inputs[0].uid, "?")
-        return f"{source} broadcast to {format_shape(node.shape)} (adjoint summed back)"
+    """What a `# from:` comment quotes: the forward statement, unless its record says."""
+    origin = OPS[node.op].origin
+    if origin is not None:
+        return origin(node, [names.get(i.uid, "?") for i in node.inputs])
     return format_stmt(node, names)
 
 

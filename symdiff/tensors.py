@@ -7,6 +7,7 @@ broadcasts explicit and builds one IR node.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -15,9 +16,9 @@ import numpy as np
 import sympy as sp
 
 from .errors import ArgumentError, ShapeError
-from .functions import ALIASES, BY_CLASS, FUNCTIONS, body_dtype, evaluate_body, placeholder
+from .functions import ALIASES, BY_CLASS, FUNCTIONS, evaluate_body, placeholder
 from .ir import RESERVED, Node, broadcast_shapes, format_shape, make_node
-from .optable import output_type
+from .optable import OPS
 
 _DTYPES = {float: "float64", "float": "float64", "float64": "float64", np.float64: "float64",
            "float32": "float32", np.float32: "float32",
@@ -55,6 +56,8 @@ class Tensor:
     def __rmul__(self, o): return _binary(sp.Mul, o, self)
     def __truediv__(self, o): return _binary(lambda a, b: a / b, self, o)
     def __rtruediv__(self, o): return _binary(lambda a, b: a / b, o, self)
+    def __mod__(self, o): return function("mod", self, o)  # NumPy's %: the divisor's sign
+    def __rmod__(self, o): return function("mod", o, self)
     def __pow__(self, o): return _binary(sp.Pow, self, o)
     def __rpow__(self, o): return _binary(sp.Pow, o, self)
     def __neg__(self): return _binary(lambda a, b: -a, self, 0)
@@ -146,6 +149,14 @@ def iota(shape, axis: int) -> Tensor:
     return Tensor(make_node("iota", (), tuple(shape), "int64", axis=axis))
 
 
+def apply_op(op: str, inputs, **attrs) -> Tensor:
+    """`op` of the Tensors or nodes `inputs`: the one place a non-leaf node is made, its shape
+    and dtype from its record's shape rule (which raises ShapeError on a mismatch)."""
+    nodes = tuple(x.node if isinstance(x, Tensor) else x for x in inputs)
+    shape, dtype = OPS[op].shape(*nodes, **attrs)
+    return Tensor(make_node(op, nodes, shape, dtype, **attrs))
+
+
 # ---------------------------------------------------------------- elementwise
 
 
@@ -214,10 +225,7 @@ def apply_body(body: sp.Expr, env: dict) -> Tensor:
         return full(shape, float(bool(body)) if body in (sp.true, sp.false) else float(body))
     if body.is_Symbol:
         return Tensor(inputs[int(body.name[1:])])
-    dtype = body_dtype(body)
-    if dtype != "bool":
-        dtype = "float32" if all(n.dtype == "float32" for n in inputs) else "float64"
-    return Tensor(make_node("elementwise", inputs, shape, dtype, body=body))
+    return apply_op("elementwise", inputs, body=body)
 
 
 def _undefined(body: sp.Expr) -> bool:
@@ -253,24 +261,58 @@ def _binary(fn, a, b):
     return apply_body(fn(x, y), {x: a, y: b})
 
 
-def function(name: str, *args) -> Tensor:
+def function(name: str, *args, **keywords) -> Tensor:
     """Apply the elementwise function `name` (a record of functions.FUNCTIONS) to tensors or
-    numbers."""
+    numbers; a record's parameters with defaults (elu's alpha) may be left out or given by
+    name, and True and False are 1 and 0 (gelu's approximate)."""
     record = FUNCTIONS[ALIASES.get(name, name)]
-    arity = record.arity
-    if arity is not None and len(args) != arity:
-        raise ArgumentError(f"{name} takes {arity} argument{'s' * (arity > 1)}, got {len(args)}")
-    if arity is None and len(args) < 2:
-        raise ArgumentError(f"{name} takes at least 2 arguments, got {len(args)}")
+    args = _bind(name, record, args, keywords)
     symbols = [sp.Symbol(f"_x{k}", real=True) for k in range(len(args))]
     return apply_body(record.sympy(*symbols), dict(zip(symbols, args)))
 
 
+def _bind(name: str, record, args: tuple, keywords: dict) -> list:
+    """The arguments of a call in parameter order, defaults filled in, booleans as 0 and 1."""
+    arity = record.arity
+    if arity is None and (len(args) < 2 or keywords):
+        raise ArgumentError(f"{name} takes at least 2 arguments, given by position; got "
+                            f"{len(args)}{f' and {sorted(keywords)}' * bool(keywords)}")
+    if arity is not None and not record.defaults and not keywords:
+        if len(args) != arity:
+            raise ArgumentError(f"{name} takes {arity} argument{'s' * (arity > 1)}, "
+                                f"got {len(args)}")
+    elif arity is not None:
+        try:
+            bound = signature(record).bind(*args, **keywords)
+        except TypeError as error:
+            raise ArgumentError(f"{name}{signature(record)}: {error}") from None
+        bound.apply_defaults()
+        args = tuple(bound.arguments.values())
+    for value, param in zip(args, record.params or range(len(args))):
+        if isinstance(value, str):
+            raise ArgumentError(f"{name}: {getattr(param, 'name', 'an argument')} must be a "
+                                f"number or a Tensor, not the string {value!r}")
+    return [float(a) if isinstance(a, (bool, np.bool_)) else a for a in args]
+
+
+def signature(record) -> inspect.Signature:
+    """A record's call signature: its parameters' names, the last ones with their defaults
+    (`elu(x, alpha=1.0)`); a built-in record without named parameters takes `x` or `x, y`."""
+    names = [p.name for p in record.params] or ["x", "y", "z"][:record.arity or 2]
+    first = len(names) - len(record.defaults)
+    return inspect.Signature([inspect.Parameter(
+        n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=record.defaults[k - first] if k >= first else inspect.Parameter.empty)
+        for k, n in enumerate(names)])
+
+
 def _api_function(record):
-    def fn(*args):
-        return function(record.name, *args)
+    def fn(*args, **keywords):
+        return function(record.name, *args, **keywords)
     fn.__name__ = fn.__qualname__ = record.api or record.name
     fn.__doc__ = f"Elementwise {record.name}, on Tensors or numbers."
+    if record.arity is not None:  # NumPy's calls are checked against it (np.exp(x, out=))
+        fn.__signature__ = signature(record)
     return fn
 
 
@@ -294,14 +336,13 @@ def broadcast_in_dim(x: Tensor, shape, dims) -> Tensor:
     if x.shape == shape and dims == tuple(range(len(shape))):
         return x
     if _is_const(x):
-        output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
+        OPS["broadcast"].shape(x.node, shape=shape, dims=dims)  # refuses a shape that won't fit
         return full(shape, x.node.attr("value"))
     if x.node.op == "broadcast" and all(  # compose: always broadcast from the source itself
             x.node.inputs[0].shape[a] == x.shape[d] for a, d in enumerate(x.node.attr("dims"))):
         inner = x.node.attr("dims")
         return broadcast_in_dim(Tensor(x.node.inputs[0]), shape, tuple(dims[d] for d in inner))
-    out_shape, dtype = output_type("broadcast", (x.node,), dict(shape=shape, dims=dims))
-    return Tensor(make_node("broadcast", (x.node,), out_shape, dtype, shape=shape, dims=dims))
+    return apply_op("broadcast", (x,), shape=shape, dims=dims)
 
 
 def broadcast_to(x: Tensor, shape) -> Tensor:
@@ -325,8 +366,7 @@ def _reduce(op, x, axis, keepdims):
     axes = _axes(axis, x.ndim)
     out = x
     if axes:
-        shape, dtype = output_type(op, (x.node,), dict(axes=axes))
-        out = Tensor(make_node(op, (x.node,), shape, dtype, axes=axes))
+        out = apply_op(op, (x,), axes=axes)
     if keepdims:
         out = reshape(out, tuple(1 if a in axes else d for a, d in enumerate(x.shape)))
     return out
@@ -404,9 +444,24 @@ def cumsum(x, axis=None, *, reverse=False) -> Tensor:
     if axis is None and x.ndim != 1:
         raise ShapeError(f"cumsum of shape {format_shape(x.shape)} needs an axis")
     (axis,) = _axes(0 if axis is None else axis, x.ndim)
-    shape, dtype = output_type("cumsum", (x.node,), dict(axis=axis, reverse=bool(reverse)))
-    return Tensor(make_node("cumsum", (x.node,), shape, dtype, axis=axis,
-                            reverse=bool(reverse)))
+    return apply_op("cumsum", (x,), axis=axis, reverse=bool(reverse))
+
+
+def roll(x, shift, axis=None) -> Tensor:
+    """`x` shifted by `shift` entries along `axis` (a vector's only axis by default), entries
+    past the end coming back at the start, as np.roll; a tuple of shifts and axes rolls each."""
+    x = as_tensor(x)
+    if axis is None and x.ndim != 1:
+        raise ShapeError(f"roll of shape {format_shape(x.shape)} needs an axis (NumPy's roll "
+                         f"of the flattened array is reshape, roll, reshape)")
+    shifts, axes = (shift, axis if axis is not None else 0)
+    for s, a in zip(*(v if isinstance(v, tuple) else (v,) for v in (shifts, axes))):
+        (a,) = _axes(a, x.ndim)
+        if isinstance(x.shape[a], str):
+            raise ShapeError(f"roll along axis {a} of size {x.shape[a]!r}: the size must be known")
+        if int(s) % x.shape[a]:
+            x = apply_op("roll", (x,), shift=int(s) % x.shape[a], axis=a)
+    return x
 
 
 def _count(x: Tensor, axes) -> Tensor | int:
@@ -423,8 +478,7 @@ def reshape(x, shape) -> Tensor:
     shape = (shape,) if isinstance(shape, (int, str)) else tuple(shape)
     if shape == x.shape:
         return x
-    out_shape, dtype = output_type("reshape", (x.node,), dict(shape=shape))
-    return Tensor(make_node("reshape", (x.node,), out_shape, dtype, shape=shape))
+    return apply_op("reshape", (x,), shape=shape)
 
 
 def transpose(x, perm=None) -> Tensor:
@@ -434,21 +488,35 @@ def transpose(x, perm=None) -> Tensor:
         raise ShapeError(f"{perm} is not a permutation of the axes of {format_shape(x.shape)}")
     if perm == tuple(range(x.ndim)):
         return x
-    shape, dtype = output_type("transpose", (x.node,), dict(perm=perm))
-    return Tensor(make_node("transpose", (x.node,), shape, dtype, perm=perm))
+    return apply_op("transpose", (x,), perm=perm)
 
 
 def stop_gradient(x) -> Tensor:
     """`x` in the forward pass; no adjoint flows through it."""
     x = as_tensor(x)
-    return Tensor(make_node("stop_gradient", (x.node,), x.shape, x.dtype))
+    return apply_op("stop_gradient", (x,))
 
 
 def matmul(a, b) -> Tensor:
-    """`a @ b` for vectors and matrices."""
+    """`a @ b` with NumPy's matmul rules: vectors and matrices, and stacks of matrices (the
+    leading axes broadcast; a vector is a matrix of one row or column, dropped after)."""
     a, b = as_tensor(a, "left operand of @"), as_tensor(b, "right operand of @")
-    shape, dtype = output_type("matmul", (a.node, b.node), {})
-    return Tensor(make_node("matmul", (a.node, b.node), shape, dtype))
+    if a.ndim <= 2 and b.ndim <= 2:
+        return apply_op("matmul", (a, b))
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"@ takes no scalars: shapes {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}")
+    if a.ndim == 1:
+        return reshape(matmul(reshape(a, (1,) + a.shape), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, b.shape + (1,))), a.shape[:-1])
+    if a.ndim == 2:  # (A Bq) = (Bqᵀ Aᵀ)ᵀ: the stack on the left, the shared matrix right
+        swap = tuple(range(b.ndim - 2)) + (b.ndim - 1, b.ndim - 2)
+        return transpose(matmul(transpose(b, swap), transpose(a)), swap)
+    if b.ndim > 2:  # the leading axes broadcast to one shape
+        lead = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a, b = broadcast_to(a, lead + a.shape[-2:]), broadcast_to(b, lead + b.shape[-2:])
+    return apply_op("bmm", (a, b))
 
 
 def outer(a: Tensor, b: Tensor) -> Tensor:
@@ -461,9 +529,7 @@ def concatenate(parts, axis=0) -> Tensor:
     if len(parts) == 1:
         return parts[0]
     axis = _axes(axis, parts[0].ndim)[0]
-    nodes = tuple(p.node for p in parts)
-    shape, dtype = output_type("concatenate", nodes, dict(axis=axis))
-    return Tensor(make_node("concatenate", nodes, shape, dtype, axis=axis))
+    return apply_op("concatenate", parts, axis=axis)
 
 
 def stack(parts, axis=0) -> Tensor:
@@ -499,11 +565,29 @@ def softmax(x, axis=-1) -> Tensor:
     return function("exp", log_softmax(x, axis))
 
 
+def take(x, indices, axis=0) -> Tensor:
+    """The entries of `x` at the integer `indices` along `axis`, as np.take and jnp.take: an
+    embedding's rows, `E[idx]`, shape idx.shape + E.shape[1:] for axis 0. `indices` is an
+    integer input (sd.tensor(..., dtype=int)), checked to lie in range before any kernel
+    reads it; the adjoint adds each row's adjoint back at its index."""
+    x, indices = as_tensor(x), as_tensor(indices, "indices")
+    if indices.node.op != "input" or indices.dtype != "int64":
+        raise ArgumentError(f"take: indices must be an integer input, sd.tensor(name, shape, "
+                            f"dtype=int), not {indices!r}")
+    (axis,) = _axes(axis, x.ndim)
+    if axis == 0:
+        return apply_op("take", (x, indices))
+    moved = transpose(x, (axis,) + tuple(a for a in range(x.ndim) if a != axis))
+    y = apply_op("take", (moved, indices))  # idx axes, then x's other axes: put them back
+    k = indices.ndim
+    return transpose(y, tuple(range(k, k + axis)) + tuple(range(k)) +
+                     tuple(range(k + axis, y.ndim)))
+
+
 def take_along(x, labels) -> Tensor:
     """`x[i, labels[i]]` for each row i: picks one entry per row by integer label."""
     x, labels = as_tensor(x), as_tensor(labels, "labels")
-    shape, dtype = output_type("take_along", (x.node, labels.node), {})
-    return Tensor(make_node("take_along", (x.node, labels.node), shape, dtype))
+    return apply_op("take_along", (x, labels))
 
 
 def softmax_cross_entropy(logits, labels) -> Tensor:

@@ -17,7 +17,7 @@ import numpy as np
 from . import tensors as T
 from .autodiff import _ReverseWalk, _seed
 from .errors import ArgumentError
-from .interpret import evaluate, evaluate_nodes
+from .numpy_eval import evaluate, evaluate_nodes
 from .ir import Node, topological
 from .program import Program
 from .printing import format_expr

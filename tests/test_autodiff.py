@@ -9,7 +9,7 @@ import symdiff as sd
 from symdiff import indexing as I, ops, tensors as T
 from symdiff.autodiff import differentiate
 from symdiff.functions import BUILTINS, FUNCTIONS
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 from symdiff.ir import topological
 from symdiff.program import verify
 
@@ -92,6 +92,11 @@ def away_from_zero(rng, shape):
 
 
 ANY, POSITIVE = uniform(-2, 2), uniform(0.5, 2.0)
+
+
+def well_conditioned(rng, shape):
+    """A square matrix near 4 I: positive definite in its symmetric part, far from singular."""
+    return rng.uniform(-0.5, 0.5, shape) + 4 * np.eye(shape[0])
 KINKED = {name: away_from_zero for name in  # not differentiable at 0
           ("abs", "relu", "sign", "leaky_relu", "selu", "relu6", "cbrt")}
 
@@ -143,6 +148,21 @@ CASES = [_function_case(name) for name in sorted(BUILTINS) if not FUNCTIONS[name
      + T.sum(x[[2, 0, 2]] * x[..., None, 1], axis=0), {"x": ((3, 4), ANY)}),
     ("pad-scatter-add", lambda y: T.sum(I.pad(y, (3, 5), ((1, 1, 2), (4, -2, 3))) ** 2)
      + I.scatter_add(y, (2, 4), 1, (3, 0, 3)) ** 3, {"y": ((2, 3), ANY)}),
+    ("roll", lambda x: T.roll(x, 1, axis=1) * T.roll(x, (2, -1), axis=(1, 0)),
+     {"x": ((3, 4), ANY)}),
+    ("take-rows", lambda e: T.take(e, T.tensor("labels", ("n",), int)) ** 2,
+     {"e": ((4, 3), ANY)}),
+    ("scatter-rows", lambda y: T.apply_op("scatter_rows", (y, T.tensor("labels", ("n",), int)),
+                                          rows=4) ** 2, {"y": (("n", 3), ANY)}),
+    ("contract-rows", lambda a, c: T.apply_op("contract_rows", (a, c)) ** 2,
+     {"a": ((2, 3, 4), ANY), "c": ((2, 3, 2), ANY)}),
+    ("stacked-matmul", lambda a, b, w: (a @ b) @ w, {"a": ((2, 3, 4), ANY),
+                                                    "b": ((2, 4, 3), ANY), "w": ((3, 2), ANY)}),
+    ("cholesky-solves", lambda a, t, b: sd.cholesky(a) @ sd.solve_triangular(t, b)
+     + sd.solve_triangular(t, b, lower=False, transpose=True),
+     {"a": ((3, 3), well_conditioned), "t": ((3, 3), well_conditioned), "b": ((3,), ANY)}),
+    ("solve-slogdet", lambda a, b: sd.solve(a, b) * sd.det(a),
+     {"a": ((3, 3), well_conditioned), "b": ((3, 2), ANY)}),
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 import symdiff as sd
 from symdiff.codegen.emit import comment_names, emit_source
 from conftest import LOGISTIC, at_one_and_two_threads, mlp_arguments
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 from symdiff.printing import format_origin
 
 
@@ -95,11 +95,19 @@ def test_parallel_chunks_give_the_same_bits_at_one_and_two_threads(logistic_data
     assert serial[1] == pytest.approx(one[1], rel=1e-12)
 
 
-def test_every_op_compiled_matches_the_interpreter_and_finite_differences():
-    """All op-table cases in one compiled model: sum over cases of sum(u_case * case)."""
+def _op_cases(group: int):
+    """The op-table cases numbered `group` modulo 8: every case is in one of 8 groups."""
     from test_autodiff import CASES
+    return [(c, case) for c, case in enumerate(CASES) if c % 8 == group]
+
+
+@pytest.mark.parametrize("group", range(8))
+def test_every_op_compiled_matches_the_interpreter_and_finite_differences(group):
+    """The op-table cases in 8 compiled models, each the sum over its cases of
+    sum(u_case * case). (One model of them all took twice the CPU time of these 8: Numba's
+    compile time grows with the square of a kernel's length.)"""
     total, wrt, shapes, domains = 0.0, [], {}, {}
-    for c, (name, fn, inputs) in enumerate(CASES):
+    for c, (name, fn, inputs) in _op_cases(group):
         tensors = {k: sd.tensor(f"c{c}_{k}", shape) for k, (shape, _) in inputs.items()}
         out = fn(**tensors)
         weight = sd.tensor(f"c{c}_u", out.shape)
@@ -113,7 +121,8 @@ def test_every_op_compiled_matches_the_interpreter_and_finite_differences():
         rng = np.random.default_rng(n)
         arguments = {name: domains[name](rng, tuple(n if d == "n" else d for d in shape))
                      for name, shape in shapes.items()}
-        arguments["labels"] = rng.integers(0, 4, n)
+        if "labels" in compiled.inputs:
+            arguments["labels"] = rng.integers(0, 4, n)
         three_paths(compiled, arguments)
         assert sd.check_grad(compiled, **arguments) < 1e-6
 

@@ -52,6 +52,27 @@ def test_lectures_example_draws_every_circuit(tmp_path):
         "sigmoid_neuron.png"]
 
 
+def test_gaussian_process_fit_is_a_stationary_point_of_the_likelihood(capsys, tmp_path):
+    """At L-BFGS-B's answer the likelihood's slope, by central differences of a NumPy
+    Cholesky, is 0; the noise is the data's, and the plot is written."""
+    module = load("gaussian_process")
+    params = module.main(out=tmp_path)
+    x, y = module.data()
+
+    def nll(p):
+        log_ls, log_sf, log_sn = p
+        K = np.exp(2 * log_sf - 0.5 * (x[:, None] - x[None]) ** 2 / np.exp(2 * log_ls)) \
+            + np.exp(2 * log_sn) * np.eye(len(x))
+        L = np.linalg.cholesky(K)
+        a = np.linalg.solve(L, y)
+        return 0.5 * a @ a + np.log(np.diag(L)).sum()
+    p = np.array([params[k] for k in ("log_ls", "log_sf", "log_sn")])
+    slope = [(nll(p + h) - nll(p - h)) / 2e-6 for h in np.eye(3) * 1e-6]
+    assert np.max(np.abs(slope)) < 1e-3
+    assert 0.15 < np.exp(params["log_sn"]) < 0.3  # the data's noise sd is 0.2
+    assert (tmp_path / "gaussian_process.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_fit_formula_recovers_the_parameters(capsys):
     fitted = load("fit_formula").main(n=500, epochs=10, tolerance=0.05, show_source=False)
     assert set(fitted) == {"a", "b", "c"}
@@ -109,7 +130,7 @@ def test_the_examples_leave_a_clean_clone_clean(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clean"]):
         subprocess.run(git + command, cwd=clone, check=True)
-    for name in ("lectures", "mlp_digits"):  # the others write nothing
+    for name in ("lectures", "mlp_digits", "gaussian_process"):  # the others write nothing
         script = clone / "examples" / f"{name}.py"
         # run main() with its command-line defaults from the clone's copy, cwd in the clone;
         # mlp_digits for one epoch (its full run takes half a minute)

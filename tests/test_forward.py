@@ -8,7 +8,7 @@ from conftest import mlp_arguments
 from symdiff import tensors as T
 from symdiff.autodiff import schedule
 from symdiff.forward import jvp
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 from test_autodiff import CASES, build_case
 
 

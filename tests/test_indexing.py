@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symdiff as sd
+from campaign import sizes
 from symdiff.autodiff import differentiate
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 from symdiff.program import verify
 
 SHAPE = (4, 5, 3)
@@ -132,21 +133,25 @@ def test_random_keys_match_numpy_in_the_program(key, seed):
     np.testing.assert_allclose(got["dX"], adjoint(key, C), rtol=1e-14, atol=0)
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=keys(), seed=st.integers(0, 2 ** 16))
-def test_random_keys_match_numpy_in_the_kernel(key, seed):
+@pytest.mark.parametrize("examples", sizes(8, 35))
+def test_random_keys_match_numpy_in_the_kernel(examples):
     """Compiled (the tape does not index): the entries of X[key] as an aux output, the value
     and the gradient, from one kernel."""
-    case = _case(key, seed)
-    if case is None:
-        return
-    y, want, C = case
-    f = sd.compile(sd.sum(y * sd.tensor("C", want.shape)), wrt=[sd.tensor("X", SHAPE)],
-                   aux={"y": y})
-    value, grads, aux = f.value_and_grad(X=X_VALUE, C=C)
-    np.testing.assert_array_equal(aux["y"], want)
-    assert value == pytest.approx(np.sum(want * C), rel=1e-12, abs=1e-12)
-    np.testing.assert_allclose(grads["X"], adjoint(key, C), rtol=1e-14, atol=0)
+    @settings(max_examples=examples, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(key=keys(), seed=st.integers(0, 2 ** 16))
+    def check(key, seed):
+        case = _case(key, seed)
+        if case is None:
+            return
+        y, want, C = case
+        f = sd.compile(sd.sum(y * sd.tensor("C", want.shape)), wrt=[sd.tensor("X", SHAPE)],
+                       aux={"y": y})
+        value, grads, aux = f.value_and_grad(X=X_VALUE, C=C)
+        np.testing.assert_array_equal(aux["y"], want)
+        assert value == pytest.approx(np.sum(want * C), rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(grads["X"], adjoint(key, C), rtol=1e-14, atol=0)
+    check()
 
 
 @pytest.mark.parametrize("key, shape", [

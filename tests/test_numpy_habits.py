@@ -13,7 +13,7 @@ import pytest
 
 import symdiff as sd
 from symdiff.autodiff import differentiate
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 
 RNG = np.random.default_rng(26)
 
@@ -99,6 +99,22 @@ MAPPED = [
     ("transpose axes=", lambda x: np.sum(np.transpose(x, axes=(2, 0, 1)) ** 3),
      dict(x=signed(2, 3, 2))),
     ("reshape", lambda x: np.sum(np.reshape(x, (4, 3)) * U.reshape(4, 3)), dict(x=signed(3, 4))),
+    ("clip", lambda x: np.sum(np.clip(x, -0.5, 1.0) * U), dict(x=signed(3, 4))),
+    ("clip a_max=", lambda x, y: np.sum(np.clip(x, y, a_max=1.0) * U),
+     dict(x=signed(3, 4), y=signed(4) / 2)),
+    ("clip min= only", lambda x: np.sum(np.clip(x, min=0.25) * U), dict(x=signed(3, 4))),
+    ("mod", lambda x, y: np.sum(np.mod(x, y) * U), dict(x=signed(3, 4) * 3, y=positive(4))),
+    ("remainder", lambda x, y: np.sum(np.remainder(x, -y) * U),
+     dict(x=signed(3, 4) * 3, y=positive(3, 4))),
+    ("x % y", lambda x, y: np.sum((x % y + 5.0 % y) * U), dict(x=signed(3, 4) * 3,
+                                                               y=positive(3, 4))),
+    ("linalg.norm", lambda x: np.linalg.norm(x), dict(x=signed(3, 4))),
+    ("linalg.norm axis=1", lambda x: np.sum(np.linalg.norm(x, axis=1) ** 3),
+     dict(x=signed(3, 4))),
+    ("linalg.norm ord=2 keepdims", lambda x: np.sum(np.linalg.norm(x, 2, 0, True) * U),
+     dict(x=signed(3, 4))),
+    ("linalg.norm fro axes", lambda x: np.sum(np.linalg.norm(x, "fro", (0, 2)) ** 3),
+     dict(x=signed(2, 3, 2))),
     # NumPy arrays on the left of an operator reach us as ufuncs too
     ("array @ x", lambda x: np.sum((U @ x) ** 2), dict(x=signed(4, 2))),
     ("array + x", lambda x: np.sum(np.exp(U + x)), dict(x=signed(3, 4))),
@@ -152,7 +168,8 @@ def test_numpy_constants_compile_and_match_numpy():
     numpy_model = lambda x: _constants_model(x, np)  # noqa: E731
     assert np.isclose(value, numpy_model(**point), rtol=1e-12)
     assert np.allclose(gradients["x"], central_differences(numpy_model, point)["x"], atol=1e-7)
-    assert "np.array(((0.5, -1.0, 2.0), (1.5, 0.25, -0.5), (0.0, 1.0, 1.0)))" in f.source
+    assert "np.array(((0.5, -1.0, 2.0), (1.5, 0.25, -0.5), (0.0, 1.0, 1.0)), " \
+        "dtype=np.float64)" in f.source
 
 
 def mlp(X, W1, b1, W2, b2):
@@ -199,6 +216,13 @@ REFUSED = [
      "right operand of @: a constant array of shape (4, 100) is written into the generated "
      "code, which takes 1 to 256 entries: make it an input"),
     ("strings", lambda x: x + np.array(["a"]), "not ndarray of <U1"),
+    ("np.linalg.norm(ord=1)", lambda x: np.linalg.norm(x, 1, axis=1),
+     "np.linalg.norm(ord=1) of a Tensor over 1 axis: symdiff computes the 2-norm of vectors "
+     "(ord None or 2) and the Frobenius norm of matrices (ord None or 'fro')"),
+    ("np.linalg.norm(ord=2) of a matrix", lambda x: np.linalg.norm(x, 2),
+     "np.linalg.norm(ord=2) of a Tensor over 2 axes"),
+    ("np.clip()", lambda x: np.clip(x, None, None),
+     "np.clip on a Tensor: give a lower bound, an upper bound or both"),
     ("astype(int)", lambda x: x.astype(int), "astype(int64): symdiff computes in float32 or "
                                              "float64"),
     ("astype(float32)", lambda x: x.astype(np.float32),

@@ -1,4 +1,5 @@
 """Passes: a small model in, a structural assertion out."""
+import numpy as np
 import sympy as sp
 
 import symdiff as sd
@@ -9,6 +10,7 @@ from symdiff.ir import topological
 from symdiff.program import verify
 from symdiff.passes.fuse import fuse
 from symdiff.passes.stable import stabilize
+from differences import central
 
 
 def bodies(t):
@@ -97,3 +99,20 @@ def test_a_loop_after_a_batch_sum_of_its_rows_stays_apart():
     unit_of = {s.node.op + str(s.node.shape): k for k, u in enumerate(fuse(program))
                for s in u.stmts if s.origin is None}
     assert unit_of["sum(3,)"] != unit_of["elementwise('n', 3)"], str(program)
+
+
+def test_a_value_read_directly_and_through_an_index_map_is_complete_first():
+    """Regression: in h[:, ::-1] * h the product joined the loop computing h, as h is also a
+    direct input, and read entries of h's row not yet computed (a wrong sum, no error)."""
+    X = sd.tensor("X", ("n", 5)); w = sd.tensor("w", (5,))
+    h = sd.tanh(X * w)
+    f = sd.compile(sd.sum(h[:, ::-1] * h), wrt=[w], tier="kernel")
+    rng = np.random.default_rng(0)
+    data, w0 = rng.normal(size=(6, 5)), rng.normal(size=5)
+
+    def loss(w):
+        t = np.tanh(data * w)
+        return np.sum(t[:, ::-1] * t)
+    value, grads = f.value_and_grad(X=data, w=w0)
+    assert np.isclose(value, loss(w0), rtol=1e-12)
+    assert np.allclose(grads["w"], central(loss, w0), rtol=1e-6, atol=1e-8)

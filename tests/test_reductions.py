@@ -258,10 +258,11 @@ def test_cumsum_source_reads_as_a_loop_over_its_axis():
     x = sd.tensor("x", (ROWS, COLS))
     f = sd.compile(sd.sum(sd.cumsum(x, axis=1) ** 2), wrt=[x], tier="kernel")
     source = f.kernel_source  # forward: summed up the axis; adjoint: summed back down it
-    assert "cumsum1 = x.copy()\n    for i in range(1, cumsum1.shape[1]):\n" \
-        "        cumsum1[:, i] += cumsum1[:, i - 1]\n" in source
+    assert "cumsum1 = x.copy()\n    for step in range(1, cumsum1.shape[1]):\n" \
+        "        cumsum1[:, step] += cumsum1[:, step - 1]\n" in source
     assert "# from: cumsum1 = cumsum(x, axis=1)\n    dx = dcumsum1.copy()\n" \
-        "    for i in range(dx.shape[1] - 2, -1, -1):\n        dx[:, i] += dx[:, i + 1]\n" in source
+        "    for step_2 in range(dx.shape[1] - 2, -1, -1):\n" \
+        "        dx[:, step_2] += dx[:, step_2 + 1]\n" in source
     cumsum = sd.cumsum(sd.tensor("v", (5,)))
     assert str(cumsum.shape) == "(5,)"
     with pytest.raises(sd.ShapeError, match="axis"):
@@ -271,7 +272,7 @@ def test_cumsum_source_reads_as_a_loop_over_its_axis():
 @pytest.mark.parametrize("name", sorted(REDUCTIONS))
 def test_the_numpy_interpreter_runs_the_same_program(name):
     # the path first calls take while a kernel compiles: each op record's NumPy evaluation
-    from symdiff.interpret import run
+    from symdiff.numpy_eval import run
     f = model(name)
     x = ORDINARY.copy()
     x[1, 1] = 0.0

@@ -5,7 +5,7 @@ import pytest
 import symdiff as sd
 from symdiff import tensors as T
 from symdiff.autodiff import differentiate
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 from symdiff.program import verify
 from symdiff.split import split_loss
 

@@ -9,7 +9,7 @@ from symdiff.codegen import interpreter
 from symdiff.codegen.compiled import TAPE_MIN_STATEMENTS
 from conftest import at_one_and_two_threads, mlp_arguments
 from symdiff.errors import ArgumentError, ShapeError
-from symdiff.interpret import run
+from symdiff.numpy_eval import run
 
 # every instruction but the unary functions (test_compiled's every-function model has those)
 CONSTRUCTS = ("where(x > y, x**3, y**-2) + where(x >= y, 1, 0)*x + where(x < y, 2.5, 3)*y"

@@ -15,19 +15,19 @@ from .. import tensors as T
 from ..batching import same_axis
 from ..functions import (OUT, body_dtype, evaluate_body, guard_symbol, guarded,
                          local_derivative, may_be_selected_zero, placeholder, times)
-from ..optable import define
+from ..optable import OPS, define
 from ..printing import body_name, format_body
 
 _G = sp.Symbol("g", real=True)  # the incoming adjoint, in an adjoint body under construction
 
 
-def _shape(*inputs, body):
+def _shape(*inputs, body):  # a comparison is bool; float32 only if every input is
     shapes = {x.shape for x in inputs}
     assert len(shapes) <= 1, f"elementwise inputs must be broadcast first: {shapes}"
-    return (inputs[0].shape if inputs else ()), body_dtype(body)
-
-
-_LINEAR = ("broadcast", "sum", "reshape", "transpose")  # one-input ops, linear
+    dtype = body_dtype(body)
+    if dtype != "bool":
+        dtype = "float32" if inputs and all(x.dtype == "float32" for x in inputs) else "float64"
+    return (inputs[0].shape if inputs else ()), dtype
 
 
 def _selected(t, depth: int = 8, seeds: bool = False) -> bool:
@@ -36,7 +36,7 @@ def _selected(t, depth: int = 8, seeds: bool = False) -> bool:
     broadcasts, batch sums, reshapes, constant multiples and sums of such values (a product
     with it is then guarded: functions.guarded)."""
     node = t.node
-    while node.op in _LINEAR:  # these map zeros to zeros: look at what they read
+    while OPS[node.op].passes_zeros:  # look at what they read
         node = node.inputs[0]
     if node.op == "const":  # a guarded product with a constant 0 folds to this 0
         return node.attr("value") == 0
@@ -116,8 +116,8 @@ define("elementwise", "elementwise", shape=_shape, adjoint=_adjoint, tangent=_ta
        per_example=None, evaluate=_evaluate, fusable=True,
        emit=lambda e, node: [f"{e.name(node)} = "
                              f"{e.body(node.attr('body'), [e.name(i) for i in node.inputs])}"],
-       in_loop=lambda e, loop, node, idx: e.body(
-           node.attr("body"), [e.operand(loop, i, idx) for i in node.inputs]),
+       in_loop=lambda e, node, idx: e.body(node.attr("body"),
+                                           [e.read(i, idx) for i in node.inputs]),
        tape=_tape, format=lambda node, args: format_body(node.attr("body"), _names(args)),
        lift=_lift, batching=same_axis,
        hint=lambda node: body_name(node.attr("body")))

@@ -1,5 +1,7 @@
-"""Gathers by integer label: take_along picks x[i, labels[i]] for each row i. Labels are
-range-checked before any kernel reads them (Numba runs without bounds checks).
+"""Gathers by integer input: take_along picks x[i, labels[i]] for each row i; take picks
+rows, x[idx] (an embedding lookup), and scatter_rows, its adjoint, adds rows back at their
+indices. Labels and indices are range-checked before any kernel reads them (Numba runs
+without bounds checks).
 """
 from __future__ import annotations
 
@@ -33,9 +35,9 @@ def _batching(node, axes, batch):  # row i picks from row i of x; examples along
     return None if x_axis is None and label_axis is None else 0
 
 
-def _in_loop(e, loop, node, idx):
+def _in_loop(e, node, idx):
     x, labels = node.inputs
-    return e.operand(loop, x, [idx[0], e.operand(loop, labels, idx)])
+    return e.read(x, [idx[0], e.read(labels, idx)])
 
 
 define("take_along", "structural", shape=_shape, adjoint=_adjoint,
@@ -46,3 +48,103 @@ define("take_along", "structural", shape=_shape, adjoint=_adjoint,
        labels=lambda node: (node.inputs[1], node.inputs[0].shape[1]),
        evaluate=lambda node, args, dims: np.take_along_axis(args[0], args[1][:, None],
                                                             axis=1)[:, 0], hint="take")
+
+
+# ---------------------------------------------------------------- take: rows by integer index
+
+
+def _take_shape(x, indices):
+    if indices.dtype != "int64":
+        raise ShapeError(f"take: indices must be integers, not {indices.dtype}")
+    if x.rank == 0:
+        raise ShapeError("take: picks rows, and a scalar has none")
+    return indices.shape + x.shape[1:], x.dtype
+
+
+def _take_batching(node, axes, batch):  # each index picks a row of x: rows of examples mix
+    x_axis, index_axis = axes
+    if x_axis is not None:
+        return MIXES
+    return index_axis
+
+
+def _take_in_loop(e, node, idx):
+    x, indices = node.inputs
+    return e.read(x, [e.read(indices, idx[:indices.rank])] + list(idx[indices.rank:]))
+
+
+def _take_emit(e, node):  # a loop over the indices, a row copied at each
+    x, indices = node.inputs
+    name, q, k = e.name(node), e.fresh("entry"), e.fresh("m")
+    rows, out, width = e.fresh("rows"), e.fresh("out"), _width(e, x.shape[1:])
+    flat = e.fresh("flat")
+    return [f"{flat} = {e.name(indices)}.ravel()",
+            f"{name} = np.empty({e.shape(node.shape)}, dtype=np.{e.float_type})",
+            f"{out} = {name}.reshape((-1, {width}))",
+            f"{rows} = np.ascontiguousarray({e.name(x)}).reshape(({e.dim(x.shape[0])}, {width}))",
+            f"for {q} in range({flat}.size):",
+            f"    for {k} in range({width}):",
+            f"        {out}[{q}, {k}] = {rows}[{flat}[{q}], {k}]"]
+
+
+def _width(e, shape) -> str:
+    """The entries per row, as code."""
+    return " * ".join(e.dim(d) for d in shape) or "1"
+
+
+def _take_per_example(dy, y, x, indices, *, k, batch):  # x a parameter, indices one row
+    if k != 0 or not indices.shape or indices.shape[0] != batch:  # of ids per example: its
+        return None                                                # rows' adjoints, added
+    r = indices.ndim
+    shape = indices.shape + x.shape  # (batch, ..., rows, ...): the row each entry picked
+    hit = T.iota(shape, axis=r) == T.broadcast_in_dim(indices, shape, tuple(range(r)))
+    rows = T.broadcast_in_dim(dy, shape, tuple(range(r)) + tuple(range(r + 1, len(shape))))
+    picked = T.where(hit, rows, 0.0)
+    return T.sum(picked, axis=tuple(range(1, r))) if r > 1 else picked
+
+
+define("take", "structural", shape=_take_shape,
+       adjoint=lambda dy, y, x, indices: [T.apply_op("scatter_rows", (dy, indices),
+                                                      rows=x.shape[0]), None],
+       tangent=lambda y, inputs, tangents: None if tangents[0] is None
+       else T.take(tangents[0], inputs[1]),
+       per_example=_take_per_example, fusable=True, index_map=True, emit=_take_emit,
+       in_loop=_take_in_loop,
+       tape=None, batching=_take_batching, passes_zeros=False,
+       labels=lambda node: (node.inputs[1], node.inputs[0].shape[0]),
+       evaluate=lambda node, args, dims: np.take(args[0], args[1], axis=0),
+       format=lambda node, args: f"{args[0]}[{args[1]}]")
+
+
+def _scatter_rows_shape(dy, indices, *, rows):
+    return (rows,) + dy.shape[indices.rank:], dy.dtype
+
+
+def _scatter_rows_emit(e, node):  # zeros, each row of dy added at its index
+    dy, indices = node.inputs
+    name, q, k = e.name(node), e.fresh("entry"), e.fresh("m")
+    rows, out, width = e.fresh("rows"), e.fresh("out"), _width(e, node.shape[1:])
+    flat = e.fresh("flat")
+    return [f"{flat} = {e.name(indices)}.ravel()",
+            f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
+            f"{out} = {name}.reshape(({e.dim(node.shape[0])}, {width}))",
+            f"{rows} = np.ascontiguousarray({e.name(dy)}).reshape((-1, {width}))",
+            f"for {q} in range({flat}.size):",
+            f"    for {k} in range({width}):",
+            f"        {out}[{flat}[{q}], {k}] += {rows}[{q}, {k}]"]
+
+
+def _scatter_rows_evaluate(node, args, dims):
+    out = np.zeros((node.attr("rows"),) + args[0].shape[args[1].ndim:], dtype=args[0].dtype)
+    np.add.at(out, args[1], args[0])
+    return out
+
+
+define("scatter_rows", "structural", shape=_scatter_rows_shape,
+       adjoint=lambda dz, z, dy, indices, *, rows: [T.take(dz, indices), None],
+       tangent=lambda z, inputs, tangents, *, rows: None if tangents[0] is None
+       else T.apply_op("scatter_rows", (tangents[0], inputs[1]), rows=rows),
+       per_example=None, emit=_scatter_rows_emit, in_loop=None, tape=None, hint="scatter",
+       batching=lambda node, axes, batch: None if axes == (None, None) else MIXES,
+       evaluate=_scatter_rows_evaluate,
+       format=lambda node, args: f"scatter_rows({args[0]}, {args[1]}, rows={node.attr('rows')})")

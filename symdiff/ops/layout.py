@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tensors as T
-from ..batching import MIXES, same_axis
+from ..batching import MIXES, along_other_axis, same_axis
 from ..indexing import slice_axis
 from ..errors import ShapeError
 from ..ir import format_shape, sizes
-from ..optable import define, linear_tangent
+from ..optable import define, linear
 
 
 
@@ -29,14 +29,14 @@ def _broadcast_shape(x, *, shape, dims):
     return shape, x.dtype
 
 
-def _summed_axes(x, shape, dims, first=0):
+def _summed_axes(x_shape, shape, dims):
     """The axes of the broadcast result that were added or stretched from size 1."""
-    return tuple(sorted(tuple(a for a in range(first, len(shape)) if a not in dims) + tuple(
-        out for axis, out in enumerate(dims) if x.shape[axis] == 1 and shape[out] != 1)))
+    return tuple(sorted(tuple(a for a in range(len(shape)) if a not in dims) + tuple(
+        out for axis, out in enumerate(dims) if x_shape[axis] == 1 and shape[out] != 1)))
 
 
-def _broadcast_adjoint(dy, y, x, *, shape, dims):  # dx = dy summed over the broadcast axes
-    return [T.reshape(T.sum(dy, axis=_summed_axes(x, shape, dims)), x.shape)]
+def _broadcast_transpose(dy, x_shape, *, shape, dims):  # dy summed over the broadcast axes
+    return T.reshape(T.sum(dy, axis=_summed_axes(x_shape, shape, dims)), x_shape)
 
 
 def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's share is dy[i]
@@ -45,7 +45,7 @@ def _broadcast_per_example(dy, y, p, *, k, batch, shape, dims):  # sample i's sh
     b = shape.index(batch)  # the batch axis, anywhere: summed over the others, moved first
     if b in dims and p.shape[dims.index(b)] != 1:
         return None  # p has a batch axis of its own: not a parameter
-    summed = tuple(a for a in _summed_axes(p, shape, dims) if a != b)
+    summed = tuple(a for a in _summed_axes(p.shape, shape, dims) if a != b)
     share = T.sum(dy, axis=summed) if summed else dy
     kept = [a for a in range(len(shape)) if a not in summed]
     first = kept.index(b)
@@ -73,11 +73,11 @@ def _broadcast_evaluate(node, args, dims):
     return np.broadcast_to(expanded, shape)
 
 
-def _broadcast_in_loop(e, loop, node, idx):  # read the source in place
+def _broadcast_in_loop(e, node, idx):  # read the source in place
     src = node.inputs[0]
     dims, shape = node.attr("dims"), node.attr("shape")
     picks = ["0" if src.shape[a] == 1 and shape[d] != 1 else idx[d] for a, d in enumerate(dims)]
-    return e.operand(loop, src, picks)  # (the source may be an index map read in place too)
+    return e.read(src, picks)  # (the source may be an index map read in place too)
 
 
 def _broadcast_tape(tape, phase, node):
@@ -87,11 +87,13 @@ def _broadcast_tape(tape, phase, node):
     return tape.operand(phase, node.inputs[0])
 
 
-define("broadcast", "structural", shape=_broadcast_shape, adjoint=_broadcast_adjoint,
-       tangent=linear_tangent(lambda dx, shape, dims: T.broadcast_in_dim(dx, shape, dims)),
-       per_example=_broadcast_per_example, evaluate=_broadcast_evaluate, emit=None,
+linear("broadcast", "structural", T.broadcast_in_dim, _broadcast_transpose,
+       shape=_broadcast_shape, passes_zeros=True, per_example=_broadcast_per_example,
+       evaluate=_broadcast_evaluate, emit=None,
        in_loop=_broadcast_in_loop, tape=_broadcast_tape, fusable=True, index_map=True,
-       batching=_broadcast_batching,
+       batching=_broadcast_batching, read_as=lambda node, args: args[0],
+       origin=lambda node, args: f"{args[0]} broadcast to {format_shape(node.shape)} "
+                                 f"(adjoint summed back)",
        format=lambda node, args: f"broadcast({args[0]}, {format_shape(node.attr('shape'))})")
 
 
@@ -102,7 +104,7 @@ define("stop_gradient", "structural", shape=lambda x: (x.shape, x.dtype),
        adjoint=lambda dy, y, x: [None], tangent=lambda y, inputs, tangents: None,
        per_example=None, evaluate=lambda node, args, dims: args[0],
        emit=lambda e, node: [f"{e.name(node)} = {e.name(node.inputs[0])}"],
-       in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0], idx), fusable=True,
+       in_loop=lambda e, node, idx: e.read(node.inputs[0], idx), fusable=True,
        tape=lambda tape, phase, node: tape.operand(phase, node.inputs[0]), hint="sg",
        batching=same_axis)
 
@@ -146,35 +148,26 @@ def _reshape_emit(e, node):
     return [f"{name} = np.ascontiguousarray({arg}).reshape({e.shape(node.shape)})"]
 
 
-define("reshape", "structural", shape=_reshape_shape,
-       lift=lambda dy, y, x, *, batch, shape: [T.reshape(dy, (batch,) + x.shape)],
-       adjoint=lambda dy, y, x, *, shape: [T.reshape(dy, x.shape)],
-       tangent=linear_tangent(lambda dx, shape: T.reshape(dx, shape)), per_example=None,
+linear("reshape", "structural", T.reshape, lambda dy, x_shape, *, shape: T.reshape(dy, x_shape),
+       lambda attrs: attrs, shape=_reshape_shape, passes_zeros=True, per_example=None,
        evaluate=lambda node, args, dims: np.reshape(args[0], sizes(node.attr("shape"), dims)),
        emit=_reshape_emit, in_loop=None, tape=None, batching=_reshape_batching)
 
 
-def _transpose_adjoint(dy, y, x, *, perm):  # dx = transpose(dy, inverse perm)
-    return [T.transpose(dy, tuple(sorted(range(len(perm)), key=perm.__getitem__)))]
+def _transpose_transpose(dy, x_shape, *, perm):  # dx = transpose(dy, inverse perm)
+    return T.transpose(dy, tuple(sorted(range(len(perm)), key=perm.__getitem__)))
 
 
 def _transpose_emit(e, node):
-    if node.uid in e.inline_transposes:  # written as a .T view in the np.dot reading it
-        return []
     name, arg = e.name(node), e.name(node.inputs[0])
     if node.rank == 2:
         return [f"{name} = {arg}.T"]
     return [f"{name} = np.transpose({arg}, {node.attr('perm')})"]
 
 
-def _transpose_lift(dy, y, x, *, batch, perm):  # the batch axis stays first
-    inverse = sorted(range(len(perm)), key=perm.__getitem__)
-    return [T.transpose(dy, (0,) + tuple(p + 1 for p in inverse))]
-
-
-define("transpose", "structural", shape=lambda x, *, perm: (tuple(x.shape[p] for p in perm),
-                                                             x.dtype), lift=_transpose_lift,
-       adjoint=_transpose_adjoint, tangent=linear_tangent(lambda dx, perm: T.transpose(dx, perm)),
+linear("transpose", "structural", T.transpose, _transpose_transpose,
+       lambda attrs: dict(perm=(0,) + tuple(p + 1 for p in attrs["perm"])),  # batch axis first
+       shape=lambda x, *, perm: (tuple(x.shape[p] for p in perm), x.dtype), passes_zeros=True,
        per_example=None, evaluate=lambda node, args, dims: np.transpose(args[0],
                                                                         node.attr("perm")),
        emit=_transpose_emit, in_loop=None, tape=None,
@@ -225,3 +218,31 @@ define("concatenate", "structural", shape=_concatenate_shape, adjoint=_concatena
                              f"{', '.join(e.name(i) for i in node.inputs)},), "
                              f"axis={node.attr('axis')})"],
        in_loop=None, tape=None, hint="cat", batching=_concatenate_batching)
+
+
+# ---------------------------------------------------------------- roll
+
+
+def _roll_in_loop(e, node, idx):  # read the source in place, shift entries back
+    axis, size = node.attr("axis"), node.shape[node.attr("axis")]
+    picks = list(idx)
+    picks[axis] = f"({idx[axis]} + {size - node.attr('shift')}) % {size}"
+    return e.read(node.inputs[0], picks)
+
+
+def _roll_emit(e, node):  # the tail moved to the front
+    axis, cut = node.attr("axis"), node.shape[node.attr("axis")] - node.attr("shift")
+    lead, x = ":, " * axis, e.name(node.inputs[0])
+    return [f"{e.name(node)} = np.concatenate(({x}[{lead}{cut}:], {x}[{lead}:{cut}]), "
+            f"axis={axis})"]
+
+
+linear("roll", "structural", lambda x, shift, axis: T.roll(x, shift, axis),
+       lambda dy, x_shape, *, shift, axis: T.roll(dy, -shift, axis),
+       lambda attrs: dict(attrs, axis=attrs["axis"] + 1),
+       shape=lambda x, *, shift, axis: (x.shape, x.dtype), per_example=None,
+       evaluate=lambda node, args, dims: np.roll(args[0], node.attr("shift"), node.attr("axis")),
+       emit=_roll_emit, in_loop=_roll_in_loop, fusable=True, index_map=True, passes_zeros=True,
+       tape=None, batching=along_other_axis,
+       format=lambda node, args: f"roll({args[0]}, {node.attr('shift')}, "
+                                 f"axis={node.attr('axis')})")

@@ -34,7 +34,7 @@ def _array_text(e, node):
     def literal(a):
         items = [literal(row) for row in a] if a.ndim > 1 else [e.number(v) for v in a]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    return [f"{e.name(node)} = np.array({literal(values)}{e.typed})"]
+    return [f"{e.name(node)} = np.array({literal(values)}, dtype=np.{e.float_type})"]
 
 
 def _iota(node, args, dims):  # entries equal their own index along `axis`
@@ -47,7 +47,9 @@ def _iota(node, args, dims):  # entries equal their own index along `axis`
 LEAF = dict(shape=None, adjoint=None, tangent=None, per_example=None, batching=no_axis)
 
 define("input", "leaf", **LEAF, evaluate=None, emit=None, in_loop=None, tape=_tape_input,
-       format=lambda node, args: node.attr("name"))
+       format=lambda node, args: node.attr("name"),
+       origin=lambda node, args: f"{node.attr('name')} (an input: the adjoints of its uses, "
+                                 f"summed)")
 
 define("const", "leaf", **LEAF,
        evaluate=lambda node, args, dims: np.full(sizes(node.shape, dims), node.attr("value")),
@@ -63,12 +65,11 @@ define("array", "leaf", **LEAF,
 
 define("dim", "leaf", **LEAF, fusable=True,
        evaluate=lambda node, args, dims: np.float64(dims[node.attr("name")]),
-       emit=lambda e, node: [f"{e.name(node)} = {'np.float32' if e.single else 'float'}"
-                             f"({e.dim_var[node.attr('name')]})"],
+       emit=lambda e, node: [f"{e.name(node)} = np.{e.float_type}({e.dim(node.attr('name'))})"],
        in_loop=None,
        tape=lambda tape, phase, node: phase.emit("fill", (), tape.slot(("dim", node.attr("name")))),
        format=lambda node, args: node.attr("name"), hint="size")
 
 define("iota", "leaf", **LEAF, fusable=True, index_map=True, evaluate=_iota, emit=None,
-       in_loop=lambda e, loop, node, idx: idx[node.attr("axis")], tape=None,
+       in_loop=lambda e, node, idx: idx[node.attr("axis")], tape=None,
        format=lambda node, args: f"iota({format_shape(node.shape)}, axis={node.attr('axis')})")

@@ -63,11 +63,133 @@ def _batching(node, axes, batch):  # a contraction over the examples, or an oute
 
 
 def _emit(e, node):
-    args = [f"{e.name(i.inputs[0])}.T" if i.uid in e.inline_transposes else e.name(i)
-            for i in node.inputs]
-    return [f"{e.name(node)} = _dot({args[0]}, {args[1]})"]
+    return [f"{e.name(node)} = _dot({e.name(node.inputs[0])}, {e.name(node.inputs[1])})"]
 
 
 define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
        per_example=_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
-       emit=_emit, in_loop=None, tape=None, batching=_batching, format=lambda node, args: f"{args[0]} @ {args[1]}")
+       emit=_emit, in_loop=None, tape=None, batching=_batching, transposed_view=True,
+       format=lambda node, args: f"{args[0]} @ {args[1]}")
+
+
+# ---------------------------------------------------------------- stacked matrices
+
+
+def _swap(X):
+    """X with its last two axes swapped: the matrices transposed."""
+    return T.transpose(X, tuple(range(X.ndim - 2)) + (X.ndim - 1, X.ndim - 2))
+
+
+def _bmm_shape(A, B):  # A (..., m, k) @ B (..., k, n) with the same leading axes, or B (k, n)
+    if A.rank < 3 or B.rank not in (2, A.rank) or B.rank == A.rank and A.shape[:-2] != \
+            B.shape[:-2] or A.shape[-1] != B.shape[-2]:
+        raise ShapeError(f"shapes {format_shape(A.shape)} and {format_shape(B.shape)} do not "
+                         f"fit a product of stacked matrices")
+    if A.dtype not in ("float64", "float32") or B.dtype != A.dtype:
+        raise ShapeError(f"@ needs float arrays of one dtype, not {A.dtype} and {B.dtype}")
+    return A.shape[:-1] + B.shape[-1:], A.dtype
+
+
+def _bmm_adjoint(dC, C, A, B):  # C_q = A_q @ B_q: dA_q = dC_q B_qᵀ, dB_q = A_qᵀ dC_q
+    dA = T.apply_op("bmm", (dC, _swap(B)))
+    if B.ndim == 2:  # one B for every matrix of A: its adjoint summed over them
+        return [dA, T.apply_op("contract_rows", (A, dC))]
+    return [dA, T.apply_op("bmm", (_swap(A), dC))]
+
+
+def _bmm_tangent(C, inputs, tangents):
+    (A, B), (dA, dB) = inputs, tangents
+    terms = ([T.apply_op("bmm", (dA, B))] if dA is not None else []) + \
+        ([T.apply_op("bmm", (A, dB))] if dB is not None else [])
+    return terms[0] + terms[1] if len(terms) == 2 else (terms[0] if terms else None)
+
+
+def _bmm_per_example(dC, C, A, B, *, k, batch):  # a shared B, the examples along A's axis 0:
+    if k != 1 or B.ndim != 2 or A.shape[0] != batch:  # dB_i = sum over example i's
+        return None                                     # matrices of A_qᵀ dC_q
+    products = T.apply_op("bmm", (_swap(A), dC))
+    return T.sum(products, axis=tuple(range(1, A.ndim - 2))) if A.ndim > 3 else products
+
+
+def _bmm_batching(node, axes, batch):  # a leading axis or a row of A, a column of B, is
+    A, B = node.inputs                  # kept; the contracted axis mixes
+    lead = A.rank - 2
+    found = []
+    if axes[0] is not None:
+        found.append(MIXES if axes[0] == lead + 1 else axes[0])
+    if axes[1] is not None:
+        b = axes[1] + (lead if B.rank == 2 else 0)  # B's axes as the output's
+        found.append(MIXES if b == lead else b)
+    if MIXES in found or len(set(found)) > 1:
+        return MIXES
+    return found[0] if found else None
+
+
+def _bmm_emit(e, node):  # one BLAS product per matrix; by a shared B, one for all the rows
+    A, B = node.inputs
+    m, k, n = (e.dim(d) for d in (A.shape[-2], A.shape[-1], B.shape[-1]))
+    name, rows = e.name(node), f"np.ascontiguousarray({e.name(A)})"
+    if B.rank == 2:
+        return [f"{name} = _dot({rows}.reshape((-1, {k})), {e.name(B)})"
+                f".reshape({e.shape(node.shape)})"]
+    left, right, out, q = e.fresh("left"), e.fresh("right"), e.fresh("out"), e.fresh("q")
+    (a, ta), (b, tb) = _stack(e, A, m, k), _stack(e, B, k, n)
+    return [f"{left} = {a}", f"{right} = {b}",
+            f"{out} = np.empty(({left}.shape[0], {m}, {n}), dtype=np.{e.float_type})",
+            f"for {q} in range({left}.shape[0]):",
+            f"    {out}[{q}] = _dot({left}[{q}]{ta}, {right}[{q}]{tb})",
+            f"{name} = {out}.reshape({e.shape(node.shape)})"]
+
+
+def _stack(e, X, rows, cols):
+    """(X as a C-ordered stack of rows-by-cols matrices, ".T" if each is to be read
+    transposed): a transpose of the last two axes is read from its source, as np.dot takes a
+    transposed matrix without a copy."""
+    if X.op == "transpose" and X.attr("perm") == tuple(range(X.rank - 2)) + (X.rank - 1,
+                                                                            X.rank - 2):
+        source = f"np.ascontiguousarray({e.name(X.inputs[0])})"
+        return f"{source}.reshape((-1, {cols}, {rows}))", ".T"
+    return f"np.ascontiguousarray({e.name(X)}).reshape((-1, {rows}, {cols}))", ""
+
+
+define("bmm", "structural", shape=_bmm_shape, adjoint=_bmm_adjoint, tangent=_bmm_tangent,
+       per_example=_bmm_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
+       emit=_bmm_emit, in_loop=None, tape=None, batching=_bmm_batching,
+       format=lambda node, args: f"{args[0]} @ {args[1]}")
+
+
+# ---------------------------------------------------------------- a sum of products
+
+
+def _contract_shape(A, C):  # sum over q of A_qᵀ C_q, A (..., m, k) and C (..., m, n)
+    if A.shape[:-1] != C.shape[:-1]:
+        raise ShapeError(f"contract_rows: shapes {format_shape(A.shape)} and "
+                         f"{format_shape(C.shape)} do not share their rows")
+    return (A.shape[-1], C.shape[-1]), A.dtype
+
+
+def _contract_adjoint(dY, Y, A, C):  # Y = sum A_qᵀ C_q: dA_q = C_q dYᵀ, dC_q = A_q dY
+    return [T.apply_op("bmm", (C, T.transpose(dY))), T.apply_op("bmm", (A, dY))]
+
+
+def _contract_tangent(Y, inputs, tangents):
+    (A, C), (dA, dC) = inputs, tangents
+    terms = ([T.apply_op("contract_rows", (dA, C))] if dA is not None else []) + \
+        ([T.apply_op("contract_rows", (A, dC))] if dC is not None else [])
+    return terms[0] + terms[1] if len(terms) == 2 else (terms[0] if terms else None)
+
+
+def _contract_emit(e, node):  # every row of every matrix at once: one BLAS product
+    A, C = node.inputs
+    k, n = (e.dim(d) for d in node.shape)
+    return [f"{e.name(node)} = _dot(np.ascontiguousarray({e.name(A)}).reshape((-1, {k})).T, "
+            f"np.ascontiguousarray({e.name(C)}).reshape((-1, {n})))"]
+
+
+define("contract_rows", "structural", shape=_contract_shape, adjoint=_contract_adjoint,
+       tangent=_contract_tangent, per_example=None,
+       evaluate=lambda node, args, dims: args[0].reshape(-1, args[0].shape[-1]).T
+       @ args[1].reshape(-1, args[1].shape[-1]),
+       emit=_contract_emit, in_loop=None, tape=None, hint="contract",
+       batching=lambda node, axes, batch: None if axes == (None, None) else MIXES,
+       format=lambda node, args: f"contract_rows({args[0]}, {args[1]})")

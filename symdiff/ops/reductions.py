@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import tensors as T
 from ..batching import reduction
-from ..optable import define, rule
+from ..optable import define, linear, rule
 
 
 def _shape(x, *, axes):
@@ -26,11 +26,13 @@ def _format(node, args):
 REDUCTION = dict(shape=_shape, per_example=None, emit=None, in_loop=None, format=_format,
                  fusable=True, batching=reduction)
 
-define("sum", "reduce", **REDUCTION, identity=0.0,
+# y = sum(x, axes): dx = dy broadcast back
+linear("sum", "reduce", lambda x, axes: T.sum(x, axis=axes),
+       lambda dy, x_shape, *, axes: T.broadcast_in_dim(
+           dy, x_shape, tuple(a for a in range(len(x_shape)) if a not in axes)),
+       **REDUCTION, identity=0.0, passes_zeros=True,
        evaluate=lambda node, args, dims: np.sum(args[0], axis=node.attr("axes")),
        accumulate=lambda target, value: f"{target} += {value}",
-       tangent=lambda y, inputs, tangents, axes: None if tangents[0] is None
-       else T.sum(tangents[0], axis=axes),
        tape=lambda tape, phase, node: tape.batch_sum(phase, node))
 
 define("max", "reduce", **REDUCTION, identity=-np.inf, tape=None,
@@ -44,11 +46,6 @@ define("min", "reduce", **REDUCTION, identity=np.inf, tape=None,
 define("prod", "reduce", **REDUCTION, identity=1.0, tape=None,
        evaluate=lambda node, args, dims: np.prod(args[0], axis=node.attr("axes")),
        accumulate=lambda target, value: f"{target} *= {value}")
-
-
-@rule("adjoint", "sum")  # y = sum(x, axes): dx = dy broadcast back
-def _sum(dy, y, x, *, axes):
-    return [T.broadcast_in_dim(dy, x.shape, _kept(x, axes))]
 
 
 @rule("adjoint", "max", "min")  # y = max(x, axes): dy routed to the maxima, ties split evenly

@@ -13,19 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import indexing as I
-from ..batching import MIXES, kept_axes
+from ..batching import MIXES, along_other_axis, kept_axes
 from ..ir import format_shape, sizes
-from ..optable import define, linear_tangent
+from ..optable import linear
 
 
-
-
-def _lifted(build, shift):
-    """The lift rule of a parameter-only op: its adjoint rule with the leading batch axis of
-    a per-example adjoint kept whole (`shift` moves the op's attributes past it)."""
-    def rule(dy, y, x, *, batch, **attrs):
-        return [build(dy, (batch,) + x.shape, **shift(attrs))]
-    return rule
 
 
 # ---------------------------------------------------------------- slice, pad
@@ -66,25 +58,18 @@ def _pad_batching(node, axes, batch):  # input axis k is the k-th axis the slice
     return kept[a] if node.attr("index")[kept[a]] is None else MIXES
 
 
-def _along_other_axis(node, axes, batch):  # gather, scatter_add: rows picked along `axis`
-    (a,) = axes
-    return MIXES if a is not None and a == node.attr("axis") else a
-
-
 def _slice_emit(e, node):  # a scalar picked outside loops (loops read slices in place)
     text = f"{e.name(node.inputs[0])}[{I.index_text(node.attr('index'))}]"
     return [f"{e.name(node)} = {text if node.rank == 0 else f'np.ascontiguousarray({text})'}"]
 
 
-define("slice", "structural", shape=_slice_shape,
-       adjoint=lambda dy, y, x, *, index: [I.pad(dy, x.shape, index)],
-       tangent=linear_tangent(lambda dx, index: I.slice_axes(dx, index)),
-       per_example=None, lift=_lifted(I.pad, lambda a: dict(index=(None,) + a["index"])),
+linear("slice", "structural", I.slice_axes, I.pad,
+       lambda attrs: dict(index=(None,) + attrs["index"]), shape=_slice_shape,
+       per_example=None,
        evaluate=lambda node, args, dims: args[0][I.numpy_index(node.attr("index"))],
        emit=_slice_emit, fusable=True, index_map=True, tape=None,
        batching=_slice_batching,
-       in_loop=lambda e, loop, node, idx: e.operand(loop, node.inputs[0],
-                                                    _source_index(node, idx)),
+       in_loop=lambda e, node, idx: e.read(node.inputs[0], _source_index(node, idx)),
        format=lambda node, args: f"{args[0]}[{I.index_text(node.attr('index'))}]")
 
 
@@ -96,14 +81,14 @@ def _pad_evaluate(node, args, dims):
 
 def _pad_emit(e, node):  # zeros, the adjoint written where the slice read
     name = e.name(node)
-    return [f"{name} = np.zeros({e.shape(node.shape)}{e.typed})",
+    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
             f"{name}[{I.index_text(node.attr('index'))}] = {e.name(node.inputs[0])}"]
 
 
-define("pad", "structural", shape=lambda dy, *, shape, index: (shape, dy.dtype),
-       adjoint=lambda dz, z, dy, *, shape, index: [I.slice_axes(dz, index)],
-       tangent=linear_tangent(lambda t, shape, index: I.pad(t, shape, index)), per_example=None,
-       evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None, batching=_pad_batching,
+linear("pad", "structural", I.pad, lambda dz, dy_shape, *, shape, index:
+       I.slice_axes(dz, index), shape=lambda dy, *, shape, index: (shape, dy.dtype),
+       per_example=None, evaluate=_pad_evaluate, emit=_pad_emit, in_loop=None, tape=None,
+       batching=_pad_batching,
        format=lambda node, args: f"pad({args[0]}, {format_shape(node.attr('shape'))}, "
                                  f"[{I.index_text(node.attr('index'))}])")
 
@@ -115,26 +100,22 @@ def _gather_shape(x, *, axis, indices):
     return x.shape[:axis] + (len(indices),) + x.shape[axis + 1:], x.dtype
 
 
-def _gather_in_loop(e, loop, node, idx):
+def _gather_in_loop(e, node, idx):
     axis, indices = node.attr("axis"), node.attr("indices")
     picks = list(idx)
     picks[axis] = f"{I.tuple_text(indices)}[{idx[axis]}]"
-    return e.operand(loop, node.inputs[0], picks)
+    return e.read(node.inputs[0], picks)
 
 
 def _shift_axis(attrs):
     return dict(attrs, axis=attrs["axis"] + 1)
 
 
-define("gather", "structural", shape=_gather_shape,
-       adjoint=lambda dy, y, x, *, axis, indices: [I.scatter_add(dy, x.shape, axis, indices)],
-       tangent=linear_tangent(lambda dx, axis, indices: I.gather(dx, axis, indices)),
-       per_example=None, lift=_lifted(lambda dy, shape, axis, indices: I.scatter_add(
-           dy, shape, axis, indices), _shift_axis),
-       evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
+linear("gather", "structural", I.gather, I.scatter_add, _shift_axis, shape=_gather_shape,
+       per_example=None, evaluate=lambda node, args, dims: np.take(args[0], node.attr("indices"),
                                                  axis=node.attr("axis")),
        emit=None, in_loop=_gather_in_loop, fusable=True, index_map=True, tape=None,
-       batching=_along_other_axis,
+       batching=along_other_axis,
        format=lambda node, args: f"gather({args[0]}, axis={node.attr('axis')}, "
                                  f"indices={list(node.attr('indices'))})")
 
@@ -148,18 +129,18 @@ def _scatter_evaluate(node, args, dims):
 
 def _scatter_emit(e, node):  # zeros, each row of the adjoint added where it was read
     name, src, axis = e.name(node), e.name(node.inputs[0]), node.attr("axis")
-    q = e.index[0]
+    q = e.fresh("entry")
     lead = ":, " * axis
-    return [f"{name} = np.zeros({e.shape(node.shape)}{e.typed})",
+    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
             f"for {q} in range({len(node.attr('indices'))}):",
             f"    {name}[{lead}{I.tuple_text(node.attr('indices'))}[{q}]] += {src}[{lead}{q}]"]
 
 
-define("scatter_add", "structural", shape=lambda dy, *, shape, axis, indices: (shape, dy.dtype),
-       adjoint=lambda dz, z, dy, *, shape, axis, indices: [I.gather(dz, axis, indices)],
-       tangent=linear_tangent(lambda t, shape, axis, indices: I.scatter_add(t, shape, axis, indices)),
-       per_example=None, evaluate=_scatter_evaluate, emit=_scatter_emit, in_loop=None,
-       tape=None, hint="scatter", batching=_along_other_axis,
+linear("scatter_add", "structural", I.scatter_add,
+       lambda dz, dy_shape, *, shape, axis, indices: I.gather(dz, axis, indices),
+       shape=lambda dy, *, shape, axis, indices: (shape, dy.dtype), per_example=None,
+       evaluate=_scatter_evaluate, emit=_scatter_emit, in_loop=None,
+       tape=None, hint="scatter", batching=along_other_axis,
        format=lambda node, args: f"scatter_add({args[0]}, {format_shape(node.attr('shape'))}, "
                                  f"axis={node.attr('axis')}, "
                                  f"indices={list(node.attr('indices'))})")

@@ -36,6 +36,7 @@ class Unit:
     space: tuple
     stmts: list[Stmt] = field(default_factory=list)
     stages: list["Unit"] = field(default_factory=list)
+    rowwise: bool = False  # one structural statement, computed row by row (its `in_row`)
 
     def parts(self) -> list["Unit"]:
         """The loop nests this unit runs: its stages, or itself."""
@@ -59,24 +60,26 @@ def fuse(program: Program) -> list[Unit]:
         if node.uid in virtual:
             continue
         if node.op not in LOOP_OPS:
-            # a structural statement, as early as its inputs allow
+            # a structural statement, as early as its inputs allow; a row-local one loops over
+            # the rows, to join other loops over them as a stage
             target = max((placed[i.uid][0] + 1 for i in sources(node, virtual)
                           if i.uid in placed), default=0)
-            units.insert(target, Unit(False, node.shape, [stmt]))
+            rowwise = row_local(node)
+            units.insert(target, Unit(rowwise, node.shape, [stmt], rowwise=rowwise))
             placed = {uid: (k + (k >= target), inside) for uid, (k, inside) in placed.items()}
             placed[node.uid] = (target, False)
             continue
         space = iteration_space(node)
         earliest = 0
-        for inp in sources(node, virtual):
+        for inp, mapped in _reads(node, virtual):
             if inp.uid not in placed:  # a kernel argument
                 continue
             where, in_loop = placed[inp.uid]
-            shares = in_loop and units[where].space == space and inp in node.inputs \
+            shares = in_loop and units[where].space == space and not mapped \
                 and node.op not in INDEX_MAPS  # an index map reads other entries than its own
             earliest = max(earliest, where if shares else where + 1)
-        target = next((k for k in range(earliest, len(units))
-                       if units[k].loop and units[k].space == space), None)
+        target = next((k for k in range(earliest, len(units)) if units[k].loop
+                       and not units[k].rowwise and units[k].space == space), None)
         if target is None:  # scalar code as early as its inputs allow; a new loop nest last
             target = earliest if not space else len(units)
             units.insert(target, Unit(True, space))
@@ -85,6 +88,14 @@ def fuse(program: Program) -> list[Unit]:
         placed[node.uid] = (target, node.op not in REDUCTIONS)
     _sink(units, program, virtual)
     return _rows([u for u in units if u.stmts], virtual)
+
+
+def row_local(node: Node) -> bool:
+    """Has `node` a form computed row by row over a batch axis (`in_row`), and does its row i
+    read row i of its input alone?"""
+    return (OPS[node.op].in_row is not None and bool(node.shape)
+            and isinstance(node.shape[0], str) and node.inputs[0].shape[:1] == node.shape[:1]
+            and keeps_rows(node))
 
 
 def virtual_nodes(program: Program) -> set[int]:
@@ -106,6 +117,16 @@ def sources(node: Node, virtual: set[int]):
             yield inp
 
 
+def _reads(node: Node, virtual: set[int]):
+    """(source, read through an index map?) for each source of `node`: a value read both
+    directly and through a map (h[:, ::-1] * h) is read at other entries than its own."""
+    for inp in node.inputs:
+        if inp.uid in virtual:
+            yield from ((source, True) for source in sources(inp, virtual))
+        else:
+            yield inp, False
+
+
 def _sink(units: list[Unit], program: Program, virtual: set[int]) -> None:
     """Move loop statements whose readers all sit in one later loop of the same space into it."""
     outputs = {n.uid for _, n in program.outputs}
@@ -124,7 +145,7 @@ def _sink(units: list[Unit], program: Program, virtual: set[int]) -> None:
             note_reads(s.node, k)
     for k in reversed(range(len(units))):
         unit = units[k]
-        if not unit.loop:
+        if not unit.loop or unit.rowwise:
             continue
         for s in reversed(list(unit.stmts)):
             node = s.node
@@ -132,7 +153,8 @@ def _sink(units: list[Unit], program: Program, virtual: set[int]) -> None:
             if node.op in REDUCTIONS or node.uid in outputs or len(users) != 1:
                 continue
             (target,) = users
-            if target > k and units[target].loop and units[target].space == unit.space:
+            if target > k and units[target].loop and not units[target].rowwise \
+                    and units[target].space == unit.space:
                 unit.stmts.remove(s)
                 units[target].stmts.insert(0, s)
                 unit_of[node.uid] = target
