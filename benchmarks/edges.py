@@ -1,5 +1,5 @@
-"""The README's edge table, measured: what symdiff, JAX and PyTorch give at kinks, ties, zero
-bases, in branches not taken and for non-finite constants. `python -m benchmarks edges`.
+"""The edge table of docs/semantics.md, measured: what symdiff, JAX and PyTorch give at kinks,
+ties, zero bases, in branches not taken and for non-finite constants. `python -m benchmarks edges`.
 
 Each case is one function written three times, as each system's users write it; a system that
 raises shows the exception's type. Nothing is timed.

@@ -104,7 +104,7 @@ def test_stable_forms_keep_the_logistic_loss_finite(logistic):
     np.testing.assert_allclose(grads["w0"], REDUCE[reduce](slope * data["x0"]), rtol=1e-12)
 
 
-# every function record, differentiated at many points by one per-sample model:
+# every function record, differentiated at many points by a few per-sample models:
 # d/dc f(u + c) at c = 0 is f'(u), compared with central differences of its NumPy evaluation
 PUBLIC = {name: record for name, record in FUNCTIONS.items() if not record.internal}
 NUMPY = {name: record.numpy for name, record in PUBLIC.items()}
@@ -114,24 +114,36 @@ TERNARY = sorted(name for name, record in PUBLIC.items() if record.arity == 3)
 UNARY = sorted(set(NUMPY) - set(BINARY) - set(TERNARY))
 
 
+def _every_term():
+    """(term, its parameters, its batch inputs) for each function record, numbered k within
+    its arity as the test's data names them."""
+    terms = [(f"{f}(u{k} + c{k})", [f"c{k}"], [f"u{k}"]) for k, f in enumerate(UNARY)]
+    terms += [(f"{f}(p{k} + a{k}, q{k} + b{k})", [f"a{k}", f"b{k}"], [f"p{k}", f"q{k}"])
+              for k, f in enumerate(BINARY)]
+    terms += [(f"{f}(r{k} + e{k}, s{k} + g{k}, t{k} + h{k})", [f"{v}{k}" for v in "egh"],
+               [f"{v}{k}" for v in "rst"]) for k, f in enumerate(TERNARY)]
+    return terms
+
+
 @pytest.fixture(scope="session", params=["kernel", "tape"])
 def every_function(request):
-    terms = [f"{f}(u{k} + c{k})" for k, f in enumerate(UNARY)]
-    terms += [f"{f}(p{k} + a{k}, q{k} + b{k})" for k, f in enumerate(BINARY)]
-    terms += [f"{f}(r{k} + e{k}, s{k} + g{k}, t{k} + h{k})" for k, f in enumerate(TERNARY)]
-    params = [f"c{k}" for k in range(len(UNARY))] + \
-        [f"{v}{k}" for k in range(len(BINARY)) for v in "ab"] + \
-        [f"{v}{k}" for k in range(len(TERNARY)) for v in "egh"]
-    batch = [f"u{k}" for k in range(len(UNARY))] + \
-        [f"{v}{k}" for k in range(len(BINARY)) for v in "pq"] + \
-        [f"{v}{k}" for k in range(len(TERNARY)) for v in "rst"]
-    f = sd.compile(" + ".join(terms), wrt=params, batch=batch, reduce=None, tier=request.param)
-    assert f.tier == request.param
-    return f, params, batch
+    """[(model, params, batch)]: every function record in per-sample models of 8 terms each
+    (one kernel of them all compiled in 1.5 times their CPU time: Numba's compile time grows
+    with the square of a kernel's length)."""
+    terms, models = _every_term(), []
+    for start in range(0, len(terms), 8):
+        group = terms[start:start + 8]
+        params = [p for _, names, _ in group for p in names]
+        batch = [b for _, _, names in group for b in names]
+        f = sd.compile(" + ".join(t for t, _, _ in group), wrt=params, batch=batch,
+                       reduce=None, tier=request.param)
+        assert f.tier == request.param
+        models.append((f, params, batch))
+    return models
 
 
 def test_every_function_derivative_against_finite_differences(every_function):
-    f, params, batch = every_function
+    params = [p for _, names, _ in every_function for p in names]
     assert set(UNARY + BINARY + TERNARY) == set(BUILTINS) - {"finite"}  # finite: our guards
     assert set(UNARY + BINARY + TERNARY) | {"where"} <= set(sd.parse.known_functions())
     rng = np.random.default_rng(3)
@@ -146,7 +158,9 @@ def test_every_function_derivative_against_finite_differences(every_function):
         data[f"p{k}"], data[f"q{k}"] = rng.uniform(lo, hi, n), rng.uniform(lo, hi, n)
     for k in range(len(TERNARY)):
         data[f"r{k}"], data[f"s{k}"], data[f"t{k}"] = (rng.uniform(-2, 2, n) for _ in "rst")
-    grads = f.grad(**data)
+    grads = {}
+    for f, names, batch in every_function:
+        grads.update(f.grad(**{n: data[n] for n in names + batch}))
     h = 1e-6
     for k, name in enumerate(UNARY):
         u = data[f"u{k}"]
@@ -164,7 +178,8 @@ def test_every_function_derivative_against_finite_differences(every_function):
             down = [x - h * (i == j) for i, x in enumerate(point)]
             numeric = (NUMPY[name](*up) - NUMPY[name](*down)) / (2 * h)
             np.testing.assert_allclose(grads[wrt], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
-    assert sd.check_grad(f, **data) < 1e-6
+    for f, names, batch in every_function:
+        assert sd.check_grad(f, **{n: data[n] for n in names + batch}) < 1e-6
 
 
 def test_min_and_max_split_ties_evenly_like_jax():

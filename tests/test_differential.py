@@ -6,8 +6,9 @@ a NumPy forward pass written from each op's definition, differentiated by centra
 (tests/tensor_oracle.py). Every path is exercised: kernel and tape tiers, reduce mean/sum/None
 at n = 1, 3 and 1000, __call__/grad/value_and_grad/sgd_step, jvp/hvp/hessian/jacobian, float32.
 
-Each test runs a fixed number of examples, derandomized so that CI is reproducible; set
-SYMDIFF_FUZZ=N to run N random examples per test instead (a campaign: see
+Each random test runs a fixed number of examples, derandomized so that CI is reproducible: a
+quick slice in the default run, the full count under `pytest -m campaign` (tests/campaign.py);
+set SYMDIFF_FUZZ=N to run N random examples per test instead (a campaign: see
 tests/fuzz_campaign.py for one that collects every failure instead of stopping at the first).
 Points where the answer is a convention (kinks, where boundaries) are left to the targeted
 edge tests at the end, which state the documented answer in closed form.
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import symdiff as sd
+from campaign import sizes
 from differential_paths import (batch_path, jacobian_path, report, scalar_paths,
                                 second_order_path)
 from formula_grammar import MODEST_CONSTANTS, formulas, points
@@ -49,33 +51,43 @@ def _points(data, oracle, k):
     return [data.draw(points(oracle.names)) for _ in range(k)]
 
 
-@runs(300, shrink=True)
-@given(text=formulas(), data=st.data())
-def test_formulas_on_the_tape(text, data):
+@pytest.mark.parametrize("examples", sizes(30, 300))
+def test_formulas_on_the_tape(examples):
     """The tape tier needs no compile per model, so it sees the most formulas."""
-    oracle = _oracle(text)
-    problems = scalar_paths(text, oracle, _points(data, oracle, 3), "tape",
-                            calls=("value_and_grad", "call", "grad", "sgd_step"))
-    assert not problems, report(problems)
+    @runs(examples, shrink=True)
+    @given(text=formulas(), data=st.data())
+    def check(text, data):
+        oracle = _oracle(text)
+        problems = scalar_paths(text, oracle, _points(data, oracle, 3), "tape",
+                                calls=("value_and_grad", "call", "grad", "sgd_step"))
+        assert not problems, report(problems)
+    check()
 
 
-@runs(8)
-@given(text=formulas(), data=st.data())
-def test_formulas_in_kernels(text, data):
-    oracle = _oracle(text)
-    problems = scalar_paths(text, oracle, _points(data, oracle, 3), "kernel",
-                            calls=("value_and_grad", "call", "grad", "sgd_step"))
-    assert not problems, report(problems)
+@pytest.mark.parametrize("examples", sizes(2, 8))
+def test_formulas_in_kernels(examples):
+    @runs(examples)
+    @given(text=formulas(), data=st.data())
+    def check(text, data):
+        oracle = _oracle(text)
+        problems = scalar_paths(text, oracle, _points(data, oracle, 3), "kernel",
+                                calls=("value_and_grad", "call", "grad", "sgd_step"))
+        assert not problems, report(problems)
+    check()
 
 
-@runs(5)
-@given(text=formulas(max_depth=5, constants=MODEST_CONSTANTS, folds=False), data=st.data())
-def test_formulas_in_float32(text, data):
+@pytest.mark.parametrize("examples", sizes(1, 5))
+def test_formulas_in_float32(examples):
     """float32 kernels, judged against the exact answer with float32's epsilon."""
-    oracle = _oracle(text, "float32")
-    pts = [{k: float(np.float32(v)) for k, v in p.items()} for p in _points(data, oracle, 3)]
-    problems = scalar_paths(text, oracle, pts, "kernel", "float32")
-    assert not problems, report(problems)
+    @runs(examples)
+    @given(text=formulas(max_depth=5, constants=MODEST_CONSTANTS, folds=False), data=st.data())
+    def check(text, data):
+        oracle = _oracle(text, "float32")
+        pts = [{k: float(np.float32(v)) for k, v in p.items()}
+               for p in _points(data, oracle, 3)]
+        problems = scalar_paths(text, oracle, pts, "kernel", "float32")
+        assert not problems, report(problems)
+    check()
 
 
 def _batch_case(data, text, oracle):
@@ -86,12 +98,12 @@ def _batch_case(data, text, oracle):
     return batch, scalars, data.draw(st.integers(0, 2**32 - 1))
 
 
-@pytest.mark.parametrize("tier, default", [("tape", 40), ("kernel", 3)])
+@pytest.mark.parametrize("tier, examples", sizes(8, 40, "tape") + sizes(1, 3, "kernel"))
 @pytest.mark.parametrize("reduce", ["mean", "sum", None])
-def test_formulas_over_batches(tier, default, reduce):
+def test_formulas_over_batches(tier, examples, reduce):
     """One compiled model at n = 1, 3 and 1000; per-example gradients with reduce=None,
     batch inputs in wrt included (each sample's own d loss_i / d x_i)."""
-    @runs(default)
+    @runs(examples)
     @given(text=formulas(max_depth=6), data=st.data())
     def check(text, data):
         oracle = _oracle(text)
@@ -101,10 +113,10 @@ def test_formulas_over_batches(tier, default, reduce):
     check()
 
 
-@pytest.mark.parametrize("tier, default", [("tape", 60), ("kernel", 3)])
-def test_second_order(tier, default):
+@pytest.mark.parametrize("tier, examples", sizes(12, 60, "tape") + sizes(1, 3, "kernel"))
+def test_second_order(tier, examples):
     """jvp, hvp and hessian against SymPy's second derivatives."""
-    @runs(default)
+    @runs(examples)
     @given(text=formulas(max_depth=5), data=st.data(),
            directions=st.lists(st.sampled_from([1.0, -0.5, 2.0, 0.0]), min_size=4, max_size=4))
     def check(text, data, directions):
@@ -115,25 +127,32 @@ def test_second_order(tier, default):
     check()
 
 
-@runs(3)
-@given(text=formulas(max_depth=5), data=st.data())
-def test_jacobian(text, data):
-    oracle = _oracle(text)
-    batch, scalars, seed = _batch_case(data, text, oracle)
-    problems = jacobian_path(text, oracle, batch, scalars, "kernel", seed)
-    assert not problems, report(problems)
+@pytest.mark.parametrize("examples", sizes(1, 3))
+def test_jacobian(examples):
+    @runs(examples)
+    @given(text=formulas(max_depth=5), data=st.data())
+    def check(text, data):
+        oracle = _oracle(text)
+        batch, scalars, seed = _batch_case(data, text, oracle)
+        problems = jacobian_path(text, oracle, batch, scalars, "kernel", seed)
+        assert not problems, report(problems)
+    check()
 
 
 # Tensor models: the tape tier serves scalar-per-sample models only (a matrix parameter or a
 # matmul is refused with an ArgumentError by design), so these run on the kernel tier alone.
-@pytest.mark.parametrize("per_example, dtype, default", [
-    (False, "float64", 2), (True, "float64", 6), (False, "float32", 1)])
-def test_tensor_models(per_example, dtype, default):
+@pytest.mark.parametrize("per_example, dtype, examples", [
+    *[pytest.param(False, "float64", *p.values, id=f"sum-{p.id}", marks=p.marks)
+      for p in sizes(1, 2)],
+    *[pytest.param(True, "float64", *p.values, id=f"per-example-{p.id}", marks=p.marks)
+      for p in sizes(2, 6)],
+    pytest.param(False, "float32", 1, id="float32")])
+def test_tensor_models(per_example, dtype, examples):
     """Value, gradients and sgd_step of random tensor models against central differences
     of an independent NumPy forward pass. Per example, the gradients are the Jacobian's
     diagonal blocks (by the batch input X too), and models whose examples interact must be
     refused."""
-    @runs(default)
+    @runs(examples)
     @given(case=tensor_case(per_example=per_example, dtype=dtype))
     def check(case):
         problems = tensor_problems(case)
