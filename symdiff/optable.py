@@ -68,10 +68,10 @@ class OpDef:
 
 
 class EmitContext(Protocol):
-    """All that an op's `emit` and `in_loop` rules may use to write Numba code (codegen/emit.py
-    implements it). Generated names come only from here: `name` for values, `fresh` for an
-    op's own locals (loop variables, accumulators), so no two collide and none takes a user's
-    input name."""
+    """All that an op's `emit`, `in_loop` and `in_row` rules may use to write Numba code
+    (codegen/emit.py implements it). Generated names come only from here: `name` for values,
+    `fresh` for an op's own locals (loop variables, accumulators), so no two collide and none
+    takes a user's input name."""
 
     float_type: str  # "float64" or "float32": the module's one float type
 
@@ -128,16 +128,10 @@ def linear(name: str, kind: str, build: Callable, transpose: Callable, batched=N
 
     def lift(dy, y, x, *, batch, **attrs):
         return [transpose(dy, (batch,) + x.shape, **batched(attrs))]
-    return define(name, kind, tangent=linear_tangent(build), adjoint=adjoint,
-                  lift=lift if batched else None, **rules)
-
-
-def linear_tangent(build):
-    """The tangent rule of an op linear in its one input: `build` (the op) applied to the
-    tangent."""
     def tangent(y, inputs, tangents, **attrs):
         return None if tangents[0] is None else build(tangents[0], **attrs)
-    return tangent
+    return define(name, kind, tangent=tangent, adjoint=adjoint,
+                  lift=lift if batched else None, **rules)
 
 
 def missing(name: str) -> list[str]:
