@@ -13,9 +13,8 @@ import numpy as np
 
 import symdiff as sd
 
-from .check import assert_same
 from .env import import_jax, import_torch, threads
-from .timing import compare, table
+from .timing import checked_times, table
 
 BATCH, LENGTH, WIDTH = 16, 64, 32
 
@@ -79,10 +78,7 @@ SYSTEMS = {"symdiff": _symdiff, "JAX": _jax, "PyTorch": _torch}
 def run(quick: bool = False) -> str:
     data = make_data()
     calls = {name: make(data) for name, make in SYSTEMS.items()}
-    reference = calls["symdiff"]()
-    for name, fn in calls.items():
-        assert_same(name, fn(), reference)
-    times = compare(calls, rounds=5 if quick else 15, budget=0.05 if quick else 0.2)
+    times = checked_times(calls, quick, budget=0.15)
     return (f"## attention: one self-attention layer, value and gradients\n\n"
             f"batch {BATCH}, length {LENGTH}, width {WIDTH}, {threads()} thread(s)\n\n"
             + table(times))

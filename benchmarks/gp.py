@@ -14,9 +14,8 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 import symdiff as sd
 
-from .check import assert_same
 from .env import import_jax, threads
-from .timing import compare, table
+from .timing import checked_times, table
 
 N = 500
 THETA = (0.0, 0.3, -1.0)  # log ls, log sf, log sn
@@ -89,10 +88,7 @@ SYSTEMS = {"symdiff": _symdiff, "NumPy/SciPy by hand": _hand, "JAX": _jax}
 def run(quick: bool = False) -> str:
     data = make_data()
     calls = {name: make(data) for name, make in SYSTEMS.items()}
-    reference = calls["symdiff"]()
-    for name, fn in calls.items():
-        assert_same(name, fn(), reference)
-    times = compare(calls, rounds=5 if quick else 15, budget=0.1 if quick else 0.3)
+    times = checked_times(calls, quick, budget=0.3)
     return (f"## gp: a Gaussian process's negative log marginal likelihood and its gradient\n\n"
             f"n = {N} points in 2-D, 3 hyperparameters, {threads()} thread(s)\n\n"
             + table(times))

@@ -15,9 +15,8 @@ from numba import njit, prange
 
 import symdiff as sd
 
-from .check import assert_same
 from .env import import_jax, import_torch, threads
-from .timing import compare, table
+from .timing import checked_times, table
 
 Z = "(w0*x0 + w1*x1 + w2)"
 FORMULA = f"softplus({Z}) - y*{Z}"
@@ -120,10 +119,7 @@ def run(quick: bool = False) -> str:
     for n in SIZES:
         data = make_data(n)
         calls = {name: make(data) for name, make in SYSTEMS.items()}
-        reference = calls["symdiff"]()
-        for name, fn in calls.items():
-            assert_same(name, fn(), reference)
-        times = compare(calls, rounds=5 if quick else 15, budget=0.02 if quick else 0.05)
+        times = checked_times(calls, quick, budget=0.05)
         sections.append(f"n = {n:,} samples, {threads()} thread(s)\n\n"
                         + table(times))
     return "\n\n".join(sections)

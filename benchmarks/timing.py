@@ -45,6 +45,16 @@ def compare(systems: dict, rounds: int, budget: float) -> dict[str, list[float]]
     return times
 
 
+def checked_times(calls: dict, quick: bool, budget: float) -> dict[str, list[float]]:
+    """compare() of callables that return (value, gradients), after checking each one's
+    result against symdiff's; `budget` is the full run's (a quick run takes a third)."""
+    from .check import assert_same
+    reference = calls[BASELINE]()
+    for name, fn in calls.items():
+        assert_same(name, fn(), reference)
+    return compare(calls, rounds=5 if quick else 15, budget=budget / 3 if quick else budget)
+
+
 def ratios(times: dict[str, list[float]], name: str, baseline: str = BASELINE) -> list[float]:
     """The time of `name` over the baseline's, round by round."""
     return [t / b for t, b in zip(times[name], times[baseline])]

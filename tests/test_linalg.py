@@ -140,3 +140,18 @@ def test_solve_slogdet_det_inv_and_trace_against_central_differences():
     with pytest.raises(sd.LinAlgError, match=r"solve\w* = solve\(\w+, \w+\): the matrix is "
                                              r"singular"):
         f.value_and_grad(A=singular, b=b0)
+
+
+def test_slogdet_of_a_singular_matrix_is_numpys():
+    """(0, -inf), as np.linalg.slogdet, and det 0: a singular matrix is no error for the
+    values; their gradients need a⁻¹ and raise LinAlgError (measured, JAX's: NaN for
+    log|det|, and det's adjugate, 0 here)."""
+    A = sd.tensor("A", (3, 3))
+    sign, logabsdet = sd.slogdet(A)
+    f = sd.compile(sign * 0.0 + sd.det(A), wrt=[A], tier="kernel")
+    assert np.linalg.slogdet(np.ones((3, 3))) == (0.0, -np.inf)
+    assert f(A=np.ones((3, 3))) == 0.0
+    g = sd.compile(logabsdet, wrt=[A], tier="kernel")
+    assert g(A=np.ones((3, 3))) == -np.inf
+    with pytest.raises(sd.LinAlgError, match="singular"):
+        f.value_and_grad(A=np.ones((3, 3)))

@@ -74,22 +74,26 @@ def _take_in_loop(e, node, idx):
 
 
 def _take_emit(e, node):  # a loop over the indices, a row copied at each
-    x, indices = node.inputs
-    name, q, k = e.name(node), e.fresh("entry"), e.fresh("m")
-    rows, out, width = e.fresh("rows"), e.fresh("out"), _width(e, x.shape[1:])
-    flat = e.fresh("flat")
+    x = node.inputs[0]
+    return _by_index(e, node, x, x.shape[1:], "empty", lambda out, rows, i, q, k:
+                     f"{out}[{q}, {k}] = {rows}[{i}, {k}]")
+
+
+def _by_index(e, node, table, row, fill, entry):
+    """node allocated (np.empty or np.zeros), then for each index q (in the flat indices) and
+    entry k of a row of shape `row`, entry(node's rows, table's rows, the index, q, k): a line
+    of code."""
+    indices = node.inputs[1]
+    q, k, flat = e.fresh("entry"), e.fresh("m"), e.fresh("flat")
+    out, rows = e.fresh("out"), e.fresh("rows")
+    width = " * ".join(e.dim(d) for d in row) or "1"
     return [f"{flat} = {e.name(indices)}.ravel()",
-            f"{name} = np.empty({e.shape(node.shape)}, dtype=np.{e.float_type})",
-            f"{out} = {name}.reshape((-1, {width}))",
-            f"{rows} = np.ascontiguousarray({e.name(x)}).reshape(({e.dim(x.shape[0])}, {width}))",
+            f"{e.name(node)} = np.{fill}({e.shape(node.shape)}, dtype=np.{e.float_type})",
+            f"{out} = {e.name(node)}.reshape((-1, {width}))",
+            f"{rows} = np.ascontiguousarray({e.name(table)}).reshape((-1, {width}))",
             f"for {q} in range({flat}.size):",
             f"    for {k} in range({width}):",
-            f"        {out}[{q}, {k}] = {rows}[{flat}[{q}], {k}]"]
-
-
-def _width(e, shape) -> str:
-    """The entries per row, as code."""
-    return " * ".join(e.dim(d) for d in shape) or "1"
+            f"        {entry(out, rows, f'{flat}[{q}]', q, k)}"]
 
 
 def _take_per_example(dy, y, x, indices, *, k, batch):  # x a parameter, indices one row
@@ -121,17 +125,8 @@ def _scatter_rows_shape(dy, indices, *, rows):
 
 
 def _scatter_rows_emit(e, node):  # zeros, each row of dy added at its index
-    dy, indices = node.inputs
-    name, q, k = e.name(node), e.fresh("entry"), e.fresh("m")
-    rows, out, width = e.fresh("rows"), e.fresh("out"), _width(e, node.shape[1:])
-    flat = e.fresh("flat")
-    return [f"{flat} = {e.name(indices)}.ravel()",
-            f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
-            f"{out} = {name}.reshape(({e.dim(node.shape[0])}, {width}))",
-            f"{rows} = np.ascontiguousarray({e.name(dy)}).reshape((-1, {width}))",
-            f"for {q} in range({flat}.size):",
-            f"    for {k} in range({width}):",
-            f"        {out}[{flat}[{q}], {k}] += {rows}[{q}, {k}]"]
+    return _by_index(e, node, node.inputs[0], node.shape[1:], "zeros",
+                     lambda out, rows, i, q, k: f"{out}[{i}, {k}] += {rows}[{q}, {k}]")
 
 
 def _scatter_rows_evaluate(node, args, dims):
