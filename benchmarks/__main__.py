@@ -20,7 +20,9 @@ from .env import describe, set_threads
 WORKLOADS = {"neuron": "neuron", "logreg": "logreg", "mlp-small": "mlp_small",
              "mlp-large": "mlp_large", "swell": "swell", "compile": "compile_time", "hvp": "hvp",
              "edges": "edges", "dask": "cluster", "scalars": "scalars", "optim": "optim",
-             "gp": "gp", "attention": "attention", "cnn": "cnn"}
+             "gp": "gp", "attention": "attention", "cnn": "cnn", "threads": "threads",
+             "scan": "scan"}
+SELF_THREADED = {"threads"}  # run their configurations in children of their own: once
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +35,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
     args = parser.parse_args(argv)
     if args.threads is None:
-        for threads in (1, 2):
+        for threads in (2,) if args.workload in SELF_THREADED else (1, 2):
             command = [sys.executable, "-m", "benchmarks", args.workload, "--threads",
                        str(threads)] + ["--quick"] * args.quick
             subprocess.run(command, cwd=ROOT, check=True)

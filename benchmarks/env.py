@@ -72,7 +72,8 @@ def revision() -> str:
                               cwd=os.path.dirname(__file__)).stdout.strip()
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "symdiff", "codegen")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/symdiff",
+                    ":/codegen")  # (":/": from the repository's top, not this folder)
     except OSError:
         return "unknown revision"
     return f"symdiff {commit or 'unknown'}{' + uncommitted changes' if dirty else ''}"

@@ -29,6 +29,8 @@ TAPE_MIN_STATEMENTS = 100  # from here on a kernel takes seconds to compile (Num
 BRANCH_STATEMENTS = 3  # a conditional expression costs Numba's compile about what three
 # statements cost (its SSA pass walks the blocks of every branch for every name; measured:
 # 546 statements with 888 of them compiled for 72 s, without them for 1.6 s)
+LOOP_STATEMENTS = TAPE_MIN_STATEMENTS  # a loop (sd.scan): its step and the step's adjoint
+# compile as functions of their own, seconds each, where the tape runs them at once
 FORWARD = ("jvp", "hvp")  # made from the gradient: twice its size, a branch guarding each
 FORWARD_KERNEL_MAX = 500  # tangent product; on tier="kernel" they run on the tape from this
 # compile_size on (their kernel would compile for 3 s and more, growing with its square)
@@ -38,7 +40,8 @@ def compile_size(program: Program) -> int:
     """Statements, each conditional expression the kernel would write counting as
     BRANCH_STATEMENTS: the size that Numba's compile time grows with the square of."""
     return len(program.stmts) + BRANCH_STATEMENTS * sum(
-        branches(s.node.attr("body")) for s in program.stmts if s.node.op == "elementwise")
+        branches(s.node.attr("body")) for s in program.stmts if s.node.op == "elementwise") \
+        + LOOP_STATEMENTS * sum(s.node.dtype == "tuple" for s in program.stmts)
 
 
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
@@ -154,8 +157,11 @@ class Compiled:
         return self._grad.tier
 
     def wait(self) -> "Compiled":
-        """Block until the gradient kernel is in place (a no-op unless wait=False)."""
+        """Block until the gradient kernel is in place (a no-op unless wait=False), and the
+        optimizer steps compiling on threads (a model's first steps run meanwhile)."""
         getattr(self._grad, "wait", lambda: None)()
+        for steps in list(self._steps.values()):
+            getattr(steps, "wait", lambda: None)()
         return self
 
     @property

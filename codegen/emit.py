@@ -20,6 +20,7 @@ import numpy as np
 from symdiff.errors import DtypeError
 from symdiff.optable import OPS
 from symdiff.ir import Node, format_shape, fresh
+from symdiff.loops import parts_read
 from symdiff.program import Program
 from symdiff.passes.fuse import INDEX_MAPS, REDUCTIONS, Unit, fuse, sources, virtual_nodes
 from symdiff.printing import format_origin, format_stmt
@@ -73,8 +74,13 @@ def emit_source(program: Program, title: str = "model") -> str:
 
 
 class _Emitter:
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, prefix: str = "", module_names: set | None = None):
         self.program = program
+        self.prefix = prefix  # of its loop functions' names: a loop's step has its own
+        # module-level names (a loop's step function and its loops) taken so far
+        self.module_names = module_names if module_names is not None else set()
+        self.functions: list[str] = []  # the texts of the loops' step functions
+        self._parts_read = None  # {uid of a loop: the indices of its results read}
         self.specs = specs_of(program)
         self.names = program.names()
         self.units = fuse(program)
@@ -131,6 +137,17 @@ class _Emitter:
     def read(self, node: Node, idx) -> str:
         return self.operand(self.current, node, idx)
 
+    def parts_read(self, node: Node) -> set[int]:
+        if self._parts_read is None:
+            self._parts_read = parts_read(s.node for s in self.program.stmts)
+        return self._parts_read.get(node.uid, set())
+
+    def call(self, program: Program, stem: str, args: list[str]) -> str:
+        step = fresh(f"_{stem}", self.module_names)
+        inner = _Emitter(program, step, self.module_names)
+        self.functions += inner.function(step)
+        return f"{step}({', '.join(args + [self.var['chunks']])})"
+
     # ------------------------------------------------------------ what is stored where
 
     def stored(self, node: Node) -> bool:
@@ -155,16 +172,33 @@ class _Emitter:
 
     # ------------------------------------------------------------ module
 
-    def module(self, title: str) -> str:
+    def statements(self) -> tuple[list[_Loop], list[str]]:
+        """The loop functions, and the lines of the function that runs them in order."""
         loops, body = [], []
         for k, unit in enumerate(self.units):
             if unit.loop and unit.space:
                 loop = self.loop(k, unit)
                 loops.append(loop)
-                body += self.call(loop)
+                body += self.call_loop(loop)
                 self.last_origin = None
             else:
                 body += self.straight(unit)
+        return loops, body
+
+    def function(self, name: str) -> list[str]:
+        """The module-level texts of a loop's step: `name(<inputs>, chunks)` returning its
+        outputs as a tuple, after its own loop functions and steps."""
+        loops, body = self.statements()
+        args = ", ".join([n.attr("name") for n in self.program.inputs] + [self.var["chunks"]])
+        lines = [JIT, f"def {name}({args}):", '    """One step of a loop."""']
+        lines += [f"    {d} = {src}" for d, src in self.dims.items()] + body
+        returns = "".join(self.output_text(n) + ", " for _, n in self.program.outputs)
+        lines.append(f"    return ({returns})")
+        return self.functions + ["\n".join(loop.lines) + "\n\n" for loop in loops] + \
+            ["\n".join(lines) + "\n\n"]
+
+    def module(self, title: str) -> str:
+        loops, body = self.statements()
         returns = [self.output_text(n) for _, n in self.program.outputs]
         taken = set(self.names.values())
         aliases = [(label, r) for (label, _), r in zip(self.program.outputs[1:], returns[1:])
@@ -182,7 +216,8 @@ class _Emitter:
         kernel += body
         grads = "".join(f"{r}, " for r in returns[1:])
         kernel.append(f"    return {returns[0]}, ({grads})")
-        code = [("\n".join(loop.lines) + "\n\n") for loop in loops] + ["\n".join(kernel) + "\n"]
+        code = self.functions + [("\n".join(loop.lines) + "\n\n") for loop in loops] + \
+            ["\n".join(kernel) + "\n"]
         used = runtime_import(code)
         runtime = "\n" + used + "\n" if used else ""
         runtime += vecmath_import(code)
@@ -315,7 +350,7 @@ class _Emitter:
         # inlined into the kernel, it costs no compile of its own (~0.15 s each), unless
         # CPython passes its arguments as one tuple (more than 30), which Numba cannot inline
         jit = JIT.replace(")", ', inline="always")') if len(loop.reads) + 3 <= 30 else JIT
-        lines = [jit, f"def _loop{k}({params}):",
+        lines = [jit, f"def {self.prefix}_loop{k}({params}):",
                  f'    """{_describe(unit)}"""']
         lines += [f"    {line}" for line in accumulators]
         lines.append(f"    for {self.index[0]} in range({lo}, {hi}):")
@@ -376,7 +411,7 @@ class _Emitter:
             loop.reads.append(name)
         return name
 
-    def call(self, loop: _Loop) -> list[str]:
+    def call_loop(self, loop: _Loop) -> list[str]:
         unit = loop.unit
         over = f"the rows of {unit.space[0]}, in {len(unit.stages)} stages" if unit.stages \
             else format_shape(unit.space)
@@ -399,13 +434,13 @@ class _Emitter:
         size = self.dim_var.get(unit.space[0], unit.space[0])
         if self.chunked(unit):  # a plain loop in `kernel`, threads in its threaded copy
             lines += [f"    if {chunks} == 1:  # a direct call: faster than one pass of prange",
-                      f"        _loop{loop.index}(0, 0, {size}, {args})",
+                      f"        {self.prefix}_loop{loop.index}(0, 0, {size}, {args})",
                       "    else:",
                       f"        for {c} in prange({chunks}):",
-                      f"            _loop{loop.index}({c}, {c} * {size} // {chunks}, "
+                      f"            {self.prefix}_loop{loop.index}({c}, {c} * {size} // {chunks}, "
                       f"({c} + 1) * {size} // {chunks}, {args})"]
         else:
-            lines.append(f"    _loop{loop.index}(0, 0, {size}, {args})")
+            lines.append(f"    {self.prefix}_loop{loop.index}(0, 0, {size}, {args})")
         for n in loop.partial:
             part, name = f"part_{self.name(n)}", self.name(n)
             c = self.var["c"]  # the chunks' partial results, combined in chunk order

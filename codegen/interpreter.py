@@ -1,9 +1,16 @@
 """The tape interpreter: one Numba function, compiled once per machine, that runs any tape.
 
 A tape (codegen/tape.py) is a table of instructions, one row each:
-`(opcode, out, out2, a, b, c, k)`: registers written, registers read, and `k`, an index into
-the scalar table (constants, scalar inputs, the batch size), the input columns, the batch sums
-or the outputs. A register is one row of a (registers, width) block: an instruction applies
+`(opcode, out, out2, a, b, c, k, k2)`: registers written, registers read, and `k`, an index
+into the scalar table (constants, scalar inputs, the batch size), the input columns, the batch
+sums, the outputs, the loops or the stacks (`k2`: a second one, or a jump target).
+
+A loop (`sd.scan`) is a `loop` row, its step's rows, and an `end` row that jumps back until
+the loop has run `loops[k, 0]` steps (last to first if `loops[k, 1]`). A stack is K rows: of a
+stacked input (`stacked`), of what a loop keeps per step for the samples of a block (`stack`),
+or of the outputs; `bases[k]` is stack k's first row and its number of rows, set per call.
+
+A register is one row of a (registers, width) block: an instruction applies
 its operation to `width` samples at once, so the cost of decoding it is shared by all of them
 and the inner loops are plain loops over contiguous rows that LLVM vectorises where it can.
 
@@ -33,6 +40,10 @@ FIXED = (
     # data movement: constant or scalar input, batch column, batch sum, outputs
     "fill", "load", "load_sum", "sum", "store", "store_scalar",
     "sincos",  # sin and cos of one register
+    # loops (one running at a time): its first and last rows, a register copied, the
+    # running step's row of a stacked input or of a kept stack, a register kept in a stack,
+    # a kept stack stored as rows of the outputs
+    "loop", "end", "copy", "load_step", "load_kept", "keep", "store_stack",
     # comparisons give 1.0 or 0.0; where(a, b, c) picks b where a != 0
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
@@ -75,10 +86,13 @@ JIT = dict(cache=True, error_model="numpy")  # strict IEEE, as in generated kern
 
 
 @njit(**JIT)
-def _block(code, scalars, columns, lo, hi, regs, sums, outs, results):
+def _block(code, scalars, columns, lo, hi, regs, sums, outs, results, stacked, bases, loops,
+           stack):
     \"\"\"Run every instruction of `code` on samples lo..hi, registers in `regs`.\"\"\"
     m = hi - lo
-    for t in range(code.shape[0]):
+    index = count = 0  # the running loop's step, and how many steps it has taken
+    t = 0
+    while t < code.shape[0]:
         op, k = code[t, 0], code[t, 6]
         r, x, y = regs[code[t, 1]], regs[code[t, 3]], regs[code[t, 4]]
         if op == MUL:
@@ -173,45 +187,85 @@ def _block(code, scalars, columns, lo, hi, regs, sums, outs, results):
             z = regs[code[t, 5]]
             for i in range(m):
                 r[i] = y[i] if x[i] != 0.0 else z[i]
+        elif op == COPY:
+            for i in range(m):
+                r[i] = x[i]
+        elif op == LOOP:
+            count = 0
+            if loops[k, 0] == 0:
+                t = code[t, 7]  # its end row: no step to run
+            else:
+                index = loops[k, 0] - 1 if loops[k, 1] else 0
+        elif op == END:
+            count += 1
+            if count < loops[k, 0]:
+                index = loops[k, 0] - 1 - count if loops[k, 1] else count
+                t = code[t, 7]  # its loop row; the step's first row is next
+        elif op == LOAD_STEP:
+            row = stacked[bases[k, 0] + index]
+            for i in range(m):
+                r[i] = row[lo + i]
+        elif op == LOAD_KEPT:
+            row = stack[bases[k, 0] + index]
+            for i in range(m):
+                r[i] = row[i]
+        elif op == KEEP:
+            row = stack[bases[k, 0] + index]
+            for i in range(m):
+                row[i] = x[i]
+        elif op == STORE_STACK:
+            for j in range(bases[k, 1]):
+                row, out = stack[bases[k, 0] + j], outs[bases[code[t, 7], 0] + j]
+                for i in range(m):
+                    out[lo + i] = row[i]
 # FUNCTIONS
+        t += 1
 
 
 @njit(**JIT)
-def _group(code, scalars, columns, lo, hi, width, registers, sums, outs, results):
+def _group(code, scalars, columns, lo, hi, width, registers, sums, outs, results, stacked,
+           bases, loops, kept):
     \"\"\"The batch phase on samples lo..hi, in blocks of `width`.\"\"\"
     regs = np.empty((registers, width))
+    stack = np.empty((kept, width))  # what loops keep, per block
     for start in range(lo, hi, width):
-        _block(code, scalars, columns, start, min(start + width, hi), regs, sums, outs, results)
+        _block(code, scalars, columns, start, min(start + width, hi), regs, sums, outs, results,
+               stacked, bases, loops, stack)
 
 
 @njit(**JIT)
-def _finish(epilogue, scalars, columns, partial, registers, outs, results):
+def _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
+            loops, kept):
     \"\"\"Add the groups' partial sums in order, then run the epilogue on one sample.\"\"\"
     totals = np.zeros(partial.shape[1])
     for g in range(partial.shape[0]):
         for j in range(partial.shape[1]):
             totals[j] += partial[g, j]
     regs = np.empty((registers, 1))
-    _block(epilogue, scalars, columns, 0, 1, regs, totals, outs, results)
+    _block(epilogue, scalars, columns, 0, 1, regs, totals, outs, results, stacked, bases, loops,
+           np.empty((kept, 1)))
 
 
 @njit(**JIT)
-def run(code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs, results):
+def run(code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs, results,
+        stacked, bases, loops, kept):
     \"\"\"Run a tape over n samples: the batch phase in `groups` groups, then the epilogue.\"\"\"
     partial = np.zeros((groups, nsums))
     for g in range(groups):
         _group(code, scalars, columns, g * n // groups, (g + 1) * n // groups, width,
-               registers, partial[g], outs, results)
-    _finish(epilogue, scalars, columns, partial, registers, outs, results)
+               registers, partial[g], outs, results, stacked, bases, loops, kept)
+    _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
+            loops, kept)
 
 
 @njit(parallel=True, **JIT)
 def run_parallel(code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs,
-                 results):
+                 results, stacked, bases, loops, kept):
     \"\"\"`run` with the groups shared among threads; the same bits as `run`.\"\"\"
     partial = np.zeros((groups, nsums))
     for g in prange(groups):
         _group(code, scalars, columns, g * n // groups, (g + 1) * n // groups, width,
-               registers, partial[g], outs, results)
-    _finish(epilogue, scalars, columns, partial, registers, outs, results)
+               registers, partial[g], outs, results, stacked, bases, loops, kept)
+    _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
+            loops, kept)
 """

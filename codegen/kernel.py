@@ -4,7 +4,8 @@ Input: a Program. The module text (emit.py) is imported from the on-disk cache (
 compiles `kernel` at import for its one signature, or loads the machine code Numba cached for it
 (Numba itself is imported only then). The optimizer steps (`steps()`, codegen/steps.py: a
 module per rule, importing `kernel` from this one) and the kernel's threaded copy are compiled
-only when first needed. With `wait=False` the import runs on
+only when first needed; a call in chunks then runs on whichever of the two has lately been
+faster at its size (`Choice`). With `wait=False` the import runs on
 a background thread, and until it is done calls run the Program through NumPy
 (symdiff.numpy_eval): the same math, but NumPy's exp, log and sums round differently, so the last
 bits may differ from the kernel's; `tier` says which ran. Output: (value, (other outputs...))
@@ -12,6 +13,7 @@ per call.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import types
@@ -41,7 +43,7 @@ class Kernel:
         self.dtype = program_dtype(program)
         self._specs = specs_of(program)
         self._parallel = parallel
-        self._module = self._threads = self._error = None
+        self._module = self._threads = self._choice = self._error = None
         self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/steps.py)
         self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
@@ -113,17 +115,19 @@ class Kernel:
         return run_float32
 
     def _threaded(self):
-        """The dispatcher for a batch in 16 chunks: the kernel's threaded copy when there are
-        threads to share them, else the kernel itself. The copy compiles on a background
-        thread from the first call that could use it; until it is ready the kernel runs the
-        16 chunks in order, which gives the same bits, so the switch is invisible."""
+        """The dispatcher for a batch in 16 chunks: where there are threads to share them,
+        the `Choice` between the kernel's threaded copy and the kernel (the copy itself with
+        parallel=True), else the kernel. The copy compiles on a background thread from the
+        first call that could use it; until it is ready the kernel runs the 16 chunks in
+        order, which gives the same bits, so the switch is invisible."""
         from numba import get_num_threads
-        if self._threads is not None and get_num_threads() > 1:
-            return self._threads
-        if get_num_threads() > 1 and not self._threads_started:
-            self._threads_started = True
-            threading.Thread(target=self._compile_threads, daemon=True,
-                             name=f"symdiff threads: {self.title}").start()
+        if get_num_threads() > 1:
+            if self._choice is not None:
+                return self._threads if self._parallel else self._choice
+            if not self._threads_started:
+                self._threads_started = True
+                threading.Thread(target=self._compile_threads, daemon=True,
+                                 name=f"symdiff threads: {self.title}").start()
         return self._module.kernel
 
     def _compile_threads(self) -> None:
@@ -131,6 +135,7 @@ class Kernel:
         try:
             self._threads = threaded_copy(self._module.kernel, self._module.SIGNATURE)
             self.timings["threaded compile"] = time.perf_counter() - start
+            self._choice = Choice(self._module.kernel, self._threads, rows_of(self._specs))
         finally:
             self._threads_done.set()
 
@@ -174,6 +179,87 @@ class Kernel:
         from .steps import Steps
         self.wait()
         return Steps(self, self._parallel, check_finite, bound, compiled)
+
+
+class Choice:
+    """A call in chunks on the kernel's threaded copy or on the kernel itself (the same bits),
+    whichever has lately been faster per row at this batch size (sizes grouped by powers of
+    two).
+
+    Threads do not always pay: at a few thousand rows their start costs more than they save;
+    a kernel that calls a threaded BLAS between its parallel loops leaves each pool's idle
+    threads spinning on the cores the other needs (on 2 cores, a 30-32-10 MLP over 5,000
+    rows took 24 ms on threads against 2.8 ms without); and while other processes keep the
+    cores busy, a parallel loop waits for its slowest thread. Which way wins depends on the
+    model, the machine and its load, so it is measured on the calls themselves. Every call
+    is timed, and each way runs twice before either is trusted. The way in use is judged by
+    the median of its last `KEPT` calls. The other is tried again at once when that median is
+    above the other's last time; else after an interval that doubles (from `FIRST` to `LAST`
+    seconds) each time a try loses, and once the way in use has run `SHARE` times as long as
+    that try took: so a far slower way costs a small share of the time, however rarely the
+    calls come.
+    """
+
+    FIRST, LAST = 0.05, 2.0  # seconds between tries of the way not in use
+    KEPT, SHARE = 5, 50
+
+    def __init__(self, serial, threaded, rows, clock=time.perf_counter):
+        self.ways, self.rows, self.clock = (serial, threaded), rows, clock
+        self.sizes: dict[int, _Size] = {}  # by rows.bit_length()
+
+    def __call__(self, *args):
+        rows = max(self.rows(args), 1)
+        size = self.sizes.get(rows.bit_length())
+        if size is None:
+            size = self.sizes[rows.bit_length()] = _Size(self.FIRST)
+        in_use, start = size.in_use, self.clock()
+        way = in_use if start < size.due or size.spent < size.budget else 1 - in_use
+        result = self.ways[way](*args)
+        now = self.clock()
+        times = size.times[way]
+        times.append((now - start) / rows)
+        del times[:-self.KEPT]
+        if way == in_use:
+            size.spent += now - start
+            if size.times[1 - way] and size.typical(way) > size.times[1 - way][-1]:
+                size.due, size.budget = now, 0.0
+            return result
+        if times[-1] < size.typical(in_use):  # a try of the other way: it won
+            size.in_use, size.interval = way, self.FIRST
+        else:
+            size.interval = min(2 * size.interval, self.LAST)
+        other = size.times[1 - size.in_use]  # (a first call on threads also starts them)
+        size.spent = 0.0
+        size.due, size.budget = (now + size.interval, self.SHARE * other[-1] * rows) \
+            if len(other) > 1 else (now, 0.0)
+        return result
+
+
+class _Size:
+    """A Choice's record for one size class: the way in use (0 the kernel, 1 its threaded
+    copy), the seconds per row of each one's last calls, when the other is due (a time, and
+    seconds the way in use must have run since the last try), the interval."""
+    __slots__ = ("in_use", "times", "due", "budget", "spent", "interval")
+
+    def __init__(self, interval: float):
+        # threads "in use" and the kernel due: the first call tries the kernel, which wins
+        # against no time at all, and the second the threaded copy
+        self.in_use, self.times, self.interval = 1, ([], []), interval
+        self.due, self.budget, self.spent = -math.inf, 0.0, 0.0
+
+    def typical(self, way: int) -> float:
+        times = self.times[way]
+        return sorted(times)[len(times) // 2] if times else math.inf
+
+
+def rows_of(specs):
+    """A function of a kernel's positional arguments giving its batch size (the first input
+    with a symbolic axis, as the entry point's test of a large batch reads it)."""
+    for position, spec in enumerate(specs):
+        for axis, d in spec.axes:
+            if isinstance(d, str):
+                return lambda args: args[position].shape[axis]
+    return lambda args: 1
 
 
 def threaded_copy(kernel, signature):

@@ -7,11 +7,14 @@ of its own (`step`, which runs the kernel, optionally checks that the loss and g
 finite, adds the private noise, clips to a global norm and updates every parameter and state
 array in place, and `entry`, its entry point); and `Steps`, which makes a rule's step module
 when the rule is first used and takes the steps the direct path in `Compiled.step` does not:
-one kernel call per step. Sizes of parameters and state arrays are checked before anything is
-written, so a refused step changes nothing.
+one kernel call per step. A rule's step module compiles on a thread; until it is in place,
+plain steps run the kernel and the shared update loops from Python (the same arithmetic, so
+the same bits), and a model's first step waits for its kernel alone. Sizes of parameters and
+state arrays are checked before anything is written, so a refused step changes nothing.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -334,6 +337,12 @@ class Steps:
         self.runs, self._rerun = {}, {}  # rule -> run, and run without a slow path
         self._parallel = parallel
         self._noise = _noise_arrays(self.update, self.specs) if bound else ()
+        self._compiling: dict[str, threading.Thread] = {}  # rule -> its module's compile
+
+    def wait(self) -> None:
+        """Block until the step modules compiling on threads are in place."""
+        for thread in list(self._compiling.values()):
+            thread.join()
 
     def _compile(self, rule: str) -> None:
         """The rule's step module: Numba compiles its step at import, or loads it from its
@@ -354,7 +363,11 @@ class Steps:
     def __call__(self, opt, arguments: dict):
         rule = opt.rule.name
         if rule not in self.runs:
-            self._compile(rule)
+            if self._meanwhile(opt):
+                return self._python_step(opt, arguments)
+            self.wait()
+            if rule not in self.runs:
+                self._compile(rule)
         flat, made = opt.arrays(self.update, self.specs, arguments)
         hyper, drawn = opt.hyper(), None
         if self.bound is not None:
@@ -375,6 +388,50 @@ class Steps:
             if drawn is not None:
                 opt.rng.bit_generator.state = drawn
             raise
+        if made is not None:
+            opt.keep(self.update, flat, made)
+        opt.count += 1
+        return value
+
+    def _meanwhile(self, opt) -> bool:
+        """Whether this step is taken from Python while the rule's step module compiles on a
+        thread (started here): a plain float64 step, without clipping, noise or checks,
+        whose arithmetic the compiled update functions shared by every model do, so it has
+        the compiled step's bits. A model's first step waits for one compile, its kernel's."""
+        rule = opt.rule.name
+        if self.bound is not None or self._check_finite is not None or \
+                self.kernel.dtype != "float64" or opt.constants[len(opt.rule.constants)] > 0:
+            return False
+        if rule not in self._compiling:
+            self._compiling[rule] = threading.Thread(target=self._compile, args=(rule,),
+                                                     name=f"symdiff step {rule}", daemon=True)
+            self._compiling[rule].start()
+        return rule not in self.runs
+
+    def _python_step(self, opt, arguments: dict):
+        """One step as the compiled `step` takes it (see `_step`): the kernel, then each
+        parameter's update by the rule's compiled update function. Everything is checked
+        before anything is written."""
+        rule, kernel, updates = opt.rule, self.kernel, update_module()
+        bind(kernel.title, kernel._specs, arguments)
+        for p in self.update:
+            self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
+        converted, _ = kernel._converted(arguments, self.update)
+        flat, made = opt.arrays(self.update, self.specs, converted)
+        check_state(rule, self.update, self.specs, flat, converted)
+        lr, t, constants = opt.hyper()
+        value, grads = kernel(dict(converted))
+        scalars = getattr(updates, f"_prepare_{rule.name}")(lr, t, constants)
+        k = len(rule.state)
+        for j, (p, g) in enumerate(zip(self.update, grads)):
+            state = flat[j * k:(j + 1) * k]
+            if np.ndim(converted[p]):
+                getattr(updates, f"_update_{rule.name}")(
+                    converted[p].ravel(), np.ravel(g), *(s.ravel() for s in state), 1.0,
+                    *scalars)
+            else:
+                getattr(updates, f"_update0_{rule.name}")(converted[p], g, *state, 1.0,
+                                                          *scalars)
         if made is not None:
             opt.keep(self.update, flat, made)
         opt.count += 1

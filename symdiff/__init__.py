@@ -18,8 +18,11 @@ from .errors import (ArgumentError, DifferentiationError, DomainError, DtypeErro
                      LinAlgError, MissingToolError, NonFiniteError, ParseError, ShapeError,
                      SymdiffError)
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d
+from .einsum import einsum
+from .loops import scan
 from .linalg import (cholesky, det, diagonal, eye, inv, slogdet, solve, solve_triangular,
                      trace)
+from .structure import cumprod, diff, flip, kron, outer, pad, repeat, tile, tril, triu
 from .tensors import (ELEMENTWISE, Tensor, binary_cross_entropy_with_logits, concatenate,
                       cumsum, log_softmax, logsumexp, matmul, max, mean, min, mse, norm, prod,
                       reshape, roll, scalar, softmax, softmax_cross_entropy, stack, std,

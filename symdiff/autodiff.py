@@ -15,6 +15,7 @@ from . import tensors as T
 from .batching import example_axes
 from .errors import DifferentiationError
 from .ir import Node, format_shape, fresh, topological
+from .loops import Parts
 from .optable import OPS
 from .program import Program, Stmt
 from .printing import format_stmt
@@ -100,6 +101,10 @@ class Rescaled:
         total = self.walk.total.get(v.uid)
         if total is None:
             return None
+        if isinstance(total, Parts):  # a loop's: each part has its examples on its own axis
+            axes = self.walk.axes[v.uid]
+            return Parts({k: T.broadcast_in_dim(self.scale, part.shape, (axes[k],)) * part
+                          for k, part in total.items()})
         return T.broadcast_in_dim(self.scale, v.shape, (0,)) * total
 
     def has_batch(self, v: Node) -> bool:
@@ -149,15 +154,21 @@ class _ReverseWalk:
             self.step[v.uid] = len(self.step)
             dv = _sum_all(pending.pop(v.uid))
             self.total[v.uid] = dv
-            self.adjoint_of.setdefault(dv.node.uid, v)
-            if dv.node.op == "broadcast" and dv.node.inputs[0].rank == 0:
-                self.adjoint_of.setdefault(dv.node.inputs[0].uid, v)  # the same at every row
-            self.claim(dv.node, v)
+            for part in (dv.values() if isinstance(dv, Parts) else (dv,)):
+                self.adjoint_of.setdefault(part.node.uid, v)
+                if part.node.op == "broadcast" and part.node.inputs[0].rank == 0:
+                    self.adjoint_of.setdefault(part.node.inputs[0].uid, v)  # the same at every row
+                self.claim(part.node, v)
             if OPS[v.op].kind == "leaf":
                 continue
             for inp, g in zip(v.inputs, self.rule(v, dv)):
                 if g is not None and inp.uid in self.depends and not (
                         batched and reuse.has_batch(inp)):
+                    if isinstance(g, Parts):  # of a value made of parts (a loop's)
+                        for part in g.values():
+                            self.claim(part.node, v)
+                        pending.setdefault(inp.uid, []).append(g)
+                        continue
                     g = T.as_tensor(g)
                     if g.dtype == "bool":  # x*(x > 2): the adjoint of x is the comparison
                         g = T.where(g, 1.0, 0.0)
@@ -172,7 +183,9 @@ class _ReverseWalk:
         args = [T.Tensor(i) for i in v.inputs]
         if v.uid in self.lifted:
             return _lifted_rule(v, dv, args, self.per_example)
-        grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs)))
+        needed = {"needed": tuple(i.uid in self.depends for i in v.inputs)} \
+            if OPS[v.op].adjoint_needed else {}
+        grads = list(rule(dv, T.Tensor(v), *args, **dict(v.attrs), **needed))
         for k, inp in enumerate(v.inputs):
             if inp.uid in self.lifted:
                 grads[k] = _per_example_rule(v, k, dv, args, self.per_example)
@@ -204,8 +217,24 @@ def gradients(program: Program) -> list[T.Tensor]:
     return [T.Tensor(node) for _, node in program.outputs[1:]]
 
 
-def _sum_all(terms: list[T.Tensor]) -> T.Tensor:
-    """The adjoint of a value used in several places: the sum of every use's adjoint."""
+def vjp_parts(output: T.Tensor, wrt) -> tuple[list[T.Tensor | None], "_ReverseWalk"]:
+    """The gradient of the scalar `output` by each node of `wrt` (None where it does not
+    depend on one), and the walk that made them, whose tags give `# from:` comments (a loop's
+    step uses this for its adjoint)."""
+    walk = _ReverseWalk(output.node, list(wrt), None)
+    walk.run(T.full((), 1.0))
+    return [None if walk.total.get(w.uid) is None else _materialize(walk.total[w.uid], w.shape)
+            for w in wrt], walk
+
+
+def _sum_all(terms: list) -> T.Tensor | Parts:
+    """The adjoint of a value used in several places: the sum of every use's adjoint (part by
+    part, for a value made of parts)."""
+    if isinstance(terms[0], Parts):
+        total = Parts()
+        for t in terms:
+            total = total.plus(t)
+        return total
     if len(terms) == 1:
         return terms[0]
     symbols = [sp.Symbol(f"_g{k}", real=True) for k in range(len(terms))]

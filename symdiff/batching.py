@@ -24,8 +24,8 @@ MIXES = "mixes"  # a rule's answer where entry i of the output reads other examp
 
 def example_axes(nodes: list[Node], batch: Dim, checked: set[int] | None = None,
                  purpose: str = "per-example gradients (reduce=None)",
-                 remedy: str = "use reduce='mean' or 'sum' for the gradient of the total"
-                 ) -> dict[int, int | None]:
+                 remedy: str = "use reduce='mean' or 'sum' for the gradient of the total",
+                 given: dict | None = None) -> dict[int, int | None]:
     """{uid: example axis or None} for `nodes` (inputs before consumers).
 
     A node in `checked` (all nodes when None) whose op mixes examples raises a
@@ -33,8 +33,10 @@ def example_axes(nodes: list[Node], batch: Dim, checked: set[int] | None = None,
     no derivative flows through (a batch mean of the inputs, say): it is read as having its
     examples along the first axis of the batch's size, like a batch input.
     """
-    axes: dict[int, int | None] = {}
+    axes: dict[int, int | None] = dict(given or {})  # `given`: inputs' axes, if not the batch's
     for node in nodes:
+        if node.uid in axes:
+            continue
         if node.op == "input":
             axis = _leading(node, batch)
         else:

@@ -35,8 +35,8 @@ def jvp(output: T.Tensor, tangents: dict) -> T.Tensor:
                                        f"{format_stmt(node, {})}")
         result = rule(T.Tensor(node), [T.Tensor(i) for i in node.inputs], incoming,
                       **dict(node.attrs))
-        if result is not None:
-            pushed[node.uid] = T.as_tensor(result)
+        if result is not None:  # a loop's tangent is made of parts (loops.Parts)
+            pushed[node.uid] = result if isinstance(result, dict) else T.as_tensor(result)
     tangent = pushed.get(output.node.uid)
     if tangent is None:  # the output does not depend on any input with a tangent
         return T.zeros(output.shape)

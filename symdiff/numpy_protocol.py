@@ -17,6 +17,8 @@ import operator
 import numpy as np
 
 from . import linalg as L
+from .einsum import einsum
+from . import structure as S
 from . import tensors as T
 from .errors import ArgumentError
 from .ir import format_shape, make_node
@@ -170,6 +172,9 @@ NUMPY = {
     np.diagonal: _linalg("diagonal"), np.diag: _diag,
     np.transpose: _transpose, np.reshape: "reshape",
     np.clip: _clip, np.mod: "mod", np.remainder: "mod", np.linalg.norm: _norm,
+    np.flip: S.flip, np.diff: S.diff, np.triu: S.triu, np.tril: S.tril, np.tile: S.tile,
+    np.repeat: S.repeat, np.pad: S.pad, np.outer: S.outer, np.kron: S.kron,
+    np.cumprod: S.cumprod, np.einsum: einsum,
 }
 
 

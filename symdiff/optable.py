@@ -27,6 +27,9 @@ class OpDef:
     kind: str  # leaf | elementwise | reduce | structural
     shape: Callable | None = MISSING  # (*input nodes, **attrs) -> (shape, dtype)
     adjoint: Callable | None = MISSING  # (dy, y, *inputs, **attrs) -> an adjoint or None each
+    # the adjoint rule also takes needed=(one bool per input: is its adjoint used?), so an op
+    # whose adjoints cost work each (a loop's: one more stack per step) makes only those
+    adjoint_needed: bool = False
     tangent: Callable | None = MISSING  # (y, inputs, tangents, **attrs) -> tangent or None
     # (dy, y, *inputs, k, batch, **attrs) -> input k's adjoint, one row per example
     per_example: Callable | None = MISSING
@@ -96,6 +99,14 @@ class EmitContext(Protocol):
     def read(self, node, idx) -> str:
         """Inside a fused loop: node's entry at the index texts idx (an index map is read in
         place, a value of another loop from its array)."""
+
+    def parts_read(self, node) -> set[int]:
+        """The indices of the results of `node` (a loop's) that some statement reads."""
+
+    def call(self, program, stem: str, args: list[str]) -> str:
+        """The text of a call, on the argument texts `args` (one per input of `program`), of a
+        module-level function named from `stem` that runs `program` and returns its outputs
+        as a tuple (a loop's step)."""
 
 
 OPS: dict[str, OpDef] = {}

@@ -56,7 +56,11 @@ def _format_attr(value):
 
 
 def format_stmt(node: Node, names: dict[int, str]) -> str:
-    return f"{names.get(node.uid, f'%{node.uid}')} = {format_expr(node, names)}"
+    """`name = expression`; a value no statement names (one a loop's backward step needs
+    only through its adjoint) is its expression alone."""
+    if node.uid not in names:
+        return format_expr(node, names)
+    return f"{names[node.uid]} = {format_expr(node, names)}"
 
 
 def format_origin(node: Node, names: dict[int, str]) -> str:

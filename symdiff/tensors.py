@@ -488,6 +488,9 @@ def transpose(x, perm=None) -> Tensor:
         raise ShapeError(f"{perm} is not a permutation of the axes of {format_shape(x.shape)}")
     if perm == tuple(range(x.ndim)):
         return x
+    if x.node.op == "transpose":  # a transpose of a transpose is one transpose, or none
+        inner = x.node.attr("perm")
+        return transpose(Tensor(x.node.inputs[0]), tuple(inner[p] for p in perm))
     return apply_op("transpose", (x,), perm=perm)
 
 
@@ -562,7 +565,14 @@ def log_softmax(x, axis=-1) -> Tensor:
 
 
 def softmax(x, axis=-1) -> Tensor:
-    return function("exp", log_softmax(x, axis))
+    """exp(x) over its sum along `axis`, the maximum subtracted first so that it never
+    overflows: one exp per entry (exp of log_softmax would take two)."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    top = stop_gradient(max(x, axes))
+    e = function("exp", x - broadcast_in_dim(top, x.shape, kept))
+    return e / broadcast_in_dim(sum(e, axes), x.shape, kept)
 
 
 def take(x, indices, axis=0) -> Tensor:

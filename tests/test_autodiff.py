@@ -163,7 +163,18 @@ CASES = [_function_case(name) for name in sorted(BUILTINS) if not FUNCTIONS[name
      {"a": ((3, 3), well_conditioned), "t": ((3, 3), well_conditioned), "b": ((3,), ANY)}),
     ("solve-slogdet", lambda a, b: sd.solve(a, b) * sd.det(a),
      {"a": ((3, 3), well_conditioned), "b": ((3, 2), ANY)}),
+    ("cumprod", lambda x: sd.cumprod(x, axis=1) * sd.cumprod(x, axis=0), {"x": ((3, 4), ANY)}),
+    ("scan", lambda x, h: _scanned(x, h), {"x": ((4, 3), ANY), "h": ((3,), ANY)}),
+    ("recurrence", lambda a, b: T.apply_op("recurrence", (a, b), axis=1, reverse=False)
+     * T.apply_op("recurrence", (a, b), axis=0, reverse=True),
+     {"a": ((3, 4), ANY), "b": ((3, 4), ANY)}),
 ]
+
+
+def _scanned(x, h):
+    """A loop with h as its init and also read inside the step (one of its constants)."""
+    last, ys = sd.scan(lambda c, xk: (T.function("sin", c * xk) + h, c * xk), h, x)
+    return last + T.sum(ys, axis=0)
 
 
 def build_case(name, fn, inputs, n):

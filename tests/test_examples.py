@@ -73,6 +73,40 @@ def test_gaussian_process_fit_is_a_stationary_point_of_the_likelihood(capsys, tm
     assert (tmp_path / "gaussian_process.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_lotka_volterra_fit_recovers_the_parameters(capsys, tmp_path):
+    """The fit is within 10 % of the true parameters, its loss is an independent NumPy RK4's,
+    whose central differences are 0 there (at the start they reach thousands), and the plot
+    is written."""
+    module = load("lotka_volterra")
+    params = module.main(out=tmp_path)
+    _, (prey, predators) = module.data()
+
+    def loss(p):
+        alpha, beta, delta, gamma = p
+        def f(s):
+            return np.array([alpha * s[0] - beta * s[0] * s[1],
+                             delta * s[0] * s[1] - gamma * s[1]])
+        s, h, path = np.array([10.0, 5.0]), 0.5 / 5, []
+        for _ in prey:
+            for _ in range(5):
+                k1 = f(s)
+                k2 = f(s + h / 2 * k1)
+                k3 = f(s + h / 2 * k2)
+                k4 = f(s + h * k3)
+                s = s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            path.append(s)
+        u, v = np.array(path).T
+        return 0.5 * np.mean((u - prey) ** 2 + (v - predators) ** 2)
+    names = ("alpha", "beta", "delta", "gamma")
+    p = np.array([params[k] for k in names])
+    for k, value in zip(names, p):
+        assert value == pytest.approx(module.TRUE[k], rel=0.1), k
+    assert f"loss {loss(p):.4f}" in capsys.readouterr().out
+    slope = [(loss(p + h) - loss(p - h)) / (2 * h.max()) for h in np.diag(p * 1e-6)]
+    assert np.max(np.abs(slope)) < 1e-2
+    assert (tmp_path / "lotka_volterra.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_fit_formula_recovers_the_parameters(capsys):
     fitted = load("fit_formula").main(n=500, epochs=10, tolerance=0.05, show_source=False)
     assert set(fitted) == {"a", "b", "c"}
@@ -130,7 +164,8 @@ def test_the_examples_leave_a_clean_clone_clean(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clean"]):
         subprocess.run(git + command, cwd=clone, check=True)
-    for name in ("lectures", "mlp_digits", "gaussian_process"):  # the others write nothing
+    for name in ("lectures", "mlp_digits", "gaussian_process", "lotka_volterra"):
+        # the others write nothing
         script = clone / "examples" / f"{name}.py"
         # run main() with its command-line defaults from the clone's copy, cwd in the clone;
         # mlp_digits for one epoch (its full run takes half a minute)

@@ -88,8 +88,13 @@ def test_the_tests_reach_every_instruction(mean_constructs):
                                          + np.cos(xs + ys)), rel=1e-13)
     np.testing.assert_allclose(grads["x"], np.where(ties, ys, 0) + ys * np.cos(xs * ys)
                                - np.sin(xs + ys), rtol=1e-12)
+    from test_scan import _per_sample
+    y0, xs, zs = (sd.tensor(k, s) for k, s in (("y0", ("n",)), ("xs", ("K", "n")),
+                                               ("zs", ("K", "n"))))
+    loops = sd.compile(sd.sum(_per_sample(y0, xs, zs, sd.sin, sd.cos, sd.scan)),
+                       wrt=[y0, xs, zs], tier="tape")  # loop rows: swell-like recurrences
     used = set()
-    for compiled in (mean_constructs, functions, alone):
+    for compiled in (mean_constructs, functions, alone, loops):
         for kind in ("grad", "value", "hvp"):
             tape = compiled._kernel(kind).tape
             used.update(interpreter.OPCODES[op] for op in tape.code[:, 0])

@@ -77,7 +77,17 @@ define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
 
 def _swap(X):
     """X with its last two axes swapped: the matrices transposed."""
-    return T.transpose(X, tuple(range(X.ndim - 2)) + (X.ndim - 1, X.ndim - 2))
+    return T.transpose(X, _swap_perm(X.ndim))
+
+
+def _swap_perm(rank: int) -> tuple[int, ...]:
+    return tuple(range(rank - 2)) + (rank - 1, rank - 2)
+
+
+def _swapped(X) -> bool:
+    """Whether X is a transpose of its source's matrices (read as a `.T` view)."""
+    node = getattr(X, "node", X)
+    return node.op == "transpose" and node.attr("perm") == _swap_perm(node.rank)
 
 
 def _bmm_shape(A, B):  # A (..., m, k) @ B (..., k, n) with the same leading axes, or B (k, n)
@@ -91,10 +101,15 @@ def _bmm_shape(A, B):  # A (..., m, k) @ B (..., k, n) with the same leading axe
 
 
 def _bmm_adjoint(dC, C, A, B):  # C_q = A_q @ B_q: dA_q = dC_q B_qᵀ, dB_q = A_qᵀ dC_q
-    dA = T.apply_op("bmm", (dC, _swap(B)))
     if B.ndim == 2:  # one B for every matrix of A: its adjoint summed over them
-        return [dA, T.apply_op("contract_rows", (A, dC))]
-    return [dA, T.apply_op("bmm", (_swap(A), dC))]
+        return [T.apply_op("bmm", (dC, _swap(B))), T.apply_op("contract_rows", (A, dC))]
+    # an operand that is a transposed view gets its adjoint as one too, (dC Bᵀ)ᵀ = B dCᵀ and
+    # (Aᵀ dC)ᵀ = dCᵀ A: the transpose's own adjoint then reads the product itself, no copy
+    dA = _swap(T.apply_op("bmm", (B, _swap(dC)))) if _swapped(A) else \
+        T.apply_op("bmm", (dC, _swap(B)))
+    dB = _swap(T.apply_op("bmm", (_swap(dC), A))) if _swapped(B) else \
+        T.apply_op("bmm", (_swap(A), dC))
+    return [dA, dB]
 
 
 def _bmm_tangent(C, inputs, tangents):
@@ -125,7 +140,9 @@ def _bmm_batching(node, axes, batch):  # a leading axis or a row of A, a column 
     return found[0] if found else None
 
 
-def _bmm_emit(e, node):  # one BLAS product per matrix; by a shared B, one for all the rows
+def _bmm_emit(e, node):
+    """One BLAS product per matrix, written into its place in the stack; by a shared B, one
+    for all the rows."""
     A, B = node.inputs
     m, k, n = (e.dim(d) for d in (A.shape[-2], A.shape[-1], B.shape[-1]))
     name, rows = e.name(node), f"np.ascontiguousarray({e.name(A)})"
@@ -137,7 +154,7 @@ def _bmm_emit(e, node):  # one BLAS product per matrix; by a shared B, one for a
     return [f"{left} = {a}", f"{right} = {b}",
             f"{out} = np.empty(({left}.shape[0], {m}, {n}), dtype=np.{e.float_type})",
             f"for {q} in range({left}.shape[0]):",
-            f"    {out}[{q}] = _dot({left}[{q}]{ta}, {right}[{q}]{tb})",
+            f"    _dot_into({left}[{q}]{ta}, {right}[{q}]{tb}, {out}[{q}])",
             f"{name} = {out}.reshape({e.shape(node.shape)})"]
 
 
@@ -145,8 +162,7 @@ def _stack(e, X, rows, cols):
     """(X as a C-ordered stack of rows-by-cols matrices, ".T" if each is to be read
     transposed): a transpose of the last two axes is read from its source, as np.dot takes a
     transposed matrix without a copy."""
-    if X.op == "transpose" and X.attr("perm") == tuple(range(X.rank - 2)) + (X.rank - 1,
-                                                                            X.rank - 2):
+    if _swapped(X):
         source = f"np.ascontiguousarray({e.name(X.inputs[0])})"
         return f"{source}.reshape((-1, {cols}, {rows}))", ".T"
     return f"np.ascontiguousarray({e.name(X)}).reshape((-1, {rows}, {cols}))", ""
