@@ -353,3 +353,14 @@ def test_a_loop_inside_a_loops_step():
     np.testing.assert_allclose(grads["X"], central(lambda X: numpy_loss(X, 0.3), p["X"]),
                                rtol=1e-7, atol=1e-9)
     assert grads["a"] == pytest.approx(central(lambda a: numpy_loss(p["X"], a), 0.3), rel=1e-7)
+
+
+@pytest.mark.parametrize("tier", ["tape", "kernel"])
+def test_a_loop_of_length_zero_returns_its_init(tier):
+    x0, xs = sd.tensor("x0", ("n",)), sd.tensor("xs", (0, "n"))
+    last, ys = sd.scan(lambda y, x: (sd.sin(y) * x, y), x0, xs)
+    f = sd.compile(sd.sum(last), wrt=[x0, xs], tier=tier)
+    value, grads = f.value_and_grad(x0=np.array([0.5, 1.0]), xs=np.zeros((0, 2)))
+    assert value == 1.5 and ys.shape == (0, "n")
+    np.testing.assert_array_equal(grads["x0"], [1.0, 1.0])
+    assert grads["xs"].shape == (0, 2)
