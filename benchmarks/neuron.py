@@ -96,6 +96,34 @@ def _jax(data):
     return lambda: jax.block_until_ready(value_and_grad(w, x0, x1, y))
 
 
+def _numpy(data):
+    """The forward and backward pass in NumPy's whole-array operations (the stable form)."""
+    x0, x1, y = data["x0"], data["x1"], data["y"]
+
+    def value_and_grad():
+        z = W[0] * x0 + W[1] * x1 + W[2]
+        e = np.exp(-np.abs(z))
+        loss = np.mean(np.maximum(z, 0.0) + np.log1p(e) - y * z)
+        d = (np.where(z >= 0.0, 1.0, e) / (1.0 + e) - y) / len(y)
+        return loss, (d @ x0, d @ x1, d.sum())
+    return value_and_grad
+
+
+def _jax_sigmoid(data):
+    """JAX's loss as often written: the log of the sigmoid and of one minus it (XLA's fastest
+    here; it loses digits where |z| is large, not at these weights)."""
+    jax = import_jax()
+    jnp = jax.numpy
+
+    def loss(w, x0, x1, y):
+        p = jax.nn.sigmoid(w[0] * x0 + w[1] * x1 + w[2])
+        return jnp.mean(-y * jnp.log(p) - (1 - y) * jnp.log(1 - p))
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    w, x0, x1, y = (jnp.asarray(a) for a in (W, data["x0"], data["x1"], data["y"]))
+    return lambda: jax.block_until_ready(value_and_grad(w, x0, x1, y))
+
+
 def _torch(data):
     torch = import_torch()
     w = torch.tensor(W, dtype=torch.float64, requires_grad=True)
@@ -110,7 +138,8 @@ def _torch(data):
     return value_and_grad
 
 
-SYSTEMS = {"symdiff": _symdiff, "hand-written Numba": _hand, "JAX": _jax, "PyTorch": _torch}
+SYSTEMS = {"symdiff": _symdiff, "hand-written Numba": _hand, "NumPy": _numpy, "JAX": _jax,
+           "JAX, log of sigmoid": _jax_sigmoid, "PyTorch": _torch}
 """name -> (data -> callable of no arguments returning (value, gradients))"""
 
 
