@@ -1,5 +1,6 @@
 """sd.scan: loops that stay loops, against NumPy loops and central differences of them."""
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -364,3 +365,22 @@ def test_a_loop_of_length_zero_returns_its_init(tier):
     assert value == 1.5 and ys.shape == (0, "n")
     np.testing.assert_array_equal(grads["x0"], [1.0, 1.0])
     assert grads["xs"].shape == (0, 2)
+
+
+def test_the_backward_loop_makes_only_what_is_read():
+    """xs that are data get no adjoint, and no loop keeps a result nobody reads."""
+    x, w = sd.tensor("x", ("K",)), sd.scalar("w")
+    last, _ = sd.scan(lambda c, xk: (sd.sin(c * w) + xk, None), 0.0, x)
+    f = sd.compile(last, wrt=[w], tier="kernel")
+    source = f.kernel_source
+    backward = source[source.index("def _step_2("):source.index("def kernel(")]
+    assert re.search(r"return \(\w+, \w+, \)", backward)  # the carry's adjoint and dw's sum
+    assert source.count("= np.empty((K,)") == 2  # the forward loop's kept carry and c*w
+    value, grads = f.value_and_grad(x=np.array([0.3, -0.2, 0.5]), w=1.5)
+
+    def numpy_loss(w):
+        c = 0.0
+        for xk in (0.3, -0.2, 0.5):
+            c = np.sin(c * w) + xk
+        return c
+    assert grads["w"] == pytest.approx(central(numpy_loss, 1.5), rel=1e-7)

@@ -26,16 +26,18 @@ def _adjoint(dv: Parts, y, *inputs, step: Step, length, reverse, needed):
     return _backward(dv, y, inputs, step, length, reverse, needed=needed)
 
 
-_last_per_example: list = [None, None]  # (key, adjoints): one backward loop serves every k
+_last_per_example = [(None, None)]  # (key, adjoints): one backward loop serves every k
 
 
 def _per_example(dv: Parts, y, *inputs, k, batch, step: Step, length, reverse):
     """Constant k's adjoint with a row per example: a backward loop whose running sums keep
     one row per example (the step's per-example adjoints, `autodiff.per_example_walk`)."""
     key = (y.node.uid, tuple(sorted((i, t.node.uid) for i, t in dv.items())), batch)
-    if _last_per_example[0] != key:
-        _last_per_example[:] = key, _backward(dv, y, inputs, step, length, reverse, batch)
-    return _last_per_example[1][k]
+    last_key, adjoints = _last_per_example[0]  # one read: another thread may replace it
+    if last_key != key:
+        adjoints = _backward(dv, y, inputs, step, length, reverse, batch)
+        _last_per_example[0] = key, adjoints
+    return adjoints[k]
 
 
 def _backward(dv: Parts, y, inputs, step: Step, length, reverse, batch=None, needed=None):
