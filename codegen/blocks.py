@@ -46,6 +46,15 @@ LARGE_BYTES = 16 * 2**20  # a local call runs in blocks from here (beyond a core
 STREAM_BYTES = 32 * 2**20
 
 _lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}  # threads -> the pool kept for the process
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of `threads` threads, started once (starting threads per call cost ~0.3 ms)."""
+    with _lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="symdiff blocks")
+        return _pools[threads]
 
 
 class Plan:
@@ -164,12 +173,14 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
     n = len(arguments[p.batch[0]])
     blocks = [block for _, _, block in blocks_of(arguments, p.batch, p.rows, n)]
     threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), len(blocks))
-    # each thread a run of consecutive blocks (a task per block would cost more than a block)
-    runs = [blocks[len(blocks) * k // threads:len(blocks) * (k + 1) // threads]
-            for k in range(threads)]
-    with ThreadPoolExecutor(threads, thread_name_prefix="symdiff blocks") as pool:
-        done = list(pool.map(lambda some: [run(kernel, block) for block in some], runs))
-    parts = [part for some in done for part in some]
+    if threads == 1:
+        parts = [run(kernel, block) for block in blocks]
+    else:  # each thread a run of consecutive blocks (a task per block would cost more)
+        runs = [blocks[len(blocks) * k // threads:len(blocks) * (k + 1) // threads]
+                for k in range(threads)]
+        done = list(_pool(threads).map(lambda some: [run(kernel, block) for block in some],
+                                        runs))
+        parts = [part for some in done for part in some]
     params = {k: v for k, v in arguments.items() if k not in p.batch}
     return finish(compiled, p.split, pairwise(parts), n, params, gradients)
 
