@@ -18,6 +18,7 @@ threads.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,8 @@ STREAM_BYTES = 32 * 2**20
 
 _lock = threading.Lock()
 _pools: dict[int, ThreadPoolExecutor] = {}  # threads -> the pool kept for the process
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pools' threads
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

@@ -123,3 +123,21 @@ def test_a_large_batch_refuses_what_one_call_refuses(blocks, data, mlp_planned_h
     arguments["y"][4321] = 3
     with pytest.raises(sd.DomainError, match="y holds the label 3, outside"):
         mlp_planned_here.value_and_grad(**arguments)
+
+
+def test_a_forked_child_runs_blocks_on_threads_of_its_own(blocks, data):
+    """The pool of block threads is kept for the process; a child forked after a call must
+    not take its parent's pool, whose threads it does not have (it would wait forever)."""
+    import multiprocessing
+    f = logreg()
+    value, _ = f.value_and_grad(**data)
+    assert f._blocks.kernels  # the parent ran in blocks, on threads where it has two
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(f.value_and_grad(**data)[0]))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == value
+    finally:
+        child.join(10)
+        child.kill()
