@@ -59,11 +59,11 @@ def source() -> str:
     for name in PRIMITIVES:
         record = FUNCTIONS[name]
         operands = ["v"] if record.arity == 1 else ["x[i]", "y[i]"]
-        branches += [f"        elif op == {CODE[name]}:  # {name}",
-                     "            for i in range(m):"]
+        branches += [f"    {'if' if not branches else 'elif'} op == {CODE[name]}:  # {name}",
+                     "        for i in range(m):"]
         if record.arity == 1:
-            branches.append("                v = x[i]")
-        branches.append(f"                r[i] = {spell(record, operands, False)}")
+            branches.append("            v = x[i]")
+        branches.append(f"            r[i] = {spell(record, operands, False)}")
     constants = "".join(f"{op.upper()} = {k}\n" for k, op in enumerate(FIXED))
     return (_MODULE.replace("# VECMATH\n", vecmath_import(branches))
             .replace("# CONSTANTS\n", constants).replace("# FUNCTIONS", "\n".join(branches)))
@@ -218,8 +218,18 @@ def _block(code, scalars, columns, lo, hi, regs, sums, outs, results, stacked, b
                 row, out = stack[bases[k, 0] + j], outs[bases[code[t, 7], 0] + j]
                 for i in range(m):
                     out[lo + i] = row[i]
-# FUNCTIONS
+        else:
+            _function(op, r, x, y, m)
         t += 1
+
+
+# the function records' instructions, a function of their own: Numba's compile time grows
+# with the square of a function's size, and this half of _block's branches in _block itself
+# cost it several seconds (one call per instruction and block costs nothing measurable)
+@njit(**JIT)
+def _function(op, r, x, y, m):
+    \"\"\"r = f(x) or f(x, y) on m samples, for the function record numbered op.\"\"\"
+# FUNCTIONS
 
 
 @njit(**JIT)
