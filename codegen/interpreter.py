@@ -28,6 +28,8 @@ per machine (and again only when a function record or vecmath.py changes).
 """
 from __future__ import annotations
 
+from functools import cache
+
 from symdiff.functions import BUILTINS, FUNCTIONS
 
 from .build import load_module
@@ -69,6 +71,7 @@ def source() -> str:
             .replace("# CONSTANTS\n", constants).replace("# FUNCTIONS", "\n".join(branches)))
 
 
+@cache  # once per process: making and hashing its text costs ~100 us, more than a small call
 def load():
     """The interpreter module, compiled once per machine (Numba's cache beside its file)."""
     return load_module(source())[0]
