@@ -11,11 +11,18 @@ whose loops LLVM vectorises. Kernels and the tape's interpreter both call them, 
 the same bits. The environment variable SYMDIFF_LIBM=1, set before symdiff is imported, keeps
 the C library's calls (its bits, scalar loops). The choice is part of the generated text, hence
 of its cache key.
+
+A composite record (a definition over other records) prints as its definition in place, or,
+if that is long, as a call of a helper function in a module of its own (HELPERS; see
+`helper`).
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,10 +73,17 @@ class KernelPrinter(PythonCodePrinter):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self._operands = operands
         self._single = dtype == "float32"
+        self.named: dict[sp.Expr, str] = {}  # parts printed as a name instead (helpers)
+        self.count = itertools.count()  # the names' numbers
 
     def _print(self, expr, **kwargs):
+        if expr in self.named:  # a part of a helper's body computed once, under a name
+            return self.named[expr]
         record = BY_CLASS.get(type(expr))
         if record is not None and record.definition is not None:  # sd.function: its body
+            name = helper(record, self._single)
+            if name is not None:  # a long one: a call of its own function
+                return f"{name}({', '.join(self._print(a) for a in expr.args)})"
             return f"({self._print(record.expand(expr.args))})"
         if record is not None:
             return spell(record, [self._paren(a) for a in expr.args], self._single)
@@ -119,6 +133,111 @@ class KernelPrinter(PythonCodePrinter):
     def _paren(self, expr):
         text = self._print(expr)
         return text if expr.is_Atom or isinstance(expr, sp.Function) else f"({text})"
+
+
+# A composite record whose printed definition is longer than this is called as a function of
+# its own (a "helper"), in a module of its own compiled once per machine, its parts that occur
+# more than once computed once each under a name: erfinv's definition prints as 12,500
+# characters, its polynomials repeated a dozen times, which took Numba 6 s to compile in every
+# kernel that used it. The helper computes the same operations on the same values (the same
+# bits), and LLVM still removes what repeats.
+HELPER_MIN_CHARS = 1000
+HELPERS: dict[str, tuple[str]] = {}  # a helper module's text -> (its function's name,)
+_helpers: dict[tuple, str | None] = {}
+
+
+def helper(record, single: bool) -> str | None:
+    """The name of `record`'s helper function (its module registered in HELPERS), or None if
+    its definition prints shorter than HELPER_MIN_CHARS."""
+    key = (record.name, record.definition, record.params, single)
+    if key not in _helpers:
+        params = [sp.Symbol(f"a{k}") for k in range(len(record.params))]
+        body = record.expand(params)
+        dtype = "float32" if single else "float64"
+        operands = {p.name: p.name for p in params}
+        if len(KernelPrinter(operands, dtype).doprint(body)) < HELPER_MIN_CHARS:
+            _helpers[key] = None
+        else:
+            name = f"_record_{record.name}{'32' * single}"
+            lines = _used(_statements(body, KernelPrinter(operands, dtype), "    "))
+            source = _HELPER.format(name=record.name, dtype=dtype, function=name,
+                                    params=", ".join(p.name for p in params),
+                                    body="\n".join(lines))
+            source = source.replace("# VECMATH\n", vecmath_import(lines))
+            HELPERS[source] = (name,)
+            _helpers[key] = name
+    return _helpers[key]
+
+
+_HELPER = '''"""symdiff: {name} ({dtype}) for generated kernels, compiled once per machine."""
+import math
+
+import numpy as np
+from numba import njit
+# VECMATH
+
+@njit(cache=True, error_model="numpy")  # strict IEEE, as in generated kernels
+def {function}({params}):
+    """{name}: its definition, each part that occurs more than once computed once."""
+{body}
+'''
+
+
+def _statements(body: sp.Expr, printer: KernelPrinter, indent: str, target=None) -> list[str]:
+    """Lines of a function body that return `body` (or assign it to `target`): a Piecewise as
+    `if` blocks tried in order, one Piecewise nested in arithmetic computed first by blocks
+    of its own; each other part that occurs twice or more is a statement of its own, in
+    post-order (its own repeated parts first). A block's names are its own: a part is not
+    taken out of a block that might not run."""
+    def done(text):
+        return f"{indent}{'return' if target is None else target + ' ='} {text}"
+
+    if isinstance(body, sp.Piecewise):
+        lines = []
+        for k, (value, condition) in enumerate(body.args[:-1]):  # the last: what remains,
+            lines.append(f"{indent}{'elif' if k else 'if'} {printer.doprint(condition)}:")
+            lines += _statements(value, printer, indent + "    ", target)
+        return lines + [f"{indent}else:"] + \
+            _statements(body.args[-1][0], printer, indent + "    ", target)  # as kernels do
+    seen, order = {}, []
+
+    def visit(e):
+        if e.is_Atom or isinstance(e, sp.logic.boolalg.Boolean):
+            return
+        seen[e] = seen.get(e, 0) + 1
+        if seen[e] == 1:
+            if not isinstance(e, sp.Piecewise):
+                for a in e.args:
+                    visit(a)
+            order.append(e)  # after its parts
+
+    visit(body)
+    outer = dict(printer.named)
+    lines = []
+    for part in order:
+        if part in printer.named or part == body or \
+                not isinstance(part, sp.Piecewise) and seen[part] == 1:
+            continue
+        name = f"t{next(printer.count)}"
+        if isinstance(part, sp.Piecewise):
+            lines += _statements(part, printer, indent, name)
+        else:
+            lines.append(f"{indent}{name} = {printer.doprint(part)}")
+        printer.named[part] = name
+    lines.append(done(printer.doprint(body)))
+    printer.named = outer
+    return lines
+
+
+def _used(lines: list[str]) -> list[str]:
+    """`lines` without the assignments of names no later line reads (a part the printer
+    writes in another form where it occurs: y**-2 as a division by y**2)."""
+    for k in reversed(range(len(lines))):
+        name, _, _ = lines[k].strip().partition(" = ")
+        if name.isidentifier() and name.startswith("t") and not any(
+                re.search(rf"\b{name}\b", line) for line in lines[k + 1:]):
+            del lines[k]
+    return lines
 
 
 def vecmath_import(code) -> str:

@@ -24,6 +24,7 @@ import ctypes
 import os
 
 from .build import load_module, module_name
+from .printer import HELPERS
 
 RUNTIME_SOURCE = '''"""symdiff: np.dot for generated kernels, compiled once per machine."""
 import numpy as np
@@ -149,9 +150,10 @@ RUNTIME = {RUNTIME_SOURCE: ("_dot", "_dot_into"),
 
 
 def runtime_import(code: list[str]) -> str:
-    """The imports of the runtime functions the code calls ("" if none)."""
+    """The imports of the runtime functions and the function records' helpers (printer.py)
+    the code calls ("" if none)."""
     lines = []
-    for source, names in RUNTIME.items():
+    for source, names in {**RUNTIME, **HELPERS}.items():
         used = [name for name in names if any(f"{name}(" in c for c in code)]
         if used:
             lines.append(f"from {module_name(source)} import {', '.join(used)}  "
@@ -162,7 +164,7 @@ def runtime_import(code: list[str]) -> str:
 def load_runtime(kernel_source: str) -> None:
     """Import the runtime modules a kernel's source imports from (by their names)."""
     _keep_freed_memory()
-    for source in RUNTIME:
+    for source in {**RUNTIME, **HELPERS}:
         if module_name(source) in kernel_source:
             load_module(source)
 

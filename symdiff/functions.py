@@ -49,9 +49,10 @@ class Function:
 
     A composite record (`sd.function`) has a `definition`, a SymPy expression of `params`
     over functions that have records: the backends expand it in place of a call (the kernel
-    printer prints it, the tape lowers it to existing instructions, `numpy` evaluates it),
-    and its SymPy class's derivative is the user's, or SymPy's of the definition. `defaults`
-    are the values of its last parameters when a call leaves them out.
+    printer prints it, or calls a helper function of it when it is long; the tape lowers it
+    to existing instructions; `numpy` evaluates it), and its SymPy class's derivative is the
+    user's, or SymPy's of the definition. `defaults` are the values of its last parameters
+    when a call leaves them out.
     """
 
     name: str

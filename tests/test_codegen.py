@@ -181,3 +181,51 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script], env=env, text=True,
                          capture_output=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_long_function_record_is_a_function_of_its_own_each_repeated_part_once():
+    """erfinv's definition prints as ~12,500 characters, its polynomials repeated a dozen
+    times (6 s of Numba's compile in every kernel using it); kernels call it instead as a
+    helper function whose body names each repeated part once."""
+    from mpmath import mp
+    from symdiff.codegen.printer import HELPERS
+    f = sd.compile("erfinv(u + c)", wrt=["c"], batch=["u"], reduce=None, tier="kernel")
+    assert "_record_erfinv(" in f.kernel_source
+    assert len(f.kernel_source) < 4000  # was over 20,000 characters
+    helper = next(text for text in HELPERS if "def _record_erfinv(a0):" in text)
+    assert helper.count("math.sqrt(") == 1  # the tail's sqrt(-log(1 - x^2)), once
+    x = np.array([-0.999999, -0.9, -0.5, -0.1, 0.0, 0.3, 0.49, 0.5, 0.75, 0.999])
+    values, grads = f.value_and_grad(u=x, c=0.0)
+    mp.dps = 40
+    for p, v, g in zip(x, values, grads["c"]):
+        exact = mp.erfinv(mp.mpf(p))
+        assert abs(v - exact) <= 2e-16 * abs(exact), p
+        # the slope exp(erfinv(x)^2) multiplies the value's relative error by 2 erfinv(x)^2
+        assert abs(g - mp.sqrt(mp.pi) / 2 * mp.exp(exact**2)) <= 1e-14 * abs(g), p
+
+
+def test_a_helper_gives_the_bits_of_the_definition_printed_in_place(monkeypatch):
+    """A user's function long enough for a helper, with a Piecewise inside a product: the
+    helper computes the same operations on the same values as the expression printed in the
+    kernel (the same bits), and agrees with NumPy written by hand."""
+    import sympy as sp
+    from symdiff.codegen import printer
+    x = sp.Symbol("x", real=True)
+    p = sum(sp.Float(1 + k / 7) * x**k for k in range(8)) / 8
+    sd.function("long_t", sp.exp(-p**2) * sp.Piecewise((p, x < 0), (sp.sin(p) + p, True)) + p)
+    u = np.linspace(-0.9, 0.9, 37)
+
+    def kernel(min_chars):  # (a printed body of 2,000 characters would compile for minutes)
+        monkeypatch.setattr(printer, "HELPER_MIN_CHARS", min_chars)
+        monkeypatch.setattr(printer, "_helpers", {})
+        f = sd.compile("long_t(u + c)", wrt=["c"], batch=["u"], reduce=None, tier="kernel")
+        return f.kernel_source, f.value_and_grad(u=u, c=0.0)
+
+    source, (value, grads) = kernel(100)
+    in_place, (value2, grads2) = kernel(10**9)
+    assert "_record_long_t(" in source and "_record_long_t(" not in in_place
+    np.testing.assert_array_equal(value, value2)
+    np.testing.assert_array_equal(grads["c"], grads2["c"])
+    q = sum((1 + k / 7) * u**k for k in range(8)) / 8
+    np.testing.assert_allclose(value, np.exp(-q**2) * np.where(u < 0, q, np.sin(q) + q) + q,
+                               rtol=1e-13)
