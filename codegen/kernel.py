@@ -202,6 +202,11 @@ class Choice:
 
     FIRST, LAST = 0.05, 2.0  # seconds between tries of the way not in use
     KEPT, SHARE = 5, 50
+    # a way's first WARM runs are retried FIRST seconds after they lose, whatever they took:
+    # a threaded copy's first calls took 5-8 ms where later ones took 0.6 (the neuron over
+    # 10^5 rows, in one process in three, while another pool's idle threads still spun), and
+    # judged by them the kernel would have been kept for 50 times as long
+    WARM = 4
 
     def __init__(self, serial, threaded, rows, clock=time.perf_counter):
         self.ways, self.rows, self.clock = (serial, threaded), rows, clock
@@ -230,8 +235,12 @@ class Choice:
             size.interval = min(2 * size.interval, self.LAST)
         other = size.times[1 - size.in_use]  # (a first call on threads also starts them)
         size.spent = 0.0
-        size.due, size.budget = (now + size.interval, self.SHARE * other[-1] * rows) \
-            if len(other) > 1 else (now, 0.0)
+        if len(other) < 2:  # each way runs twice before either is trusted
+            size.due, size.budget = now, 0.0
+        elif len(other) < self.WARM:  # and its first runs may be slow: tried again soon
+            size.due, size.budget = now + self.FIRST, 0.0
+        else:
+            size.due, size.budget = now + size.interval, self.SHARE * other[-1] * rows
         return result
 
 
