@@ -28,7 +28,8 @@ from symdiff.printing import format_origin, format_stmt
 from .entry import JIT, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
 from .runtime import runtime_import
-from .printer import number, print_body, vecmath_import
+from . import printer
+from .printer import function_text, number, print_body, vecmath_import
 
 INDEX = "ijklpqrstuvw"  # loop variables, in order, skipping names the model uses
 HEADER = '''"""symdiff kernel for: {title}
@@ -132,7 +133,15 @@ class _Emitter:
         return number(value, self.single)
 
     def body(self, body, operands: list[str]) -> str:
-        return print_body(body, operands, self.float_type)
+        text = print_body(body, operands, self.float_type)
+        if len(text) < printer.HELPER_MIN_CHARS:
+            return text
+        # a long body (a special function's derivatives): a function of the module, each
+        # repeated part once (Numba's compile time grows with the names an expression makes)
+        name = fresh("_body", self.module_names)
+        self.functions.append(function_text(body, name, len(operands), self.float_type,
+                                            "An elementwise body") + "\n\n")
+        return f"{name}({', '.join(operands)})"
 
     def read(self, node: Node, idx) -> str:
         return self.operand(self.current, node, idx)

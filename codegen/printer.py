@@ -140,7 +140,8 @@ class KernelPrinter(PythonCodePrinter):
 # more than once computed once each under a name: erfinv's definition prints as 12,500
 # characters, its polynomials repeated a dozen times, which took Numba 6 s to compile in every
 # kernel that used it. The helper computes the same operations on the same values (the same
-# bits), and LLVM still removes what repeats.
+# bits), and LLVM still removes what repeats. An elementwise body this long (a special
+# function's derivatives) becomes a function of the kernel's module the same way (emit.py).
 HELPER_MIN_CHARS = 1000
 HELPERS: dict[str, tuple[str]] = {}  # a helper module's text -> (its function's name,)
 _helpers: dict[tuple, str | None] = {}
@@ -151,22 +152,32 @@ def helper(record, single: bool) -> str | None:
     its definition prints shorter than HELPER_MIN_CHARS."""
     key = (record.name, record.definition, record.params, single)
     if key not in _helpers:
-        params = [sp.Symbol(f"a{k}") for k in range(len(record.params))]
+        params = [placeholder(k) for k in range(len(record.params))]
         body = record.expand(params)
         dtype = "float32" if single else "float64"
-        operands = {p.name: p.name for p in params}
+        operands = {p.name: f"a{k}" for k, p in enumerate(params)}
         if len(KernelPrinter(operands, dtype).doprint(body)) < HELPER_MIN_CHARS:
             _helpers[key] = None
         else:
             name = f"_record_{record.name}{'32' * single}"
-            lines = _used(_statements(body, KernelPrinter(operands, dtype), "    "))
-            source = _HELPER.format(name=record.name, dtype=dtype, function=name,
-                                    params=", ".join(p.name for p in params),
-                                    body="\n".join(lines))
-            source = source.replace("# VECMATH\n", vecmath_import(lines))
+            function = function_text(body, name, len(params), dtype,
+                                     f"{record.name}: its definition")
+            source = _HELPER.format(name=record.name, dtype=dtype, function=function)
+            source = source.replace("# VECMATH\n", vecmath_import([function]))
             HELPERS[source] = (name,)
             _helpers[key] = name
     return _helpers[key]
+
+
+def function_text(body: sp.Expr, name: str, arity: int, dtype: str, what: str) -> str:
+    """An njit function `name(a0, a1, ...)` returning `body` (placeholders k as a<k>), each
+    part that occurs more than once computed once (`_statements`)."""
+    operands = {placeholder(k).name: f"a{k}" for k in range(arity)}
+    lines = _used(_statements(body, KernelPrinter(operands, dtype), "    "))
+    return "\n".join(['@njit(cache=True, error_model="numpy")  # strict IEEE, as in kernels',
+                      f"def {name}({', '.join(f'a{k}' for k in range(arity))}):",
+                      f'    """{what}, each part that occurs more than once computed once."""',
+                      *lines]) + "\n"
 
 
 _HELPER = '''"""symdiff: {name} ({dtype}) for generated kernels, compiled once per machine."""
@@ -176,11 +187,7 @@ import numpy as np
 from numba import njit
 # VECMATH
 
-@njit(cache=True, error_model="numpy")  # strict IEEE, as in generated kernels
-def {function}({params}):
-    """{name}: its definition, each part that occurs more than once computed once."""
-{body}
-'''
+{function}'''
 
 
 def _statements(body: sp.Expr, printer: KernelPrinter, indent: str, target=None) -> list[str]:

@@ -206,8 +206,9 @@ def test_a_long_function_record_is_a_function_of_its_own_each_repeated_part_once
 
 def test_a_helper_gives_the_bits_of_the_definition_printed_in_place(monkeypatch):
     """A user's function long enough for a helper, with a Piecewise inside a product: the
-    helper computes the same operations on the same values as the expression printed in the
-    kernel (the same bits), and agrees with NumPy written by hand."""
+    helper, and the function of the module its long derivative becomes, compute the same
+    operations on the same values as the expressions printed in place (the same bits), and
+    agree with NumPy written by hand."""
     import sympy as sp
     from symdiff.codegen import printer
     x = sp.Symbol("x", real=True)
@@ -224,6 +225,7 @@ def test_a_helper_gives_the_bits_of_the_definition_printed_in_place(monkeypatch)
     source, (value, grads) = kernel(100)
     in_place, (value2, grads2) = kernel(10**9)
     assert "_record_long_t(" in source and "_record_long_t(" not in in_place
+    assert "def _body(" in source and "def _body(" not in in_place  # its derivative's body
     np.testing.assert_array_equal(value, value2)
     np.testing.assert_array_equal(grads["c"], grads2["c"])
     q = sum((1 + k / 7) * u**k for k in range(8)) / 8
