@@ -30,7 +30,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from symdiff.functions import BY_CLASS, FUNCTIONS, placeholder
+from symdiff.functions import BUILTINS, BY_CLASS, FUNCTIONS, placeholder
 
 LIBM = os.environ.get("SYMDIFF_LIBM", "") not in ("", "0")  # read once, at import
 _NAMES = ("exp", "log", "log1p", "expm1", "tanh")
@@ -160,6 +160,9 @@ def helper(record, single: bool) -> str | None:
             _helpers[key] = None
         else:
             name = f"_record_{record.name}{'32' * single}"
+            if record.name not in BUILTINS:  # a user's name may be defined again: each
+                # definition its own function, whatever a kernel made later imports
+                name += "_" + hashlib.sha256(sp.srepr(body).encode()).hexdigest()[:8]
             function = function_text(body, name, len(params), dtype,
                                      f"{record.name}: its definition")
             source = _HELPER.format(name=record.name, dtype=dtype, function=function)

@@ -224,10 +224,29 @@ def test_a_helper_gives_the_bits_of_the_definition_printed_in_place(monkeypatch)
 
     source, (value, grads) = kernel(100)
     in_place, (value2, grads2) = kernel(10**9)
-    assert "_record_long_t(" in source and "_record_long_t(" not in in_place
+    assert "_record_long_t_" in source and "_record_long_t_" not in in_place
     assert "def _body(" in source and "def _body(" not in in_place  # its derivative's body
     np.testing.assert_array_equal(value, value2)
     np.testing.assert_array_equal(grads["c"], grads2["c"])
     q = sum((1 + k / 7) * u**k for k in range(8)) / 8
     np.testing.assert_allclose(value, np.exp(-q**2) * np.where(u < 0, q, np.sin(q) + q) + q,
                                rtol=1e-13)
+
+
+def test_a_function_defined_again_leaves_earlier_models_their_helper(monkeypatch):
+    """A name defined again gets a helper of its own: a model made before keeps the old
+    definition in the kernels it makes afterwards (its value kernel is made on first use)."""
+    import sympy as sp
+    from symdiff.codegen import printer
+    monkeypatch.setattr(printer, "HELPER_MIN_CHARS", 100)  # short bodies, helpers still
+    monkeypatch.setattr(printer, "_helpers", {})
+    x = sp.Symbol("x", real=True)
+    p = sum(sp.Float(1 + k / 7) * x**k for k in range(8))
+    sd.function("again_t", p**2 + sp.exp(-p))
+    first = sd.compile("again_t(u + c)", wrt=["c"], batch=["u"], reduce=None, tier="kernel")
+    sd.function("again_t", 3 * p**2 + sp.exp(-p))
+    second = sd.compile("again_t(u + c)", wrt=["c"], batch=["u"], reduce=None, tier="kernel")
+    u = np.linspace(-0.5, 0.5, 5)
+    q = sum((1 + k / 7) * u**k for k in range(8))
+    np.testing.assert_allclose(first(u=u, c=0.0), q**2 + np.exp(-q), rtol=1e-14)
+    np.testing.assert_allclose(second(u=u, c=0.0), 3 * q**2 + np.exp(-q), rtol=1e-14)

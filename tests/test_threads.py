@@ -70,6 +70,21 @@ def test_tries_of_the_slower_way_stay_a_fiftieth_of_the_time_however_rare_the_ca
     assert list(np.diff(tries)[:3]) == [2, 1, 1] and set(np.diff(tries)[3:]) == {101}
 
 
+def test_threads_slow_in_their_first_two_calls_only_are_taken_within_a_tenth_of_a_second():
+    """A threaded copy's first calls can be slow (another pool's threads still spinning):
+    measured 5-8 ms, then 0.6 ms. Judged by them alone the kernel was kept for seconds."""
+    seconds = {"serial": 1.2 * MS, "threads": 8 * MS}
+    log = []
+    choice = choice_of(seconds, log)
+    while log.count("threads") < 2:
+        choice(1)
+    seconds["threads"] = 0.6 * MS  # the transient is over
+    start = choice.clock.now
+    while choice.sizes[1].in_use != 1:
+        choice(1)
+    assert choice.clock.now - start < 0.1
+
+
 def test_the_other_way_is_tried_once_the_way_in_use_is_typically_slower_than_it():
     seconds = {"serial": 2 * MS, "threads": MS}
     log = []
