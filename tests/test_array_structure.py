@@ -247,7 +247,8 @@ def test_cumprod_source_is_a_loop_and_its_adjoint_never_divides(series):
     # R_i = g_i + x_(i+1) R_(i+1), from the far end
     assert re.search(r"(recur\d+)\[(step\w*)\] = dcumprod1\[\2\] \+ x\[\2 \+ 1\] \* "
                      r"\1\[\2 \+ 1\]", kernel)
-    assert "else cumprod1[(i + 5) % 6])" in source  # P_(i-1): cumprod1 rolled by one, 1 first
+    # P_(i-1): cumprod1 rolled by one, 1 first (i_signed: the row as a signed integer)
+    assert "else cumprod1[(i_signed + 5) % 6])" in source
     assert not [line for line in source.splitlines() if "/" in line and "cumprod1" in line]
 
 

@@ -250,3 +250,26 @@ def test_a_function_defined_again_leaves_earlier_models_their_helper(monkeypatch
     q = sum((1 + k / 7) * u**k for k in range(8))
     np.testing.assert_allclose(first(u=u, c=0.0), q**2 + np.exp(-q), rtol=1e-14)
     np.testing.assert_allclose(second(u=u, c=0.0), 3 * q**2 + np.exp(-q), rtol=1e-14)
+
+
+def test_structural_statements_are_scalar_loops_that_agree_with_numpy():
+    """A slice's adjoint (pad), a repeated gather's (scatter_add), a cumsum statement and a
+    loop's stacked array carries are scalar loops, never slice assignments (`a[:, 1:4] = b`,
+    which Numba compiles for about a second each); the module run as plain Python agrees with
+    the NumPy interpreter's slice assignments and np.add.at."""
+    x, w, s = sd.tensor("x", ("n", 6)), sd.tensor("w", (4,)), sd.tensor("s", (4, 3))
+    bias = sd.cumsum(w, axis=0)[:3]
+    last, hs = sd.scan(lambda h, sk: (sd.tanh(h * sk + bias), h * sk), x[:, 1:4], s)
+    program = sd.differentiate(sd.sum(last) + sd.sum(hs ** 2)
+                               + sd.sum(x[:, [0, 2, 2, 5]] ** 2), [x, w, s])
+    source = emit_source(program)
+    assert "scatter15[m_12, (0, 2, 2, 5)[m_13]] += dgather11[m_12, m_13]" in source
+    assert not [line for line in source.splitlines()
+                if re.search(r"\[[^\]]*:[^\]]*\] \+?= ", line)]
+    rng = np.random.default_rng(5)
+    arguments = dict(x=rng.normal(size=(3, 6)), w=rng.normal(size=4), s=rng.normal(size=(4, 3)))
+    value, grads = run_without_jit(source, [arguments[n.attr("name")] for n in program.inputs])
+    reference = run(program, arguments)
+    assert value == pytest.approx(reference["value"], rel=1e-14)
+    for (label, _), grad in zip(program.outputs[1:], grads):
+        np.testing.assert_allclose(grad, reference[label], rtol=1e-13, atol=1e-15, err_msg=label)

@@ -45,23 +45,23 @@ def test_the_emitter_implements_the_emit_context():
 
 
 def test_names_an_op_makes_up_never_take_an_input_name():
-    """cumsum's loop variable, scatter_add's, a register accumulator and the label check each
-    pick a local name: inputs named like them must not be shadowed (a user input `acc` once
+    """cumsum's and scatter_add's loop variables, a register accumulator and the label check
+    each pick a local name: inputs named like them must not be shadowed (a user input `acc` once
     met an accumulator `acc`, and Numba failed to type the module)."""
-    step = sd.tensor("step", ("n", 4)); entry = sd.tensor("entry", (4,))
+    step = sd.tensor("step", ("n", 4)); m = sd.tensor("m", (4,))
     acc = sd.tensor("acc", (4, 3)); label = sd.tensor("label", ("n",), dtype=int)
-    h = sd.cumsum(step * entry, axis=1)
+    h = sd.cumsum(step * m, axis=1)
     logits = h @ acc + h[:, [0, 2, 3]]
-    f = sd.compile(sd.mean(sd.softmax_cross_entropy(logits, label)), wrt=[entry, acc])
-    for stem in ("step", "entry", "label"):  # the made-up names moved aside for the inputs
+    f = sd.compile(sd.mean(sd.softmax_cross_entropy(logits, label)), wrt=[m, acc])
+    for stem in ("step", "m", "label"):  # the made-up names moved aside for the inputs
         assert re.search(rf"for {stem}_\d+ in ", f.source), stem
 
     rng = np.random.default_rng(3)
     data = dict(step=rng.normal(size=(6, 4)), label=rng.integers(0, 3, 6))
-    params = dict(entry=rng.normal(size=4), acc=rng.normal(size=(4, 3)))
+    params = dict(m=rng.normal(size=4), acc=rng.normal(size=(4, 3)))
 
-    def loss(entry, acc):  # an independent NumPy forward pass
-        h = np.cumsum(data["step"] * entry, axis=1)
+    def loss(m, acc):  # an independent NumPy forward pass
+        h = np.cumsum(data["step"] * m, axis=1)
         z = h @ acc + h[:, [0, 2, 3]]
         z = z - z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -69,9 +69,9 @@ def test_names_an_op_makes_up_never_take_an_input_name():
 
     value, grads = f.value_and_grad(**data, **params)
     assert np.isclose(value, loss(**params), rtol=1e-12)
-    assert np.allclose(grads["entry"], central(lambda q: loss(q, params["acc"]),
-                                               params["entry"]), rtol=1e-6, atol=1e-8)
-    assert np.allclose(grads["acc"], central(lambda a: loss(params["entry"], a),
+    assert np.allclose(grads["m"], central(lambda q: loss(q, params["acc"]), params["m"]),
+                       rtol=1e-6, atol=1e-8)
+    assert np.allclose(grads["acc"], central(lambda a: loss(params["m"], a),
                                              params["acc"]), rtol=1e-6, atol=1e-8)
 
 

@@ -258,11 +258,14 @@ def test_cumsum_source_reads_as_a_loop_over_its_axis():
     x = sd.tensor("x", (ROWS, COLS))
     f = sd.compile(sd.sum(sd.cumsum(x, axis=1) ** 2), wrt=[x], tier="kernel")
     source = f.kernel_source  # forward: summed up the axis; adjoint: summed back down it
-    assert "cumsum1 = x.copy()\n    for step in range(1, cumsum1.shape[1]):\n" \
-        "        cumsum1[:, step] += cumsum1[:, step - 1]\n" in source
-    assert "# from: cumsum1 = cumsum(x, axis=1)\n    dx = dcumsum1.copy()\n" \
-        "    for step_2 in range(dx.shape[1] - 2, -1, -1):\n" \
-        "        dx[:, step_2] += dx[:, step_2 + 1]\n" in source
+    assert f"    for m in range({ROWS}):\n        cumsum1[m, 0] = x[m, 0]\n" \
+        f"        for step in range(1, {COLS}):\n" \
+        "            cumsum1[m, step] = cumsum1[m, step - 1] + x[m, step]\n" in source
+    assert "# from: cumsum1 = cumsum(x, axis=1)\n" \
+        f"    dx = np.empty(({ROWS}, {COLS}), dtype=np.float64)\n    for m_2 in range({ROWS}):\n" \
+        f"        dx[m_2, {COLS - 1}] = dcumsum1[m_2, {COLS - 1}]\n" \
+        f"        for step_2 in range({COLS - 2}, -1, -1):\n" \
+        "            dx[m_2, step_2] = dx[m_2, step_2 + 1] + dcumsum1[m_2, step_2]\n" in source
     cumsum = sd.cumsum(sd.tensor("v", (5,)))
     assert str(cumsum.shape) == "(5,)"
     with pytest.raises(sd.ShapeError, match="axis"):

@@ -223,10 +223,15 @@ def _emit(e, node):
     call = e.call(step.program_of(ys), "step",
                   carries + [f"{x}[{t}]" for x in inputs[nc:nc + nx]] + inputs[nc + nx:])
     now = [e.fresh(f"{stacks[nc + i]}_now") for i in ys]
-    lines += [f"for {t} in {order}:  # one step per entry"]
-    lines += [f"    {stacks[nc + ny + j]}[{t}] = {carries[j]}" for j in kept]
-    lines += [f"    {', '.join(carries + now)}, = {call}"]
-    lines += [f"    {stacks[nc + i]}[{t}] = {v}" for i, v in zip(ys, now)]
+
+    def store(k, value):  # stack k's entry t: a scalar, or an array entry by entry
+        item = shapes[k][0][1:]
+        return e.nest(item, lambda idx: [f"{stacks[k]}[{', '.join([t] + idx)}] = "
+                                         f"{value}{'[' + ', '.join(idx) + ']' if idx else ''}"])
+    body = [line for j in kept for line in store(nc + ny + j, carries[j])]
+    body += [f"{', '.join(carries + now)}, = {call}"]
+    body += [line for i, v in zip(ys, now) for line in store(nc + i, v)]
+    lines += [f"for {t} in {order}:  # one step per entry"] + ["    " + l for l in body]
     results_ = carries + [stacks.get(k, "None") for k in range(nc, len(shapes))]
     note = "  # None: a result nobody reads" if "None" in results_ else ""
     lines += [f"{name} = ({', '.join(results_)},){note}"]

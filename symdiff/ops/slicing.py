@@ -79,10 +79,15 @@ def _pad_evaluate(node, args, dims):
     return out
 
 
+def _entry(name: str, idx) -> str:
+    return f"{name}[{', '.join(idx)}]" if idx else name
+
+
 def _pad_emit(e, node):  # zeros, the adjoint written where the slice read
-    name = e.name(node)
-    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
-            f"{name}[{I.index_text(node.attr('index'))}] = {e.name(node.inputs[0])}"]
+    name, dy = e.name(node), node.inputs[0]
+    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})"] + e.nest(
+        dy.shape, lambda idx: [f"{_entry(name, _source_index(node, idx))} = "
+                               f"{_entry(e.name(dy), idx)}"])
 
 
 linear("pad", "structural", I.pad, lambda dz, dy_shape, *, shape, index:
@@ -127,13 +132,15 @@ def _scatter_evaluate(node, args, dims):
     return out
 
 
-def _scatter_emit(e, node):  # zeros, each row of the adjoint added where it was read
-    name, src, axis = e.name(node), e.name(node.inputs[0]), node.attr("axis")
-    q = e.fresh("entry")
-    lead = ":, " * axis
-    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})",
-            f"for {q} in range({len(node.attr('indices'))}):",
-            f"    {name}[{lead}{I.tuple_text(node.attr('indices'))}[{q}]] += {src}[{lead}{q}]"]
+def _scatter_emit(e, node):  # zeros, each entry of the adjoint added where it was read
+    name, dy, axis = e.name(node), node.inputs[0], node.attr("axis")
+
+    def add(idx):
+        at = list(idx)
+        at[axis] = f"{I.tuple_text(node.attr('indices'))}[{idx[axis]}]"
+        return [f"{_entry(name, at)} += {_entry(e.name(dy), idx)}"]
+    return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})"] + e.nest(
+        dy.shape, add)
 
 
 linear("scatter_add", "structural", I.scatter_add,

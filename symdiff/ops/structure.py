@@ -21,6 +21,7 @@ from ..batching import MIXES, along_other_axis, same_axis
 from ..errors import ShapeError
 from ..ir import format_shape
 from ..optable import define
+from .cumulative import scan_lines, statement_rule
 
 
 def recurrence(a, b, axis: int, reverse: bool = False) -> T.Tensor:
@@ -34,50 +35,12 @@ def _shifted(v, axis: int, fill: float, down: bool = True) -> T.Tensor:
     return T.where(edge, fill, T.roll(v, 1 if down else -1, axis))
 
 
-def _scan(e, node, row, first, update) -> list[str]:
-    """Scalar loops computing node entry by entry along its axis, in the op's direction, for
-    each entry of its other axes; with a `row`, that row of a batch's rows on axis 0 alone (a
-    stage of the loop over them). `first(at)` and `update(at)` are the texts of the first and
-    the later entries' values, `at(d)` the index d entries further along the axis (a list of
-    index texts). Scalar code, as an array expression in the kernel keeps Numba from
-    threading its prange loops."""
-    name, axis, k = e.name(node), node.attr("axis"), e.fresh("step")
-    size, reverse = node.shape[axis], node.attr("reverse")
-    last, down = (str(size - 1), str(size - 2)) if isinstance(size, int) else \
-        (f"{e.dim(size)} - 1", f"{e.dim(size)} - 2")
-    others = {a: e.fresh("m") for a in range(node.rank) if a != axis and (row is None or a)}
-
-    def index(step):
-        def at(d=0):
-            moved = f"{step} {'+' if d > 0 else '-'} {abs(d)}" if d else step
-            return [moved if a == axis else others.get(a, row) for a in range(node.rank)]
-        return at
-    start = last if reverse else "0"
-    steps = f"range({down}, -1, -1)" if reverse else f"range(1, {e.dim(size)})"
-    lines = [f"{name}[{', '.join(index(start)())}] = {first(index(start))}",
-             f"for {k} in {steps}:",
-             f"    {name}[{', '.join(index(k)())}] = {update(index(k))}"]
-    for a, var in reversed(others.items()):
-        lines = [f"for {var} in range({e.dim(node.shape[a])}):"] + ["    " + l for l in lines]
-    return lines
-
-
-def _statement(lines):
-    """An op's `emit` rule from its `in_row` lines: the output allocated, then every row."""
-    def emit(e, node):
-        def read(x, index):
-            return f"{e.name(x)}[{', '.join(index)}]"
-        return [f"{e.name(node)} = np.empty({e.shape(node.shape)}, dtype=np.{e.float_type})"] \
-            + lines(e, node, None, read)
-    return emit
-
-
 # ---------------------------------------------------------------- cumprod
 
 
 def _cumprod_lines(e, node, row, read):  # y_k = y_(k-1) x_k
     (x,), name = node.inputs, e.name(node)
-    return _scan(e, node, row, lambda at: read(x, at()),
+    return scan_lines(e, node, row, lambda at: read(x, at()),
                  lambda at: f"{name}[{', '.join(at(-1))}] * {read(x, at())}")
 
 
@@ -93,7 +56,7 @@ def _cumprod_tangent(y, inputs, tangents, *, axis):  # dy_i = x_i dy_(i-1) + P_(
 define("cumprod", "structural", shape=lambda x, *, axis: (x.shape, x.dtype),
        adjoint=_cumprod_adjoint, tangent=_cumprod_tangent, per_example=None,
        evaluate=lambda node, args, dims: np.cumprod(args[0], axis=node.attr("axis")),
-       emit=_statement(_cumprod_lines), in_loop=None,
+       emit=statement_rule(_cumprod_lines), in_loop=None,
        in_row=lambda e, node, row: _cumprod_lines(e, node, row, e.read), tape=None,
        batching=along_other_axis,
        format=lambda node, args: f"cumprod({args[0]}, axis={node.attr('axis')})")
@@ -114,7 +77,7 @@ def _recurrence_lines(e, node, row, read):  # h_k = b_k + a_k h_(k-1) (reverse: 
     (a, b), name = node.inputs, e.name(node)
     before = 1 if node.attr("reverse") else -1
     link = before if node.attr("reverse") else 0
-    return _scan(e, node, row, lambda at: read(b, at()),
+    return scan_lines(e, node, row, lambda at: read(b, at()),
                  lambda at: f"{read(b, at())} + {read(a, at(link))} * "
                             f"{name}[{', '.join(at(before))}]")
 
@@ -149,7 +112,7 @@ def _recurrence_shape(a, b, *, axis, reverse):
 
 define("recurrence", "structural", shape=_recurrence_shape,
        adjoint=_recurrence_adjoint, tangent=_recurrence_tangent, per_example=None,
-       evaluate=_recurrence_evaluate, emit=_statement(_recurrence_lines), in_loop=None,
+       evaluate=_recurrence_evaluate, emit=statement_rule(_recurrence_lines), in_loop=None,
        in_row=lambda e, node, row: _recurrence_lines(e, node, row, e.read), tape=None,
        hint="recur", batching=_recurrence_batching,
        format=lambda node, args: f"recurrence({args[0]}, {args[1]}, axis={node.attr('axis')}"
