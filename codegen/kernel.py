@@ -23,7 +23,7 @@ import numpy as np
 from symdiff.numpy_eval import evaluate
 from symdiff.program import Program
 
-from .build import cache_hit, load_module
+from .build import cache_hit, compiling, load_module
 from .emit import emit_source, program_dtype
 from .inputs import MISSING, bind, specs_of
 from .runtime import load_runtime
@@ -280,8 +280,9 @@ def threaded_copy(kernel, signature):
     copy = types.FunctionType(f.__code__, f.__globals__, "kernel_threaded", f.__defaults__,
                               f.__closure__)
     copy.__qualname__ = "kernel_threaded"
-    return njit(signature, cache=True, error_model="numpy", nogil=True,
-                parallel=dict(PRANGE_ONLY))(copy)
+    with compiling():
+        return njit(signature, cache=True, error_model="numpy", nogil=True,
+                    parallel=dict(PRANGE_ONLY))(copy)
 
 
 def _result(value, dtype: str):
