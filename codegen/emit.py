@@ -119,7 +119,8 @@ class _Emitter:
     # ------------------------------------------------------------ the EmitContext (optable.py)
 
     def name(self, node: Node) -> str:
-        if node.uid in self.views:
+        if node.uid in self.views:  # (a stack's transposes are read from their source)
+            assert node.rank == 2, format_stmt(node, self.names)
             return f"{self.names[node.inputs[0].uid]}.T"
         return self.names[node.uid]
 
@@ -503,15 +504,20 @@ def program_dtype(program: Program) -> str:
 
 
 def _transposed_views(program: Program, outputs: set) -> set[int]:
-    """uids of 2-D transposes read only by ops that take a `.T` view (np.dot takes either
-    layout): never copied, never a statement of their own."""
+    """uids of transposes read only by ops that take them without a copy (np.dot takes
+    either layout): a 2-D one as a `.T` view, a stack of matrices from its source; never a
+    statement of their own."""
     readers: dict[int, list[Node]] = {}
     for stmt in program.stmts:
         for inp in stmt.node.inputs:
             readers.setdefault(inp.uid, []).append(stmt.node)
+
+    def viewed(node: Node, reader: Node) -> bool:
+        rule = OPS[reader.op].transposed_view
+        return rule(reader, node) if callable(rule) else rule and node.rank == 2
     return {s.node.uid for s in program.stmts
-            if s.node.op == "transpose" and s.node.rank == 2 and s.node.uid not in outputs
-            and all(OPS[r.op].transposed_view for r in readers.get(s.node.uid, []))}
+            if s.node.op == "transpose" and s.node.uid not in outputs
+            and all(viewed(s.node, r) for r in readers.get(s.node.uid, []))}
 
 
 def comment_names(program: Program) -> dict[int, str]:

@@ -58,7 +58,9 @@ class OpDef:
     # an entry is 0 where the input entries it reads are: a select's 0 read through it is
     # still one (ops/elementwise.py guards products with such zeros)
     passes_zeros: bool = False
-    transposed_view: bool = False  # reads a 2-D transpose operand as a `.T` view (no copy)
+    # reads a transpose operand without its statement: True, a 2-D one as a `.T` view (no
+    # copy); or (node, operand) -> whether node reads that operand from the transpose's source
+    transposed_view: bool | Callable = False
     # (node, the inputs' example axes, batch) -> the output's example axis, None (the same for
     # every example) or batching.MIXES: see symdiff/batching.py
     batching: Callable = MISSING

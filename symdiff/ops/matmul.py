@@ -145,8 +145,9 @@ def _bmm_emit(e, node):
     for all the rows."""
     A, B = node.inputs
     m, k, n = (e.dim(d) for d in (A.shape[-2], A.shape[-1], B.shape[-1]))
-    name, rows = e.name(node), f"np.ascontiguousarray({e.name(A)})"
+    name = e.name(node)
     if B.rank == 2:
+        rows = f"np.ascontiguousarray({e.name(A)})"
         return [f"{name} = _dot({rows}.reshape((-1, {k})), {e.name(B)})"
                 f".reshape({e.shape(node.shape)})"]
     left, right, out, q = e.fresh("left"), e.fresh("right"), e.fresh("out"), e.fresh("q")
@@ -171,6 +172,8 @@ def _stack(e, X, rows, cols):
 define("bmm", "structural", shape=_bmm_shape, adjoint=_bmm_adjoint, tangent=_bmm_tangent,
        per_example=_bmm_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
        emit=_bmm_emit, in_loop=None, tape=None, batching=_bmm_batching,
+       # a product per matrix (a stack for B) reads a transposed stack from its source
+       transposed_view=lambda node, X: node.inputs[1].rank > 2 and _swapped(X),
        format=lambda node, args: f"{args[0]} @ {args[1]}")
 
 
