@@ -115,8 +115,11 @@ def _solve(a, b):
     info > 0 where a is singular (a zero pivot)."""
     n, m = b.shape
     lu, x = np.empty((n, n)), np.empty((m, n))  # copies LAPACK overwrites (never the caller's
-    lu[:, :] = a.T  # array, nor a view of it): LAPACK sees a,
-    x[:, :] = b.T  # and b, its columns these rows
+    for i in range(n):  # array, nor a view of it): LAPACK sees a, and b, its columns these
+        for j in range(n):  # rows (loops: a slice assignment compiles for about a second)
+            lu[j, i] = a[i, j]
+        for j in range(m):
+            x[j, i] = b[i, j]
     size, rhs = np.array([n], np.int32), np.array([m], np.int32)
     pivots, info = np.empty(n, np.int32), np.zeros(1, np.int32)
     _dgesv(_ptr(size), _ptr(rhs), _ptr(lu), _ptr(size), _ptr(pivots), _ptr(x), _ptr(size),
