@@ -158,11 +158,17 @@ def _transpose_transpose(dy, x_shape, *, perm):  # dx = transpose(dy, inverse pe
     return T.transpose(dy, tuple(sorted(range(len(perm)), key=perm.__getitem__)))
 
 
-def _transpose_emit(e, node):
-    name, arg = e.name(node), e.name(node.inputs[0])
-    if node.rank == 2:
+def _transpose_emit(e, node):  # a matrix's is a view; more axes, a copy in scalar loops
+    name, arg, perm = e.name(node), e.name(node.inputs[0]), node.attr("perm")
+    if node.rank == 2:  # (Numba compiles np.transpose with axes for 2.5 s in each process)
         return [f"{name} = {arg}.T"]
-    return [f"{name} = np.transpose({arg}, {node.attr('perm')})"]
+
+    def copy(idx):
+        source = [idx[perm.index(a)] for a in range(node.rank)]
+        return [f"{name}[{', '.join(idx)}] = {arg}[{', '.join(source)}]"]
+    dtype = e.float_type if node.dtype.startswith("float") else node.dtype  # (labels: int64)
+    return [f"{name} = np.empty({e.shape(node.shape)}, dtype=np.{dtype})"] + \
+        e.nest(node.shape, copy)
 
 
 linear("transpose", "structural", T.transpose, _transpose_transpose,
