@@ -158,9 +158,11 @@ def _transpose_transpose(dy, x_shape, *, perm):  # dx = transpose(dy, inverse pe
     return T.transpose(dy, tuple(sorted(range(len(perm)), key=perm.__getitem__)))
 
 
-def _transpose_emit(e, node):  # a matrix's is a view; more axes, a copy in scalar loops
+def _transpose_emit(e, node):
+    """A matrix's transpose is a `.T` view; one of more axes a copy in scalar loops (Numba
+    compiles np.transpose with axes for about 2.5 s in each process)."""
     name, arg, perm = e.name(node), e.name(node.inputs[0]), node.attr("perm")
-    if node.rank == 2:  # (Numba compiles np.transpose with axes for 2.5 s in each process)
+    if node.rank == 2:
         return [f"{name} = {arg}.T"]
 
     def copy(idx):
