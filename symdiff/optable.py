@@ -104,9 +104,10 @@ class EmitContext(Protocol):
 
     def nest(self, shape, inner) -> list[str]:
         """Scalar loops over every entry of `shape`: `inner(idx)` gives the lines run at each
-        entry, idx the loop variables' names (one per axis). Numba compiles such loops about
-        ten times faster than a slice assignment (`a[:, 1:5] = b`), which compiles a broadcast
-        and its error message at each site."""
+        entry, idx the loop variables' names (one per axis). Numba compiles them faster than
+        a slice assignment (`a[:, 1:5] = b`), for which it compiles a broadcast and its error
+        message at each site: 0.1 s against 0.4 s for two sites in a small function, 2.7 s
+        against 0.2 s for the first in a process, up to a second a site in a large kernel."""
 
     def parts_read(self, node) -> set[int]:
         """The indices of the results of `node` (a loop's) that some statement reads."""

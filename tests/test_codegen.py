@@ -255,8 +255,8 @@ def test_a_function_defined_again_leaves_earlier_models_their_helper(monkeypatch
 def test_structural_statements_are_scalar_loops_that_agree_with_numpy():
     """A slice's adjoint (pad), a repeated gather's (scatter_add), a cumsum statement, a
     loop's stacked array carries and a transposed stack are scalar loops, never slice
-    assignments (`a[:, 1:4] = b`) nor np.transpose with axes, which Numba compiles for about a
-    second a site and 2.5 s a process; the module run as plain Python agrees with the NumPy
+    assignments (`a[:, 1:4] = b`, up to a second a site for Numba to compile) nor np.transpose
+    with axes (2.5 s a process); the module run as plain Python agrees with the NumPy
     interpreter's slice assignments, np.add.at and np.transpose."""
     x, w, s = sd.tensor("x", ("n", 6)), sd.tensor("w", (4,)), sd.tensor("s", (4, 3))
     bias = sd.cumsum(w, axis=0)[:3]
