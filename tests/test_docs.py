@@ -16,6 +16,8 @@ import contextlib
 import io
 import re
 import shlex
+import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -60,6 +62,11 @@ def run_page(page: Path) -> int:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             exec(compile(code, str(page), "exec"), namespace)  # the page's own code
+            replaced = sys.stdout is not printed and repr(sys.stdout)
+        # (once, in one cold run of the suite, a block printed nothing at all: this says who
+        # took sys.stdout if it happens again)
+        assert not replaced, f"{page.name}: sys.stdout became {replaced} as a block ran; " \
+            f"threads: {[thread.name for thread in threading.enumerate()]}"
         ran += 1
         if shown is not None:
             assert printed.getvalue().strip() == shown.strip(), f"{page.name}:\n{code}"
