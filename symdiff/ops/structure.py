@@ -41,7 +41,7 @@ def _shifted(v, axis: int, fill: float, down: bool = True) -> T.Tensor:
 def _cumprod_lines(e, node, row, read):  # y_k = y_(k-1) x_k
     (x,), name = node.inputs, e.name(node)
     return scan_lines(e, node, row, lambda at: read(x, at()),
-                 lambda at: f"{name}[{', '.join(at(-1))}] * {read(x, at())}")
+                      lambda at: f"{name}[{', '.join(at(-1))}] * {read(x, at())}")
 
 
 def _cumprod_adjoint(dy, y, x, *, axis):  # dx_i = P_(i-1) R_i, R_i = dy_i + x_(i+1) R_(i+1)
@@ -78,8 +78,8 @@ def _recurrence_lines(e, node, row, read):  # h_k = b_k + a_k h_(k-1) (reverse: 
     before = 1 if node.attr("reverse") else -1
     link = before if node.attr("reverse") else 0
     return scan_lines(e, node, row, lambda at: read(b, at()),
-                 lambda at: f"{read(b, at())} + {read(a, at(link))} * "
-                            f"{name}[{', '.join(at(before))}]")
+                      lambda at: f"{read(b, at())} + {read(a, at(link))} * "
+                                 f"{name}[{', '.join(at(before))}]")
 
 
 def _recurrence_adjoint(dh, h, a, b, *, axis, reverse):  # the other direction, the same a
