@@ -255,8 +255,9 @@ def _finish(epilogue, scalars, columns, partial, registers, outs, results, stack
         for j in range(partial.shape[1]):
             totals[j] += partial[g, j]
     regs = np.empty((registers, 1))
-    _block(epilogue, scalars, columns, 0, 1, regs, totals, outs, results, stacked, bases, loops,
-           np.empty((kept, 1)))
+    # lo and hi as int64, not literals: literal 0 and 1 would compile _block a second time
+    _block(epilogue, scalars, columns, np.int64(0), np.int64(1), regs, totals, outs, results,
+           stacked, bases, loops, np.empty((kept, 1)))
 
 
 @njit(**JIT)
