@@ -83,6 +83,7 @@ class _Emitter:
         # module-level names (a loop's step function and its loops) taken so far
         self.module_names = module_names if module_names is not None else set()
         self.functions: list[str] = []  # the texts of the loops' step functions
+        self.tables: dict[tuple, str] = {}  # integer tables (a gather's indices) -> their names
         self._parts_read = None  # {uid of a loop: the indices of its results read}
         self.specs = specs_of(program)
         self.names = program.names()
@@ -150,6 +151,13 @@ class _Emitter:
 
     def read(self, node: Node, idx) -> str:
         return self.operand(self.current, node, idx)
+
+    def table(self, values: tuple) -> str:
+        if values not in self.tables:
+            name = self.tables[values] = fresh("_indices", self.module_names)
+            entries = ", ".join(map(str, values))
+            self.functions.append(f"{name} = np.array([{entries}], dtype=np.intp)\n\n")
+        return self.tables[values]
 
     def nest(self, shape, inner) -> list[str]:
         idx = [self.fresh("m") for _ in shape]

@@ -337,6 +337,3 @@ def index_text(index: tuple) -> str:
         parts.append(_slice_text(slice(start, e.stop, None if step == 1 else step)))
     return ", ".join(p or ":" for p in parts)
 
-
-def tuple_text(indices: tuple) -> str:
-    return "(" + ", ".join(map(str, indices)) + ("," if len(indices) == 1 else "") + ")"

@@ -108,7 +108,7 @@ def _gather_shape(x, *, axis, indices):
 def _gather_in_loop(e, node, idx):
     axis, indices = node.attr("axis"), node.attr("indices")
     picks = list(idx)
-    picks[axis] = f"{I.tuple_text(indices)}[{idx[axis]}]"
+    picks[axis] = f"{e.table(indices)}[{idx[axis]}]"
     return e.read(node.inputs[0], picks)
 
 
@@ -137,7 +137,7 @@ def _scatter_emit(e, node):  # zeros, each entry of the adjoint added where it w
 
     def add(idx):
         at = list(idx)
-        at[axis] = f"{I.tuple_text(node.attr('indices'))}[{idx[axis]}]"
+        at[axis] = f"{e.table(node.attr('indices'))}[{idx[axis]}]"
         return [f"{_entry(name, at)} += {_entry(e.name(dy), idx)}"]
     return [f"{name} = np.zeros({e.shape(node.shape)}, dtype=np.{e.float_type})"] + e.nest(
         dy.shape, add)
