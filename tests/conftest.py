@@ -1,4 +1,6 @@
 """Compiled models shared across tests: every Numba compile costs about a second."""
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -58,5 +60,22 @@ def at_one_and_two_threads(call):
         one = call()
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         return one, call()
+    finally:
+        numba.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def one_numba_thread_per_worker(request):
+    """pytest-xdist runs one test process per core, so there each test runs Numba on one
+    thread: a large batch runs its 16 chunks in turn (the same bits as on threads), and no
+    test compiles a threaded copy it does not ask for. Tests marked `threads` keep Numba's
+    threads; at_one_and_two_threads sets them itself."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or request.node.get_closest_marker("threads"):
+        yield
+        return
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
     finally:
         numba.set_num_threads(threads)

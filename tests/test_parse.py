@@ -111,9 +111,10 @@ def _loaded_only(name, globals=None, locals=None, fromlist=(), level=0):
 
 def _with_builtins(replacements, fn):
     # an earlier test's background compile (a kernel, its threaded copy, a step module) must
-    # not meet the replacements: Numba imports modules and runs exec as it compiles
+    # not meet the replacements: Numba imports modules and runs exec as it compiles (the
+    # blocks pool's idle threads never end, and compile nothing: joining them would hang)
     for thread in threading.enumerate():
-        if thread.name.startswith("symdiff"):
+        if thread.name.startswith(("symdiff kernel", "symdiff threads", "symdiff step")):
             thread.join()
     try:
         for name, replacement in replacements.items():

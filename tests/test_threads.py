@@ -14,6 +14,7 @@ from conftest import LOGISTIC, mlp_arguments
 from symdiff.codegen.kernel import Choice
 
 TWO = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread")
+pytestmark = pytest.mark.threads  # these tests are about the threaded path
 
 
 class Clock:
