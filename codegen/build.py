@@ -107,6 +107,7 @@ def compiling():
         if _pauses == 0:
             _resume = gc.isenabled()
             gc.disable()
+            _plain_numba_errors()
         _pauses += 1
     try:
         yield
@@ -115,6 +116,21 @@ def compiling():
             _pauses -= 1
             if _pauses == 0 and _resume:
                 gc.enable()
+
+
+def _plain_numba_errors() -> None:
+    """Numba marks up each error message it formats (type inference formats and drops many as
+    it tries overloads) inside colorama's init() and deinit(), which replace sys.stdout and
+    sys.stderr for the whole process, then put back the streams of the moment init() ran. From
+    a compile on another thread, that undid a redirection of sys.stdout the main thread made
+    meanwhile: its prints went to the old stream. Under Numba's default colour scheme,
+    no_color, the markup is only bold: here the scheme's parts return the text as it is and
+    touch no stream. A colour scheme the user chose is kept."""
+    from numba.core import config, errors
+    if config.COLOR_SCHEME == "no_color" and hasattr(errors, "HighlightColorScheme"):
+        scheme = errors.termcolor()  # one instance, which Numba's modules hold from import
+        for part in ("code", "errmsg", "filename", "indicate", "highlight", "reset"):
+            setattr(scheme, part, str)
 
 
 @contextlib.contextmanager

@@ -116,3 +116,20 @@ def test_float32_results_keep_their_type_on_the_numpy_path(held):
     f.wait()
     assert f.value_and_grad(w=np.float32(0.5), b=np.float32(-0.25), x=x)[0] == \
         pytest.approx(value, rel=1e-6)
+
+
+def test_numba_error_messages_leave_the_process_streams_alone(monkeypatch):
+    """Numba marked up each error message it formats (type inference formats many) inside
+    colorama's init() and deinit(), which swap sys.stdout and sys.stderr for the whole
+    process: from a background compile, that undid the main thread's redirection of stdout
+    meanwhile (a docs block's prints vanished). Once symdiff compiles, neither is called."""
+    from numba.core import errors
+    from symdiff.codegen.build import compiling
+    with compiling():
+        pass
+    calls = []
+    for name in ("init", "reinit", "deinit"):
+        monkeypatch.setattr(errors, name, lambda *a, name=name, **k: calls.append(name),
+                            raising=False)
+    assert errors.termcolor().errmsg("No implementation") == "No implementation"
+    assert calls == []
