@@ -55,6 +55,34 @@ OPCODES = FIXED + PRIMITIVES  # then one instruction per built-in function recor
 CODE = {name: k for k, name in enumerate(OPCODES)}
 
 
+# `run` and `run_parallel`: one text, the groups' loop a range or a prange. Each calls _block
+# itself: a function per group and one for the epilogue, each linking _block's machine code
+# anew, cost Numba 2 of the 8 s of the interpreter's first compile.
+RUN = """@njit({flags}**JIT)
+def {name}(
+        code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs, results,
+        stacked, bases, loops, kept):
+    \"\"\"A tape over n samples: groups{how} of blocks of `width` samples, each group
+    summing into its own row of partial sums; then the rows added in order, and the epilogue
+    run on one sample.\"\"\"
+    partial = np.zeros((groups, nsums))
+    for g in {loop}(groups):
+        lo, hi = g * n // groups, (g + 1) * n // groups
+        regs = np.empty((registers, width))
+        stack = np.empty((kept, width))  # what loops keep, per block
+        for start in range(lo, hi, width):
+            _block(code, scalars, columns, start, min(start + width, hi), regs, partial[g],
+                   outs, results, stacked, bases, loops, stack)
+    totals = np.zeros(nsums)
+    for g in range(groups):
+        for j in range(nsums):
+            totals[j] += partial[g, j]
+    # lo and hi as int64, not literals: literal 0 and 1 would compile _block a second time
+    _block(epilogue, scalars, columns, np.int64(0), np.int64(1), np.empty((registers, 1)),
+           totals, outs, results, stacked, bases, loops, np.empty((kept, 1)))
+"""
+
+
 def source() -> str:
     """The interpreter module's text."""
     branches = []
@@ -68,7 +96,10 @@ def source() -> str:
         branches.append(f"            r[i] = {spell(record, operands, False)}")
     constants = "".join(f"{op.upper()} = {k}\n" for k, op in enumerate(FIXED))
     return (_MODULE.replace("# VECMATH\n", vecmath_import(branches))
-            .replace("# CONSTANTS\n", constants).replace("# FUNCTIONS", "\n".join(branches)))
+            .replace("# CONSTANTS\n", constants).replace("# FUNCTIONS", "\n".join(branches))
+            .replace("# RUN", RUN.format(flags="", name="run", how="", loop="range") + "\n"
+                     + RUN.format(flags="parallel=True, ", name="run_parallel",
+                                  how=", shared among threads", loop="prange")))
 
 
 @cache  # once per process: making and hashing its text costs ~100 us, more than a small call
@@ -235,51 +266,5 @@ def _function(op, r, x, y, m):
 # FUNCTIONS
 
 
-@njit(**JIT)
-def _group(code, scalars, columns, lo, hi, width, registers, sums, outs, results, stacked,
-           bases, loops, kept):
-    \"\"\"The batch phase on samples lo..hi, in blocks of `width`.\"\"\"
-    regs = np.empty((registers, width))
-    stack = np.empty((kept, width))  # what loops keep, per block
-    for start in range(lo, hi, width):
-        _block(code, scalars, columns, start, min(start + width, hi), regs, sums, outs, results,
-               stacked, bases, loops, stack)
-
-
-@njit(**JIT)
-def _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
-            loops, kept):
-    \"\"\"Add the groups' partial sums in order, then run the epilogue on one sample.\"\"\"
-    totals = np.zeros(partial.shape[1])
-    for g in range(partial.shape[0]):
-        for j in range(partial.shape[1]):
-            totals[j] += partial[g, j]
-    regs = np.empty((registers, 1))
-    # lo and hi as int64, not literals: literal 0 and 1 would compile _block a second time
-    _block(epilogue, scalars, columns, np.int64(0), np.int64(1), regs, totals, outs, results,
-           stacked, bases, loops, np.empty((kept, 1)))
-
-
-@njit(**JIT)
-def run(code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs, results,
-        stacked, bases, loops, kept):
-    \"\"\"Run a tape over n samples: the batch phase in `groups` groups, then the epilogue.\"\"\"
-    partial = np.zeros((groups, nsums))
-    for g in range(groups):
-        _group(code, scalars, columns, g * n // groups, (g + 1) * n // groups, width,
-               registers, partial[g], outs, results, stacked, bases, loops, kept)
-    _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
-            loops, kept)
-
-
-@njit(parallel=True, **JIT)
-def run_parallel(code, epilogue, scalars, columns, n, groups, width, registers, nsums, outs,
-                 results, stacked, bases, loops, kept):
-    \"\"\"`run` with the groups shared among threads; the same bits as `run`.\"\"\"
-    partial = np.zeros((groups, nsums))
-    for g in prange(groups):
-        _group(code, scalars, columns, g * n // groups, (g + 1) * n // groups, width,
-               registers, partial[g], outs, results, stacked, bases, loops, kept)
-    _finish(epilogue, scalars, columns, partial, registers, outs, results, stacked, bases,
-            loops, kept)
+# RUN
 """
