@@ -369,8 +369,7 @@ class _Emitter:
                 nest += ["    " * (depth - 1) + line for line in loop.closing.get(depth, ())]
             nests += nest
         reads = sorted(set(loop.reads), key=loop.reads.index)
-        outs = [self.name(n) for n in loop.stores + loop.direct] + \
-               [f"part_{self.name(n)}" for n in loop.partial]
+        outs = [self.name(n) for n in loop.stores + loop.direct] + self.parts(loop)
         dims = [self.dim_var[d] for d in dict.fromkeys(d for stage in unit.parts()
                                                        for d in stage.space[1:])
                 if isinstance(d, str)]
@@ -390,10 +389,20 @@ class _Emitter:
         if any(re.search(rf"\b{self.signed_row}\b", line) for line in nests):
             lines.append(f"        {self.signed_row} = np.int64({row})")
         lines += [f"        {line}" for line in nests]
-        lines += [f"    part_{self.name(n)}[{c}] = {self.name(n)}" for n in loop.partial
-                  if n.rank == 0]
+        lines += [f"    part_{k}[{c}, {j}] = {self.name(n)}"
+                  for j, n in enumerate(self.scalar_sums(loop))]
         loop.lines = lines
         return loop
+
+    def scalar_sums(self, loop: _Loop) -> list[Node]:
+        return [n for n in loop.partial if n.rank == 0]
+
+    def parts(self, loop: _Loop) -> list[str]:
+        """The arrays of a loop's results per chunk: `part_<loop>`, a column for each of its
+        sums over axis 0 that is a number (one array: Numba compiles each allocation and each
+        loop that combines the chunks), and `part_<name>` for each that is an array."""
+        return [f"part_{loop.index}"] * bool(self.scalar_sums(loop)) + \
+            [f"part_{self.name(n)}" for n in loop.partial if n.rank]
 
     def accumulate(self, loop: _Loop, node: Node, idx: str, accumulators: list) -> list[str]:
         axes = node.attr("axes")
@@ -464,11 +473,14 @@ class _Emitter:
             lines.append(f"    {self.name(n)} = np.empty({self.shape(n.shape)}{self.typed})"
                          if n.uid in loop.stored_once else
                          f"    {self.name(n)} = np.full({self.shape(n.shape)}, {fill})")
-        for n in loop.partial:  # batch sums: float64 partials, rounded once at the end
-            fill = number(OPS[n.op].identity)
-            lines.append(f"    part_{self.name(n)} = np.empty({self.shape((rows,))})" if not n.rank
-                         else f"    part_{self.name(n)} = np.full({self.shape((rows,) + n.shape)}, "
-                         f"{fill})")  # a number per chunk is stored by its chunk
+        scalars = self.scalar_sums(loop)  # batch sums: float64 partials, rounded at the end
+        if scalars:  # a number per chunk is stored by its chunk
+            lines.append(f"    part_{loop.index} = np.empty({self.shape((rows, len(scalars)))})"
+                         f"  # {', '.join(self.name(n) for n in scalars)}")
+        for n in loop.partial:
+            if n.rank:
+                lines.append(f"    part_{self.name(n)} = np.full("
+                             f"{self.shape((rows,) + n.shape)}, {number(OPS[n.op].identity)})")
         args = ", ".join(loop.reads)
         size = self.dim_var.get(unit.space[0], unit.space[0])
         if self.chunked(unit):  # a plain loop in `kernel`, threads in its threaded copy
@@ -477,13 +489,22 @@ class _Emitter:
                       f"({c} + 1) * {size} // {chunks}, {args})"]
         else:
             lines.append(f"    {self.prefix}_loop{loop.index}(0, 0, {size}, {args})")
-        for n in loop.partial:
-            part, name = f"part_{self.name(n)}", self.name(n)
-            c = self.var["c"]  # the chunks' partial results, combined in chunk order
-            lines.append(f"    {name} = {part}[0]{'.copy()' if n.rank else ''}")
+        if scalars:  # the chunks' partial results, combined in chunk order
+            part = f"part_{loop.index}"
+            lines.append(f"    {', '.join(self.name(n) for n in scalars)} = "
+                         f"{', '.join(f'{part}[0, {j}]' for j in range(len(scalars)))}")
             if rows != "1":
-                lines += [f"    for {c} in range(1, {rows}):",
-                          f"        {OPS[n.op].accumulate(name, f'{part}[{c}]')}"]
+                lines.append(f"    for {c} in range(1, {rows}):")
+                lines += [f"        {OPS[n.op].accumulate(self.name(n), f'{part}[{c}, {j}]')}"
+                          for j, n in enumerate(scalars)]
+        for n in loop.partial:
+            name = self.name(n)
+            if n.rank:
+                part = f"part_{name}"
+                lines.append(f"    {name} = {part}[0].copy()")
+                if rows != "1":
+                    lines += [f"    for {c} in range(1, {rows}):",
+                              f"        {OPS[n.op].accumulate(name, f'{part}[{c}]')}"]
             total = name
             if self.single:
                 total = f"np.float32({total})" if n.rank == 0 else f"{total}.astype(np.float32)"
