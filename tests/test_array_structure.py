@@ -196,6 +196,12 @@ def test_products_and_recurrences_are_scalar_loops(model, request):
     assert not [w for w in writes if ":" in w]
 
 
+def test_a_cumprods_adjoint_is_a_reverse_recurrence():
+    x = sd.tensor("x", (4,))
+    program = sd.differentiate(sd.sum(sd.sin(sd.cumprod(x))), [x])
+    assert "= recurrence(x, dcumprod1, axis=0, reverse=True)" in str(program)
+
+
 def test_per_example_values_and_gradients_match_central_differences(per_example):
     values, grads = per_example.value_and_grad(X=X0, Z=Z0, w=W0)
     for i in range(len(X0)):

@@ -106,6 +106,7 @@ def _op_cases(group: int):
     return [(c, case) for c, case in enumerate(CASES) if c % GROUPS == group]
 
 
+@pytest.mark.campaign  # each op's own tests, in the default run, compile it
 @pytest.mark.parametrize("group", range(GROUPS))
 def test_every_op_compiled_matches_the_interpreter_and_finite_differences(group):
     """The op-table cases in GROUPS compiled models, each the sum over its cases of

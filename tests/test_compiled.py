@@ -7,6 +7,7 @@ from scipy import special
 
 import symdiff as sd
 from symdiff.functions import BUILTINS, FUNCTIONS
+from campaign import CAMPAIGN, slice_of
 from conftest import LOGISTIC, mlp_arguments
 from symdiff.errors import ArgumentError, DomainError, ShapeError
 
@@ -151,6 +152,7 @@ def every_function(request):
     return models
 
 
+@CAMPAIGN  # each function's derivative: against mpmath in test_vocabulary's default run
 def test_every_function_derivative_against_finite_differences(every_function):
     """This part's functions (the data for all, drawn alike in every part)."""
     assert set(UNARY + BINARY + TERNARY) == set(BUILTINS) - {"finite"}  # finite: our guards
@@ -203,7 +205,7 @@ def test_min_and_max_split_ties_evenly_like_jax():
     assert f.grad(x=2.0, y=1.0) == {"x": 1.0, "y": 2.0}
 
 
-@pytest.mark.parametrize("tier", ["kernel", "auto"])
+@pytest.mark.parametrize("tier", slice_of(["kernel", "auto"], {"auto"}))
 def test_depth_200_chain_compiles_runs_and_is_exact(tier):
     def chain(x, a):
         y = x

@@ -62,7 +62,15 @@ def test_conv_and_pooling_match_the_definition_and_central_differences():
                        atol=1e-8)
     assert np.allclose(grads["x"], central(lambda v: np.mean(_loss(v, wv)), xv), rtol=1e-6,
                        atol=1e-8)
+
+
+@pytest.mark.campaign  # a kernel of its own, seconds to compile
+def test_forward_mode_of_conv_and_pooling_agrees_with_the_gradient():
+    rows, x, w = _model()
+    f = sd.compile(sd.mean(rows), wrt=[x, w], tier="kernel")
+    xv, wv = RNG.normal(size=(4, 2, 6, 5)), RNG.normal(size=(3, 2, 3, 2))
     v = RNG.normal(size=wv.shape)
+    _, grads = f.value_and_grad(x=xv, w=wv)
     _, derivative = f.jvp({"w": v}, x=xv, w=wv)
     assert np.isclose(derivative, np.sum(grads["w"] * v), rtol=1e-9)
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import symdiff as sd
-from campaign import sizes
+from campaign import CAMPAIGN, sizes
 from differential_paths import (batch_path, jacobian_path, report, scalar_paths,
                                 second_order_path)
 from formula_grammar import MODEST_CONSTANTS, formulas, points
@@ -146,7 +146,7 @@ def test_jacobian(examples):
       for p in sizes(1, 2)],
     *[pytest.param(True, "float64", *p.values, id=f"per-example-{p.id}", marks=p.marks)
       for p in sizes(2, 6)],
-    pytest.param(False, "float32", 1, id="float32")])
+    pytest.param(False, "float32", 1, id="float32", marks=CAMPAIGN)])
 def test_tensor_models(per_example, dtype, examples):
     """Value, gradients and sgd_step of random tensor models against central differences
     of an independent NumPy forward pass. Per example, the gradients are the Jacobian's
@@ -160,6 +160,7 @@ def test_tensor_models(per_example, dtype, examples):
     check()
 
 
+@CAMPAIGN
 @runs(1)
 @given(case=tensor_case(per_example=False, dtype="float64", second_order=True))
 def test_tensor_models_second_order(case):

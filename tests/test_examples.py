@@ -112,6 +112,7 @@ def test_fit_formula_recovers_the_parameters(capsys):
     assert set(fitted) == {"a", "b", "c"}
 
 
+@pytest.mark.campaign  # Dask's own paths: test_dask.py, on a LocalCluster of processes
 def test_dask_logistic_regression_reaches_scikit_learns_fit(capsys, tmp_path):
     import dask
     from sklearn.linear_model import LogisticRegression
@@ -164,20 +165,24 @@ def test_the_examples_leave_a_clean_clone_clean(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clean"]):
         subprocess.run(git + command, cwd=clone, check=True)
-    for name in ("lectures", "mlp_digits", "gaussian_process", "lotka_volterra"):
-        # the others write nothing
-        script = clone / "examples" / f"{name}.py"
-        # run main() with its command-line defaults from the clone's copy, cwd in the clone;
-        # mlp_digits for one epoch (its full run takes half a minute)
-        code = (f"import runpy, sys; sys.argv = [{str(script)!r}]; "
-                f"m = runpy.run_path({str(script)!r}, run_name='example'); "
-                + ("m['main'](epochs=1, show_source=False)" if name == "mlp_digits" else
-                   "m['main']()"))
-        # -P: symdiff as installed, not the copy's package in the current folder
-        done = subprocess.run([sys.executable, "-P", "-c", code], cwd=clone, capture_output=True,
-                              text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "symdiff-" in done.stdout, f"{name} did not name its output folder"
+    # each example's main() with its command-line defaults, from the clone's copy, cwd in the
+    # clone, in one interpreter (one start-up); mlp_digits for one epoch (a full run takes half
+    # a minute). The others write nothing.
+    names = ("lectures", "mlp_digits", "gaussian_process", "lotka_volterra")
+    code = "import runpy, sys\n" + "".join(
+        f"print('=== {name}')\n"
+        f"sys.argv = [{str(clone / 'examples' / f'{name}.py')!r}]\n"
+        f"m = runpy.run_path(sys.argv[0], run_name='example')\n"
+        + ("m['main'](epochs=1, show_source=False)\n" if name == "mlp_digits" else
+           "m['main']()\n") for name in names)
+    # -P: symdiff as installed, not the copy's package in the current folder
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=clone, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outputs = done.stdout.split("=== ")[1:]
+    assert [o.split("\n", 1)[0] for o in outputs] == list(names)
+    for output in outputs:
+        assert "symdiff-" in output, f"{output.split()[0]} did not name its output folder"
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
                             text=True, check=True).stdout
     assert status == "", status

@@ -49,6 +49,7 @@ def test_gp_likelihood_value_and_gradient(gp):
     assert np.allclose(got, central(_nll, HYPER), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.campaign
 def test_gp_likelihood_forward_mode_and_hessian_vector_products(gp):
     v = np.array([0.3, -0.2, 0.5])
     names = ("log_ls", "log_sf", "log_sn")

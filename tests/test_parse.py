@@ -11,6 +11,7 @@ import pytest
 import symdiff as sd
 from symdiff import tensors as T
 from symdiff.parse import MAX_DEPTH, MAX_LENGTH, build, free_names, parse_formula
+from campaign import sizes
 
 
 def names(text):
@@ -170,15 +171,18 @@ def test_any_text_parses_or_raises_symdiff_errors_only(text):
     assert isinstance(out, (T.Tensor, float))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 4000), st.sampled_from(["x+", "-", "(", "x**", "exp(", "not ", "2**"]))
-def test_deep_and_long_inputs_are_refused_or_built_never_crash(repeat, piece):
-    text = piece * repeat + "x" + (")" * repeat if piece.endswith("(") else "")
-    try:
-        out = parse_and_build(text)
-    except sd.SymdiffError:
-        return
-    assert isinstance(out, (T.Tensor, float))
+@pytest.mark.parametrize("examples", sizes(8, 60))
+def test_deep_and_long_inputs_are_refused_or_built_never_crash(examples):
+    @settings(max_examples=examples, deadline=None)
+    @given(st.integers(1, 4000), st.sampled_from(["x+", "-", "(", "x**", "exp(", "not ", "2**"]))
+    def check(repeat, piece):
+        text = piece * repeat + "x" + (")" * repeat if piece.endswith("(") else "")
+        try:
+            out = parse_and_build(text)
+        except sd.SymdiffError:
+            return
+        assert isinstance(out, (T.Tensor, float))
+    check()
 
 
 def test_string_escapes_raise_a_parse_error_and_no_warning():

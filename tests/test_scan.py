@@ -87,6 +87,7 @@ def test_the_numpy_interpreter_runs_the_same_loops(model):
     np.testing.assert_allclose(out["dx"], grads["x"], rtol=1e-13)
 
 
+@pytest.mark.campaign  # a loop's second order in the default run: on the tape, below
 def test_hessian_vector_products_through_the_loops(model):
     """Forward over reverse: tangents through the backward loop; the oracle is mixed second
     central differences of the NumPy loop."""

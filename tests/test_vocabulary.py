@@ -16,6 +16,7 @@ from sympy.codegen.cfunctions import exp2, hypot, log2, log10
 
 import symdiff as sd
 from symdiff.functions import ALIASES, BUILTINS, FUNCTIONS
+from campaign import CAMPAIGN, slice_of
 
 mp.mp.dps = 40
 SELU_ALPHA = mp.mpf("1.6732632423543772848170429916717")  # Klambauer et al.'s constants
@@ -158,7 +159,7 @@ def test_binary_value_and_gradient_against_mpmath(name, tier):
             close(grads[wrt][i], slope(name, p, k), 1e-12, f"d{name}{p}/d{wrt}")
 
 
-@pytest.mark.parametrize("name", sorted(UNARY))
+@pytest.mark.parametrize("name", slice_of(sorted(UNARY), {"log_sigmoid", "gelu", "logit"}))
 def test_float32_kernel_against_mpmath(name):
     points = np.array([p for p in FLOAT32.get(name, UNARY[name][1]) if abs(p) <= 10],
                       dtype=np.float32)
@@ -177,7 +178,7 @@ def test_float32_kernel_against_mpmath(name):
 SECOND_ORDER_ON_THE_TAPE = ("log_ndtr", "digamma", "sinc")
 
 
-@pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.parametrize("name", slice_of(SMOOTH, {"silu", "hypot", "clip"}))
 def test_forward_mode_and_hessian_vector_products_against_mpmath(name):
     points = UNARY[name][1] if name in UNARY else BINARY[name][1]
     args = ["x"] if name in UNARY else ["x", "y", "z"][:len(points[0])]
@@ -426,6 +427,7 @@ def test_traced_functions_and_sd_call_the_pieces_and_choices():
                       wrt=list(at)).value_and_grad(**at) == want
 
 
+@CAMPAIGN
 def test_per_example_gradients_float32_and_hessians_of_the_new_records():
     text = "clip(w*u, -1, 1) + mod(w*u, 0.75) + sinc(w*u) + xlogy(w, u*u) + log_ndtr(w*u)"
     u = np.array([-2.0, -0.4, 0.3, 1.1])
@@ -558,7 +560,7 @@ def test_parameters_value_and_gradients_against_mpmath(name, tier):
             close(grads[a][i], _parameterised_slope(name, p, k), 1e-12, f"d{name}{p}/d{a}")
 
 
-@pytest.mark.parametrize("name", sorted(PARAMETERISED))
+@pytest.mark.parametrize("name", slice_of(sorted(PARAMETERISED), {"elu"}))
 def test_parameters_in_float32_jvp_and_hessians(name):
     f, text, points = PARAMETERISED[name]
     args = ["x", "a", "b"][:len(points[0])]
