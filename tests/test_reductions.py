@@ -67,7 +67,8 @@ def check_all_orders(name, x, v, rtol=1e-6, atol=1e-7):
 DIRECTION = np.array([[0.3, -1.0, 0.5, 0.2], [-0.4, 0.8, 0.1, -0.6], [0.9, 0.2, -0.3, 0.7]])
 
 
-@pytest.mark.parametrize("name", slice_of(sorted(REDUCTIONS), {"std", "cumsum"}))
+# by default the reductions whose models other tests here compile anyway
+@pytest.mark.parametrize("name", slice_of(sorted(REDUCTIONS), {"min", "std", "norm"}))
 def test_value_gradient_jvp_hvp_at_ordinary_points(name):
     check_all_orders(name, ORDINARY, DIRECTION)
 
