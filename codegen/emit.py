@@ -82,7 +82,7 @@ class _Emitter:
         self.prefix = prefix  # of its loop functions' names: a loop's step has its own
         # module-level names (a loop's step function and its loops) taken so far
         self.module_names = module_names if module_names is not None else set()
-        self.functions: list[str] = []  # the texts of the loops' step functions
+        self.functions: list[str] = []  # module-level texts: helpers, index tables, loop steps
         self.tables: dict[tuple, str] = {}  # integer tables (a gather's indices) -> their names
         self._parts_read = None  # {uid of a loop: the indices of its results read}
         self.specs = specs_of(program)
