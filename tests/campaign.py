@@ -1,6 +1,6 @@
 """The opt-in campaign, `pytest -m campaign` (the long run, which .ci/run also runs): random
-models by the thousand, and the checks the default run makes for some functions, dtypes and
-orders repeated for all of them. The default run keeps a quick slice of each."""
+models by the thousand, and the checks the default run makes for some functions, dtypes,
+orders, tiers or modules, made for all of them. The default run keeps a quick slice of each."""
 import pytest
 
 CAMPAIGN = pytest.mark.campaign

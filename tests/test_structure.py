@@ -120,6 +120,7 @@ for m in sys.argv[2:]:
 """
 
 
+@pytest.mark.campaign  # 69 interpreters; the default run imports every module in one
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter(tmp_path):
     # from elsewhere than the repository: as installed
     result = subprocess.run([sys.executable, "-c", IMPORT_EACH, str(tmp_path / "pyc"), *MODULES],

@@ -154,6 +154,7 @@ def test_auto_takes_the_tape_for_a_deep_formula_and_is_exact(deep_model):
         np.testing.assert_allclose(grads[f"x{k}"], expected[k], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.campaign  # the kernel tier's same check runs by default: test_threads.py
 def test_the_tape_gives_the_same_bits_at_one_and_two_threads(deep_model):
     K, f = deep_model
     X = np.random.default_rng(6).uniform(-1, 1, (K + 1, 30_000))
