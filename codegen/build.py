@@ -12,6 +12,7 @@ machine code instead of compiling the same kernel beside it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import importlib.metadata
@@ -118,6 +119,7 @@ def compiling():
                 gc.enable()
 
 
+@functools.cache  # once per process
 def _plain_numba_errors() -> None:
     """Numba marks up each error message it formats (type inference formats and drops many as
     it tries overloads) inside colorama's init() and deinit(), which replace sys.stdout and

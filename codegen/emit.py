@@ -571,8 +571,6 @@ def _dims(program: Program) -> dict[str, str]:
     return found
 
 
-
-
 def _describe(unit: Unit) -> str:
     if unit.stages:
         spaces = ", then ".join(format_shape(stage.space) for stage in unit.stages)

@@ -126,6 +126,17 @@ def _with_builtins(replacements, fn):
             setattr(builtins, name, original)
 
 
+def test_the_builtins_swap_waits_for_compiles_not_for_idle_pool_threads():
+    # regression: it joined every thread named "symdiff...", among them the blocks pool's
+    # idle workers, which never end; whenever a test before it had used the pool it hung
+    from symdiff.codegen.blocks import _pool
+    _pool(2).submit(int).result()  # the pool's threads started, now idle
+    done = threading.Thread(target=_with_builtins, args=({}, lambda: None), daemon=True)
+    done.start()
+    done.join(60)
+    assert not done.is_alive()
+
+
 def test_formulas_never_reach_eval_exec_or_import():
     text = "sigmoid(w*x + b) + log1p(x**2) + where(x > 0, x, -x) + 2**0.5"
     tree = _with_builtins({"eval": _refuse, "exec": _refuse, "compile": _syntax_tree_only,
