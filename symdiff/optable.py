@@ -61,6 +61,9 @@ class OpDef:
     # reads a transpose operand without its statement: True, a 2-D one as a `.T` view (no
     # copy); or (node, operand) -> whether node reads that operand from the transpose's source
     transposed_view: bool | Callable = False
+    # its statement binds a new array that no other variable refers to: a loop may write its
+    # own results into that array once nothing reads it any more (codegen/emit.py's `donor`)
+    fresh_array: bool = False
     # (node, the inputs' example axes, batch) -> the output's example axis, None (the same for
     # every example) or batching.MIXES: see symdiff/batching.py
     batching: Callable = MISSING

@@ -62,20 +62,21 @@ def test_a_large_batch_runs_in_blocks_and_agrees_with_the_hand_gradient(blocks, 
 
 
 def test_inputs_read_twice_count_toward_blocks(monkeypatch, data):
-    """Logistic regression allocates 16 bytes a row and reads X and t (40 bytes a row here)
-    in two passes: at n = 5,000 those 280 KB pass STREAM_BYTES set to 256 KiB, far under
-    LARGE_BYTES, and only that sends the call to blocks."""
+    """Logistic regression allocates 8 bytes a row (X @ w, whose array the loop after it
+    reuses) and reads X and t (40 bytes a row here) in two passes: at n = 5,000 those 240 KB
+    pass STREAM_BYTES set to 224 KiB, far under LARGE_BYTES, and only that sends the call to
+    blocks."""
     from symdiff.codegen import blocks as module
     monkeypatch.setattr(module, "BLOCK_BYTES", 8 * 1024)
-    monkeypatch.setattr(module, "STREAM_BYTES", 256 * 1024)
+    monkeypatch.setattr(module, "STREAM_BYTES", 224 * 1024)
     f = logreg()
     value, grads = f.value_and_grad(**data)
-    assert f._grad.row_bytes * N < module.LARGE_BYTES and f.__dict__.get("_blocks").kernels
+    assert f._grad.row_bytes == 8 and f.__dict__.get("_blocks").kernels
     hand_value, hand_grads = hand_logreg(**data)
     assert value == pytest.approx(hand_value, rel=1e-12)
     for w in ("w", "b"):
         np.testing.assert_allclose(grads[w], hand_grads[w], rtol=1e-10)
-    monkeypatch.setattr(module, "STREAM_BYTES", 512 * 1024)  # over the 280 KB: one call
+    monkeypatch.setattr(module, "STREAM_BYTES", 256 * 1024)  # over the 240 KB: one call
     g = logreg()
     assert g.value_and_grad(**data)[0] == pytest.approx(hand_value, rel=1e-12)
     assert "_blocks" not in g.__dict__ or not g._blocks.kernels

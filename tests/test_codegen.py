@@ -53,8 +53,10 @@ def test_every_adjoint_line_sits_under_its_from_comment(mlp, neuron, logistic):
         for stmt in compiled.program.stmts:
             if stmt.origin is None:
                 continue
-            statement = rf"\s*{stmt.name}(\[.*\])? (\+)?= (?!np\.|part_|0\.0$|-np\.inf$)"
-            assigned = [k for k, line in enumerate(lines)  # not allocations or chunk sums
+            statement = rf"\s*{stmt.name}(\[.*\])? (\+)?= " \
+                r"(?!np\.|part_|0\.0$|-np\.inf$|\w+  # reuses )"
+            assigned = [k for k, line in enumerate(lines)  # not allocations (new arrays or
+                        # reused ones) or chunk sums
                         if re.match(statement, line)]
             for k in assigned:
                 comment = next(lines[j] for j in range(k, -1, -1) if "# from:" in lines[j]

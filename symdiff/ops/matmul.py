@@ -69,7 +69,7 @@ def _emit(e, node):
 define("matmul", "structural", shape=_shape, adjoint=_adjoint, tangent=_tangent,
        per_example=_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
        emit=_emit, in_loop=None, tape=None, batching=_batching, transposed_view=True,
-       format=lambda node, args: f"{args[0]} @ {args[1]}")
+       fresh_array=True, format=lambda node, args: f"{args[0]} @ {args[1]}")
 
 
 # ---------------------------------------------------------------- stacked matrices
@@ -171,7 +171,7 @@ def _stack(e, X, rows, cols):
 
 define("bmm", "structural", shape=_bmm_shape, adjoint=_bmm_adjoint, tangent=_bmm_tangent,
        per_example=_bmm_per_example, evaluate=lambda node, args, dims: np.matmul(*args),
-       emit=_bmm_emit, in_loop=None, tape=None, batching=_bmm_batching,
+       emit=_bmm_emit, in_loop=None, tape=None, batching=_bmm_batching, fresh_array=True,
        # a product per matrix (a stack for B) reads a transposed stack from its source
        transposed_view=lambda node, X: node.inputs[1].rank > 2 and _swapped(X),
        format=lambda node, args: f"{args[0]} @ {args[1]}")
@@ -209,6 +209,6 @@ define("contract_rows", "structural", shape=_contract_shape, adjoint=_contract_a
        tangent=_contract_tangent, per_example=None,
        evaluate=lambda node, args, dims: args[0].reshape(-1, args[0].shape[-1]).T
        @ args[1].reshape(-1, args[1].shape[-1]),
-       emit=_contract_emit, in_loop=None, tape=None, hint="contract",
+       emit=_contract_emit, in_loop=None, tape=None, hint="contract", fresh_array=True,
        batching=lambda node, axes, batch: None if axes == (None, None) else MIXES,
        format=lambda node, args: f"contract_rows({args[0]}, {args[1]})")

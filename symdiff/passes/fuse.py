@@ -71,7 +71,7 @@ def fuse(program: Program) -> list[Unit]:
             continue
         space = iteration_space(node)
         earliest = 0
-        for inp, mapped in _reads(node, virtual):
+        for inp, mapped in reads(node, virtual):
             if inp.uid not in placed:  # a kernel argument
                 continue
             where, in_loop = placed[inp.uid]
@@ -117,7 +117,7 @@ def sources(node: Node, virtual: set[int]):
             yield inp
 
 
-def _reads(node: Node, virtual: set[int]):
+def reads(node: Node, virtual: set[int]):
     """(source, read through an index map?) for each source of `node`: a value read both
     directly and through a map (h[:, ::-1] * h) is read at other entries than its own."""
     for inp in node.inputs:
