@@ -22,7 +22,7 @@ import numpy as np
 
 from symdiff.errors import ArgumentError, SymdiffError
 
-from .blocks import blocks_of, finish, pairwise, plan, run
+from .blocks import blocks_of, converted, finish, pairwise, plan, run
 from .compiled import _check_finite
 from .inputs import bind
 
@@ -59,6 +59,9 @@ def _arguments(compiled, arguments: dict):
                                 f"{name} as a NumPy array")
         else:
             params[name] = value
+    taken = {spec.name: spec for spec in compiled._grad._specs}
+    dims: dict = {}  # the parameters as the kernels take them: the epilogue's too
+    params = {name: taken[name].convert(value, dims) for name, value in params.items()}
     if not batched:
         raise ArgumentError(f"{compiled.title}: Dask arrays need a model with batch inputs")
     first = next(iter(batched.values()))
@@ -93,7 +96,8 @@ def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: 
     p = plan(compiled, required=True)
     kernel = p.kernel(gradients)
     labels = ["value"] + [f"the gradient by {w}" for w in compiled.wrt]
-    arguments = {**params, **dict(zip(names, blocks))}
+    arguments = _in_chunk(lambda: converted(kernel, {**params, **dict(zip(names, blocks))}),
+                          k, start, stop)
     parts = []
     for lo, hi, block in blocks_of(arguments, names, p.rows, stop - start):
         part = _in_chunk(lambda: run(kernel, block), k, start + lo, start + hi)

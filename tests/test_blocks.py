@@ -142,3 +142,15 @@ def test_a_forked_child_runs_blocks_on_threads_of_its_own(blocks, data):
     finally:
         child.join(10)
         child.kill()
+
+
+def test_float32_arguments_give_the_bits_of_their_float64_values(blocks, data):
+    """Converted once for the whole call: the epilogue (the mean's 1/n, the penalty on w)
+    computes in float64 as a one-call kernel does, not in the parameters' float32."""
+    f = logreg()
+    single = {k: np.float32(v) if np.ndim(v) == 0 else v.astype(np.float32)
+              for k, v in data.items()}
+    double = {k: np.float64(v) if np.ndim(v) == 0 else v.astype(np.float64)
+              for k, v in single.items()}
+    result = f.value_and_grad(**single)
+    assert f._blocks.kernels and same_bits(result, f.value_and_grad(**double))
