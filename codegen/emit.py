@@ -207,11 +207,12 @@ class _Emitter:
         took 120 ms with four (n, 128) arrays, 77 ms with two)."""
         if node.uid in self.rowwise:
             return None
-        k, stage, position = self.place[node.uid]
+        k, *here = self.place[node.uid]
         for s in loop.unit.stmts:
             for d in sources(s.node, self.virtual):
-                if d.uid not in self.given and d.shape == node.shape and self.owned(d, k) \
-                        and all(self.done_with(d, read, k, (stage, position))
+                if d.uid not in self.given and d.shape == node.shape \
+                        and self.owned(d, k, tuple(here)) \
+                        and all(self.done_with(d, read, k, tuple(here))
                                 for read in self.readers[d.uid]):
                     self.given.add(d.uid)
                     return d
@@ -231,12 +232,16 @@ class _Emitter:
             and record.kind in ("elementwise", "reduce") \
             and iteration_space(reader) == node.shape
 
-    def owned(self, node: Node, k: int) -> bool:
-        """Does the kernel alone hold `node`'s array, made before unit k: stored by an
-        earlier loop, or the new array of a statement (a product), and never returned?"""
+    def owned(self, node: Node, k: int, here: tuple) -> bool:
+        """Does the kernel alone hold `node`'s array, made before loop k writes at `here`
+        (stage, position): stored by an earlier loop or an earlier stage of this one (a
+        softmax's exponentials, which its adjoint reads last), or the new array of a
+        statement (a product), and never returned?"""
         where = self.unit_of.get(node.uid)
-        if where is None or where >= k or node.uid in self.outputs:
+        if where is None or where > k or node.uid in self.outputs:
             return False
+        if where == k:
+            return self.stored(node) and self.place[node.uid][1:] < here
         if self.units[where].loop and self.units[where].space:
             return self.stored(node)
         return OPS[node.op].fresh_array and node.dtype == self.float_type
