@@ -7,7 +7,9 @@ formula, 3 parameters, batch 1000); SYSTEM is `symdiff`, `symdiff-later` (wait=F
 first result from NumPy while the kernel compiles in the background) or `jax`. Each process
 imports only what its system needs, builds the model and computes its first value and
 gradients; caches are wherever SYMDIFF_CACHE_DIR, NUMBA_CACHE_DIR and (for JAX)
-JAX_COMPILATION_CACHE_DIR point.
+JAX_COMPILATION_CACHE_DIR point. `symdiff-step` and `jax-step` take a first training step
+instead: symdiff's `sgd_step(0.1, ...)`, which updates the parameters in place, and a jitted
+JAX function returning the loss and the parameters after one step of gradient descent.
 """
 from __future__ import annotations
 
@@ -18,16 +20,16 @@ import numpy as np
 
 def data(workload: str):
     rng = np.random.default_rng(0)
-    if workload == "logistic":
+    if workload == "logistic":  # the weights as 0-d arrays: a step updates them in place
         x0, x1 = rng.standard_normal((2, 1000))
-        return {"w0": 2.0, "w1": -3.0, "w2": -3.0, "x0": x0, "x1": x1,
+        return {"w0": np.array(2.0), "w1": np.array(-3.0), "w2": np.array(-3.0), "x0": x0, "x1": x1,
                 "y": (rng.random(1000) < 0.5).astype(float)}
     params = {"W1": rng.normal(0, 0.18, (64, 128)), "b1": np.zeros(128),
               "W2": rng.normal(0, 0.13, (128, 10)), "b2": np.zeros(10)}
     return {"X": rng.random((128, 64)), "y": rng.integers(0, 10, 128), **params}
 
 
-def symdiff_first(workload: str, wait: bool, arguments: dict):
+def symdiff_first(workload: str, wait: bool, arguments: dict, step: bool = False):
     import symdiff as sd
     if workload == "logistic":
         z = "(w0*x0 + w1*x1 + w2)"
@@ -40,10 +42,10 @@ def symdiff_first(workload: str, wait: bool, arguments: dict):
         logits = sd.relu(X @ W1 + b1) @ W2 + b2
         f = sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
                        wait=wait)
-    return f.value_and_grad(**arguments)
+    return f.sgd_step(0.1, **arguments) if step else f.value_and_grad(**arguments)
 
 
-def jax_first(workload: str, arguments: dict):
+def jax_first(workload: str, arguments: dict, step: bool = False):
     import jax
     jax.config.update("jax_enable_x64", True)
     jnp = jax.numpy
@@ -59,14 +61,20 @@ def jax_first(workload: str, arguments: dict):
             return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
         argnums = (0, 1, 2, 3)
     names = loss.__code__.co_varnames[:loss.__code__.co_argcount]
-    vg = jax.jit(jax.value_and_grad(loss, argnums=argnums))
-    return jax.block_until_ready(vg(*(arguments[n] for n in names)))
+    vg = jax.value_and_grad(loss, argnums=argnums)
+
+    def sgd(*args):  # the loss, and the parameters after one step
+        value, grads = vg(*args)
+        return value, [args[k] - 0.1 * g for k, g in zip(argnums, grads)]
+    first = jax.jit(sgd if step else vg)
+    return jax.block_until_ready(first(*(arguments[n] for n in names)))
 
 
 if __name__ == "__main__":
     workload, system = sys.argv[1:3]
     arguments = data(workload)
-    if system == "jax":
-        jax_first(workload, arguments)
+    if system in ("jax", "jax-step"):
+        jax_first(workload, arguments, step=system == "jax-step")
     else:
-        symdiff_first(workload, system == "symdiff", arguments)
+        symdiff_first(workload, system != "symdiff-later", arguments,
+                      step=system == "symdiff-step")

@@ -73,3 +73,46 @@ def test_a_refused_first_step_changes_nothing(monkeypatch):
     assert opt.count == 0 and not opt.flat_state
     for name in before:
         np.testing.assert_array_equal(params[name], before[name])
+
+
+LOCKED = """
+import threading
+import numpy as np
+import symdiff as sd
+import symdiff.codegen.steps as steps
+from numba.core.compiler_lock import global_compiler_lock
+X, y = sd.tensor("X", ("n", 3)), sd.tensor("y", ("n",))
+W, b = sd.tensor("W", (3, 2)), sd.tensor("b", (2,))
+f = sd.compile(sd.mean((sd.sum(sd.tanh(X @ W + b), axis=1) - y) ** 2), wrt=[W, b])
+release, compile_module = threading.Event(), steps.Steps._compile
+
+def held(self, rule):  # the step module's compile, holding Numba's lock as a compile does
+    with global_compiler_lock:
+        release.wait()
+    compile_module(self, rule)
+
+steps.Steps._compile = held
+waited = []  # a step that waits for the lock is let go after 30 s, and says so
+late = threading.Timer(30, lambda: (waited.append(True), release.set()))
+late.start()
+rng = np.random.default_rng(0)
+params = dict(W=rng.normal(size=(3, 2)), b=rng.normal(size=2))
+loss = f.step(sd.optim.Adam(0.05), X=rng.normal(size=(9, 3)), y=rng.normal(size=9), **params)
+late.cancel()
+release.set()
+f.wait()
+print("first step", "waited for the lock" if waited else "without waiting", loss)
+"""
+
+
+def test_the_first_step_needs_no_lock_the_step_modules_compile_holds():
+    """In a new process, whose first calls of the update functions compile them or load them
+    under Numba's process-wide lock: a step module's compile, started before the first step,
+    held that lock and made the step wait for the whole compile (here, until the step
+    returned, so here for the 30 s after which the script lets it go)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", LOCKED], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "first step without waiting" in done.stdout, done.stdout
