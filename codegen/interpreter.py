@@ -49,7 +49,7 @@ FIXED = (
     # comparisons give 1.0 or 0.0; where(a, b, c) picks b where a != 0
     "gt", "ge", "lt", "le", "eq", "ne", "where",
 )
-PRIMITIVES = tuple(name for name in BUILTINS if FUNCTIONS[name].definition is None)
+PRIMITIVES = tuple(name for name in BUILTINS if not FUNCTIONS[name].composite)
 OPCODES = FIXED + PRIMITIVES  # then one instruction per built-in function record (composite
 # ones, built-in or from sd.function, are lowered to these)
 CODE = {name: k for k, name in enumerate(OPCODES)}

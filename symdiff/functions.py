@@ -78,6 +78,12 @@ class Function:
         return self._built("lazy_definition")
 
     @property
+    def composite(self) -> bool:
+        """Whether the record has a definition, without building it (a built-in's is built
+        on first use: erfinv's takes 0.14 s)."""
+        return self.lazy_definition is not None
+
+    @property
     def derivatives(self) -> tuple | None:
         """A composite record's own derivatives, one expression of `params` per parameter."""
         return self._built("lazy_derivatives")
