@@ -29,7 +29,7 @@ from differential_paths import (batch_path, jacobian_path, scalar_paths,  # noqa
                                 second_order_path)
 from formula_grammar import MODEST_CONSTANTS, POINT_VALUES, formula  # noqa: E402
 from formula_oracle import FormulaOracle  # noqa: E402
-from tensor_oracle import ACTS, HEADS, MIDDLES, TensorCase, tensor_problems  # noqa: E402
+from tensor_oracle import ACTS, HEADS, make_case, middles_for, tensor_problems  # noqa: E402
 
 CALLS = ("value_and_grad", "call", "grad", "sgd_step")
 
@@ -212,11 +212,12 @@ def main():
                 print(f"{i} formulas", flush=True)
         for j in range(args.tensors):
             rng = random.Random(args.seed * 10**7 + j)
-            case = TensorCase(rng.choice(sorted(ACTS)), rng.choice(sorted(MIDDLES)),
-                              rng.choice(HEADS), rng.choice(["mean", "sum", None]),
-                              rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 3),
-                              rng.choice([1, 3, 7]), rng.randrange(2**32),
-                              "float32" if rng.random() < 0.2 else "float64", False)
+            reduce = rng.choice(["mean", "sum", None])
+            case = make_case(act=rng.choice(sorted(ACTS)), middle=rng.choice(middles_for(reduce)),
+                             static=False, head=rng.choice(HEADS), reduce=reduce,
+                             a=rng.randint(1, 3), b=rng.randint(1, 3), k=rng.randint(1, 3),
+                             n=rng.choice([1, 3, 7]), seed=rng.randrange(2**32),
+                             dtype="float32" if rng.random() < 0.2 else "float64")
             # jvp, hvp and the Hessian exist for reduced (scalar) losses only
             case.second_order = case.reduce is not None and rng.random() < 0.3
             try:

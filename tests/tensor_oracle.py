@@ -185,19 +185,26 @@ STATIC_ONLY = {"reverse", "permute"}  # a symbolic axis is only ever taken whole
 BATCH_INPUTS = {"X"}  # the batch inputs that can be in wrt
 
 
+def middles_for(reduce) -> list[str]:
+    """The middles a model with this reduce may have: those that need a static batch size
+    only per example (reduce None)."""
+    return sorted(MIDDLES) if reduce is None else sorted(set(MIDDLES) - STATIC_ONLY)
+
+
+def make_case(middle: str, static: bool, n: int, **fields) -> TensorCase:
+    """A TensorCase, with a static batch size of at least 5 where its middle needs one."""
+    static = static or middle in STATIC_ONLY
+    return TensorCase(middle=middle, static=static, n=(5 if n < 5 else n) if static else n,
+                      **fields)
+
+
 def tensor_case(per_example: bool, dtype: str, second_order: bool = False):
     """A Hypothesis strategy of TensorCases, sizes 1-3 (size-1 axes included); per example,
     some with a static batch size (5 or 7: no other axis has that size, so the batch inputs are
     the ones whose leading axis has it) and some differentiated by the batch input X too."""
-    middles = sorted(MIDDLES) if per_example else sorted(set(MIDDLES) - STATIC_ONLY)
-
-    def build(middle, static, **fields):
-        static = static or middle in STATIC_ONLY
-        n = fields.pop("n")
-        return TensorCase(middle=middle, static=static, n=(5 if n < 5 else n) if static else n,
-                          **fields)
     return st.builds(
-        build, act=st.sampled_from(sorted(ACTS)), middle=st.sampled_from(middles),
+        make_case, act=st.sampled_from(sorted(ACTS)),
+        middle=st.sampled_from(middles_for(None if per_example else "mean")),
         static=st.booleans() if per_example else st.just(False),
         by_input=st.booleans() if per_example else st.just(False),
         head=st.sampled_from(HEADS),
