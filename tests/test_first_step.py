@@ -81,9 +81,9 @@ import numpy as np
 import symdiff as sd
 import symdiff.codegen.steps as steps
 from numba.core.compiler_lock import global_compiler_lock
-X, y = sd.tensor("X", ("n", 3)), sd.tensor("y", ("n",))
-W, b = sd.tensor("W", (3, 2)), sd.tensor("b", (2,))
-f = sd.compile(sd.mean((sd.sum(sd.tanh(X @ W + b), axis=1) - y) ** 2), wrt=[W, b])
+X, y = sd.tensor("X", ("n", 3)), sd.tensor("y", ("n",))  # _model()'s: its kernel is cached
+W, b, s = sd.tensor("W", (3, 2)), sd.tensor("b", (2,)), sd.scalar("s")
+f = sd.compile(sd.mean((sd.sum(sd.tanh(X @ W + b), axis=1) * s - y) ** 2), wrt=[W, b, s])
 release, compile_module = threading.Event(), steps.Steps._compile
 
 def held(self, rule):  # the step module's compile, holding Numba's lock as a compile does
@@ -96,7 +96,7 @@ waited = []  # a step that waits for the lock is let go after 30 s, and says so
 late = threading.Timer(30, lambda: (waited.append(True), release.set()))
 late.start()
 rng = np.random.default_rng(0)
-params = dict(W=rng.normal(size=(3, 2)), b=rng.normal(size=2))
+params = dict(W=rng.normal(size=(3, 2)), b=rng.normal(size=2), s=np.array(0.7))
 loss = f.step(sd.optim.Adam(0.05), X=rng.normal(size=(9, 3)), y=rng.normal(size=9), **params)
 late.cancel()
 release.set()
