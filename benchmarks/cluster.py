@@ -7,8 +7,8 @@ Three parts, on n = 10⁷ rows of 30 standard-normal features (10⁶ with --quic
    The data are generated on each cluster and kept in its workers' memory (`persist`), in 10
    chunks (10⁶ rows each at n = 10⁷); the NumPy copy is the same numbers.
 2. Per-chunk overhead: the 2-worker call over 10⁶ rows cut into chunks of 5,000 to 500,000
-   rows; the slope of time against the number of chunks is the cost of one chunk (task,
-   transfer of the parameters and partials, kernel call) beyond its rows' work.
+   rows, persisted; the slope of time against the number of chunks is the cost of one chunk
+   (its kernel call and partials, inside its worker's task) beyond its rows' work.
 3. Against dask-ml's LogisticRegression(solver="lbfgs") on the 2-worker cluster and data: its
    fit's time, then symdiff's full-batch L-BFGS-B (SciPy, from zero) until it reaches the loss
    of dask-ml's answer, both losses measured by the same function (mean log-loss +

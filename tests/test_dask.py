@@ -10,7 +10,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, LocalCluster, futures_of, get_task_stream, wait
 
 import symdiff as sd
 from conftest import LOGISTIC, mlp_arguments
@@ -196,6 +196,29 @@ def test_a_cluster_of_processes_gives_the_same_bits(client, logreg, data, refere
     assert len(ran) == 2 * 6 and {t["worker"] for t in ran} <= set(client.run(os.getpid))
 
 
+def persisted(client, arguments, rows=500, names=("X", "t", "y")):
+    """`chunked(arguments)`, its Dask arrays computed and kept on the workers."""
+    lazy = chunked(arguments, rows, names)
+    keys = [k for k in lazy if k in names]
+    return {**lazy, **dict(zip(keys, client.persist([lazy[k] for k in keys])))}
+
+
+def test_persisted_chunks_run_as_a_task_per_worker_with_the_same_bits(client, logreg, data,
+                                                                      reference):
+    kept = persisted(client, data)
+    wait([kept["X"], kept["t"]])
+    holders = {w for ws in client.who_has(futures_of(kept["X"])).values() for w in ws}
+    with get_task_stream(client) as tasks:
+        assert same_bits(logreg.value_and_grad(**kept), reference)
+        assert logreg(**kept) == reference[0]
+    ran = [t for t in tasks.data if str(t["key"]).startswith("_partial")]
+    # per call, a worker's task over the chunks it holds whole, and one over those whose t
+    # it fetches: at most 2 per worker, where a task per chunk made 6
+    assert {str(t["key"]).split("-")[0] for t in ran} == {"_partials"}
+    assert 2 * len(holders) <= len(ran) <= 2 * 2 * len(holders)
+    assert {t["worker"] for t in ran} == holders  # each where its chunks are
+
+
 def test_a_bad_label_fails_its_chunk_as_a_local_call_and_the_cluster_goes_on(client, mlp):
     arguments = mlp_arguments(900, seed=2)
     arguments["y"][650] = 3  # classes are 0, 1, 2
@@ -204,6 +227,9 @@ def test_a_bad_label_fails_its_chunk_as_a_local_call_and_the_cluster_goes_on(cli
     with pytest.raises(sd.DomainError, match=r"label 3, outside \[0, 3\) \[in chunk 2, rows "
                                              r"600:900\]"):
         mlp.value_and_grad(**chunked(arguments, rows=300))
+    with pytest.raises(sd.DomainError, match=r"label 3, outside \[0, 3\) \[in chunk 2, rows "
+                                             r"600:900\]"):
+        mlp.value_and_grad(**persisted(client, arguments, rows=300))
     arguments["y"][650] = 2
     value, _ = mlp.value_and_grad(**chunked(arguments, rows=300))
     assert value == pytest.approx(mlp.value_and_grad(**arguments)[0], rel=1e-12)
@@ -240,3 +266,35 @@ def test_a_worker_killed_mid_gradient_changes_no_bit(client, logreg, data, refer
     loaded = client.run(_kernels_from_cache)
     restarted = [loaded[address] for address in loaded if address not in pids]
     assert len(loaded) == 2 and len(restarted) == 1 and restarted[0] and all(restarted[0])
+
+
+def _slow_chunks(seconds: float):
+    """On a worker: each chunk's partials take `seconds` longer from now on (0: as before)."""
+    from symdiff.codegen import chunked as module
+    original = module.__dict__.setdefault("_unslowed", module._partial)
+    module._partial = original if not seconds else \
+        (lambda *arguments: time.sleep(seconds) or original(*arguments))
+
+
+def test_a_worker_killed_amid_persisted_chunks_changes_no_bit(client, logreg, data, reference):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # _slow_chunks runs there
+    client.wait_for_workers(2, timeout=120)
+    kept = persisted(client, data)
+    wait([kept["X"], kept["t"]])
+    client.run(_slow_chunks, 0.15)
+    try:
+        result = {}
+        caller = threading.Thread(
+            target=lambda: result.update(out=logreg.value_and_grad(**kept)))
+        caller.start()
+        while not any(client.processing().values()):
+            time.sleep(0.01)
+        time.sleep(0.2)
+        pids = client.run(os.getpid)
+        assert caller.is_alive()  # each worker has 3 chunks of 0.15 s to go through
+        os.kill(next(iter(pids.values())), signal.SIGKILL)  # with its tasks and chunks
+        caller.join(timeout=120)
+        assert same_bits(result["out"], reference)  # the lost chunks made again, elsewhere
+    finally:
+        client.run(_slow_chunks, 0)
+    client.wait_for_workers(2, timeout=120)
