@@ -134,7 +134,8 @@ def _on_workers(client, compiled, params: dict, gradients: bool, chunks, batched
     widest = max(range(len(arrays)), key=lambda i: arrays[i].dtype.itemsize
                  * int(np.prod(arrays[i].shape[1:])))
     futures = [future for chunk in held for future in chunk]
-    wait(futures)  # placed once computed
+    with client.as_current():  # `wait` asks the current client
+        wait(futures)  # placed once computed
     holders = client.who_has(futures)
     threads = client.nthreads()
     runs: dict = {}  # (worker, whether it holds all the chunk's inputs) -> the chunks, in order
