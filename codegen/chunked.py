@@ -37,10 +37,10 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
         return _per_example(compiled, batched, params, chunks, gradients)
     split = plan(compiled, required=True).split
     client = _client()
-    held = client and _held(client, batched)
-    if held:  # persisted chunks: a task per worker thread
-        parts = _on_workers(client, compiled, params, gradients, chunks, batched, held)
-    else:  # one graph: the chunks' own tasks, then a task per chunk
+    held = _held(client, batched) if client else None  # persisted chunks
+    parts = _on_workers(client, compiled, params, gradients, chunks, batched, held) \
+        if held else None
+    if parts is None:  # one graph: the chunks' own tasks, then a task per chunk
         parts = _in_graph(compiled, params, gradients, chunks, batched)
     total = pairwise(list(parts))
     n = chunks[-1][1] if chunks else 0
@@ -121,14 +121,15 @@ def _held(client, batched: dict):
 
 
 def _on_workers(client, compiled, params: dict, gradients: bool, chunks, batched: dict,
-                held) -> list:
+                held) -> list | None:
     """Every chunk's partials from persisted chunks: a task per worker thread over a run of
     the chunks that worker holds (of the batch input with the widest rows), their partials
     returned in chunk order; a chunk whose other inputs sit elsewhere goes into a second task
     of its worker, which fetches them while the first computes. Why not a task per chunk: on
     a 2-worker LocalCluster, 10 trivial tasks took Dask 30 ms and 2 took 12 ms, a cost per
     call that a second worker does not share. A task may run elsewhere if its worker is
-    lost, and Dask recomputes lost chunks, as it does for a task per chunk."""
+    lost, and Dask recomputes lost chunks, as it does for a task per chunk. None if a chunk
+    is held nowhere (it failed, or its worker was lost since)."""
     from distributed import wait
     names, arrays = list(batched), list(batched.values())
     widest = max(range(len(arrays)), key=lambda i: arrays[i].dtype.itemsize
@@ -137,6 +138,8 @@ def _on_workers(client, compiled, params: dict, gradients: bool, chunks, batched
     with client.as_current():  # `wait` asks the current client
         wait(futures)  # placed once computed
     holders = client.who_has(futures)
+    if not all(holders.get(chunk[widest].key) for chunk in held):
+        return None  # a chunk failed or was lost: the graph path raises or recomputes it
     threads = client.nthreads()
     runs: dict = {}  # (worker, whether it holds all the chunk's inputs) -> the chunks, in order
     for k, chunk in enumerate(held):

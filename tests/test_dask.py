@@ -219,6 +219,21 @@ def test_persisted_chunks_run_as_a_task_per_worker_with_the_same_bits(client, lo
     assert {t["worker"] for t in ran} == holders  # each where its chunks are
 
 
+def _fails_in_block_1(block, block_info=None):
+    if block_info[0]["chunk-location"][0] == 1:
+        raise ZeroDivisionError("block 1 cannot be read")
+    return block
+
+
+def test_a_persisted_chunk_that_failed_raises_its_own_error(client, logreg, data):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # it runs on the workers
+    lazy = chunked(data)
+    X, t = client.persist([lazy["X"].map_blocks(_fails_in_block_1, dtype=float), lazy["t"]])
+    wait([X, t])
+    with pytest.raises(ZeroDivisionError, match="block 1 cannot be read"):
+        logreg.value_and_grad(**{**data, "X": X, "t": t})
+
+
 def test_a_bad_label_fails_its_chunk_as_a_local_call_and_the_cluster_goes_on(client, mlp):
     arguments = mlp_arguments(900, seed=2)
     arguments["y"][650] = 3  # classes are 0, 1, 2
