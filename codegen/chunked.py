@@ -145,7 +145,7 @@ def _on_workers(client, compiled, params: dict, gradients: bool, chunks, batched
     for k, chunk in enumerate(held):
         worker = min(sorted(holders[chunk[widest].key]),
                      key=lambda w: len(runs.get((w, True), ())) + len(runs.get((w, False), ())))
-        local = all(worker in holders[future.key] for future in chunk)
+        local = all(worker in holders.get(future.key, ()) for future in chunk)
         runs.setdefault((worker, local), []).append(k)
     tasks = []
     for (worker, _), ks in sorted(runs.items(), key=lambda run: not run[0][1]):
