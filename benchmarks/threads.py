@@ -7,11 +7,13 @@ that. The children inherit no thread variable and no CPU pin from this process, 
 workload runs the same under `--threads 1` and `--threads 2`. The workloads: `value_and_grad`
 of a 30-32-10 ReLU MLP (softmax cross-entropy; its products call BLAS) and of the sigmoid
 neuron (no BLAS call). A child times each size once the first call is done and the kernel's
-threaded copy is in place, and reports the median of its measurements and a hash of the
-result's bits, which must not depend on Numba's thread count (OpenBLAS's thread count does
-change them: a threaded OpenBLAS splits the long sum of `X.T @ d`). Configurations run in
-turn, round after round, so that load from other processes falls on all alike; the table
-gives the median over rounds.
+threaded copy is in place: first the mean time per call over a second of calls, in which the
+kernel's choice between its threaded copy and itself tries each a few times (codegen/kernel.py's
+`Choice`), then the median of measurements after that (a training loop's steady calls). It
+reports both, and a hash of the result's bits, which must not depend on Numba's thread count
+(OpenBLAS's thread count does change them: a threaded OpenBLAS splits the long sum of
+`X.T @ d`). Configurations run in turn, round after round, so that load from other processes
+falls on all alike; the table gives the median over rounds.
 
     python -m benchmarks threads [--quick]                  # every configuration, in children
     python -m benchmarks.threads WORKLOAD ROUNDS SIZES...   # one child: JSON on its last line
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .env import THREAD_VARIABLES
@@ -36,6 +39,7 @@ SIZES = {"MLP 30-32-10": (5_000, 50_000, 500_000), "neuron": (1_000, 100_000, 1_
 QUICK_SIZES = {"MLP 30-32-10": (5_000, 50_000), "neuron": (100_000, 1_000_000)}
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 0.02  # seconds per measurement
+FIRST = 1.0  # seconds of calls timed as a whole before the measurements
 
 
 def model_and_data(workload: str, n: int):
@@ -58,7 +62,8 @@ def model_and_data(workload: str, n: int):
 
 
 def child(workload: str, sizes: list[int], rounds: int) -> dict:
-    """{size: {"median": s, "bits": hash}} for `workload`'s value_and_grad in this process."""
+    """{size: {"first": s, "median": s, "bits": hash}} for `workload`'s value_and_grad in this
+    process: the mean per call over the first second, the median of measurements after it."""
     import numpy as np
     results = {}
     for n in sizes:
@@ -68,11 +73,17 @@ def child(workload: str, sizes: list[int], rounds: int) -> dict:
         threaded = getattr(f._grad, "_threads_done", None)  # the copy compiling, if it is
         if getattr(f._grad, "_threads_started", False):
             threaded.wait()
+        start, calls = time.perf_counter(), 0
+        while time.perf_counter() - start < FIRST:
+            calls += 1
+            call()
+        first = (time.perf_counter() - start) / calls
         number = max(1, round(BUDGET / min(measure(call) for _ in range(3))))
         times = [measure(call, number) for _ in range(rounds)]
         bits = hashlib.sha256(np.float64(value).tobytes() + b"".join(
             np.ascontiguousarray(g, dtype=np.float64).tobytes() for g in grads.values()))
-        results[n] = {"median": statistics.median(times), "bits": bits.hexdigest()[:12]}
+        results[n] = {"first": first, "median": statistics.median(times),
+                      "bits": bits.hexdigest()[:12]}
     return results
 
 
@@ -105,20 +116,21 @@ def run(quick: bool = False) -> str:
                 for name, config in CONFIGS.items():
                     found[workload, name].append(_spawn(workload, sizes[workload], config, 7))
     header = ["workload", "rows", *CONFIGS, "1 thread ÷ 2 threads (default)",
-              "same bits at 1 and 2 threads"]
+              "the same, first second", "same bits at 1 and 2 threads"]
     body = []
     for workload, ns in sizes.items():
         for n in ns:
-            medians = {c: statistics.median(r[n]["median"] for r in found[workload, c])
-                       for c in CONFIGS}
+            medians, firsts = ({c: statistics.median(r[n][key] for r in found[workload, c])
+                                for c in CONFIGS} for key in ("median", "first"))
             bits = {r[n]["bits"] for c in list(CONFIGS)[:2] for r in found[workload, c]}
-            default, one = medians["2 threads (default)"], medians["1 thread"]
+            ratio = lambda times: times["1 thread"] / times["2 threads (default)"]  # noqa: E731
             body.append([workload, f"{n:,}", *(format_time(medians[c]) for c in CONFIGS),
-                         f"{one / default:.2f}", "yes" if len(bits) == 1 else
-                         f"no: {len(bits)} different"])
+                         f"{ratio(medians):.2f}", f"{ratio(firsts):.2f}",
+                         "yes" if len(bits) == 1 else f"no: {len(bits)} different"])
     return (f"## threads: value_and_grad at 1 and 2 threads, each configuration in a new "
-            f"process (median over {rounds} processes, each the median of 7 measurements)\n\n"
-            + markdown(header, body))
+            f"process (median over {rounds} processes, each the median of 7 measurements "
+            f"after a second of calls; \"first second\": the mean per call over that second)"
+            f"\n\n" + markdown(header, body))
 
 
 if __name__ == "__main__":
