@@ -45,20 +45,21 @@ def compile_size(program: Program) -> int:
 
 
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
-                wait: bool = True):
+                wait: bool = True, rows: int | None = None):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
-    interpreter) for `program`. "auto" takes the tape for scalar-per-sample Programs whose
+    interpreter) for `program`, running a batch of `rows` rows or more in chunks (by default,
+    as its own size says). "auto" takes the tape for scalar-per-sample Programs whose
     compile_size is TAPE_MIN_STATEMENTS or more, whose kernels would compile for seconds."""
     if tier == "kernel" or tier == "auto" and compile_size(program) < TAPE_MIN_STATEMENTS:
-        return Kernel(program, title, parallel, update, wait)
+        return Kernel(program, title, parallel, update, wait, rows)
     try:
         tape = build_tape(program)
     except Unsupported as e:
         if tier == "tape":
             raise ArgumentError(f"{title}: tier='tape' cannot run this model: {e}; "
                                 f"use tier='kernel' or 'auto'") from None
-        return Kernel(program, title, parallel, update, wait)
-    return TapeKernel(program, title, parallel, tape, update)
+        return Kernel(program, title, parallel, update, wait, rows)
+    return TapeKernel(program, title, parallel, tape, update, rows)
 
 
 class GeneratedPerModel:
@@ -218,8 +219,12 @@ class Compiled:
             if kind not in self._programs:
                 raise ArgumentError(f"{self.title}: {kind} is not available for this model")
             program = self._programs[kind]()
+            # every Program chunks the batch where the gradient's does, so the loss has the
+            # same bits from f(), value_and_grad, jvp and the steps
+            rows = self._grad.chunk_rows if kind != "grad" else None
             if kind == "dp":  # the clipped sums, the noise added in the step
-                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt)
+                self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt,
+                                             rows=rows)
                 return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             tier = self._tier
@@ -227,7 +232,7 @@ class Compiled:
                     compile_size(program) >= FORWARD_KERNEL_MAX:
                 tier = "auto"  # the tape if it can run the Program, else the kernel after all
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, tier,
-                                              self.wrt if scalar_loss else (), self._wait)
+                                              self.wrt if scalar_loss else (), self._wait, rows)
         return self._kernels[kind]
 
     def __call__(self, /, *positional, **arguments):

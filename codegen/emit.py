@@ -28,7 +28,7 @@ from symdiff.passes.fuse import (INDEX_MAPS, REDUCTIONS, Unit, fuse, iteration_s
                                  sources, virtual_nodes)
 from symdiff.printing import format_origin, format_stmt
 
-from .entry import JIT, emit_entry
+from .entry import JIT, chunk_rows, emit_entry
 from .inputs import REFUSED, numba_type, specs_of
 from .runtime import runtime_import
 from . import printer
@@ -70,11 +70,12 @@ class _Loop:
     lines: list[str] = field(default_factory=list)
 
 
-def emit_source(program: Program, title: str = "model") -> str:
-    """The module text for `program`: its kernel and the kernel's entry point (an optimizer
-    step is a module of its own, codegen/steps.py). Same Program, same text: the text is the
-    cache key."""
-    return _Emitter(program).module(title)
+def emit_source(program: Program, title: str = "model", rows: int | None = None) -> str:
+    """The module text for `program`: its kernel and the kernel's entry point, which runs a
+    batch of `rows` rows or more in chunks (by default, `chunk_rows` of the Program's
+    statements). An optimizer step is a module of its own (codegen/steps.py). Same Program
+    and rows, same text: the text is the cache key."""
+    return _Emitter(program).module(title, rows or chunk_rows(len(program.stmts)))
 
 
 class _Emitter:
@@ -281,7 +282,7 @@ class _Emitter:
         return self.functions + ["\n".join(loop.lines) + "\n\n" for loop in loops] + \
             ["\n".join(lines) + "\n\n"]
 
-    def module(self, title: str) -> str:
+    def module(self, title: str, rows: int) -> str:
         loops, body = self.statements()
         returns = [self.output_text(n) for _, n in self.program.outputs]
         taken = set(self.names.values())
@@ -309,7 +310,7 @@ class _Emitter:
         parts.append("\n" + MACHINERY + "\n")
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
                      f"per row of the batch\n")
-        parts.append(emit_entry(self.specs, len(self.program.stmts)))
+        parts.append(emit_entry(self.specs, rows))
         return "\n".join(parts)
 
     def row_bytes(self, loops: list[_Loop]) -> int:

@@ -22,14 +22,23 @@ PARALLEL_MIN_WORK = 40_000  # batch size x statements below which threads cost m
 TO_SLOW = "_refused"  # the module's tuple of what sends a call the slow way
 
 
-def emit_entry(specs, statements: int) -> str:
-    """`entry(_kernel, _threaded, _slow, _parallel, _missing)`, which returns `run`."""
+def chunk_rows(work: int) -> int:
+    """The rows from which a batch runs in NCHUNKS chunks (on threads where there are some),
+    for `work` statements or instructions per row. Every Program of a model takes its
+    gradient's number, so the model's value, however it is asked for, adds the batch's sum
+    in the same order and has the same bits."""
+    return -(-PARALLEL_MIN_WORK // max(work, 1))
+
+
+def emit_entry(specs, rows: int) -> str:
+    """`entry(_kernel, _threaded, _slow, _parallel, _missing)`, which returns `run`; a batch
+    of `rows` rows or more runs in chunks."""
     lines = ["", "", "_float64, _float32, _ndarray = np.float64, np.float32, np.ndarray",
              "_int, _len = int, len",
              "_refused = (TypeError, ValueError, AttributeError, IndexError)", "", "",
              "def entry(_kernel, _threaded, _slow, _parallel, _missing):",
              '    """`run`: the kernel on the fast path; `slow` takes what it refuses."""']
-    lines += _run(specs, statements)
+    lines += _run(specs, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -79,22 +88,22 @@ def _scalar_conversions(specs, in_place, rate: bool) -> list[str]:
     return lines
 
 
-def big_batch(specs, statements: int) -> str | None:
-    """The test for a batch large enough for threads, or None without a batch axis."""
+def big_batch(specs, rows: int) -> str | None:
+    """The test for a batch of `rows` rows or more (in chunks, on threads if there are some),
+    or None without a batch axis."""
     for spec in specs:
         for axis, d in spec.axes:
             if isinstance(d, str):
-                minimum = -(-PARALLEL_MIN_WORK // max(statements, 1))
                 size = f"_len({spec.name})" if axis == 0 else f"{spec.name}.shape[{axis}]"
                 # (len: no shape tuple made; a 0-d array raises TypeError, as a refusal)
-                return f"_parallel or _parallel is None and {size} >= {minimum}"
+                return f"_parallel or _parallel is None and {size} >= {rows}"
     return None
 
 
-def _run(specs, statements: int) -> list[str]:
+def _run(specs, rows: int) -> list[str]:
     parameters, args, keywords = entry_parameters(specs)
     args += ", " * bool(args)
-    big = big_batch(specs, statements)
+    big = big_batch(specs, rows)
     attempt = [f"if {big}:", f"    return _threaded()({args}{NCHUNKS})"] if big else []
     attempt.append(f"return _kernel({args}1)")
     lines = ["", f"    def run({parameters}):",

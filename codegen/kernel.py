@@ -25,6 +25,7 @@ from symdiff.program import Program
 
 from .build import cache_hit, compiling, load_module
 from .emit import emit_source, program_dtype
+from .entry import chunk_rows
 from .inputs import MISSING, bind, specs_of
 from .runtime import load_runtime
 
@@ -37,8 +38,10 @@ class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
-                 wait: bool = True):
+                 wait: bool = True, rows: int | None = None):
         self.program, self.title, self.update = program, title, tuple(update)
+        # a batch of chunk_rows or more runs in chunks (`emit_source`)
+        self.chunk_rows = rows or chunk_rows(len(program.stmts))
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self.dtype = program_dtype(program)
         self._specs = specs_of(program)
@@ -50,7 +53,7 @@ class Kernel:
         self._call = self._numpy
         self.timings = {}
         self._started = time.perf_counter()
-        self.source = emit_source(program, title)
+        self.source = emit_source(program, title, self.chunk_rows)
         self.timings["emit"] = time.perf_counter() - self._started
         if wait:
             self._load()

@@ -141,7 +141,7 @@ def emit_step(kernel, rule, check: bool, noise: bool) -> str:
         "_refused = (KeyError, TypeError, ValueError, AttributeError, IndexError)", "",
         f"SIGNATURE = ({', '.join(types)},)", "", "",
         JIT.replace("@njit(", "@njit(SIGNATURE, "), step]) + \
-        _entry(specs, len(program.stmts), update, single, noise)
+        _entry(specs, kernel.chunk_rows, update, single, noise)
 
 
 def _step(rule, inputs: dict, update: tuple, single: bool, noise: bool, check: bool):
@@ -219,7 +219,7 @@ def _groups(state: list, size: int, count: int) -> list[list[str]]:
     return [state[k * size:(k + 1) * size] for k in range(count)]
 
 
-def _entry(specs, statements: int, update: tuple, single: bool, noise: bool) -> str:
+def _entry(specs, rows: int, update: tuple, single: bool, noise: bool) -> str:
     """`entry(_step, _slow, _parallel)`: returns `run(_lr, _t, _constants, _state, _arguments[,
     _sigma, _noise])`, which takes the inputs from the dict `_arguments`, tests the classes of
     the scalar inputs that are not updated and calls `_step` (whose dispatcher refuses arrays
@@ -232,7 +232,7 @@ def _entry(specs, statements: int, update: tuple, single: bool, noise: bool) -> 
     lead = "_lr, _t, _constants, _state, _arguments" + ", _sigma, _noise" * noise
     call = f"_step(_lr, _t, _constants, {'_sigma, ' * noise}*_state, " + \
         "".join(f"{n}, " for n in names) + "*_noise, " * noise
-    big = big_batch(specs, statements)
+    big = big_batch(specs, rows)
     done = ["_value, _status = {}", "return _float32(_value), _status"] if single else \
         ["return {}"]  # Numba returns a float32 loss as a float
     attempt = [f"if {big}:", *(f"    {d}" for d in done)] if big else []
@@ -273,7 +273,7 @@ def emit_front(kernel) -> str:
     underscore, which no input's may."""
     specs, update = kernel._specs, kernel.update
     names = [spec.name for spec in specs]
-    big = big_batch(specs, len(kernel.program.stmts))
+    big = big_batch(specs, kernel.chunk_rows)
     tests = ["not _unknown"] + \
         [spec.fast_test() for spec in specs if not spec.shape and spec.name not in update] + \
         ([f"not ({big})"] if big else [])

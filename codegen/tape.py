@@ -34,7 +34,7 @@ from symdiff.program import Program
 from . import interpreter
 from .inputs import bind, specs_of
 from .build import cache_hit
-from .entry import NCHUNKS, PARALLEL_MIN_WORK
+from .entry import NCHUNKS, chunk_rows
 
 WIDTH = 256  # samples per block: a register is one row of this many float64 values
 
@@ -592,7 +592,7 @@ class TapeKernel:
     tier = "tape"
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None,
-                 tape: Tape | None = None, update=()):
+                 tape: Tape | None = None, update=(), rows: int | None = None):
         self.program, self.title, self.update = program, title, tuple(update)
         self.inputs = tuple(n.attr("name") for n in program.inputs)
         self._specs = specs_of(program)
@@ -607,7 +607,7 @@ class TapeKernel:
                             if op == "input"]
         self._dim_slot = tape.slots.get(("dim", tape.dim))
         self._column_index = {name: j for j, name in enumerate(tape.columns)}
-        self._work = len(tape.code)
+        self.chunk_rows = rows or chunk_rows(len(tape.code))  # a batch from here in chunks
 
     def __call__(self, arguments: dict):
         bind(self.title, self._specs, arguments)
@@ -633,7 +633,7 @@ class TapeKernel:
         outs = np.empty((rows["output"], n))
         results = np.empty(len(tape.scalar_outs))
         parallel = self._parallel
-        big = parallel or parallel is None and n * self._work >= PARALLEL_MIN_WORK
+        big = parallel or parallel is None and n >= self.chunk_rows
         from numba import get_num_threads  # loaded with the interpreter, not before
         module = interpreter.load()
         run = module.run_parallel if big and get_num_threads() > 1 else module.run

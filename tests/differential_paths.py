@@ -160,6 +160,14 @@ def batch_path(text, oracle, batch, reduce, sizes, tier, scalars, seed) -> list:
         except Exception as e:  # noqa: BLE001
             problems.append(_error(e, where, text, point))
             continue
+        try:  # the value alone: the same Program's forward statements, chunked alike
+            alone = f(**args)
+        except Exception as e:  # noqa: BLE001
+            problems.append(_error(e, f"{path} n={n} f()", text, point))
+            continue
+        if not np.array_equal(alone, value, equal_nan=True):
+            problems.append(Problem("value", f"{path} n={n} f()", text, point,
+                                    f"f() gave {alone!r}, value_and_grad {value!r}"))
         picked = [samples[i] for i in index]
         problems += _batch_value(value, picked, reduce, where, text, point)
         for name in f.wrt:
