@@ -364,7 +364,7 @@ class Steps:
         rule = opt.rule.name
         if rule not in self.runs:
             if self._meanwhile(opt):
-                value = self._python_step(opt, arguments)
+                value = self.python_step(opt, arguments)
                 self._compile_later(rule)
                 return value
             self.wait()
@@ -395,13 +395,17 @@ class Steps:
         opt.count += 1
         return value
 
+    def plain(self, opt) -> bool:
+        """Whether a step of `opt` clips nothing and adds no noise: the update functions
+        shared by every model do all of its arithmetic (`python_step`)."""
+        return self.bound is None and opt.constants[len(opt.rule.constants)] <= 0
+
     def _meanwhile(self, opt) -> bool:
         """Whether this step is taken from Python until the rule's step module is in place:
-        a plain float64 step, without clipping, noise or checks, whose arithmetic the
-        compiled update functions shared by every model do, so it has the compiled step's
-        bits. A model's first step waits for one compile, its kernel's."""
-        if self.bound is not None or self._check_finite is not None or \
-                self.kernel.dtype != "float64" or opt.constants[len(opt.rule.constants)] > 0:
+        a plain float64 step without checks, so it has the compiled step's bits. A model's
+        first step waits for one compile, its kernel's."""
+        if not self.plain(opt) or self._check_finite is not None or \
+                self.kernel.dtype != "float64":
             return False
         return opt.rule.name not in self.runs
 
@@ -417,10 +421,11 @@ class Steps:
                                                      name=f"symdiff step {rule}", daemon=True)
             self._compiling[rule].start()
 
-    def _python_step(self, opt, arguments: dict):
-        """One step as the compiled `step` takes it (see `_step`): the kernel, then each
-        parameter's update by the rule's compiled update function. Everything is checked
-        before anything is written."""
+    def python_step(self, opt, arguments: dict, gradients=None):
+        """One plain step as the compiled `step` takes it (see `_step`): the kernel, or
+        `gradients` (a function of the converted arguments returning the loss and
+        {parameter: gradient}), then each parameter's update by the rule's compiled update
+        function. Everything is checked before anything is written."""
         rule, kernel, updates = opt.rule, self.kernel, update_module()
         bind(kernel.title, kernel._specs, arguments)
         for p in self.update:
@@ -429,7 +434,11 @@ class Steps:
         flat, made = opt.arrays(self.update, self.specs, converted)
         check_state(rule, self.update, self.specs, flat, converted)
         lr, t, constants = opt.hyper()
-        value, grads = kernel(dict(converted))
+        if gradients is None:
+            value, grads = kernel(dict(converted))
+        else:
+            value, by_name = gradients(converted)
+            grads = [by_name[p] for p in self.update]
         scalars = getattr(updates, f"_prepare_{rule.name}")(lr, t, constants)
         k = len(rule.state)
         for j, (p, g) in enumerate(zip(self.update, grads)):

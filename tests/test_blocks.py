@@ -112,6 +112,31 @@ def test_the_mlp_in_blocks_agrees_with_one_kernel_call(blocks, mlp_planned_here)
         np.testing.assert_allclose(grads[w], whole_grads[w], rtol=1e-11, atol=1e-15)
 
 
+def test_a_plain_step_over_a_batch_in_blocks_takes_value_and_grads_loss_and_gradients(
+        blocks, data):
+    """A step used to run the kernel over the whole batch whatever its size: other last bits
+    than value_and_grad's, and a 30-32-10 MLP's step over 500,000 rows took 310 ms against
+    value_and_grad's 103 ms in blocks. A step that clips still does."""
+    f = logreg()
+    value, grads = f.value_and_grad(**data)
+    for step in (lambda p: f.step(sd.optim.SGD(0.1), **p), lambda p: f.sgd_step(0.1, **p)):
+        p = {**data, "w": data["w"].copy(), "b": np.array(data["b"])}  # updated in place
+        assert step(p) == value
+        assert np.array_equal(p["w"], data["w"] - 0.1 * grads["w"])
+        assert p["b"] == data["b"] - 0.1 * grads["b"]
+    p = {**data, "w": data["w"].copy(), "b": np.array(data["b"])}
+    clipped = sd.optim.SGD(0.1, clip_norm=1e-3)
+    assert f.step(clipped, **p) == pytest.approx(value, rel=1e-12)
+    norm = np.sqrt(np.sum(grads["w"] ** 2) + grads["b"] ** 2)
+    np.testing.assert_allclose(p["w"], data["w"] - 0.1 * grads["w"] * (1e-3 / norm), rtol=1e-9)
+    X = data["X"].copy()
+    X[4500, 2] = np.nan
+    p = {**data, "X": X, "w": data["w"].copy(), "b": np.array(data["b"])}
+    with pytest.raises(sd.NonFiniteError, match="value is nan"):
+        f.step(sd.optim.SGD(0.1), **p)
+    assert np.array_equal(p["w"], data["w"]) and p["b"] == data["b"]  # nothing written
+
+
 def test_a_large_batch_refuses_what_one_call_refuses(blocks, data, mlp_planned_here):
     f = logreg()
     with pytest.raises(sd.ShapeError, match="t has n = 5001 on axis 0, but X has n = 5000"):
