@@ -396,16 +396,16 @@ class Steps:
         return value
 
     def plain(self, opt) -> bool:
-        """Whether a step of `opt` clips nothing and adds no noise: the update functions
-        shared by every model do all of its arithmetic (`python_step`)."""
-        return self.bound is None and opt.constants[len(opt.rule.constants)] <= 0
+        """Whether a step of `opt` clips no example and adds no noise: the update functions
+        shared by every model and `clip_scale` do all of its arithmetic (`python_step`)."""
+        return self.bound is None
 
     def _meanwhile(self, opt) -> bool:
         """Whether this step is taken from Python until the rule's step module is in place:
-        a plain float64 step without checks, so it has the compiled step's bits. A model's
-        first step waits for one compile, its kernel's."""
+        a plain float64 step without checks or clipping, so it has the compiled step's bits.
+        A model's first step waits for one compile, its kernel's."""
         if not self.plain(opt) or self._check_finite is not None or \
-                self.kernel.dtype != "float64":
+                self.kernel.dtype != "float64" or opt.constants[len(opt.rule.constants)] > 0:
             return False
         return opt.rule.name not in self.runs
 
@@ -440,15 +440,16 @@ class Steps:
             value, by_name = gradients(converted)
             grads = [by_name[p] for p in self.update]
         scalars = getattr(updates, f"_prepare_{rule.name}")(lr, t, constants)
+        scale = clip_scale(grads, constants[len(rule.constants)])
         k = len(rule.state)
         for j, (p, g) in enumerate(zip(self.update, grads)):
             state = flat[j * k:(j + 1) * k]
             if np.ndim(converted[p]):
                 getattr(updates, f"_update_{rule.name}")(
-                    converted[p].ravel(), np.ravel(g), *(s.ravel() for s in state), 1.0,
+                    converted[p].ravel(), np.ravel(g), *(s.ravel() for s in state), scale,
                     *scalars)
             else:
-                getattr(updates, f"_update0_{rule.name}")(converted[p], g, *state, 1.0,
+                getattr(updates, f"_update0_{rule.name}")(converted[p], g, *state, scale,
                                                           *scalars)
         if made is not None:
             opt.keep(self.update, flat, made)
@@ -472,6 +473,32 @@ class Steps:
         self._check_finite([("value", value)] + [(f"{what} by {p}", g)
                                                  for p, g in zip(self.update, outputs)])
         raise AssertionError("a step found a non-finite output that check_finite did not")
+
+
+def clip_scale(grads: list, clip: float) -> float:
+    """The factor a float64 step scales its gradients by, for a global norm of at most `clip`
+    (none if clip is 0): the arithmetic of the compiled step's (`_step`), in the same order
+    and with the same helpers, so the two give the same bits."""
+    if clip <= 0.0:
+        return 1.0
+    updates = update_module()
+
+    def squares(inv: float) -> float:
+        total = 0.0  # (0.0 + a is a: the sum's order is the compiled one's)
+        for g in grads:
+            if np.ndim(g):
+                total += updates._sumsq(np.ravel(g), inv)
+            else:
+                x = g if inv == 1.0 else g * inv
+                total += x * x
+        return total
+
+    norm = np.sqrt(squares(1.0))
+    if norm == np.inf:  # the squares overflowed: scale by the largest
+        big = max(updates._maxabs(np.ravel(g)) if np.ndim(g) else abs(g) for g in grads)
+        if big < np.inf:
+            norm = big * np.sqrt(squares(1.0 / big))
+    return clip / norm if norm > clip else 1.0
 
 
 def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict) -> None:

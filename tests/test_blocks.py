@@ -116,7 +116,7 @@ def test_a_plain_step_over_a_batch_in_blocks_takes_value_and_grads_loss_and_grad
         blocks, data):
     """A step used to run the kernel over the whole batch whatever its size: other last bits
     than value_and_grad's, and a 30-32-10 MLP's step over 500,000 rows took 310 ms against
-    value_and_grad's 103 ms in blocks. A step that clips still does."""
+    value_and_grad's 103 ms in blocks."""
     f = logreg()
     value, grads = f.value_and_grad(**data)
     for step in (lambda p: f.step(sd.optim.SGD(0.1), **p), lambda p: f.sgd_step(0.1, **p)):
@@ -125,16 +125,35 @@ def test_a_plain_step_over_a_batch_in_blocks_takes_value_and_grads_loss_and_grad
         assert np.array_equal(p["w"], data["w"] - 0.1 * grads["w"])
         assert p["b"] == data["b"] - 0.1 * grads["b"]
     p = {**data, "w": data["w"].copy(), "b": np.array(data["b"])}
-    clipped = sd.optim.SGD(0.1, clip_norm=1e-3)
-    assert f.step(clipped, **p) == pytest.approx(value, rel=1e-12)
+    assert f.step(sd.optim.SGD(0.1, clip_norm=1e-3), **p) == value  # clipped to norm 1e-3
     norm = np.sqrt(np.sum(grads["w"] ** 2) + grads["b"] ** 2)
-    np.testing.assert_allclose(p["w"], data["w"] - 0.1 * grads["w"] * (1e-3 / norm), rtol=1e-9)
+    np.testing.assert_allclose(p["w"], data["w"] - 0.1 * grads["w"] * (1e-3 / norm),
+                               rtol=1e-13)
     X = data["X"].copy()
     X[4500, 2] = np.nan
     p = {**data, "X": X, "w": data["w"].copy(), "b": np.array(data["b"])}
     with pytest.raises(sd.NonFiniteError, match="value is nan"):
         f.step(sd.optim.SGD(0.1), **p)
     assert np.array_equal(p["w"], data["w"]) and p["b"] == data["b"]  # nothing written
+
+
+@pytest.mark.parametrize("size", [1.0, 1e200])  # 1e200: the squares overflow
+def test_a_clipped_step_from_python_has_the_compiled_steps_bits(data, size):
+    """A step in blocks clips in Python (steps.clip_scale): the compiled step's arithmetic,
+    so at a batch that does not run in blocks the two give the same bits."""
+    f = logreg()
+    small = {**data, "X": data["X"][:300] * size, "t": data["t"][:300]}
+    updated = []
+    for step in (lambda opt, p: f.step(opt, **p),
+                 lambda opt, p: f._steps[False].python_step(opt, p)):
+        p = {**small, "w": small["w"].copy(), "b": np.array(small["b"])}
+        opt = sd.optim.Adam(0.01, clip_norm=0.5)
+        for _ in range(3):
+            step(opt, p)
+        updated.append((p["w"], p["b"]))
+    assert f._steps[False].compiled  # the first way ran the compiled step
+    assert np.array_equal(updated[0][0], updated[1][0]) and updated[0][1] == updated[1][1]
+    assert not np.array_equal(updated[0][0], small["w"])
 
 
 def test_a_large_batch_refuses_what_one_call_refuses(blocks, data, mlp_planned_here):
