@@ -75,13 +75,14 @@ class Plan:
         self._compiled = compiled
 
     def kernel(self, gradients: bool):
-        """The kernel of S and its gradients (or of S alone), serial: blocks are the
-        parallelism."""
+        """The kernel of S and its gradients (or of S alone), serial and each block in one
+        chunk (chunks from one row more than a block has): blocks are the parallelism."""
         with self._lock:
             if gradients not in self.kernels:
                 c = self._compiled
                 self.kernels[gradients] = make_kernel(
-                    self.split.grad if gradients else self.split.value, c.title, False, c._tier)
+                    self.split.grad if gradients else self.split.value, c.title, False, c._tier,
+                    rows=self.rows + 1)
         return self.kernels[gradients]
 
 

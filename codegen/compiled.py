@@ -317,7 +317,7 @@ class Compiled:
         module, _ = load_module(self._front_source)
         constants = self._sgd.hyper()[2]
         return module.front(self._first_step, self._first_sgd_step, self._compiled_steps,
-                            constants, self.wrt, self._parallel, MISSING)
+                            constants, self.wrt, MISSING)
 
     def _make_steps(self, private: bool, make=None):
         kernel = self._grad

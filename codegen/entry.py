@@ -89,14 +89,15 @@ def _scalar_conversions(specs, in_place, rate: bool) -> list[str]:
 
 
 def big_batch(specs, rows: int) -> str | None:
-    """The test for a batch of `rows` rows or more (in chunks, on threads if there are some),
-    or None without a batch axis."""
+    """The test for a batch of `rows` rows or more, which runs in NCHUNKS chunks, or None
+    without a batch axis. The batch size alone decides the chunks, and so the bits; the
+    model's `parallel` only chooses whether they run on threads."""
     for spec in specs:
         for axis, d in spec.axes:
             if isinstance(d, str):
                 size = f"_len({spec.name})" if axis == 0 else f"{spec.name}.shape[{axis}]"
                 # (len: no shape tuple made; a 0-d array raises TypeError, as a refusal)
-                return f"_parallel or _parallel is None and {size} >= {rows}"
+                return f"{size} >= {rows}"
     return None
 
 
@@ -104,7 +105,9 @@ def _run(specs, rows: int) -> list[str]:
     parameters, args, keywords = entry_parameters(specs)
     args += ", " * bool(args)
     big = big_batch(specs, rows)
-    attempt = [f"if {big}:", f"    return _threaded()({args}{NCHUNKS})"] if big else []
+    attempt = [f"if {big}:  # in chunks: in turn with parallel=False, else maybe on threads",
+               f"    return (_kernel if _parallel is False else _threaded())({args}{NCHUNKS})"
+               ] if big else []
     attempt.append(f"return _kernel({args}1)")
     lines = ["", f"    def run({parameters}):",
              '        """The kernel if it accepts the arguments; else the slow path."""']

@@ -181,7 +181,7 @@ class Kernel:
         codegen/steps.py's `Steps`, whose modules import this one's kernel."""
         from .steps import Steps
         self.wait()
-        return Steps(self, self._parallel, check_finite, bound, compiled)
+        return Steps(self, check_finite, bound, compiled)
 
 
 class Choice:

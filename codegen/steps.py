@@ -220,7 +220,7 @@ def _groups(state: list, size: int, count: int) -> list[list[str]]:
 
 
 def _entry(specs, rows: int, update: tuple, single: bool, noise: bool) -> str:
-    """`entry(_step, _slow, _parallel)`: returns `run(_lr, _t, _constants, _state, _arguments[,
+    """`entry(_step, _slow)`: returns `run(_lr, _t, _constants, _state, _arguments[,
     _sigma, _noise])`, which takes the inputs from the dict `_arguments`, tests the classes of
     the scalar inputs that are not updated and calls `_step` (whose dispatcher refuses arrays
     of other types): in 16 chunks for a large batch (the same bits as one chunk at a time),
@@ -246,7 +246,7 @@ def _entry(specs, rows: int, update: tuple, single: bool, noise: bool) -> str:
     unpack = ("".join(f"{n}, " for n in names) + "= " +
               "".join(f"_arguments[{n!r}], " for n in names)).rstrip()
     return "\n".join([
-        "", "", "def entry(_step, _slow, _parallel):",
+        "", "", "def entry(_step, _slow):",
         '    """`run`: the compiled step if it accepts the arguments; `_slow` takes what it',
         '    refuses."""', "", f"    def run({lead}):",
         '        """One step: the loss before it, and -1 or the first output not finite."""',
@@ -261,7 +261,7 @@ def emit_front(kernel) -> str:
     `Compiled.step` and `Compiled.sgd_step` are: plain Python, made with the model, whatever
     rules it later uses.
 
-    `front(_first, _first_sgd, _steps, _sgd_constants, _key, _parallel, _missing)` returns
+    `front(_first, _first_sgd, _steps, _sgd_constants, _key, _missing)` returns
     them. They bind the inputs by name, then call the compiled step of the optimizer's rule
     (`_steps`: rule -> compiled step, filled as rules are used) with the optimizer's rate,
     step number, `constants` and `flat_state[_key]` (`_key`: the parameters' names; public
@@ -291,7 +291,7 @@ def emit_front(kernel) -> str:
         "import numpy as np", "",
         "_float64, _float32, _len = np.float64, np.float32, len",
         "_to_first = (KeyError, TypeError, ValueError, AttributeError, IndexError)", "", "",
-        "def front(_first, _first_sgd, _steps, _sgd_constants, _key, _parallel, _missing):",
+        "def front(_first, _first_sgd, _steps, _sgd_constants, _key, _missing):",
         '    """`step(opt, <inputs>)` and `sgd_step(lr, <inputs>)`."""', "",
         f"    def step(_opt, {params}):",
         '        """One step of the optimizer _opt (see `Compiled.step`)."""',
@@ -329,13 +329,12 @@ class Steps:
     else None; `check_finite(outputs)` raises for a non-finite (label, value) in outputs.
     """
 
-    def __init__(self, kernel, parallel, check_finite=None, bound=None, compiled=None):
+    def __init__(self, kernel, check_finite=None, bound=None, compiled=None):
         self.kernel, self.update, self.bound = kernel, kernel.update, bound
         self.compiled = {} if compiled is None else compiled  # rule -> its compiled step
         self.specs = {spec.name: spec for spec in kernel._specs}
         self._check_finite = check_finite
         self.runs, self._rerun = {}, {}  # rule -> run, and run without a slow path
-        self._parallel = parallel
         self._noise = _noise_arrays(self.update, self.specs) if bound else ()
         self._compiling: dict[str, threading.Thread] = {}  # rule -> its module's compile
 
@@ -356,9 +355,8 @@ class Steps:
         kernel.step_dispatchers.append(module.step)
         self.compiled[rule] = module.step
         kernel.step_sources.append(source)
-        self._rerun[rule] = module.entry(module.step, _unreachable, self._parallel)
-        self.runs[rule] = module.entry(module.step, lambda *a: self._slow(rule, *a),
-                                       self._parallel)
+        self._rerun[rule] = module.entry(module.step, _unreachable)
+        self.runs[rule] = module.entry(module.step, lambda *a: self._slow(rule, *a))
 
     def __call__(self, opt, arguments: dict):
         rule = opt.rule.name

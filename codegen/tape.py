@@ -632,11 +632,11 @@ class TapeKernel:
                          dtype=np.int64).reshape(-1, 2)
         outs = np.empty((rows["output"], n))
         results = np.empty(len(tape.scalar_outs))
-        parallel = self._parallel
-        big = parallel or parallel is None and n >= self.chunk_rows
+        big = n >= self.chunk_rows  # the chunks (and bits) by size; parallel=False: in turn
         from numba import get_num_threads  # loaded with the interpreter, not before
         module = interpreter.load()
-        run = module.run_parallel if big and get_num_threads() > 1 else module.run
+        threads = big and self._parallel is not False and get_num_threads() > 1
+        run = module.run_parallel if threads else module.run
         start = time.perf_counter()
         run(tape.code, tape.epilogue, scalars, columns, n, NCHUNKS if big else 1, WIDTH,
             tape.registers, max(tape.nsums, 1), outs, results, stacked, bases, loops,

@@ -54,9 +54,9 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
         dtypes: {name: dtype} of inputs of formulas and functions (`dtype` by default).
         dtype: float or "float32": the float type of formula and function inputs. A float32
             model computes in float32 end to end; only batch sums accumulate in float64.
-        parallel: None decides by batch size (a large batch in chunks, on threads or in
-            turn, whichever has lately been faster at its size: the same bits); True or False
-            forces threads or none.
+        parallel: how a large batch's chunks run (the batch size alone decides the chunks,
+            and so the bits): None on threads or in turn, whichever has lately been faster at
+            its size; True always on threads; False always in turn.
         check_finite: raise NonFiniteError naming the first NaN or infinite output (values
             are otherwise returned as IEEE arithmetic gives them, like NumPy).
         tier: "kernel" compiles a Numba kernel for the model (the fastest calls; compile time

@@ -604,3 +604,21 @@ def test_the_value_has_the_same_bits_from_f_value_and_grad_and_jvp(tier):
         value = f.value_and_grad(**data)[0]
         assert f(**data) == value, n
         assert f.jvp({"w0": 1.0}, **data)[0] == value, n
+
+
+@pytest.mark.parametrize("tier", ["kernel", "tape"])
+def test_parallel_true_or_false_gives_the_default_bits(tier):
+    # parallel=False ran a large batch in one pass, parallel=True a small one in 16 chunks,
+    # where the default chunks from 1,819 rows (logistic regression): so the option changed the
+    # last bits at 10,000 rows (False) and at 37 (True). The batch size alone now decides the
+    # chunks; parallel only chooses whether they run on threads.
+    kw = dict(wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], tier=tier)
+    text = "log(1 + exp(-y*(w0*x0 + w1*x1 + b)))"
+    models = [sd.compile(text, parallel=p, **kw) for p in (None, False, True)]
+    rng = np.random.default_rng(3)
+    for n in (37, 1000, 1819, 10_000, 100_000):
+        data = dict(w0=0.3, w1=-0.2, b=0.1, x0=rng.normal(size=n), x1=rng.normal(size=n),
+                    y=rng.choice([-1.0, 1.0], n))
+        (value, grads), *others = [f.value_and_grad(**data) for f in models]
+        for other_value, other_grads in others:
+            assert other_value == value and other_grads == grads, n

@@ -131,7 +131,10 @@ def test_the_threaded_copy_and_the_kernel_give_the_same_bits_as_value_and_grad(m
 @TWO
 def test_parallel_true_keeps_to_threads_and_one_numba_thread_to_the_kernel(logistic_data):
     f = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], parallel=True)
-    f.value_and_grad(**logistic_data)  # 37 rows, in 16 chunks: parallel=True
+    rng = np.random.default_rng(2)
+    n = f._grad.chunk_rows  # the smallest batch in chunks
+    f.value_and_grad(**{**logistic_data, "x0": rng.normal(size=n), "x1": rng.normal(size=n),
+                        "y": rng.choice([-1.0, 1.0], n)})
     kernel = f._grad
     assert kernel._threads_done.wait(600)
     assert kernel._threaded() is kernel._threads and kernel._choice is not None
