@@ -5,8 +5,10 @@ classes of scalar arguments (Numba would silently convert an int or a bool), the
 whose dispatcher was compiled for exactly one signature and so refuses arrays of any other
 dtype, rank, layout or writability (and a missing name's marker) with a TypeError; the kernel
 checks sizes and labels and raises ValueError before it reads anything. The batch runs in 16
-chunks when it is large enough to pay for threads (on `threaded()`, the threaded copy when there
-are several threads; the bits are the same either way), else in one. Anything refused, an
+chunks when it is large enough to pay for threads (`chunk_rows` of the model's gradient), else
+in one: its size alone decides, so the bits never depend on `parallel`, which only chooses
+where the chunks run (`threaded()`, the threaded copy or the measured choice when there are
+several threads; in turn with parallel=False). Anything refused, an
 unknown name included, goes to `slow`, which converts it or raises a clear error. Per call, this
 is all the overhead (a model's `step` and `sgd_step`, codegen/steps.py, bind and test their
 arguments the same way). A scalar that came as a 0-d array (or a float for a float32 model) is converted in a
