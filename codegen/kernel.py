@@ -27,7 +27,7 @@ from .build import cache_hit, compiling, load_module
 from .emit import emit_source, program_dtype
 from .entry import chunk_rows
 from .inputs import MISSING, bind, specs_of
-from .runtime import load_runtime
+from .runtime import blas_threads, calls_blas, load_runtime
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
@@ -54,6 +54,7 @@ class Kernel:
         self.timings = {}
         self._started = time.perf_counter()
         self.source = emit_source(program, title, self.chunk_rows)
+        self._calls_blas = calls_blas(self.source)
         self.timings["emit"] = time.perf_counter() - self._started
         if wait:
             self._load()
@@ -122,11 +123,18 @@ class Kernel:
         the `Choice` between the kernel's threaded copy and the kernel (the copy itself with
         parallel=True), else the kernel. The copy compiles on a background thread from the
         first call that could use it; until it is ready the kernel runs the 16 chunks in
-        order, which gives the same bits, so the switch is invisible."""
+        order, which gives the same bits, so the switch is invisible. By default a kernel
+        that calls a threaded BLAS keeps to itself and never compiles the copy: Numba's idle
+        threads spin between its parallel loops on the cores the BLAS's threads need for the
+        products. The copy lost by 3 to 16 times (a 30-32-10 MLP over 5,000 and 20,000 rows,
+        logistic regression over 50,000 and 100,000) and won by 12% at best (logistic
+        regression over 10,000), so each try of it cost the time of several calls."""
         from numba import get_num_threads
         if get_num_threads() > 1:
             if self._choice is not None:
                 return self._threads if self._parallel else self._choice
+            if self._parallel is None and self._calls_blas and blas_threads() > 1:
+                return self._module.kernel
             if not self._threads_started:
                 self._threads_started = True
                 threading.Thread(target=self._compile_threads, daemon=True,
@@ -190,10 +198,9 @@ class Choice:
     two).
 
     Threads do not always pay: at a few thousand rows their start costs more than they save;
-    a kernel that calls a threaded BLAS between its parallel loops leaves each pool's idle
-    threads spinning on the cores the other needs (on 2 cores, a 30-32-10 MLP over 5,000
-    rows took 24 ms on threads against 2.8 ms without); and while other processes keep the
-    cores busy, a parallel loop waits for its slowest thread. Which way wins depends on the
+    where BLAS runs on one thread, a kernel's products leave the other cores idle; and while
+    other processes keep the cores busy, a parallel loop waits for its slowest thread. (A
+    kernel that calls a threaded BLAS has no Choice by default: `Kernel._threaded`.) Which way wins depends on the
     model, the machine and its load, so it is measured on the calls themselves. Every call
     is timed, and each way runs twice before either is trusted. The way in use is judged by
     the median of its last `KEPT` calls. The other is tried again at once when that median is

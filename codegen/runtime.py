@@ -21,6 +21,7 @@ malloc's variables, and on other C libraries.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 from .build import load_module, module_name
@@ -162,6 +163,29 @@ def runtime_import(code: list[str]) -> str:
             lines.append(f"from {module_name(source)} import {', '.join(used)}  "
                          f"# compiled once per machine")
     return "\n".join(lines)
+
+
+def calls_blas(kernel_source: str) -> bool:
+    """Whether a kernel calls BLAS or LAPACK (SciPy's OpenBLAS) through the runtime modules."""
+    return any(f"{name}(" in kernel_source for names in RUNTIME.values() for name in names)
+
+
+@functools.cache  # once per process
+def blas_threads() -> int:
+    """The threads of the BLAS the kernels call: threadpoolctl's count where it is installed
+    (the most any loaded BLAS has), else what OpenBLAS reads when it loads (its variables,
+    else a thread per CPU this process may run on)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+            value = os.environ.get(variable, "").strip()
+            if value.isdigit() and int(value) > 0:
+                return int(value)
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    return max([info["num_threads"] for info in threadpool_info()
+                if info.get("user_api") == "blas"], default=1)
 
 
 def load_runtime(kernel_source: str) -> None:

@@ -38,12 +38,18 @@ def logistic_data():
 
 @pytest.fixture(scope="session")
 def mlp():
-    """A small 2-layer ReLU MLP with softmax cross-entropy over a symbolic batch."""
+    return mlp_model()
+
+
+def mlp_model(**options):
+    """A small 2-layer ReLU MLP with softmax cross-entropy over a symbolic batch, compiled
+    with `options` (one kernel module, whatever the options)."""
     X = sd.tensor("X", ("n", 6)); y = sd.tensor("y", ("n",), dtype=int)
     W1 = sd.tensor("W1", (6, 5)); b1 = sd.tensor("b1", (5,))
     W2 = sd.tensor("W2", (5, 3)); b2 = sd.tensor("b2", (3,))
     logits = sd.relu(X @ W1 + b1) @ W2 + b2
-    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2])
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
+                      **options)
 
 
 def mlp_arguments(n, seed=0):

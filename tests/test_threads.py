@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from conftest import LOGISTIC, mlp_arguments
+from conftest import LOGISTIC, mlp_arguments, mlp_model
+from symdiff.codegen import kernel as kernel_module
 from symdiff.codegen.kernel import Choice
 
 TWO = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread")
@@ -115,17 +116,56 @@ def test_each_power_of_two_of_rows_chooses_for_itself_by_time_per_row():
 
 
 @TWO
-def test_the_threaded_copy_and_the_kernel_give_the_same_bits_as_value_and_grad(mlp):
-    arguments = mlp_arguments(5000, seed=3)  # 16 chunks; the products call BLAS
-    value, grads = mlp.value_and_grad(**arguments)
-    kernel = mlp._grad
-    assert kernel._threads_done.wait(600) and kernel._threaded() is kernel._choice
+def test_the_threaded_copy_and_the_kernel_give_the_same_bits_as_value_and_grad():
+    f = mlp_model(parallel=True)  # the threaded copy, though the products call BLAS
+    arguments = mlp_arguments(5000, seed=3)  # 16 chunks
+    value, grads = f.value_and_grad(**arguments)
+    kernel = f._grad
+    assert kernel._threads_done.wait(600) and kernel._threaded() is kernel._threads
     args = [arguments[name] for name in kernel.inputs] + [16]
     serial, threaded = kernel._choice.ways
     for way in (serial, threaded, kernel._choice):
         other_value, other = way(*args)
         assert other_value == value
-        assert all(np.array_equal(g, grads[w]) for g, w in zip(other, mlp.wrt))
+        assert all(np.array_equal(g, grads[w]) for g, w in zip(other, f.wrt))
+
+
+@TWO
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_a_kernel_that_calls_a_threaded_blas_runs_its_chunks_in_turn(monkeypatch, blas_threads):
+    """Numba's idle threads would spin on the cores BLAS's threads need: such a kernel never
+    compiles its threaded copy unless asked (parallel=True). With BLAS on one thread, the
+    measured choice decides as for any other kernel."""
+    monkeypatch.setattr(kernel_module, "blas_threads", lambda: blas_threads)
+    f = mlp_model()
+    kernel = f._grad
+    arguments = mlp_arguments(kernel.chunk_rows, seed=5)  # the smallest batch in chunks
+    assert kernel._calls_blas and not kernel._threads_started
+    value, grads = f.value_and_grad(**arguments)
+    if blas_threads > 1:
+        assert kernel._threaded() is kernel._module.kernel and not kernel._threads_started
+    else:
+        assert kernel._threads_done.wait(600) and kernel._threaded() is kernel._choice
+    again, other = f.value_and_grad(**arguments)
+    assert again == value and all(np.array_equal(other[w], grads[w]) for w in f.wrt)
+
+
+def test_a_kernel_knows_whether_it_calls_blas(mlp, neuron):
+    assert mlp._grad._calls_blas and not neuron._grad._calls_blas
+
+
+def test_blas_threads_without_threadpoolctl_are_what_openblas_reads(monkeypatch):
+    from symdiff.codegen.runtime import blas_threads
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # its import fails
+    for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert blas_threads.__wrapped__() == 5
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert blas_threads.__wrapped__() == 3
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert blas_threads.__wrapped__() == len(os.sched_getaffinity(0))
 
 
 @TWO
