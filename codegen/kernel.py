@@ -200,8 +200,9 @@ class Choice:
     Threads do not always pay: at a few thousand rows their start costs more than they save;
     where BLAS runs on one thread, a kernel's products leave the other cores idle; and while
     other processes keep the cores busy, a parallel loop waits for its slowest thread. (A
-    kernel that calls a threaded BLAS has no Choice by default: `Kernel._threaded`.) Which way wins depends on the
-    model, the machine and its load, so it is measured on the calls themselves. Every call
+    kernel that calls a threaded BLAS has no Choice by default: `Kernel._threaded`.) Which
+    way wins depends on the model, the machine and its load, so it is measured on the calls
+    themselves. Every call
     is timed, and each way runs twice before either is trusted. The way in use is judged by
     the median of its last `KEPT` calls. The other is tried again at once when that median is
     above the other's last time; else after an interval that doubles (from `FIRST` to `LAST`

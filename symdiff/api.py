@@ -56,7 +56,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             model computes in float32 end to end; only batch sums accumulate in float64.
         parallel: how a large batch's chunks run (the batch size alone decides the chunks,
             and so the bits): None on threads or in turn, whichever has lately been faster at
-            its size; True always on threads; False always in turn.
+            its size (in turn for a kernel whose matrix products call a threaded BLAS, whose
+            threads need the cores); True always on threads; False always in turn.
         check_finite: raise NonFiniteError naming the first NaN or infinite output (values
             are otherwise returned as IEEE arithmetic gives them, like NumPy).
         tier: "kernel" compiles a Numba kernel for the model (the fastest calls; compile time
