@@ -4,7 +4,8 @@ Input: a `Compiled` whose value is one sum (or mean) over the batch of per-sampl
 anything of the parameters (`symdiff.split`), and the arguments of one call. The kernel of
 the sum S and its gradients runs over blocks of `block_rows` rows; the blocks' partials are
 added pairwise in block order, and the epilogue (the 1/n, a penalty, the chain rule through
-them) finishes the totals once. Output: what `value_and_grad` returns.
+them) finishes the totals once. Output: what `value_and_grad` returns. A private step's blocks
+(`private`) sum each example's gradient clipped to norm C instead.
 
 Why: one kernel call over the whole batch writes every intermediate as an (n, width) array,
 which for large n streams through memory and is paged in anew on each call; a block's stay in
@@ -30,6 +31,7 @@ from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
 from .compiled import _check_finite, make_kernel
+from .kernel import Kernel
 from .emit import row_bytes
 from .inputs import bind
 
@@ -84,6 +86,17 @@ class Plan:
                     self.split.grad if gradients else self.split.value, c.title, False, c._tier,
                     rows=self.rows + 1)
         return self.kernels[gradients]
+
+    def private_kernel(self):
+        """The kernel of S and of the sums of each example's gradient clipped to norm C
+        (symdiff.clipping, every example weighing 1), in the blocks of S's own kernel, so
+        that the loss adds up as value_and_grad's does."""
+        with self._lock:
+            if "private" not in self.kernels:
+                c = self._compiled
+                self.kernels["private"] = Kernel(c._programs["dp blocks"](), c.title, False,
+                                                 rows=self.rows + 1)
+        return self.kernels["private"]
 
 
 def plan(compiled, required: bool = False) -> Plan | None:
@@ -188,6 +201,44 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
     kernel = p.kernel(gradients)
     arguments = converted(kernel, arguments)
     n = len(arguments[p.batch[0]])
+    params = {k: v for k, v in arguments.items() if k not in p.batch}
+    return finish(compiled, p.split, _sums(compiled, kernel, arguments, n), n, params,
+                  gradients)
+
+
+def private(compiled, arguments: dict, opt, noise: tuple):
+    """(loss, {w: gradient}) of a private step (per-example clipping, `opt`) over a batch in
+    blocks: the blocks' sums of the loss's terms and of the clipped gradients added pairwise,
+    the loss finished as value_and_grad finishes it, and the clipped sums times the loss's
+    weight of one example (1/n for a mean; the one-call Program weighs each example before it
+    adds, so the last bits may differ from its), plus the step's Gaussian noise, drawn into
+    `noise` (one array per parameter) last, after everything that can raise."""
+    p = plan(compiled, required=True)
+    kernel = p.private_kernel()
+    arguments = converted(kernel, arguments)
+    n = len(arguments[p.batch[0]])
+    total = _sums(compiled, kernel, arguments, n)
+    inputs = {p.split.total: total[0], p.split.count: float(n),
+              **{node.attr("name"): arguments[node.attr("name")]
+                 for node in p.split.epilogue.inputs[2:]}}
+    finished = list(interpret(p.split.epilogue, inputs).values())
+    value, weight = _scalar(finished[0]), finished[1]  # weight: dL/dS
+    grads = {w: _scalar(weight * g) for w, g in zip(compiled.wrt, total[1:])}
+    if compiled.check_finite:
+        _check_finite(compiled.title, [("value", value)] + [
+            (f"the gradient by {w}", g) for w, g in grads.items()])
+    sigma = opt.noise_scale()
+    if sigma:  # as the compiled step adds it: g + (sigma * weight) * z
+        for w, z in zip(compiled.wrt, noise):
+            opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
+            grads[w] = _scalar(grads[w] + (sigma * weight) * (z if z.ndim else z[()]))
+    return value, grads
+
+
+def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
+    """The sums of `kernel`'s outputs over the blocks of n rows, added pairwise in block
+    order, the blocks on Numba's number of threads (one if parallel=False)."""
+    p = compiled._blocks
     blocks = [block for _, _, block in blocks_of(arguments, p.batch, p.rows, n)]
     threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), len(blocks))
     if threads == 1:
@@ -198,8 +249,7 @@ def value_and_grad(compiled, arguments: dict, gradients: bool = True):
         done = list(_pool(threads).map(lambda some: [run(kernel, block) for block in some],
                                         runs))
         parts = [part for some in done for part in some]
-    params = {k: v for k, v in arguments.items() if k not in p.batch}
-    return finish(compiled, p.split, pairwise(parts), n, params, gradients)
+    return pairwise(parts)
 
 
 def _scalar(value):

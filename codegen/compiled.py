@@ -290,13 +290,17 @@ class Compiled:
             return self._make_steps(False, TapeSteps)(opt, arguments)
         private = opt.per_example_clip is not None
         steps = self._steps.get(private) or self._make_steps(private)
-        if isinstance(steps, Steps) and steps.plain(opt) and self._blocked(arguments):
-            # the loss and gradients value_and_grad gives (and as fast): the compiled step
-            # runs the kernel over the whole batch (a 30-32-10 MLP over 500,000 rows: 310 ms
-            # against 103 ms in blocks, and other last bits)
+        if isinstance(steps, Steps) and self._blocked(arguments):
+            # the loss value_and_grad gives, and its speed: the compiled step runs the kernel
+            # over the whole batch (a 30-32-10 MLP over 500,000 rows: 310 ms against 103 ms in
+            # blocks, and other last bits; a private step over 100,000 rows, 63 ms)
             from . import blocks
-            return steps.python_step(opt, arguments,
-                                     lambda converted: blocks.value_and_grad(self, converted))
+            if steps.plain(opt):
+                return steps.python_step(
+                    opt, arguments, lambda converted: blocks.value_and_grad(self, converted))
+            return steps.python_step(
+                opt, {**arguments, steps.bound: opt.per_example_clip},
+                lambda converted: blocks.private(self, converted, opt, steps.noise))
         return steps(opt, arguments)
 
     def _first_sgd_step(self, lr, arguments: dict):

@@ -335,7 +335,7 @@ class Steps:
         self.specs = {spec.name: spec for spec in kernel._specs}
         self._check_finite = check_finite
         self.runs, self._rerun = {}, {}  # rule -> run, and run without a slow path
-        self._noise = _noise_arrays(self.update, self.specs) if bound else ()
+        self.noise = _noise_arrays(self.update, self.specs) if bound else ()  # drawn per step
         self._compiling: dict[str, threading.Thread] = {}  # rule -> its module's compile
 
     def wait(self) -> None:
@@ -375,9 +375,9 @@ class Steps:
             sigma = opt.noise_scale()
             if sigma:
                 drawn = opt.rng.bit_generator.state  # put back if the step is refused
-                for z in self._noise:
+                for z in self.noise:
                     opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
-            hyper += (flat, arguments, sigma, self._noise)
+            hyper += (flat, arguments, sigma, self.noise)
         else:
             hyper += (flat, arguments)
         try:

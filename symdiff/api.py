@@ -107,11 +107,15 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     program = differentiate(output, wrt_tensors, inputs=inputs, names=names, extra=extra,
                             per_example=output.shape[0] if per_sample else None)
     timings["differentiate"] = time.perf_counter() - start
+
+    def bound():  # the per-example clipping norm's input, the same name in both Programs
+        return _fresh_input("per_example_clip", wrt_tensors[0], env, ())
     programs = {"grad": lambda: program,
                 "value": lambda: schedule([("value", output.node)] + [
                     (label, t.node) for label, t in extra], inputs=inputs, names=names),
-                "dp": lambda: clipped_program(output, wrt_tensors, inputs, _fresh_input(
-                    "per_example_clip", wrt_tensors[0], env, ()))}
+                "dp": lambda: clipped_program(output, wrt_tensors, inputs, bound()),
+                "dp blocks": lambda: clipped_program(output, wrt_tensors, inputs, bound(),
+                                                     summed=True)}
     tangents = {}
     if not per_sample:  # forward mode and second order, built when first asked for
         tangents = _tangent_inputs(env, wrt_names)

@@ -76,9 +76,14 @@ def norms(grad: T.Tensor) -> T.Tensor:
     return _row_norms(grad)
 
 
-def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor) -> Program:
-    """The Program of the module docstring; `bound` (the scalar input C) is its last input."""
+def clipped_program(loss: T.Tensor, wrt: list, inputs: list, bound: T.Tensor,
+                    summed: bool = False) -> Program:
+    """The Program of the module docstring; `bound` (the scalar input C) is its last input.
+    `summed`: every example weighs 1 and the value is the sum of the terms, for blocks of
+    rows whose sums are added before the loss's own weight is applied (codegen/blocks.py)."""
     terms, weight = per_example_terms(loss)
+    if summed:
+        loss, weight = T.sum(terms), T.full((), 1.0)
     batch = terms.shape[0]
     walk = per_example_walk(terms, wrt, batch)
     per_example = walk.gradients()

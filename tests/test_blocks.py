@@ -137,6 +137,50 @@ def test_a_plain_step_over_a_batch_in_blocks_takes_value_and_grads_loss_and_grad
     assert np.array_equal(p["w"], data["w"]) and p["b"] == data["b"]  # nothing written
 
 
+def test_a_private_step_over_a_batch_in_blocks_clips_each_example_and_adds_the_noise(
+        blocks, data):
+    """A private step used to run its kernel over the whole batch (a 30-32-10 MLP's over
+    100,000 rows took 63 ms against value_and_grad's 16 ms). In blocks: value_and_grad's loss,
+    and the mean of the examples' gradients each clipped to norm C, plus the noise."""
+    X, t = sd.tensor("X", ("n", D)), sd.tensor("t", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")
+    f = sd.compile(sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)), wrt=[w, b],
+                   check_finite=True)
+    C, sigma, lr = 0.5, 1.3, 0.1
+    value, _ = f.value_and_grad(**data)
+    # the definition in NumPy: example i's gradient (p_i - t_i) (x_i, 1), clipped to norm C
+    residual = 1.0 / (1.0 + np.exp(-(data["X"] @ data["w"] + data["b"]))) - data["t"]
+    each = residual[:, None] * np.column_stack([data["X"], np.ones(N)])
+    each *= np.minimum(1.0, C / np.linalg.norm(each, axis=1))[:, None]
+    rng = np.random.default_rng(9)  # the step draws w's noise, then b's
+    noise = np.concatenate([rng.standard_normal(D), rng.standard_normal(1)])
+    expected = np.append(data["w"], data["b"]) - lr * (each.mean(axis=0) + sigma * C / N * noise)
+
+    def step():
+        p = {**data, "w": data["w"].copy(), "b": np.array(data["b"])}  # updated in place
+        opt = sd.optim.SGD(lr, per_example_clip=C, noise_multiplier=sigma,
+                           rng=np.random.default_rng(9))
+        return f.step(opt, **p), np.append(p["w"], p["b"]), opt
+    loss, updated, _ = step()
+    assert "private" in f._blocks.kernels and loss == value
+    np.testing.assert_allclose(updated, expected, rtol=1e-12)
+    blocks.LARGE_BYTES = float("inf")  # the one-call private step: the same to rounding
+    one_loss, one_updated, _ = step()
+    assert one_loss == pytest.approx(loss, rel=1e-14)
+    np.testing.assert_allclose(updated, one_updated, rtol=1e-13)
+    blocks.LARGE_BYTES = 8 * 4096
+    X = data["X"].copy()
+    X[4500, 2] = np.nan
+    p = {**data, "X": X, "w": data["w"].copy(), "b": np.array(data["b"])}
+    opt = sd.optim.SGD(lr, per_example_clip=C, noise_multiplier=sigma,
+                       rng=np.random.default_rng(9))
+    drawn = opt.rng.bit_generator.state
+    with pytest.raises(sd.NonFiniteError, match="value is nan"):
+        f.step(opt, **p)
+    assert np.array_equal(p["w"], data["w"]) and p["b"] == data["b"]  # nothing written
+    assert opt.rng.bit_generator.state == drawn and opt.count == 0  # no noise drawn
+
+
 @pytest.mark.parametrize("size", [1.0, 1e200])  # 1e200: the squares overflow
 def test_a_clipped_step_from_python_has_the_compiled_steps_bits(data, size):
     """A step in blocks clips in Python (steps.clip_scale): the compiled step's arithmetic,
