@@ -5,7 +5,8 @@ anything of the parameters (`symdiff.split`), and the arguments of one call. The
 the sum S and its gradients runs over blocks of `block_rows` rows; the blocks' partials are
 added pairwise in block order, and the epilogue (the 1/n, a penalty, the chain rule through
 them) finishes the totals once. Output: what `value_and_grad` returns. A private step's blocks
-(`private`) sum each example's gradient clipped to norm C instead.
+(`private`) sum each example's gradient clipped to norm C instead, and `jvp`'s the derivative
+of S along the tangents.
 
 Why: one kernel call over the whole batch writes every intermediate as an (n, width) array,
 which for large n streams through memory and is paged in anew on each call; a block's stay in
@@ -26,7 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from symdiff import tensors as T
+from symdiff.autodiff import schedule
 from symdiff.errors import DifferentiationError
+from symdiff.forward import jvp as forward
 from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
@@ -86,6 +90,24 @@ class Plan:
                     self.split.grad if gradients else self.split.value, c.title, False, c._tier,
                     rows=self.rows + 1)
         return self.kernels[gradients]
+
+    def jvp_kernel(self):
+        """The kernel of S and of its derivative along the tangents of the parameters (forward
+        mode; the tangents' inputs named as in the model's own `jvp`)."""
+        with self._lock:
+            if "jvp" not in self.kernels:
+                c = self._compiled
+                inputs = {n.attr("name"): T.Tensor(n) for n in self.split.value.inputs}
+                tangents = {w: T.tensor(name, inputs[w].shape, inputs[w].dtype)
+                            for w, name in c._tangents.items()}
+                S = T.Tensor(self.split.value.output("value"))
+                program = schedule(
+                    [("value", S.node),
+                     ("jvp", forward(S, {inputs[w]: t for w, t in tangents.items()}).node)],
+                    inputs=list(inputs.values()) + list(tangents.values()))
+                self.kernels["jvp"] = make_kernel(program, c.title, False, c._tier,
+                                                  rows=self.rows + 1)
+        return self.kernels["jvp"]
 
     def private_kernel(self):
         """The kernel of S and of the sums of each example's gradient clipped to norm C
@@ -233,6 +255,26 @@ def private(compiled, arguments: dict, opt, noise: tuple):
             opt.rng.standard_normal(dtype=z.dtype, out=z.reshape(-1))
             grads[w] = _scalar(grads[w] + (sigma * weight) * (z if z.ndim else z[()]))
     return value, grads
+
+
+def jvp(compiled, arguments: dict) -> tuple:
+    """(loss, its derivative along the tangents) of a call in blocks: the blocks' sums of S
+    and of its derivative, then the epilogue's chain rule, dL/dS times the latter plus each
+    parameter's own term dL/dw (a penalty's) against its tangent. The loss has the bits of
+    value_and_grad's."""
+    p = plan(compiled)
+    kernel = p.jvp_kernel()
+    arguments = converted(kernel, arguments)
+    n = len(arguments[p.batch[0]])
+    total, derivative = _sums(compiled, kernel, arguments, n)
+    params = {node.attr("name"): arguments[node.attr("name")]
+              for node in p.split.epilogue.inputs[2:]}
+    finished = list(interpret(p.split.epilogue, {p.split.total: total, p.split.count: float(n),
+                                                 **params}).values())
+    derivative = finished[1] * derivative
+    for w, direct in zip(compiled.wrt, finished[2:]):
+        derivative += float(np.sum(direct * arguments[compiled._tangents[w]]))
+    return _scalar(finished[0]), float(derivative)
 
 
 def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:

@@ -421,11 +421,16 @@ class Compiled:
     def jvp(self, tangents: dict = MISSING, /, **arguments):
         """(value, directional derivative along `tangents`), by forward mode.
 
-        `tangents` maps names in `wrt` to arrays of their shapes; a missing one is zero.
+        `tangents` maps names in `wrt` to arrays of their shapes; a missing one is zero. A
+        large batch runs in blocks of rows, as for `value_and_grad` (see codegen/blocks.py).
         """
         if tangents is MISSING:  # by keyword, unless an input has the name
             tangents = option(arguments, "tangents", self.inputs, "jvp")
-        value, (derivative,) = self._kernel("jvp")(self._with_tangents(tangents, arguments))
+        arguments = self._with_tangents(tangents, arguments)
+        if self._blocked(arguments):  # in blocks, as f(...) runs it: the same loss
+            from . import blocks
+            return blocks.jvp(self, arguments)
+        value, (derivative,) = self._kernel("jvp")(arguments)
         return value, derivative
 
     def hvp(self, v: dict = MISSING, /, **arguments) -> dict:
