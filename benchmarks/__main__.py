@@ -21,7 +21,7 @@ WORKLOADS = {"neuron": "neuron", "logreg": "logreg", "mlp-small": "mlp_small",
              "mlp-large": "mlp_large", "swell": "swell", "compile": "compile_time", "hvp": "hvp",
              "edges": "edges", "dask": "cluster", "scalars": "scalars", "optim": "optim",
              "gp": "gp", "attention": "attention", "cnn": "cnn", "threads": "threads",
-             "scan": "scan"}
+             "scan": "scan", "blocks": "blocks"}
 SELF_THREADED = {"threads"}  # run their configurations in children of their own: once
 ROOT = Path(__file__).resolve().parent.parent
 
