@@ -34,7 +34,7 @@ from symdiff.forward import jvp as forward
 from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
-from .compiled import _check_finite, make_kernel
+from .compiled import FORWARD_KERNEL_MAX, _check_finite, compile_size, make_kernel
 from .kernel import Kernel
 from .emit import row_bytes
 from .inputs import bind
@@ -105,7 +105,10 @@ class Plan:
                     [("value", S.node),
                      ("jvp", forward(S, {inputs[w]: t for w, t in tangents.items()}).node)],
                     inputs=list(inputs.values()) + list(tangents.values()))
-                self.kernels["jvp"] = make_kernel(program, c.title, False, c._tier,
+                tier = c._tier  # on "kernel", a large forward Program goes to the tape as
+                if tier == "kernel" and compile_size(program) >= FORWARD_KERNEL_MAX:  # the
+                    tier = "auto"  # model's own jvp does (Compiled._kernel)
+                self.kernels["jvp"] = make_kernel(program, c.title, False, tier,
                                                   rows=self.rows + 1)
         return self.kernels["jvp"]
 
@@ -247,8 +250,8 @@ def private(compiled, arguments: dict, opt, noise: tuple):
     value, weight = _scalar(finished[0]), finished[1]  # weight: dL/dS
     grads = {w: _scalar(weight * g) for w, g in zip(compiled.wrt, total[1:])}
     if compiled.check_finite:
-        _check_finite(compiled.title, [("value", value)] + [
-            (f"the gradient by {w}", g) for w, g in grads.items()])
+        _check_finite(compiled.title, [("value", value)] + [  # as the compiled step says
+            (f"the clipped gradient by {w}", g) for w, g in grads.items()])
     sigma = opt.noise_scale()
     if sigma:  # as the compiled step adds it: g + (sigma * weight) * z
         for w, z in zip(compiled.wrt, noise):
@@ -257,12 +260,15 @@ def private(compiled, arguments: dict, opt, noise: tuple):
     return value, grads
 
 
-def jvp(compiled, arguments: dict) -> tuple:
+def jvp(compiled, arguments: dict) -> tuple | None:
     """(loss, its derivative along the tangents) of a call in blocks: the blocks' sums of S
     and of its derivative, then the epilogue's chain rule, dL/dS times the latter plus each
     parameter's own term dL/dw (a penalty's) against its tangent. The loss has the bits of
-    value_and_grad's."""
+    value_and_grad's. None where the split reads an input the call does not give (the
+    cotangent of `sd.jacobian`'s gradient Program, which its jvp does not read)."""
     p = plan(compiled)
+    if any(n.attr("name") not in arguments for n in p.split.value.inputs):
+        return None
     kernel = p.jvp_kernel()
     arguments = converted(kernel, arguments)
     n = len(arguments[p.batch[0]])

@@ -286,9 +286,10 @@ class Compiled:
         if not isinstance(opt, Optimizer):
             raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
                                 f"not {type(opt).__name__}")
-        if self._grad.tier == "numpy":  # wait=False, kernel not in place: NumPy, then update
-            return self._make_steps(False, TapeSteps)(opt, arguments)
         private = opt.per_example_clip is not None
+        if self._grad.tier == "numpy" and not private:  # wait=False, the kernel not in place:
+            return self._make_steps(False, TapeSteps)(opt, arguments)  # NumPy, then update
+        # (a private step runs its own kernel, which clips and adds the noise)
         steps = self._steps.get(private) or self._make_steps(private)
         if isinstance(steps, Steps) and self._blocked(arguments):
             # the loss value_and_grad gives, and its speed: the compiled step runs the kernel
@@ -429,7 +430,9 @@ class Compiled:
         arguments = self._with_tangents(tangents, arguments)
         if self._blocked(arguments):  # in blocks, as f(...) runs it: the same loss
             from . import blocks
-            return blocks.jvp(self, arguments)
+            blocked = blocks.jvp(self, arguments)
+            if blocked is not None:
+                return blocked
         value, (derivative,) = self._kernel("jvp")(arguments)
         return value, derivative
 

@@ -166,26 +166,32 @@ def runtime_import(code: list[str]) -> str:
 
 
 def calls_blas(kernel_source: str) -> bool:
-    """Whether a kernel calls BLAS or LAPACK (SciPy's OpenBLAS) through the runtime modules."""
-    return any(f"{name}(" in kernel_source for names in RUNTIME.values() for name in names)
+    """Whether a kernel calls BLAS or LAPACK (SciPy's OpenBLAS): whether it imports from the
+    runtime modules (by their names, which no title or comment can hold by chance)."""
+    return any(module_name(source) in kernel_source for source in RUNTIME)
 
 
-@functools.cache  # once per process
+@functools.cache  # once per process, at its first call in chunks
 def blas_threads() -> int:
     """The threads of the BLAS the kernels call: threadpoolctl's count where it is installed
-    (the most any loaded BLAS has), else what OpenBLAS reads when it loads (its variables,
-    else a thread per CPU this process may run on)."""
+    and finds a BLAS (the most any loaded one has), else what OpenBLAS reads when it loads:
+    its variables (the first number of a list), at most a thread per CPU this process may
+    run on, else that many."""
     try:
         from threadpoolctl import threadpool_info
+        counts = [info["num_threads"] for info in threadpool_info()
+                  if info.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
     except ImportError:
-        for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
-            value = os.environ.get(variable, "").strip()
-            if value.isdigit() and int(value) > 0:
-                return int(value)
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-    return max([info["num_threads"] for info in threadpool_info()
-                if info.get("user_api") == "blas"], default=1)
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+    for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return min(int(value), cpus)
+    return cpus
 
 
 def load_runtime(kernel_source: str) -> None:

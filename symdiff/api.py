@@ -109,6 +109,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     timings["differentiate"] = time.perf_counter() - start
 
     def bound():  # the per-example clipping norm's input, the same name in both Programs
+        if not wrt_tensors:
+            raise DifferentiationError("per-example clipping needs a parameter in wrt")
         return _fresh_input("per_example_clip", wrt_tensors[0], env, ())
     programs = {"grad": lambda: program,
                 "value": lambda: schedule([("value", output.node)] + [

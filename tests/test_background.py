@@ -11,7 +11,7 @@ import pytest
 
 import symdiff as sd
 from symdiff.codegen import kernel as kernel_module
-from conftest import mlp_arguments
+from conftest import mlp_arguments, mlp_model
 
 
 def forward(X, y, W1, b1, W2, b2):
@@ -30,15 +30,6 @@ def central_differences(arguments, name, h=1e-6):
         grad[index] = (forward(**{**arguments, name: moved[0]})
                        - forward(**{**arguments, name: moved[1]})) / (2 * h)
     return grad
-
-
-def mlp_model(**options):
-    X, y = sd.tensor("X", ("n", 6)), sd.tensor("y", ("n",), dtype=int)
-    W1, b1 = sd.tensor("W1", (6, 5)), sd.tensor("b1", (5,))
-    W2, b2 = sd.tensor("W2", (5, 3)), sd.tensor("b2", (3,))
-    logits = sd.relu(X @ W1 + b1) @ W2 + b2
-    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
-                      **options)
 
 
 @pytest.fixture
@@ -133,3 +124,30 @@ def test_numba_error_messages_leave_the_process_streams_alone(monkeypatch):
                             raising=False)
     assert errors.termcolor().errmsg("No implementation") == "No implementation"
     assert calls == []
+
+
+def test_a_private_step_before_the_kernel_arrives_clips_and_adds_the_noise(monkeypatch):
+    """Regression: with wait=False, a private step taken while the gradient kernel compiled
+    went the NumPy way, which neither clipped the examples' gradients nor drew the noise (C
+    = 1e-3 moved the parameters by 49). It runs its own kernel, which does both."""
+    release = threading.Event()
+    background = kernel_module.Kernel._load_in_background
+
+    def held(self):
+        assert release.wait(600)
+        background(self)
+
+    monkeypatch.setattr(kernel_module.Kernel, "_load_in_background", held)
+    f = mlp_model(wait=False)
+    arguments = mlp_arguments(7, seed=3)
+    try:
+        p = {**arguments, **{w: arguments[w].copy() for w in f.wrt}}
+        f.step(sd.optim.SGD(1.0, per_example_clip=1e-3), **p)
+        moved = np.sqrt(sum(np.sum((p[w] - arguments[w]) ** 2) for w in f.wrt))
+        assert 0.0 < moved <= 1e-3 * (1 + 1e-12)  # a mean of gradients each of norm <= C
+        rng = np.random.default_rng(0)
+        drawn = rng.bit_generator.state
+        f.step(sd.optim.SGD(1.0, per_example_clip=1e-3, noise_multiplier=1.0, rng=rng), **p)
+        assert rng.bit_generator.state != drawn and f.tier == "numpy"  # it did not wait
+    finally:
+        release.set()

@@ -155,6 +155,17 @@ def test_jvp_over_a_batch_in_blocks_has_the_value_s_bits_and_the_hand_derivative
     assert one_derivative == pytest.approx(derivative, rel=1e-13)
 
 
+def test_the_jacobian_of_a_mean_over_a_batch_in_blocks(blocks, data):
+    """Regression: jvp in blocks read every input of the split, which for `sd.jacobian`
+    includes the cotangent u of its gradient Program, and its jvp is given none: "missing
+    argument u". Such a jvp runs as one kernel call, as before."""
+    X, w = sd.tensor("X", ("n", D)), sd.tensor("w", (D,))
+    J = sd.jacobian(sd.mean(sd.tanh(X @ w)), wrt=[w])
+    z = np.tanh(data["X"] @ data["w"])
+    expected = ((1.0 - z ** 2)[:, None] * data["X"]).mean(axis=0)  # d/dw of the mean
+    np.testing.assert_allclose(np.ravel(J(X=data["X"], w=data["w"])), expected, rtol=1e-12)
+
+
 def test_a_private_step_over_a_batch_in_blocks_clips_each_example_and_adds_the_noise(
         blocks, data):
     """A private step used to run its kernel over the whole batch (a 30-32-10 MLP's over

@@ -110,3 +110,11 @@ def test_a_process_pool_runs_a_compiled_model(mlp):
         results = [future.result() for future in futures]
     for result, arguments in zip(results, batches):
         assert same_bits(result, mlp.value_and_grad(**arguments))
+
+
+def test_a_model_without_parameters_pickles():
+    """Regression: pickling built every Program, and the per-example clipping ones took the
+    first parameter's dtype from an empty wrt: IndexError."""
+    f = sd.compile("x * y + sin(x)", wrt=[])
+    g = pickle.loads(pickle.dumps(f))
+    assert g(x=0.5, y=2.0) == f(x=0.5, y=2.0)

@@ -4,6 +4,7 @@ either way, at any thread count, and a choice between them by measured time (cod
 import os
 import subprocess
 import sys
+import types
 
 import numba
 import numpy as np
@@ -152,20 +153,27 @@ def test_a_kernel_that_calls_a_threaded_blas_runs_its_chunks_in_turn(monkeypatch
 
 def test_a_kernel_knows_whether_it_calls_blas(mlp, neuron):
     assert mlp._grad._calls_blas and not neuron._grad._calls_blas
+    named = sd.compile("1/(1+exp(-(w0*x0+w1*x1+w2)))", wrt=["w0", "w1", "w2", "x0", "x1"],
+                       name="score_dot(v)")  # a title is not a call (it was taken for one)
+    assert not named._grad._calls_blas
 
 
 def test_blas_threads_without_threadpoolctl_are_what_openblas_reads(monkeypatch):
     from symdiff.codegen.runtime import blas_threads
+    cpus = len(os.sched_getaffinity(0))  # OpenBLAS takes at most one thread per CPU
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # its import fails
     for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert blas_threads.__wrapped__() == 5
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    assert blas_threads.__wrapped__() == 3
+    assert blas_threads.__wrapped__() == cpus
+    monkeypatch.setenv("OMP_NUM_THREADS", "1000")
+    assert blas_threads.__wrapped__() == cpus
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1,2")  # a list: its first number, and first
+    assert blas_threads.__wrapped__() == 1  # OpenBLAS's own variable
+    # threadpoolctl without a BLAS it knows: what OpenBLAS reads, not one thread
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert blas_threads.__wrapped__() == len(os.sched_getaffinity(0))
+    monkeypatch.setitem(sys.modules, "threadpoolctl", types.SimpleNamespace(
+        threadpool_info=lambda: [{"user_api": "openmp", "num_threads": 1}]))
+    assert blas_threads.__wrapped__() == cpus
 
 
 @TWO
