@@ -184,10 +184,18 @@ def run(kernel, arguments: dict) -> tuple:
     return (value,) + tuple(rest)
 
 
+def epilogue(split, S, n: int, arguments: dict) -> list:
+    """The epilogue's outputs, L, dL/dS, then dL/dw by each parameter's own terms (a
+    penalty's), for the batch sum S of n rows; the parameters taken from `arguments`."""
+    params = {node.attr("name"): arguments[node.attr("name")]
+              for node in split.epilogue.inputs[2:]}
+    return list(interpret(split.epilogue, {split.total: S, split.count: float(n),
+                                           **params}).values())
+
+
 def finish(compiled, split, total: tuple, n: int, params: dict, gradients: bool):
     """(value, {w: gradient} or None) from the batch sums `total`, through the epilogue."""
-    finished = list(interpret(split.epilogue, {split.total: total[0], split.count: float(n),
-                                               **params}).values())
+    finished = epilogue(split, total[0], n, params)
     value = _scalar(finished[0])
     grads = None
     if gradients:
@@ -243,10 +251,7 @@ def private(compiled, arguments: dict, opt, noise: tuple):
     arguments = converted(kernel, arguments)
     n = len(arguments[p.batch[0]])
     total = _sums(compiled, kernel, arguments, n)
-    inputs = {p.split.total: total[0], p.split.count: float(n),
-              **{node.attr("name"): arguments[node.attr("name")]
-                 for node in p.split.epilogue.inputs[2:]}}
-    finished = list(interpret(p.split.epilogue, inputs).values())
+    finished = epilogue(p.split, total[0], n, arguments)
     value, weight = _scalar(finished[0]), finished[1]  # weight: dL/dS
     grads = {w: _scalar(weight * g) for w, g in zip(compiled.wrt, total[1:])}
     if compiled.check_finite:
@@ -273,10 +278,7 @@ def jvp(compiled, arguments: dict) -> tuple | None:
     arguments = converted(kernel, arguments)
     n = len(arguments[p.batch[0]])
     total, derivative = _sums(compiled, kernel, arguments, n)
-    params = {node.attr("name"): arguments[node.attr("name")]
-              for node in p.split.epilogue.inputs[2:]}
-    finished = list(interpret(p.split.epilogue, {p.split.total: total, p.split.count: float(n),
-                                                 **params}).values())
+    finished = epilogue(p.split, total, n, arguments)
     derivative = finished[1] * derivative
     for w, direct in zip(compiled.wrt, finished[2:]):
         derivative += float(np.sum(direct * arguments[compiled._tangents[w]]))

@@ -202,13 +202,12 @@ class Choice:
     other processes keep the cores busy, a parallel loop waits for its slowest thread. (A
     kernel that calls a threaded BLAS has no Choice by default: `Kernel._threaded`.) Which
     way wins depends on the model, the machine and its load, so it is measured on the calls
-    themselves. Every call
-    is timed, and each way runs twice before either is trusted. The way in use is judged by
-    the median of its last `KEPT` calls. The other is tried again at once when that median is
-    above the other's last time; else after an interval that doubles (from `FIRST` to `LAST`
-    seconds) each time a try loses, and once the way in use has run `SHARE` times as long as
-    that try took: so a far slower way costs a small share of the time, however rarely the
-    calls come.
+    themselves. Every call is timed, and each way runs twice before either is trusted. The
+    way in use is judged by the median of its last `KEPT` calls. The other is tried again at
+    once when that median is above the other's last time; else after an interval that
+    doubles (from `FIRST` to `LAST` seconds) each time a try loses, and once the way in use
+    has run `SHARE` times as long as that try took: so a far slower way costs a small share
+    of the time, however rarely the calls come.
     """
 
     FIRST, LAST = 0.05, 2.0  # seconds between tries of the way not in use

@@ -75,8 +75,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             and gives the same bits. False returns at once and compiles the kernel on a
             background thread; until it is in place (`f.tier == "numpy"`), calls run the
             Program through NumPy: the same values up to rounding (NumPy's exp, log and sums
-            differ in the last bits), then the kernel's. A private step runs its own kernel. `f.wait()` waits for the kernel;
-            `f.timings["kernel ready"]` says when it arrived.
+            differ in the last bits), then the kernel's; a private step runs its own kernel.
+            `f.wait()` waits for the kernel; `f.timings["kernel ready"]` says when it arrived.
 
     >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
     >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
