@@ -34,7 +34,7 @@ from symdiff.forward import jvp as forward
 from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
-from .compiled import FORWARD_KERNEL_MAX, _check_finite, compile_size, make_kernel
+from .compiled import _check_finite, forward_tier, make_kernel
 from .kernel import Kernel
 from .emit import row_bytes
 from .inputs import bind
@@ -105,10 +105,8 @@ class Plan:
                     [("value", S.node),
                      ("jvp", forward(S, {inputs[w]: t for w, t in tangents.items()}).node)],
                     inputs=list(inputs.values()) + list(tangents.values()))
-                tier = c._tier  # on "kernel", a large forward Program goes to the tape as
-                if tier == "kernel" and compile_size(program) >= FORWARD_KERNEL_MAX:  # the
-                    tier = "auto"  # model's own jvp does (Compiled._kernel)
-                self.kernels["jvp"] = make_kernel(program, c.title, False, tier,
+                self.kernels["jvp"] = make_kernel(program, c.title, False,
+                                                  forward_tier(program, c._tier),
                                                   rows=self.rows + 1)
         return self.kernels["jvp"]
 

@@ -44,6 +44,15 @@ def compile_size(program: Program) -> int:
         + LOOP_STATEMENTS * sum(s.node.dtype == "tuple" for s in program.stmts)
 
 
+def forward_tier(program: Program, tier: str) -> str:
+    """The tier for a forward-mode Program (jvp, hvp): on "kernel", "auto" from a
+    compile_size of FORWARD_KERNEL_MAX on (the tape if it can run the Program, else the
+    kernel after all)."""
+    if tier == "kernel" and compile_size(program) >= FORWARD_KERNEL_MAX:
+        return "auto"
+    return tier
+
+
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
                 wait: bool = True, rows: int | None = None):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
@@ -227,10 +236,7 @@ class Compiled:
                                              rows=rows)
                 return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
-            tier = self._tier
-            if tier == "kernel" and kind in FORWARD and \
-                    compile_size(program) >= FORWARD_KERNEL_MAX:
-                tier = "auto"  # the tape if it can run the Program, else the kernel after all
+            tier = forward_tier(program, self._tier) if kind in FORWARD else self._tier
             self._kernels[kind] = make_kernel(program, self.title, self._parallel, tier,
                                               self.wrt if scalar_loss else (), self._wait, rows)
         return self._kernels[kind]

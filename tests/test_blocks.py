@@ -210,6 +210,22 @@ def test_a_private_step_over_a_batch_in_blocks_clips_each_example_and_adds_the_n
     assert opt.rng.bit_generator.state == drawn and opt.count == 0  # no noise drawn
 
 
+def test_a_private_step_in_blocks_names_the_clipped_gradient_as_the_compiled_step_does(
+        blocks, data):
+    """Regression: with a finite loss and a NaN gradient (sqrt(z^2) at z = 0 has the slope
+    inf * 0), the step in blocks said "the gradient by w", the compiled one "the clipped
+    gradient by w"."""
+    X, w = sd.tensor("X", ("n", D)), sd.tensor("w", (D,))
+    f = sd.compile(sd.mean(sd.sqrt((X @ w) ** 2)), wrt=[w], check_finite=True)
+    for bound in (8 * 4096, float("inf")):  # in blocks, then as one kernel call
+        blocks.LARGE_BYTES = bound
+        p = {"X": data["X"], "w": np.zeros(D)}
+        with pytest.raises(sd.NonFiniteError, match="the clipped gradient by w is nan"):
+            f.step(sd.optim.SGD(0.1, per_example_clip=1.0), **p)
+        assert not p["w"].any()
+    assert "private" in f._blocks.kernels
+
+
 @pytest.mark.parametrize("size", [1.0, 1e200])  # 1e200: the squares overflow
 def test_a_clipped_step_from_python_has_the_compiled_steps_bits(data, size):
     """A step in blocks clips in Python (steps.clip_scale): the compiled step's arithmetic,
