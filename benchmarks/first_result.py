@@ -7,9 +7,10 @@ formula, 3 parameters, batch 1000); SYSTEM is `symdiff`, `symdiff-later` (wait=F
 first result from NumPy while the kernel compiles in the background) or `jax`. Each process
 imports only what its system needs, builds the model and computes its first value and
 gradients; caches are wherever SYMDIFF_CACHE_DIR, NUMBA_CACHE_DIR and (for JAX)
-JAX_COMPILATION_CACHE_DIR point. `symdiff-step` and `jax-step` take a first training step
-instead: symdiff's `sgd_step(0.1, ...)`, which updates the parameters in place, and a jitted
-JAX function returning the loss and the parameters after one step of gradient descent.
+JAX_COMPILATION_CACHE_DIR point. `symdiff-step`, `symdiff-step-later` (wait=False) and
+`jax-step` take a first training step instead: symdiff's `sgd_step(0.1, ...)`, which updates
+the parameters in place, and a jitted JAX function returning the loss and the parameters after
+one step of gradient descent.
 """
 from __future__ import annotations
 
@@ -76,5 +77,5 @@ if __name__ == "__main__":
     if system in ("jax", "jax-step"):
         jax_first(workload, arguments, step=system == "jax-step")
     else:
-        symdiff_first(workload, system != "symdiff-later", arguments,
-                      step=system == "symdiff-step")
+        symdiff_first(workload, not system.endswith("-later"), arguments,
+                      step=system.startswith("symdiff-step"))

@@ -63,11 +63,13 @@ def module_name(source: str) -> str:
     return f"_symdiff_k_{source_key(source)}"
 
 
-def load_module(source: str):
+def load_module(source: str, numba: bool = True):
     """Write `source` under its hash (unless a valid copy exists) and import it.
 
     Returns (module, reused): reused is True when a valid file was already there. Importing
     it runs Numba's compile of the functions given signatures, or its load from the cache.
+    With numba=False (plain Python and NumPy) it neither loads Numba nor pauses the
+    collector: while a background compile imports Numba, importing it here would wait.
     """
     key = source_key(source)
     name = f"_symdiff_k_{key}"
@@ -76,10 +78,10 @@ def load_module(source: str):
     with lock:
         if name in sys.modules:
             return sys.modules[name], True
-        return _import(source, key, name)
+        return _import(source, key, name, numba)
 
 
-def _import(source: str, key: str, name: str):
+def _import(source: str, key: str, name: str, numba: bool):
     path = cache_dir() / f"k_{key}.py"
     with _other_processes_wait(path.with_suffix(".lock")):
         reused = _valid(path, key)
@@ -89,7 +91,7 @@ def _import(source: str, key: str, name: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # before running it: Numba's cache loads look it up by name
         try:
-            with compiling():
+            with compiling() if numba else contextlib.nullcontext():
                 spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[name]

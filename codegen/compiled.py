@@ -325,7 +325,7 @@ class Compiled:
             return (lambda opt, /, **arguments: self._first_step(opt, arguments),
                     lambda lr, /, **arguments: self._first_sgd_step(lr, arguments))
         self._front_source = emit_front(kernel)
-        module, _ = load_module(self._front_source)
+        module, _ = load_module(self._front_source, numba=False)
         constants = self._sgd.hyper()[2]
         return module.front(self._first_step, self._first_sgd_step, self._compiled_steps,
                             constants, self.wrt, MISSING)

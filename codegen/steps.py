@@ -2,15 +2,17 @@
 
 Input: a Kernel (its Program, the parameters it updates, its module) and the rule records.
 Output: the update module, shared by every model (per rule, `_update_<rule>`, a loop applying
-the rule's scalar statements to every entry); per model and rule actually used, a step module
-of its own (`step`, which runs the kernel, optionally checks that the loss and gradients are
-finite, adds the private noise, clips to a global norm and updates every parameter and state
-array in place, and `entry`, its entry point); and `Steps`, which makes a rule's step module
-when the rule is first used and takes the steps the direct path in `Compiled.step` does not:
-one kernel call per step. A rule's step module compiles on a thread; until it is in place,
-plain steps run the kernel and the shared update loops from Python (the same arithmetic, so
-the same bits), and a model's first step waits for its kernel alone. Sizes of parameters and
-state arrays are checked before anything is written, so a refused step changes nothing.
+the rule's scalar statements to every entry), and its NumPy twin (the statements over whole
+arrays, for a `wait=False` model's steps before its kernel arrives); per model and rule
+actually used, a step module of its own (`step`, which runs the kernel, optionally checks that
+the loss and gradients are finite, adds the private noise, clips to a global norm and updates
+every parameter and state array in place, and `entry`, its entry point); and `Steps`, which
+makes a rule's step module when the rule is first used and takes the steps the direct path in
+`Compiled.step` does not: one kernel call per step. A rule's step module compiles on a thread;
+until it is in place, plain steps run the kernel and the shared update loops from Python (the
+same arithmetic, so the same bits), and a model's first step waits for its kernel alone. Sizes
+of parameters and state arrays are checked before anything is written, so a refused step
+changes nothing.
 """
 from __future__ import annotations
 
@@ -62,12 +64,7 @@ def emit_updates() -> str:
     g = G[k] * scale, then the rule's statements."""
     parts = [HELPERS]
     for rule in RULES.values():
-        lines = ["", "", JIT, f"def _prepare_{rule.name}(lr, t, constants):",
-                 f'    """{rule.title}: the scalars of step t."""']
-        lines += [f"    {c} = constants[{k}]" for k, c in enumerate(rule.constants)]
-        lines += [f"    {statement}" for statement in rule.prepare]
-        lines.append(f"    return {', '.join(rule.scalars)},")
-        parts.append("\n".join(lines) + "\n")
+        parts.append(_prepare_source(rule, JIT))
         arrays = ["P", "G"] + [s.upper() for s in rule.state]
         scalars = ["p", "g"] + list(rule.state)
         loads = ["P[k]", "G[k] * scale"] + [f"{s.upper()}[k]" for s in rule.state]
@@ -91,6 +88,42 @@ def emit_updates() -> str:
         lines += [f"    {e} = {s}" for e, s in zip(entries, scalars) if e != "g"]
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
+
+
+def emit_numpy_updates() -> str:
+    """Per rule, `_prepare_<rule>` as in the update module, and `_update_<rule>` with its
+    arguments, the rule's statements over whole flat arrays in NumPy. Each statement is
+    elementwise IEEE arithmetic done in the compiled loop's order, so the update has the
+    loop's bits. For a `wait=False` model's steps while its kernel compiles: the compile holds
+    Numba's lock, which even loading the compiled loops from the cache takes."""
+    parts = []
+    for rule in RULES.values():
+        parts.append(_prepare_source(rule, ""))
+        arrays = ["P", "G"] + [s.upper() for s in rule.state]
+        scalars = ["p", "g"] + list(rule.state)
+        # as the loop reads them: float64, whatever the arrays' type (NumPy would keep a
+        # float32 array's type against a Python float)
+        loads = ["as64(P)", "G * scale"] + [f"as64({s.upper()})" for s in rule.state]
+        lines = ["", "",
+                 f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):",
+                 f'    """{rule.title}, over whole arrays: {"; ".join(rule.body)}."""',
+                 '    with np.errstate(all="ignore"):  # as the compiled loop: no warnings',
+                 f"        {', '.join(scalars)} = {', '.join(loads)}"]
+        lines += [f"        {statement}" for statement in rule.body]
+        lines += [f"    {a}[:] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def _prepare_source(rule, decorator: str) -> str:
+    """`_prepare_<rule>(lr, t, constants)`: the rule's scalars of step t."""
+    lines = ["", "", *([decorator] if decorator else []),
+             f"def _prepare_{rule.name}(lr, t, constants):",
+             f'    """{rule.title}: the scalars of step t."""']
+    lines += [f"    {c} = constants[{k}]" for k, c in enumerate(rule.constants)]
+    lines += [f"    {statement}" for statement in rule.prepare]
+    lines.append(f"    return {', '.join(rule.scalars)},")
+    return "\n".join(lines) + "\n"
 
 
 class _Names:
@@ -505,8 +538,8 @@ def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict)
     k = len(rule.state)
     for j, p in enumerate(update):
         for name, array in zip(rule.state, state[j * k:(j + 1) * k]):
-            specs[p].check_in_place(origin(array), f"{rule.title} keeps its state {name!r} of {p} in "
-                                           f"this array, updated in place",
+            specs[p].check_in_place(origin(array), f"{rule.title} keeps its state {name!r} of "
+                                    f"{p} in this array, updated in place",
                                     shape=np.shape(arguments[p]))
 
 
@@ -540,12 +573,15 @@ def _norm(arrays: list) -> float:
 
 class TapeSteps:
     """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
-    update loop (compiled once per machine) on each parameter. Every array is checked first."""
+    update loop (compiled once per machine) on each parameter; for a kernel being prepared
+    (`wait=False`), NumPy's value and gradients and the rule's NumPy update. Every array is
+    checked first."""
 
     def __init__(self, kernel, check_finite=None):
         self.kernel, self.update = kernel, kernel.update
         self.specs = {spec.name: spec for spec in kernel._specs}
         self._check_finite = check_finite
+        self._updates = numpy_update_module if kernel.tier == "numpy" else update_module
 
     def __call__(self, opt, arguments: dict):
         rule = opt.rule
@@ -560,7 +596,7 @@ class TapeSteps:
             self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
                                                      for p, g in zip(self.update, grads)])
         lr, t, constants = opt.hyper()
-        module, clip = update_module(), constants[len(rule.constants)]
+        module, clip = self._updates(), constants[len(rule.constants)]
         scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
         scale = 1.0
         if clip > 0.0:
@@ -586,6 +622,16 @@ HELPER_NAMES = ("_sumsq", "_maxabs", "_finite") + tuple(f"_{part}_{rule}" for ru
                                              for part in ("prepare", "update", "update0"))
 
 
+NUMPY_UPDATES_SOURCE = ('"""symdiff: the optimizers\' updates over whole arrays, in NumPy."""\n'
+                        'import numpy as np\n\n\ndef as64(a):\n'
+                        '    return np.asarray(a, dtype=np.float64)\n' + emit_numpy_updates())
+
+
 def update_module():
     """The update module, imported (a model's module imports from it by name)."""
     return load_module(UPDATES_SOURCE)[0]
+
+
+def numpy_update_module():
+    """The NumPy updates' module (`emit_numpy_updates`), imported."""
+    return load_module(NUMPY_UPDATES_SOURCE, numba=False)[0]

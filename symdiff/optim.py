@@ -39,8 +39,10 @@ class Rule:
     body: tuple[str, ...]
 
 
-_ADAM = ("rest1 = 1.0 - beta1", "rest2 = 1.0 - beta2", "step = lr / (1.0 - beta1 ** t)",
-         "root_c2 = np.sqrt(1.0 - beta2 ** t)")
+# t as a float: Numba's float ** int multiplies by squaring, which differs from Python's in
+# the last bit; float ** float is the C library's pow in both
+_ADAM = ("rest1 = 1.0 - beta1", "rest2 = 1.0 - beta2", "step = lr / (1.0 - beta1 ** float(t))",
+         "root_c2 = np.sqrt(1.0 - beta2 ** float(t))")
 _MOMENTS = ("m = beta1 * m + rest1 * g", "v = beta2 * v + rest2 * g * g",
             "p = p - step * (m / (np.sqrt(v) / root_c2 + eps))")
 RULES = {rule.name: rule for rule in (
