@@ -231,9 +231,10 @@ class Compiled:
             # every Program chunks the batch where the gradient's does, so the loss has the
             # same bits from f(), value_and_grad, jvp and the steps
             rows = self._grad.chunk_rows if kind != "grad" else None
-            if kind == "dp":  # the clipped sums, the noise added in the step
+            if kind == "dp":  # the clipped sums, the noise added in the step; loaded when
+                # first called (a private step over a batch in blocks never calls it)
                 self._kernels[kind] = Kernel(program, self.title, self._parallel, self.wrt,
-                                             rows=rows)
+                                             wait=None, rows=rows)
                 return self._kernels[kind]
             scalar_loss = kind == "grad" and program.outputs[0][1].rank == 0 and not self.aux
             tier = forward_tier(program, self._tier) if kind in FORWARD else self._tier

@@ -35,10 +35,13 @@ PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_bi
 
 
 class Kernel:
-    """One generated module: binds arguments by name, checks them, runs, returns its outputs."""
+    """One generated module: binds arguments by name, checks them, runs, returns its outputs.
+    `wait`: True loads it now, False on a background thread (NumPy answers meanwhile), None
+    at the first call that needs it (`wait()` or a call): a private step over a batch in
+    blocks runs another kernel, and never compiles this one."""
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
-                 wait: bool = True, rows: int | None = None):
+                 wait: bool | None = True, rows: int | None = None):
         self.program, self.title, self.update = program, title, tuple(update)
         # a batch of chunk_rows or more runs in chunks (`emit_source`)
         self.chunk_rows = rows or chunk_rows(len(program.stmts))
@@ -50,7 +53,8 @@ class Kernel:
         self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/steps.py)
         self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
-        self._call = self._numpy
+        self._lazy = wait is None
+        self._call = self._load_then_call if self._lazy else self._numpy
         self.timings = {}
         self._started = time.perf_counter()
         self.source = emit_source(program, title, self.chunk_rows)
@@ -58,17 +62,21 @@ class Kernel:
         self.timings["emit"] = time.perf_counter() - self._started
         if wait:
             self._load()
-        else:
+        elif not self._lazy:
             threading.Thread(target=self._load_in_background, daemon=True,
                              name=f"symdiff kernel: {title}").start()
 
     @property
     def tier(self) -> str:
-        """"kernel" once the machine code is in place; "numpy" while it is being prepared."""
-        return "kernel" if self._module is not None else "numpy"
+        """"kernel" once the machine code is in place, or if it loads at its first call;
+        "numpy" while it is being prepared."""
+        return "kernel" if self._module is not None or self._lazy else "numpy"
 
     def wait(self) -> None:
-        """Block until the kernel is in place (raises what its compile raised)."""
+        """Block until the kernel is in place (raises what its compile raised); load it now if
+        it loads when first needed."""
+        if self._lazy and self._module is None:
+            self._load()  # (two threads may both load: the module is imported once)
         while self._module is None and self._error is None:
             time.sleep(0.005)
         if self._error is not None:
@@ -150,6 +158,10 @@ class Kernel:
         finally:
             self._threads_done.set()
 
+    def _load_then_call(self, /, **arguments):
+        self.wait()
+        return self._call(**arguments)
+
     def _numpy(self, /, **arguments):
         """Before the kernel is in place: the Program run by NumPy, statement by statement."""
         if self._error is not None:
@@ -185,10 +197,9 @@ class Kernel:
         return converted, dims
 
     def steps(self, check_finite=None, bound=None, compiled=None):
-        """The optimizer steps of the parameters `update` (the kernel must be in place):
-        codegen/steps.py's `Steps`, whose modules import this one's kernel."""
+        """The optimizer steps of the parameters `update`: codegen/steps.py's `Steps`, whose
+        modules import this one's kernel (loaded when the first of them compiles)."""
         from .steps import Steps
-        self.wait()
         return Steps(self, check_finite, bound, compiled)
 
 

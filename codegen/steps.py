@@ -380,6 +380,7 @@ class Steps:
         """The rule's step module: Numba compiles its step at import, or loads it from its
         cache."""
         kernel, start = self.kernel, time.perf_counter()
+        kernel.wait()  # the step's module imports the kernel's
         source = emit_step(kernel, RULES[rule], self._check_finite is not None,
                            self.bound is not None)
         update_module()  # which the step's module imports by name

@@ -193,8 +193,10 @@ def test_a_private_step_over_a_batch_in_blocks_clips_each_example_and_adds_the_n
     loss, updated, _ = step()
     assert "private" in f._blocks.kernels and loss == value
     np.testing.assert_allclose(updated, expected, rtol=1e-12)
+    assert f._kernels["dp"]._module is None  # the one-call kernel: never compiled in blocks
     blocks.LARGE_BYTES = float("inf")  # the one-call private step: the same to rounding
     one_loss, one_updated, _ = step()
+    assert f._kernels["dp"]._module is not None
     assert one_loss == pytest.approx(loss, rel=1e-14)
     np.testing.assert_allclose(updated, one_updated, rtol=1e-13)
     blocks.LARGE_BYTES = 8 * 4096
