@@ -5,8 +5,8 @@ anything of the parameters (`symdiff.split`), and the arguments of one call. The
 the sum S and its gradients runs over blocks of `block_rows` rows; the blocks' partials are
 added pairwise in block order, and the epilogue (the 1/n, a penalty, the chain rule through
 them) finishes the totals once. Output: what `value_and_grad` returns. A private step's blocks
-(`private`) sum each example's gradient clipped to norm C instead, and `jvp`'s the derivative
-of S along the tangents.
+(`private`) sum each example's gradient clipped to norm C instead, `jvp`'s the derivative
+of S along the tangents, and `hvp`'s the gradients' derivatives along them too.
 
 Why: one kernel call over the whole batch writes every intermediate as an (n, width) array,
 which for large n streams through memory and is paged in anew on each call; a block's stay in
@@ -28,9 +28,11 @@ import numba
 import numpy as np
 
 from symdiff import tensors as T
-from symdiff.autodiff import schedule
+from symdiff.autodiff import gradients, schedule
 from symdiff.errors import DifferentiationError
 from symdiff.forward import jvp as forward
+from symdiff.ir import fresh
+from symdiff.program import Program
 from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
@@ -78,6 +80,7 @@ class Plan:
         self.batch = [n.attr("name") for n in inputs if n.shape and isinstance(n.shape[0], str)]
         self.dims = {n.shape[0] for n in inputs if n.shape and isinstance(n.shape[0], str)}
         self.kernels, self._lock = {}, threading.Lock()
+        self._epilogue_hvp = None  # (Program, name of its input Ṡ): `epilogue_hvp`
         self._compiled = compiled
 
     def kernel(self, gradients: bool):
@@ -94,21 +97,54 @@ class Plan:
     def jvp_kernel(self):
         """The kernel of S and of its derivative along the tangents of the parameters (forward
         mode; the tangents' inputs named as in the model's own `jvp`)."""
+        return self._forward_kernel("jvp", self.split.value)
+
+    def hvp_kernel(self):
+        """The kernel of S, its derivative along the tangents, its gradients and theirs
+        (forward over reverse): per block S, Ṡ, dS/dw..., then (d²S/dw²) v...."""
+        return self._forward_kernel("hvp", self.split.grad)
+
+    def _forward_kernel(self, kind: str, program):
+        """The kernel of `program`'s S and Ṡ, and for "hvp" of its gradients and theirs."""
         with self._lock:
-            if "jvp" not in self.kernels:
+            if kind not in self.kernels:
                 c = self._compiled
-                inputs = {n.attr("name"): T.Tensor(n) for n in self.split.value.inputs}
+                inputs = {n.attr("name"): T.Tensor(n) for n in program.inputs}
                 tangents = {w: T.tensor(name, inputs[w].shape, inputs[w].dtype)
                             for w, name in c._tangents.items()}
-                S = T.Tensor(self.split.value.output("value"))
+                directions = {inputs[w]: t for w, t in tangents.items()}
+                S = T.Tensor(program.output("value"))
+                outputs = [("value", S), ("jvp", forward(S, directions))]
+                if kind == "hvp":
+                    grads = list(zip(c.wrt, gradients(program)))
+                    outputs += [(f"grad:{w}", g) for w, g in grads]
+                    outputs += [(f"hvp:{w}", forward(g, directions)) for w, g in grads]
+                forward_program = schedule([(label, t.node) for label, t in outputs],
+                                           inputs=list(inputs.values()) + list(tangents.values()))
+                self.kernels[kind] = make_kernel(forward_program, c.title, False,
+                                                 forward_tier(forward_program, c._tier),
+                                                 rows=self.rows + 1)
+        return self.kernels[kind]
+
+    def epilogue_hvp(self) -> tuple[Program, str]:
+        """(the Program of the epilogue's dL/dS and of the derivatives of dL/dS and dL/dw
+        along Ṡ and the tangents, the name of Ṡ's input), built once."""
+        with self._lock:
+            if self._epilogue_hvp is None:
+                c, e = self._compiled, self.split.epilogue
+                inputs = {n.attr("name"): T.Tensor(n) for n in e.inputs}
+                S_dot = T.scalar(fresh(f"{self.split.total}_dot",
+                                       set(inputs) | set(c._tangents.values())))
+                directions = {inputs[self.split.total]: S_dot}
+                directions.update({inputs[w]: T.tensor(name, inputs[w].shape, inputs[w].dtype)
+                                   for w, name in c._tangents.items() if w in inputs})
+                dL = gradients(e)  # dL/dS, then dL/dw in wrt order
                 program = schedule(
-                    [("value", S.node),
-                     ("jvp", forward(S, {inputs[w]: t for w, t in tangents.items()}).node)],
-                    inputs=list(inputs.values()) + list(tangents.values()))
-                self.kernels["jvp"] = make_kernel(program, c.title, False,
-                                                  forward_tier(program, c._tier),
-                                                  rows=self.rows + 1)
-        return self.kernels["jvp"]
+                    [("dL/dS", dL[0].node)]
+                    + [(f"d:{k}", forward(g, directions).node) for k, g in enumerate(dL)],
+                    inputs=list(inputs.values()) + list(directions.values()))
+                self._epilogue_hvp = program, S_dot.node.attr("name")
+        return self._epilogue_hvp
 
     def private_kernel(self):
         """The kernel of S and of the sums of each example's gradient clipped to norm C
@@ -281,6 +317,30 @@ def jvp(compiled, arguments: dict) -> tuple | None:
     for w, direct in zip(compiled.wrt, finished[2:]):
         derivative += float(np.sum(direct * arguments[compiled._tangents[w]]))
     return _scalar(finished[0]), float(derivative)
+
+
+def hvp(compiled, arguments: dict) -> dict | None:
+    """{w: (H v)_w} of a call in blocks, H the loss's Hessian and v the tangents: with
+    L = E(S, w), H v = d(dL/dS) dS/dw + dL/dS (d²S/dw²) v + d(dL/dw), d(...) the derivative
+    along Ṡ = (dS/dw) v and v. The blocks' sums of S, Ṡ, dS/dw and (d²S/dw²) v are added
+    pairwise; the epilogue's terms are evaluated once. None where the split reads an input
+    the call does not give (as for `jvp`)."""
+    p = plan(compiled)
+    if any(n.attr("name") not in arguments for n in p.split.grad.inputs):
+        return None
+    kernel = p.hvp_kernel()
+    arguments = converted(kernel, arguments)
+    n, m = len(arguments[p.batch[0]]), len(compiled.wrt)
+    total = _sums(compiled, kernel, arguments, n)
+    S, S_dot, grads, products = total[0], total[1], total[2:2 + m], total[2 + m:]
+    program, S_dot_name = p.epilogue_hvp()
+    inputs = {node.attr("name") for node in program.inputs}
+    finished = list(interpret(program, {
+        p.split.total: S, p.split.count: float(n), S_dot_name: S_dot,
+        **{k: v for k, v in arguments.items() if k in inputs}}).values())
+    weight, d_weight, d_direct = finished[0], finished[1], finished[2:]
+    return {w: _scalar(d_weight * g + weight * h + d)
+            for w, g, h, d in zip(compiled.wrt, grads, products, d_direct)}
 
 
 def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:

@@ -444,10 +444,18 @@ class Compiled:
         return value, derivative
 
     def hvp(self, v: dict = MISSING, /, **arguments) -> dict:
-        """The Hessian-vector product H v, {name in wrt: array}, by forward over reverse."""
+        """The Hessian-vector product H v, {name in wrt: array}, by forward over reverse. A
+        large batch runs in blocks of rows, as for `value_and_grad` (see codegen/blocks.py).
+        """
         if v is MISSING:  # by keyword, unless an input has the name
             v = option(arguments, "v", self.inputs, "hvp")
-        _, products = self._kernel("hvp")(self._with_tangents(v, arguments))
+        arguments = self._with_tangents(v, arguments)
+        if self._blocked(arguments):  # in blocks, as value_and_grad runs it
+            from . import blocks
+            blocked = blocks.hvp(self, arguments)
+            if blocked is not None:
+                return blocked
+        _, products = self._kernel("hvp")(arguments)
         return dict(zip(self.wrt, products))
 
     def hessian(self, /, **arguments) -> np.ndarray:

@@ -155,6 +155,42 @@ def test_jvp_over_a_batch_in_blocks_has_the_value_s_bits_and_the_hand_derivative
     assert one_derivative == pytest.approx(derivative, rel=1e-13)
 
 
+def test_hvp_and_the_hessian_over_a_batch_in_blocks_are_the_hand_hessians(blocks, data):
+    """hvp (and so hessian) ran the kernel over the whole batch. In blocks: the blocks' sums
+    of the gradient's derivative along v, and the epilogue's terms (the 1/n, the penalty's
+    own Hessian) applied once."""
+    f = logreg()
+    X1 = np.column_stack([data["X"], np.ones(N)])  # the features and the intercept's 1
+    z = data["X"] @ data["w"] + data["b"]
+    p = 1.0 / (1.0 + np.exp(-z))
+    hand = X1.T @ (X1 * (p * (1.0 - p))[:, None]) / N + np.diag([LAM] * D + [0.0])
+    v = {"w": np.random.default_rng(12).normal(size=D), "b": -0.4}
+    product = f.hvp(v, **data)
+    assert "hvp" in f._blocks.kernels and isinstance(product["b"], float)
+    expected = hand @ np.append(v["w"], v["b"])
+    np.testing.assert_allclose(np.append(product["w"], product["b"]), expected, rtol=1e-12)
+    np.testing.assert_allclose(f.hessian(**data), hand, rtol=1e-12, atol=1e-15)
+    blocks.LARGE_BYTES = float("inf")  # the one-call hvp: the same to rounding
+    one = f.hvp(v, **data)
+    for w in ("w", "b"):
+        np.testing.assert_allclose(one[w], product[w], rtol=1e-13)
+
+
+def test_hvp_in_blocks_applies_a_nonlinear_epilogue_s_second_derivative(blocks, data):
+    """L = log(S/n) + w.w: the epilogue's own curvature, dL/dS's derivative along
+    Ṡ = (dS/dw) v, enters H v beside the blocks' sums."""
+    X, w = sd.tensor("X", ("n", D)), sd.tensor("w", (D,))
+    f = sd.compile(sd.log(sd.mean(sd.exp(X @ w))) + sd.sum(w * w), wrt=[w])
+    e = np.exp(data["X"] @ data["w"])
+    m, g = e.mean(), data["X"].T @ e / N  # the mean and its gradient
+    hand = (data["X"].T @ (data["X"] * e[:, None]) / N) / m - np.outer(g, g) / m ** 2 \
+        + 2.0 * np.eye(D)
+    v = np.random.default_rng(13).normal(size=D)
+    product = f.hvp({"w": v}, X=data["X"], w=data["w"])
+    assert "hvp" in f._blocks.kernels
+    np.testing.assert_allclose(product["w"], hand @ v, rtol=1e-11)
+
+
 def test_the_jacobian_of_a_mean_over_a_batch_in_blocks(blocks, data):
     """Regression: jvp in blocks read every input of the split, which for `sd.jacobian`
     includes the cotangent u of its gradient Program, and its jvp is given none: "missing
