@@ -64,18 +64,8 @@ def emit_updates() -> str:
     g = G[k] * scale, then the rule's statements."""
     parts = [HELPERS]
     for rule in RULES.values():
-        parts.append(_prepare_source(rule, JIT))
-        arrays = ["P", "G"] + [s.upper() for s in rule.state]
+        parts += [_prepare_source(rule, JIT), _update_source(rule, compiled=True)]
         scalars = ["p", "g"] + list(rule.state)
-        loads = ["P[k]", "G[k] * scale"] + [f"{s.upper()}[k]" for s in rule.state]
-        lines = ["", "", JIT,
-                 f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):",
-                 f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
-                 "    for k in range(P.size):",
-                 f"        {', '.join(scalars)} = {', '.join(loads)}"]
-        lines += [f"        {statement}" for statement in rule.body]
-        lines += [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
-        parts.append("\n".join(lines) + "\n")
         zero_d = ["P", "g"] + [s.upper() for s in rule.state]
         entries = ["P[()]", "g"] + [f"{s.upper()}[0]" for s in rule.state]
         lines = ["", "", JIT,
@@ -96,23 +86,32 @@ def emit_numpy_updates() -> str:
     elementwise IEEE arithmetic done in the compiled loop's order, so the update has the
     loop's bits. For a `wait=False` model's steps while its kernel compiles: the compile holds
     Numba's lock, which even loading the compiled loops from the cache takes."""
-    parts = []
-    for rule in RULES.values():
-        parts.append(_prepare_source(rule, ""))
-        arrays = ["P", "G"] + [s.upper() for s in rule.state]
-        scalars = ["p", "g"] + list(rule.state)
-        # as the loop reads them: float64, whatever the arrays' type (NumPy would keep a
-        # float32 array's type against a Python float)
-        loads = ["as64(P)", "G * scale"] + [f"as64({s.upper()})" for s in rule.state]
-        lines = ["", "",
-                 f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):",
-                 f'    """{rule.title}, over whole arrays: {"; ".join(rule.body)}."""',
-                 '    with np.errstate(all="ignore"):  # as the compiled loop: no warnings',
-                 f"        {', '.join(scalars)} = {', '.join(loads)}"]
-        lines += [f"        {statement}" for statement in rule.body]
-        lines += [f"    {a}[:] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
-        parts.append("\n".join(lines) + "\n")
-    return "".join(parts)
+    return "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
+                   for rule in RULES.values())
+
+
+def _update_source(rule, compiled: bool) -> str:
+    """`_update_<rule>(P, G, <state arrays>, scale, <scalars>)`: g = G * scale, then the
+    rule's statements, entry by entry in a Numba loop (`compiled`), else over whole arrays in
+    NumPy, read as the loop reads them: as float64, whatever the arrays' type (NumPy would
+    keep a float32 array's type against a Python float)."""
+    arrays = ["P", "G"] + [s.upper() for s in rule.state]
+    scalars = ["p", "g"] + list(rule.state)
+    signature = f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):"
+    if compiled:
+        head = [JIT, signature,
+                f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
+                "    for k in range(P.size):"]
+        loads = ["P[k]", "G[k] * scale"] + [f"{a}[k]" for a in arrays[2:]]
+        stores = [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+    else:
+        head = [signature, f'    """{rule.title}, over whole arrays: {"; ".join(rule.body)}."""',
+                '    with np.errstate(all="ignore"):  # as the compiled loop: no warnings']
+        loads = ["as64(P)", "G * scale"] + [f"as64({a})" for a in arrays[2:]]
+        stores = [f"    {a}[:] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+    lines = ["", "", *head, f"        {', '.join(scalars)} = {', '.join(loads)}"]
+    lines += [f"        {statement}" for statement in rule.body] + stores
+    return "\n".join(lines) + "\n"
 
 
 def _prepare_source(rule, decorator: str) -> str:
