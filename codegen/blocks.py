@@ -133,11 +133,12 @@ class Plan:
             if self._epilogue_hvp is None:
                 c, e = self._compiled, self.split.epilogue
                 inputs = {n.attr("name"): T.Tensor(n) for n in e.inputs}
+                taken = {n.attr("name") for n in c.program.inputs} | set(inputs)
                 S_dot = T.scalar(fresh(f"{self.split.total}_dot",
-                                       set(inputs) | set(c._tangents.values())))
+                                       taken | set(c._tangents.values())))
                 directions = {inputs[self.split.total]: S_dot}
                 directions.update({inputs[w]: T.tensor(name, inputs[w].shape, inputs[w].dtype)
-                                   for w, name in c._tangents.items() if w in inputs})
+                                   for w, name in c._tangents.items()})
                 dL = gradients(e)  # dL/dS, then dL/dw in wrt order
                 program = schedule(
                     [("dL/dS", dL[0].node)]
@@ -306,7 +307,7 @@ def jvp(compiled, arguments: dict) -> tuple | None:
     value_and_grad's. None where the split reads an input the call does not give (the
     cotangent of `sd.jacobian`'s gradient Program, which its jvp does not read)."""
     p = plan(compiled)
-    if any(n.attr("name") not in arguments for n in p.split.value.inputs):
+    if not _given(p.split.value, arguments):
         return None
     kernel = p.jvp_kernel()
     arguments = converted(kernel, arguments)
@@ -326,7 +327,7 @@ def hvp(compiled, arguments: dict) -> dict | None:
     pairwise; the epilogue's terms are evaluated once. None where the split reads an input
     the call does not give (as for `jvp`)."""
     p = plan(compiled)
-    if any(n.attr("name") not in arguments for n in p.split.grad.inputs):
+    if not _given(p.split.grad, arguments):
         return None
     kernel = p.hvp_kernel()
     arguments = converted(kernel, arguments)
@@ -336,11 +337,20 @@ def hvp(compiled, arguments: dict) -> dict | None:
     program, S_dot_name = p.epilogue_hvp()
     inputs = {node.attr("name") for node in program.inputs}
     finished = list(interpret(program, {
-        p.split.total: S, p.split.count: float(n), S_dot_name: S_dot,
-        **{k: v for k, v in arguments.items() if k in inputs}}).values())
+        **{k: v for k, v in arguments.items() if k in inputs},
+        p.split.total: S, p.split.count: float(n), S_dot_name: S_dot}).values())
     weight, d_weight, d_direct = finished[0], finished[1], finished[2:]
-    return {w: _scalar(d_weight * g + weight * h + d)
+    # a mean's or a sum's dL/dS is constant: its derivative 0 leaves out dS/dw, even an
+    # infinite one, as the one-call product leaves out a direction's 0 (0 * inf is NaN)
+    return {w: _scalar((d_weight * g if d_weight != 0.0 else 0.0) + weight * h + d)
             for w, g, h, d in zip(compiled.wrt, grads, products, d_direct)}
+
+
+def _given(program, arguments: dict) -> bool:
+    """Whether `arguments` gives every input of `program`: the split reads inputs the call
+    may not give (the cotangent of `sd.jacobian`'s gradient Program, which its jvp and hvp
+    do not read), and then the call runs as one kernel call."""
+    return all(n.attr("name") in arguments for n in program.inputs)
 
 
 def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:

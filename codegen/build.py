@@ -7,7 +7,9 @@ written to a temporary name and renamed into place (two processes may race; both
 existing file is never rewritten (Numba's index keys on its mtime), and a file whose contents do
 not match its name is treated as corrupt and replaced. A process importing a module holds a lock
 on it, so a second process (a test worker, a Dask worker) waits and then loads the first one's
-machine code instead of compiling the same kernel beside it.
+machine code instead of compiling the same kernel beside it. A few generated modules are plain
+Python and NumPy (a model's front step, the optimizers' NumPy updates): they are imported the
+same way, without loading Numba.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`Kernel`: one Program's generated module, loaded now or in the background, and its calls.
+"""`Kernel`: one Program's generated module, loaded now, in the background or at its first
+call, and its calls.
 
 Input: a Program. The module text (emit.py) is imported from the on-disk cache (build.py); Numba
 compiles `kernel` at import for its one signature, or loads the machine code Numba cached for it
@@ -8,8 +9,9 @@ only when first needed; a call in chunks then runs on whichever of the two has l
 faster at its size (`Choice`). With `wait=False` the import runs on
 a background thread, and until it is done calls run the Program through NumPy
 (symdiff.numpy_eval): the same math, but NumPy's exp, log and sums round differently, so the last
-bits may differ from the kernel's; `tier` says which ran. Output: (value, (other outputs...))
-per call.
+bits may differ from the kernel's; `tier` says which ran. With `wait=None` the import waits
+for the first call that needs it (a private step's one-call kernel, which a step over a batch
+in blocks never calls). Output: (value, (other outputs...)) per call.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class Kernel:
         self.step_dispatchers = []  # the optimizer steps compiled so far (codegen/steps.py)
         self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
-        self._lazy = wait is None
+        self._lazy, self._loading = wait is None, threading.Lock()  # (held by a lazy load)
         self._call = self._load_then_call if self._lazy else self._numpy
         self.timings = {}
         self._started = time.perf_counter()
@@ -75,8 +77,13 @@ class Kernel:
     def wait(self) -> None:
         """Block until the kernel is in place (raises what its compile raised); load it now if
         it loads when first needed."""
-        if self._lazy and self._module is None:
-            self._load()  # (two threads may both load: the module is imported once)
+        if self._lazy and self._module is None and self._error is None:
+            with self._loading:  # a second caller meanwhile waits for this load
+                if self._module is None and self._error is None:
+                    try:
+                        self._load()
+                    except BaseException as e:  # raised again by every later call
+                        self._error = e
         while self._module is None and self._error is None:
             time.sleep(0.005)
         if self._error is not None:

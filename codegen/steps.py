@@ -102,15 +102,14 @@ def _update_source(rule, compiled: bool) -> str:
         head = [JIT, signature,
                 f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
                 "    for k in range(P.size):"]
-        loads = ["P[k]", "G[k] * scale"] + [f"{a}[k]" for a in arrays[2:]]
-        stores = [f"        {a}[k] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
-    else:
+        loads, store = ["P[k]", "G[k] * scale"] + [f"{a}[k]" for a in arrays[2:]], "[k]"
+    else:  # the stores inside errstate too: a float32 array's cast may overflow to inf
         head = [signature, f'    """{rule.title}, over whole arrays: {"; ".join(rule.body)}."""',
                 '    with np.errstate(all="ignore"):  # as the compiled loop: no warnings']
-        loads = ["as64(P)", "G * scale"] + [f"as64({a})" for a in arrays[2:]]
-        stores = [f"    {a}[:] = {s}" for a, s in zip(arrays, scalars) if a != "G"]
+        loads, store = ["as64(P)", "G * scale"] + [f"as64({a})" for a in arrays[2:]], "[:]"
     lines = ["", "", *head, f"        {', '.join(scalars)} = {', '.join(loads)}"]
-    lines += [f"        {statement}" for statement in rule.body] + stores
+    lines += [f"        {statement}" for statement in rule.body]
+    lines += [f"        {a}{store} = {s}" for a, s in zip(arrays, scalars) if a != "G"]
     return "\n".join(lines) + "\n"
 
 
@@ -378,8 +377,9 @@ class Steps:
     def _compile(self, rule: str) -> None:
         """The rule's step module: Numba compiles its step at import, or loads it from its
         cache."""
-        kernel, start = self.kernel, time.perf_counter()
+        kernel = self.kernel
         kernel.wait()  # the step's module imports the kernel's
+        start = time.perf_counter()
         source = emit_step(kernel, RULES[rule], self._check_finite is not None,
                            self.bound is not None)
         update_module()  # which the step's module imports by name

@@ -151,3 +151,37 @@ def test_a_private_step_before_the_kernel_arrives_clips_and_adds_the_noise(monke
         assert rng.bit_generator.state != drawn and f.tier == "numpy"  # it did not wait
     finally:
         release.set()
+
+
+def test_a_kernel_that_loads_at_its_first_call_loads_once_for_two_threads(monkeypatch):
+    """A private step's one-call kernel loads at its first call (a step in blocks never
+    makes one). A second caller during that load now waits for it; it used to load beside
+    it, and could find the module in place before the call was (a RecursionError)."""
+    import time
+    f = mlp_model()
+    kernel = f._kernel("dp")
+    assert kernel._module is None and kernel.tier == "kernel"
+    entered, release, loads = threading.Event(), threading.Event(), []
+    load = kernel_module.load_module
+
+    def held_load(source):
+        loads.append(source)
+        entered.set()
+        assert release.wait(600)
+        return load(source)
+
+    monkeypatch.setattr(kernel_module, "load_module", held_load)
+    arguments = {**mlp_arguments(7, seed=5), kernel.inputs[-1]: 1.0}  # C = 1
+    results = {}
+    threads = [threading.Thread(target=lambda k=k: results.update({k: kernel(dict(arguments))}))
+               for k in range(2)]
+    threads[0].start()
+    assert entered.wait(600)
+    threads[1].start()
+    time.sleep(0.2)  # the second call meanwhile reaches the load
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert len(loads) == 1 and kernel._module is not None
+    for a, b in zip([results[0][0], *results[0][1]], [results[1][0], *results[1][1]]):
+        np.testing.assert_array_equal(a, b)

@@ -191,6 +191,34 @@ def test_hvp_in_blocks_applies_a_nonlinear_epilogue_s_second_derivative(blocks, 
     np.testing.assert_allclose(product["w"], hand @ v, rtol=1e-11)
 
 
+def test_hvp_in_blocks_leaves_out_an_infinite_slope_along_a_zero_direction(blocks, data):
+    """Regression: a mean's dL/dS has the derivative 0, which multiplied the blocks' dS/db,
+    infinite for sqrt(b) at b = 0: NaN by b, where the one-call product, which leaves out a
+    direction's 0, gives 0."""
+    X, x = sd.tensor("X", ("n", D)), sd.tensor("x", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")
+    f = sd.compile(sd.mean(sd.tanh(X @ w) ** 2 + sd.sqrt(b) * x), wrt=[w, b])
+    arguments = {"X": data["X"], "x": np.abs(data["t"]) + 1.0, "w": data["w"], "b": 0.0}
+    v = {"w": np.array([1.0, 0.0, 0.0, 0.0]), "b": 0.0}
+    product = f.hvp(v, **arguments)
+    assert "hvp" in f._blocks.kernels and product["b"] == 0.0
+    blocks.LARGE_BYTES = float("inf")
+    np.testing.assert_allclose(product["w"], f.hvp(v, **arguments)["w"], rtol=1e-13)
+
+
+def test_hvp_in_blocks_with_a_batch_input_named_like_its_own_s_dot(blocks, data):
+    """Regression: the epilogue's input for S's derivative took the name S_dot, fresh against
+    the epilogue's inputs alone, and a batch input of that name replaced it."""
+    X, w, Z = sd.tensor("X", ("n", D)), sd.tensor("w", (D,)), sd.tensor("S_dot", ("n",))
+    f = sd.compile(sd.log(sd.mean(sd.exp(X @ w) + Z ** 2)), wrt=[w])
+    v = np.random.default_rng(14).normal(size=D)
+    arguments = {"X": data["X"], "S_dot": data["t"], "w": data["w"]}
+    product = f.hvp({"w": v}, **arguments)
+    assert "hvp" in f._blocks.kernels
+    blocks.LARGE_BYTES = float("inf")
+    np.testing.assert_allclose(product["w"], f.hvp({"w": v}, **arguments)["w"], rtol=1e-12)
+
+
 def test_the_jacobian_of_a_mean_over_a_batch_in_blocks(blocks, data):
     """Regression: jvp in blocks read every input of the split, which for `sd.jacobian`
     includes the cotangent u of its gradient Program, and its jvp is given none: "missing
