@@ -434,7 +434,7 @@ class Compiled:
         """
         if tangents is MISSING:  # by keyword, unless an input has the name
             tangents = option(arguments, "tangents", self.inputs, "jvp")
-        arguments = self._with_tangents(tangents, arguments)
+        arguments = self._with_tangents(tangents, arguments, "jvp")
         if self._blocked(arguments):  # in blocks, as f(...) runs it: the same loss
             from . import blocks
             blocked = blocks.jvp(self, arguments)
@@ -449,7 +449,7 @@ class Compiled:
         """
         if v is MISSING:  # by keyword, unless an input has the name
             v = option(arguments, "v", self.inputs, "hvp")
-        arguments = self._with_tangents(v, arguments)
+        arguments = self._with_tangents(v, arguments, "hvp")
         if self._blocked(arguments):  # in blocks, as value_and_grad runs it
             from . import blocks
             blocked = blocks.hvp(self, arguments)
@@ -475,16 +475,23 @@ class Compiled:
             columns.append(np.concatenate([np.ravel(product[w]) for w in self.wrt]))
         return np.array(columns).T
 
-    def _with_tangents(self, tangents: dict, arguments: dict) -> dict:
+    def _with_tangents(self, tangents: dict, arguments: dict, kind: str) -> dict:
+        """`arguments` and the tangents' inputs (zeros for a parameter without one)."""
+        if self.wrt and not self._tangents:  # (it said the tangents were not in wrt)
+            raise ArgumentError(f"{self.title}: {kind} is not available for this model: its "
+                                f"value has one entry per example (reduce=None)")
         unknown = [k for k in tangents if k not in self._tangents]
         if unknown:
             raise ArgumentError(f"tangents for {', '.join(unknown)}, which are not in wrt "
                                 f"({', '.join(self.wrt)})")
         full = dict(arguments)
         for w, name in self._tangents.items():
-            if w not in tangents and w not in arguments:
+            if w in tangents:  # (a missing w then raises as any missing argument does)
+                full[name] = tangents[w]
+            elif w in arguments:
+                full[name] = np.zeros(np.shape(arguments[w]))
+            else:
                 raise ArgumentError(f"missing argument {w}")
-            full[name] = tangents.get(w, np.zeros(np.shape(arguments[w])))
         return full
 
 

@@ -109,6 +109,9 @@ def test_hvp_of_batch_losses_and_none_for_per_example_models(logistic, logistic_
     if reduce is None:
         with pytest.raises(sd.ArgumentError, match="hvp is not available"):
             loss.hvp({}, **logistic_data)
+        # regression: with a tangent, it said "tangents for w0, which are not in wrt (w0,...)"
+        with pytest.raises(sd.ArgumentError, match="jvp is not available .* per example"):
+            loss.jvp({"w0": 1.0}, **logistic_data)
         return
     v = {"w0": 1.0, "w1": -0.5, "b": 0.25}
     products = loss.hvp(v, **logistic_data)
@@ -117,3 +120,13 @@ def test_hvp_of_batch_losses_and_none_for_per_example_models(logistic, logistic_
     minus = loss.grad(**{**logistic_data, **{w: logistic_data[w] - h * v[w] for w in v}})
     for w in v:
         assert products[w] == pytest.approx((plus[w] - minus[w]) / (2 * h), rel=1e-6)
+
+
+def test_a_tangent_without_its_parameter_is_a_missing_argument():
+    """Regression: hvp({"w": ...}) without w raised a bare KeyError 'w' (the zero tangent
+    made for a parameter without one was made for every parameter)."""
+    X, w = sd.tensor("X", ("n", 2)), sd.tensor("w", (2,))
+    f = sd.compile(sd.mean(sd.softplus(X @ w)), wrt=[w])
+    for call in (f.hvp, f.jvp):
+        with pytest.raises(sd.ArgumentError, match="missing argument w"):
+            call({"w": np.ones(2)}, X=np.ones((10, 2)))
