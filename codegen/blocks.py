@@ -79,84 +79,85 @@ class Plan:
         inputs = compiled.program.inputs
         self.batch = [n.attr("name") for n in inputs if n.shape and isinstance(n.shape[0], str)]
         self.dims = {n.shape[0] for n in inputs if n.shape and isinstance(n.shape[0], str)}
-        self.kernels, self._lock = {}, threading.Lock()
-        self._epilogue_hvp = None  # (Program, name of its input Ṡ): `epilogue_hvp`
+        self.kernels = {}  # what runs the blocks: by gradients (True/False), "jvp", "hvp", ...
+        self._programs = {}  # the epilogue's Programs (`epilogue_hvp`)
+        self._lock, self._locks = threading.Lock(), {}  # a lock per thing built once
         self._compiled = compiled
+
+    def _once(self, built: dict, key, make):
+        """built[key], made by make() on first use; a thread making one thing does not wait
+        for another's compile of another."""
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in built:
+                built[key] = make()
+        return built[key]
 
     def kernel(self, gradients: bool):
         """The kernel of S and its gradients (or of S alone), serial and each block in one
         chunk (chunks from one row more than a block has): blocks are the parallelism."""
-        with self._lock:
-            if gradients not in self.kernels:
-                c = self._compiled
-                self.kernels[gradients] = make_kernel(
-                    self.split.grad if gradients else self.split.value, c.title, False, c._tier,
-                    rows=self.rows + 1)
-        return self.kernels[gradients]
+        c = self._compiled
+        return self._once(self.kernels, gradients, lambda: make_kernel(
+            self.split.grad if gradients else self.split.value, c.title, False, c._tier,
+            rows=self.rows + 1))
 
     def jvp_kernel(self):
         """The kernel of S and of its derivative along the tangents of the parameters (forward
         mode; the tangents' inputs named as in the model's own `jvp`)."""
-        return self._forward_kernel("jvp", self.split.value)
+        return self._once(self.kernels, "jvp", lambda: self._forward_kernel(self.split.value))
 
     def hvp_kernel(self):
         """The kernel of S, its derivative along the tangents, its gradients and theirs
         (forward over reverse): per block S, Ṡ, dS/dw..., then (d²S/dw²) v...."""
-        return self._forward_kernel("hvp", self.split.grad)
+        return self._once(self.kernels, "hvp",
+                          lambda: self._forward_kernel(self.split.grad, second_order=True))
 
-    def _forward_kernel(self, kind: str, program):
-        """The kernel of `program`'s S and Ṡ, and for "hvp" of its gradients and theirs."""
-        with self._lock:
-            if kind not in self.kernels:
-                c = self._compiled
-                inputs = {n.attr("name"): T.Tensor(n) for n in program.inputs}
-                tangents = {w: T.tensor(name, inputs[w].shape, inputs[w].dtype)
-                            for w, name in c._tangents.items()}
-                directions = {inputs[w]: t for w, t in tangents.items()}
-                S = T.Tensor(program.output("value"))
-                outputs = [("value", S), ("jvp", forward(S, directions))]
-                if kind == "hvp":
-                    grads = list(zip(c.wrt, gradients(program)))
-                    outputs += [(f"grad:{w}", g) for w, g in grads]
-                    outputs += [(f"hvp:{w}", forward(g, directions)) for w, g in grads]
-                forward_program = schedule([(label, t.node) for label, t in outputs],
-                                           inputs=list(inputs.values()) + list(tangents.values()))
-                self.kernels[kind] = make_kernel(forward_program, c.title, False,
-                                                 forward_tier(forward_program, c._tier),
-                                                 rows=self.rows + 1)
-        return self.kernels[kind]
+    def _forward_kernel(self, program, second_order: bool = False):
+        """The kernel of `program`'s S and Ṡ, and with `second_order` of its gradients and
+        theirs."""
+        c = self._compiled
+        inputs = {n.attr("name"): T.Tensor(n) for n in program.inputs}
+        tangents = {w: T.tensor(name, inputs[w].shape, inputs[w].dtype)
+                    for w, name in c._tangents.items()}
+        directions = {inputs[w]: t for w, t in tangents.items()}
+        S = T.Tensor(program.output("value"))
+        outputs = [("value", S), ("jvp", forward(S, directions))]
+        if second_order:
+            grads = list(zip(c.wrt, gradients(program)))
+            outputs += [(f"grad:{w}", g) for w, g in grads]
+            outputs += [(f"hvp:{w}", forward(g, directions)) for w, g in grads]
+        forward_program = schedule([(label, t.node) for label, t in outputs],
+                                   inputs=list(inputs.values()) + list(tangents.values()))
+        return make_kernel(forward_program, c.title, False,
+                           forward_tier(forward_program, c._tier), rows=self.rows + 1)
 
     def epilogue_hvp(self) -> tuple[Program, str]:
         """(the Program of the epilogue's dL/dS and of the derivatives of dL/dS and dL/dw
         along Ṡ and the tangents, the name of Ṡ's input), built once."""
-        with self._lock:
-            if self._epilogue_hvp is None:
-                c, e = self._compiled, self.split.epilogue
-                inputs = {n.attr("name"): T.Tensor(n) for n in e.inputs}
-                taken = {n.attr("name") for n in c.program.inputs} | set(inputs)
-                S_dot = T.scalar(fresh(f"{self.split.total}_dot",
-                                       taken | set(c._tangents.values())))
-                directions = {inputs[self.split.total]: S_dot}
-                directions.update({inputs[w]: T.tensor(name, inputs[w].shape, inputs[w].dtype)
-                                   for w, name in c._tangents.items()})
-                dL = gradients(e)  # dL/dS, then dL/dw in wrt order
-                program = schedule(
-                    [("dL/dS", dL[0].node)]
-                    + [(f"d:{k}", forward(g, directions).node) for k, g in enumerate(dL)],
-                    inputs=list(inputs.values()) + list(directions.values()))
-                self._epilogue_hvp = program, S_dot.node.attr("name")
-        return self._epilogue_hvp
+        def make():
+            c, e = self._compiled, self.split.epilogue
+            inputs = {n.attr("name"): T.Tensor(n) for n in e.inputs}
+            taken = {n.attr("name") for n in c.program.inputs} | set(inputs)
+            S_dot = T.scalar(fresh(f"{self.split.total}_dot", taken | set(c._tangents.values())))
+            directions = {inputs[self.split.total]: S_dot}
+            directions.update({inputs[w]: T.tensor(name, inputs[w].shape, inputs[w].dtype)
+                               for w, name in c._tangents.items()})
+            dL = gradients(e)  # dL/dS, then dL/dw in wrt order
+            program = schedule(
+                [("dL/dS", dL[0].node)]
+                + [(f"d:{k}", forward(g, directions).node) for k, g in enumerate(dL)],
+                inputs=list(inputs.values()) + list(directions.values()))
+            return program, S_dot.node.attr("name")
+        return self._once(self._programs, "epilogue hvp", make)
 
     def private_kernel(self):
         """The kernel of S and of the sums of each example's gradient clipped to norm C
         (symdiff.clipping, every example weighing 1), in the blocks of S's own kernel, so
         that the loss adds up as value_and_grad's does."""
-        with self._lock:
-            if "private" not in self.kernels:
-                c = self._compiled
-                self.kernels["private"] = Kernel(c._programs["dp blocks"](), c.title, False,
-                                                 rows=self.rows + 1)
-        return self.kernels["private"]
+        c = self._compiled
+        return self._once(self.kernels, "private", lambda: Kernel(
+            c._programs["dp blocks"](), c.title, False, rows=self.rows + 1))
 
 
 def plan(compiled, required: bool = False) -> Plan | None:

@@ -219,6 +219,38 @@ def test_hvp_in_blocks_with_a_batch_input_named_like_its_own_s_dot(blocks, data)
     np.testing.assert_allclose(product["w"], f.hvp({"w": v}, **arguments)["w"], rtol=1e-12)
 
 
+def test_a_call_in_blocks_does_not_wait_for_another_kernel_s_compile(blocks, data,
+                                                                     monkeypatch):
+    """Regression: a Plan built each kernel under one lock, so value_and_grad in blocks, its
+    own kernel long built, waited for another thread's compile of the hvp kernel."""
+    import threading
+    f = logreg()
+    expected = f.value_and_grad(**data)
+    building, release = threading.Event(), threading.Event()
+    make = blocks.make_kernel
+
+    def held_make(*args, **options):
+        building.set()
+        assert release.wait(600)
+        return make(*args, **options)
+
+    monkeypatch.setattr(blocks, "make_kernel", held_make)
+    v = {"w": np.ones(D), "b": 1.0}
+    second = threading.Thread(target=lambda: f.hvp(v, **data))
+    second.start()
+    try:
+        assert building.wait(600)  # the hvp kernel is being built, with its lock held
+        done = []
+        call = threading.Thread(target=lambda: done.append(f.value_and_grad(**data)))
+        call.start()
+        call.join(60)
+        assert done and same_bits(done[0], expected)
+    finally:
+        release.set()
+        second.join()
+    assert "hvp" in f._blocks.kernels
+
+
 def test_the_jacobian_of_a_mean_over_a_batch_in_blocks(blocks, data):
     """Regression: jvp in blocks read every input of the split, which for `sd.jacobian`
     includes the cotangent u of its gradient Program, and its jvp is given none: "missing
