@@ -4,8 +4,8 @@ Input: the Programs of a model (gradient, value, jvp, hvp), each built on first 
 goes to the generated entry point, which tests the arguments' types with their input specs
 (codegen/inputs.py); the kernel checks sizes and labels before it reads anything (Numba runs
 without bounds checks); whatever the fast path refuses goes to the kernel's slow path
-(codegen/kernel.py), which converts it or raises a SymdiffError naming the argument. Output: the value, and gradients by
-name.
+(codegen/kernel.py), which converts it or raises a SymdiffError naming the argument. Output:
+the value, and gradients by name.
 """
 from __future__ import annotations
 

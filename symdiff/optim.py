@@ -2,9 +2,10 @@
 
 Input: hyper-parameters (a learning rate may be a schedule, a callable of the step count).
 Output: per step, the learning rate, the step number and the array of fixed hyper-parameters
-the generated code takes, and the state arrays it updates in place. Each `Rule` is the one home of an update's math: the scalar statements that
-turn a parameter p, its gradient g and its state into their new values, written in the Numba
-spelling that codegen/steps.py pastes into a loop over the entries. Nothing here imports
+the generated code takes, and the state arrays it updates in place. Each `Rule` is the one
+home of an update's math: the scalar statements that turn a parameter p, its gradient g and
+its state into their new values, written in the Numba spelling that codegen/steps.py pastes
+into a loop over the entries (and, for whole arrays, into its NumPy twin). Nothing here imports
 Numba; `Compiled.step(opt, **arguments)` runs the loss, the gradients and the update of every
 parameter and state array in one kernel call.
 
