@@ -317,7 +317,10 @@ def jvp(compiled, arguments: dict) -> tuple | None:
     finished = epilogue(p.split, total, n, arguments)
     derivative = finished[1] * derivative
     for w, direct in zip(compiled.wrt, finished[2:]):
-        derivative += float(np.sum(direct * arguments[compiled._tangents[w]]))
+        tangent = arguments[compiled._tangents[w]]
+        with np.errstate(invalid="ignore"):  # a tangent's 0 leaves its entry out, as the
+            # one-call jvp does: an infinite slope times 0 would be NaN
+            derivative += float(np.sum(np.where(tangent == 0.0, 0.0, direct * tangent)))
     return _scalar(finished[0]), float(derivative)
 
 

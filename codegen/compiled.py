@@ -477,7 +477,7 @@ class Compiled:
 
     def _with_tangents(self, tangents: dict, arguments: dict, kind: str) -> dict:
         """`arguments` and the tangents' inputs (zeros for a parameter without one)."""
-        if self.wrt and not self._tangents:  # (it said the tangents were not in wrt)
+        if self.wrt and not self._tangents:  # a per-example model has no forward mode
             raise ArgumentError(f"{self.title}: {kind} is not available for this model: its "
                                 f"value has one entry per example (reduce=None)")
         unknown = [k for k in tangents if k not in self._tangents]

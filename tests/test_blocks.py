@@ -206,6 +206,22 @@ def test_hvp_in_blocks_leaves_out_an_infinite_slope_along_a_zero_direction(block
     np.testing.assert_allclose(product["w"], f.hvp(v, **arguments)["w"], rtol=1e-13)
 
 
+def test_jvp_in_blocks_leaves_out_a_penalty_s_infinite_slope_along_a_zero_tangent(blocks,
+                                                                                   data):
+    """Regression: jvp in blocks added each parameter's own (penalty) slope times its
+    tangent: sqrt(b)'s infinite slope at b = 0 times b's tangent 0 gave NaN, where the
+    one-call jvp leaves out a tangent's 0."""
+    X, w, b = sd.tensor("X", ("n", D)), sd.tensor("w", (D,)), sd.scalar("b")
+    f = sd.compile(sd.mean(sd.tanh(X @ w) ** 2) + sd.sqrt(b), wrt=[w, b])
+    arguments = {"X": data["X"], "w": data["w"], "b": 0.0}
+    tangents = {"w": np.array([1.0, 0.0, 0.0, 0.0]), "b": 0.0}
+    value, derivative = f.jvp(tangents, **arguments)
+    assert "jvp" in f._blocks.kernels and np.isfinite(derivative)
+    z = np.tanh(data["X"] @ data["w"])  # d/dw0 of mean(tanh(z)^2), by hand
+    hand = np.mean(2.0 * z * (1.0 - z ** 2) * data["X"][:, 0])
+    assert derivative == pytest.approx(hand, rel=1e-12)
+
+
 def test_hvp_in_blocks_with_a_batch_input_named_like_its_own_s_dot(blocks, data):
     """Regression: the epilogue's input for S's derivative took the name S_dot, fresh against
     the epilogue's inputs alone, and a batch input of that name replaced it."""
