@@ -86,8 +86,9 @@ def emit_numpy_updates() -> str:
     elementwise IEEE arithmetic done in the compiled loop's order, so the update has the
     loop's bits. For a `wait=False` model's steps while its kernel compiles: the compile holds
     Numba's lock, which even loading the compiled loops from the cache takes."""
-    return "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
-                   for rule in RULES.values())
+    as64 = "\n\ndef as64(a):\n    return np.asarray(a, dtype=np.float64)\n"
+    return as64 + "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
+                          for rule in RULES.values())
 
 
 def _update_source(rule, compiled: bool) -> str:
@@ -623,8 +624,7 @@ HELPER_NAMES = ("_sumsq", "_maxabs", "_finite") + tuple(f"_{part}_{rule}" for ru
 
 
 NUMPY_UPDATES_SOURCE = ('"""symdiff: the optimizers\' updates over whole arrays, in NumPy."""\n'
-                        'import numpy as np\n\n\ndef as64(a):\n'
-                        '    return np.asarray(a, dtype=np.float64)\n' + emit_numpy_updates())
+                        'import numpy as np\n' + emit_numpy_updates())
 
 
 def update_module():
