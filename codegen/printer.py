@@ -106,8 +106,12 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
         text = self.parenthesize(base, PRECEDENCE["Pow"])
-        if exp.is_Integer:  # integer powers stay exact and fast: x**2 -> x*x by LLVM
-            return f"{self.number(1.0)} / {text}" if exp == -1 else f"{text}**{int(exp)}"
+        if exp.is_Integer:  # integer powers stay exact and fast: x**2 -> x*x by LLVM.
+            # A negative one as 1 / x**k, the same operations as Numba's x**-k, which divides
+            # under Python's error model and raised ZeroDivisionError at x = 0
+            k = abs(int(exp))
+            power = text if k == 1 else f"{text}**{k}"
+            return f"{self.number(1.0)} / {power}" if exp < 0 else power
         if exp == sp.S.Half:  # SymPy writes sqrt(x) as x**(1/2)
             return spell(FUNCTIONS["sqrt"], [self._print(base)], self._single)
         return f"{text}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
