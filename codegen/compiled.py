@@ -54,7 +54,7 @@ def forward_tier(program: Program, tier: str) -> str:
 
 
 def make_kernel(program: Program, title: str, parallel: bool | None, tier: str, update=(),
-                wait: bool = True, rows: int | None = None):
+                wait: bool | str = True, rows: int | None = None):
     """The kernel tier (a generated Numba module) or the tape tier (the precompiled
     interpreter) for `program`, running a batch of `rows` rows or more in chunks (by default,
     as its own size says). "auto" takes the tape for scalar-per-sample Programs whose
@@ -108,14 +108,16 @@ class Compiled:
     the tape), `from_cache` whether its machine code came from the on-disk cache, `timings`
     how long each stage took.
 
-    With `wait=False` the kernels compile on a background thread; until the gradient kernel
-    is in place `tier` is "numpy" and calls run the Program through NumPy, whose last bits
-    may differ from the kernel's. `wait()` blocks until the kernel is in place.
+    With `wait="auto"` (the default of `sd.compile`) the kernels compile on a background
+    thread; until the gradient kernel is in place `tier` is "python", and a call CPython runs
+    quickly runs the kernel's module under CPython (the kernel's bits), another waits. With
+    `wait=False`, `tier` is "numpy" meanwhile and calls run the Program through NumPy, whose
+    last bits may differ from the kernel's. `wait()` blocks until the kernel is in place.
     """
 
     def __init__(self, programs: dict, wrt: list[str], title: str, tangents: dict | None = None,
                  parallel: bool | None = None, timings: dict | None = None,
-                 check_finite: bool = False, tier: str = "auto", wait: bool = True,
+                 check_finite: bool = False, tier: str = "auto", wait: bool | str = True,
                  aux: tuple = ()):
         if tier not in TIERS:
             raise ArgumentError(f"tier must be one of {', '.join(map(repr, TIERS))}, "
@@ -162,14 +164,17 @@ class Compiled:
 
     @property
     def tier(self) -> str:
-        """What runs the gradient now: "kernel", "tape", or "numpy" while the kernel of a
-        `wait=False` model is being prepared."""
+        """What runs the gradient now: "kernel", "tape", or while the kernel is being
+        prepared "python" (wait="auto": its module under CPython, for quick calls) or "numpy"
+        (wait=False)."""
         return self._grad.tier
 
     def wait(self) -> "Compiled":
-        """Block until the gradient kernel is in place (a no-op unless wait=False), and the
-        optimizer steps compiling on threads (a model's first steps run meanwhile)."""
-        getattr(self._grad, "wait", lambda: None)()
+        """Block until the kernels made so far are in place (a no-op after wait=True), and
+        the optimizer steps compiling on threads (a model's first steps run meanwhile)."""
+        for kind, kernel in list(self._kernels.items()):
+            if kind != "dp":  # (a private step's kernel loads when first called)
+                getattr(kernel, "wait", lambda: None)()
         for steps in list(self._steps.values()):
             getattr(steps, "wait", lambda: None)()
         return self
@@ -294,8 +299,9 @@ class Compiled:
             raise ArgumentError(f"step takes an optimizer (sd.optim.SGD, Adam, AdamW) first, "
                                 f"not {type(opt).__name__}")
         private = opt.per_example_clip is not None
-        if self._grad.tier == "numpy" and not private:  # wait=False, the kernel not in place:
-            return self._make_steps(False, TapeSteps)(opt, arguments)  # NumPy, then update
+        if self._grad.tier in ("numpy", "python") and not private \
+                and not self._blocked(arguments):  # the kernel not in place: its value and
+            return self._make_steps(False, TapeSteps)(opt, arguments)  # gradients, the update
         # (a private step runs its own kernel, which clips and adds the noise)
         steps = self._steps.get(private) or self._make_steps(private)
         if isinstance(steps, Steps) and self._blocked(arguments):

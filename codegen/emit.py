@@ -13,6 +13,7 @@ chunks.
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 from dataclasses import dataclass, field
@@ -310,6 +311,8 @@ class _Emitter:
         parts.append("\n" + MACHINERY + "\n")
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
                      f"per row of the batch\n")
+        parts.append(f"STEPS = {self.steps()!r}  # statements a call runs: per row of a batch "
+                     f"dimension, and once (None)\n")
         parts.append(emit_entry(self.specs, rows))
         return "\n".join(parts)
 
@@ -321,6 +324,32 @@ class _Emitter:
                      if n.uid not in self.reused] + \
             [s.node for unit in self.units if not (unit.loop and unit.space) for s in unit.stmts]
         return sum(row_bytes(n) for n in allocated)
+
+    def steps(self) -> dict | None:
+        """Statements a call runs, for the estimate of its time under CPython (uncompiled.py):
+        {batch dimension: per row of it, None: once}; a structural statement counts its
+        result's entries, a matrix product one (BLAS computes it). None where a space has two
+        symbolic axes, or the module has a loop of steps (sd.scan), whose iterations the text
+        does not show."""
+        steps: dict = {None: 0}
+
+        def add(space, count) -> bool:
+            symbolic = [d for d in space if isinstance(d, str)]
+            if len(symbolic) > 1:
+                return False
+            rows = symbolic[0] if symbolic else None
+            steps[rows] = steps.get(rows, 0) + \
+                math.prod(d for d in space if isinstance(d, int)) * count
+            return True
+        for unit in self.units:
+            if any(s.node.dtype == "tuple" for s in unit.stmts):
+                return None
+            parts = unit.parts() if unit.loop and unit.space else \
+                [Unit(False, () if s.node.op == "matmul" else s.node.shape, [s])
+                 for s in unit.stmts if s.node.uid not in self.views]
+            if not all(add(part.space, len(part.stmts)) for part in parts):
+                return None
+        return steps
 
     def signature(self) -> str:
         """The Numba argument types of `kernel`: one array type per array input, as its input
@@ -574,6 +603,14 @@ class _Emitter:
             if total != name:
                 lines.append(f"    {name} = {total}")
         return lines
+
+
+def machinery_constant(source: str, name: str):
+    """The value of a constant the call machinery of a module's text sets (ROW_BYTES, STEPS)."""
+    for node in ast.parse(source.split(MACHINERY)[1]).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
 
 
 def row_bytes(node: Node) -> int:

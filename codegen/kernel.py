@@ -9,9 +9,12 @@ only when first needed; a call in chunks then runs on whichever of the two has l
 faster at its size (`Choice`). With `wait=False` the import runs on
 a background thread, and until it is done calls run the Program through NumPy
 (symdiff.numpy_eval): the same math, but NumPy's exp, log and sums round differently, so the last
-bits may differ from the kernel's; `tier` says which ran. With `wait=None` the import waits
-for the first call that needs it (a private step's one-call kernel, which a step over a batch
-in blocks never calls). Output: (value, (other outputs...)) per call.
+bits may differ from the kernel's; `tier` says which ran. With `wait="auto"` the import runs on a
+background thread too, and until it is done a call runs the module's own text under CPython
+(uncompiled.py: the kernel's bits) where that is estimated to be quick, else waits for it. With
+`wait=None` the import waits for the first call that needs it (a private step's one-call
+kernel, which a step over a batch in blocks never calls). Output: (value, (other outputs...))
+per call.
 """
 from __future__ import annotations
 
@@ -26,10 +29,11 @@ from symdiff.numpy_eval import evaluate
 from symdiff.program import Program
 
 from .build import cache_hit, compiling, load_module
-from .emit import emit_source, program_dtype
-from .entry import chunk_rows
+from .emit import emit_source, machinery_constant, program_dtype
+from .entry import NCHUNKS, chunk_rows
 from .inputs import MISSING, bind, specs_of
 from .runtime import blas_threads, calls_blas, load_runtime
+from .uncompiled import load as load_uncompiled
 
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
@@ -38,12 +42,13 @@ PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_bi
 
 class Kernel:
     """One generated module: binds arguments by name, checks them, runs, returns its outputs.
-    `wait`: True loads it now, False on a background thread (NumPy answers meanwhile), None
-    at the first call that needs it (`wait()` or a call): a private step over a batch in
-    blocks runs another kernel, and never compiles this one."""
+    `wait`: True loads it now; False on a background thread (NumPy answers meanwhile); "auto"
+    on a background thread (CPython runs the module meanwhile where that is quick, else
+    calls wait); None at the first call that needs it (`wait()` or a call): a private step
+    over a batch in blocks runs another kernel, and never compiles this one."""
 
     def __init__(self, program: Program, title: str, parallel: bool | None = None, update=(),
-                 wait: bool | None = True, rows: int | None = None):
+                 wait: bool | str | None = True, rows: int | None = None):
         self.program, self.title, self.update = program, title, tuple(update)
         # a batch of chunk_rows or more runs in chunks (`emit_source`)
         self.chunk_rows = rows or chunk_rows(len(program.stmts))
@@ -56,23 +61,30 @@ class Kernel:
         self.step_sources = []  # and their modules' text
         self._threads_started, self._threads_done = False, threading.Event()  # threaded copy
         self._lazy, self._loading = wait is None, threading.Lock()  # (held by a lazy load)
-        self._call = self._load_then_call if self._lazy else self._numpy
+        self._auto = wait == "auto"
+        self._uncompiled = None  # the module run by CPython (wait="auto"), made at first use
+        self._call = self._load_then_call if self._lazy else \
+            self._before_kernel if self._auto else self._numpy
         self.timings = {}
         self._started = time.perf_counter()
         self.source = emit_source(program, title, self.chunk_rows)
         self._calls_blas = calls_blas(self.source)
+        self._row_bytes = machinery_constant(self.source, "ROW_BYTES")
         self.timings["emit"] = time.perf_counter() - self._started
-        if wait:
+        if wait is True:
             self._load()
-        elif not self._lazy:
-            threading.Thread(target=self._load_in_background, daemon=True,
+        elif not self._lazy:  # not a daemon: the process waits for it at exit, so a short
+            # script's compile still reaches Numba's on-disk cache for the next process
+            threading.Thread(target=self._load_in_background,
                              name=f"symdiff kernel: {title}").start()
 
     @property
     def tier(self) -> str:
         """"kernel" once the machine code is in place, or if it loads at its first call;
-        "numpy" while it is being prepared."""
-        return "kernel" if self._module is not None or self._lazy else "numpy"
+        while it is being prepared, "python" (wait="auto") or "numpy" (wait=False)."""
+        if self._module is not None or self._lazy:
+            return "kernel"
+        return "python" if self._auto else "numpy"
 
     def wait(self) -> None:
         """Block until the kernel is in place (raises what its compile raised); load it now if
@@ -97,9 +109,9 @@ class Kernel:
         self._rerun = module.entry(module.kernel, self._threaded, _unreachable, self._parallel,
                                    MISSING)
         run = module.entry(module.kernel, self._threaded, self._slow, self._parallel, MISSING)
-        self._module = module
-        self.timings["kernel ready"] = time.perf_counter() - self._started
         self._call = run if self.dtype != "float32" else self._float32(run)
+        self.timings["kernel ready"] = time.perf_counter() - self._started
+        self._module = module  # last: a call that waited for it finds `_call` in place
 
     def _load_in_background(self) -> None:
         try:
@@ -118,9 +130,9 @@ class Kernel:
 
     @property
     def row_bytes(self) -> int | None:
-        """Bytes per batch row of the arrays the kernel allocates (None before it is in
-        place)."""
-        return None if self._module is None else self._module.ROW_BYTES
+        """Bytes per batch row of the arrays the kernel allocates (its text's ROW_BYTES;
+        None while NumPy answers for it, which allocates otherwise)."""
+        return None if self.tier == "numpy" else self._row_bytes
 
     def __call__(self, arguments: dict):
         """(value, (other outputs...)) for `arguments`, a dict of every input by name."""
@@ -166,6 +178,26 @@ class Kernel:
             self._threads_done.set()
 
     def _load_then_call(self, /, **arguments):
+        self.wait()
+        return self._call(**arguments)
+
+    def _before_kernel(self, /, **arguments):
+        """wait="auto", before the kernel is in place: its module run by CPython if the call
+        is estimated to be quick there (the kernel's bits), else the kernel once in place."""
+        if self._error is not None:
+            raise self._error
+        converted, dims = self._converted(arguments)
+        if self._uncompiled is None:
+            self._uncompiled = load_uncompiled(self.source, self.dtype) or False
+        python = self._uncompiled
+        if python and self._module is None and python.quick(
+                {d: size for d, (size, _) in dims.items()}):
+            args = [converted[name] for name in self.inputs]
+            batch = any(isinstance(d, str) for spec in self._specs for _, d in spec.axes)
+            chunks = NCHUNKS if batch and rows_of(self._specs)(args) >= self.chunk_rows else 1
+            result = python.run(args, chunks)  # the chunks the entry point would choose
+            if result is not None:
+                return result
         self.wait()
         return self._call(**arguments)
 

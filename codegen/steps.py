@@ -574,15 +574,16 @@ def _norm(arrays: list) -> float:
 
 class TapeSteps:
     """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
-    update loop (compiled once per machine) on each parameter; for a kernel being prepared
-    (`wait=False`), NumPy's value and gradients and the rule's NumPy update. Every array is
-    checked first."""
+    update loop (compiled once per machine) on each parameter; for a kernel being prepared,
+    the value and gradients its Kernel gives meanwhile (NumPy's, or with wait="auto" the
+    kernel's own from CPython) and the rule's NumPy update. Every array is checked first."""
 
     def __init__(self, kernel, check_finite=None):
         self.kernel, self.update = kernel, kernel.update
         self.specs = {spec.name: spec for spec in kernel._specs}
         self._check_finite = check_finite
-        self._updates = numpy_update_module if kernel.tier == "numpy" else update_module
+        self._updates = numpy_update_module if kernel.tier in ("numpy", "python") \
+            else update_module
 
     def __call__(self, opt, arguments: dict):
         rule = opt.rule

@@ -28,7 +28,7 @@ REDUCTIONS = {"mean": T.mean, "sum": T.sum, None: None}
 
 
 def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=None,
-            dtype=float, parallel=None, check_finite=False, tier="auto", wait=True, name=None,
+            dtype=float, parallel=None, check_finite=False, tier="auto", wait="auto", name=None,
             allow_unused=False, aux=None):
     """Compile `model` into value and gradient kernels.
 
@@ -71,12 +71,16 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
             when the tape can run the model: made from the gradient, its kernel would compile
             for seconds to minutes (a 50-step map's Hessian: 72 s). `f.tiers` says which tier
             runs each Program.
-        wait: True (the default) prepares the kernel before returning, so every call runs it
-            and gives the same bits. False returns at once and compiles the kernel on a
-            background thread; until it is in place (`f.tier == "numpy"`), calls run the
+        wait: "auto" (the default) returns at once and compiles the kernel on a background
+            thread. Until it is in place (`f.tier == "python"`), calls run the kernel's own
+            module under CPython (the same operations in the same order: the kernel's bits) as
+            long as their estimated times add up to half a second at most; any other call
+            waits for the kernel. True prepares the kernel before returning. False returns at
+            once too, and until the kernel is in place (`f.tier == "numpy"`) calls run the
             Program through NumPy: the same values up to rounding (NumPy's exp, log and sums
-            differ in the last bits), then the kernel's; a private step runs its own kernel.
-            `f.wait()` waits for the kernel; `f.timings["kernel ready"]` says when it arrived.
+            differ in the last bits). With either, a private step runs its own kernel,
+            `f.wait()` waits for the kernel and `f.timings["kernel ready"]` says when it
+            arrived.
 
     >>> f = compile("(x + y) * z", wrt=["x", "y", "z"])
     >>> f.value_and_grad(x=-2.0, y=5.0, z=-4.0)
@@ -84,6 +88,8 @@ def compile(model, wrt=None, *, batch=(), reduce="mean", shapes=None, dtypes=Non
     """
     if reduce not in REDUCTIONS:
         raise ArgumentError(f"reduce must be 'mean', 'sum' or None, not {reduce!r}")
+    if not (isinstance(wait, bool) or wait == "auto"):
+        raise ArgumentError(f"wait must be 'auto', True or False, not {wait!r}")
     timings = {}
     start = time.perf_counter()
     output, env, title, steps = _front_end(model, wrt, batch, reduce, shapes, dtypes, dtype)

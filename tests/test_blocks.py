@@ -350,7 +350,7 @@ def test_a_private_step_in_blocks_names_the_clipped_gradient_as_the_compiled_ste
 def test_a_clipped_step_from_python_has_the_compiled_steps_bits(data, size):
     """A step in blocks clips in Python (steps.clip_scale): the compiled step's arithmetic,
     so at a batch that does not run in blocks the two give the same bits."""
-    f = logreg()
+    f = logreg().wait()  # (its compiled steps are read below)
     small = {**data, "X": data["X"][:300] * size, "t": data["t"][:300]}
     updated = []
     for step in (lambda opt, p: f.step(opt, **p),

@@ -66,7 +66,7 @@ def test_every_adjoint_line_sits_under_its_from_comment(mlp, neuron, logistic):
 
 
 def test_source_is_the_text_that_was_compiled_and_is_deterministic():
-    first = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
+    first = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], wait=True)
     second = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
     assert first.source == second.source
     assert emit_source(first.program, first.title) == first.source
@@ -81,7 +81,8 @@ def test_generated_code_keeps_user_names_and_adjoint_names():
 
 
 def test_parallel_chunks_give_the_same_bits_at_one_and_two_threads(logistic_data):
-    loss = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], parallel=True)
+    loss = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], parallel=True,
+                      wait=True)
     rng = np.random.default_rng(1)
     data = {**logistic_data, "x0": rng.normal(size=5001), "x1": rng.normal(size=5001),
             "y": rng.choice([-1.0, 1.0], 5001)}

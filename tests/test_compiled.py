@@ -452,7 +452,7 @@ def test_sgd_step_refuses_what_it_cannot_update_and_changes_nothing(mlp):
 
 
 def test_the_fast_path_converts_or_refuses_what_its_signature_does_not_match(logistic_data):
-    loss = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
+    loss = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], wait=True)
     data = dict(logistic_data)
     gate = loss._kernel("grad")._module.kernel  # compiled for one signature, closed to others
     assert len(gate.signatures) == 1

@@ -14,7 +14,7 @@ def _model():
     X, y = sd.tensor("X", ("n", 3)), sd.tensor("y", ("n",))
     W, b, s = sd.tensor("W", (3, 2)), sd.tensor("b", (2,)), sd.scalar("s")
     out = sd.sum(sd.tanh(X @ W + b), axis=1) * s
-    return sd.compile(sd.mean((out - y) ** 2), wrt=[W, b, s])
+    return sd.compile(sd.mean((out - y) ** 2), wrt=[W, b, s], wait=True)  # its steps' tests
 
 
 def _data():

@@ -73,7 +73,7 @@ def tape_models():
 @pytest.fixture(params=["kernel", "tape"])
 def models(request):
     named, reference = request.getfixturevalue(f"{request.param}_models")
-    assert named.tier == reference.tier == request.param
+    assert named.wait().tier == reference.wait().tier == request.param
     return named, reference
 
 

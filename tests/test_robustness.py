@@ -105,7 +105,7 @@ def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
     assert shared not in modules and len(modules) == 2  # never calls: the model's kernel and
     # its steps' entry (the optimizers' update loops and a rule's step come with a first step)
     assert (tmp_path / "cache").stat().st_mode & 0o077 == 0
-    report = COMPILE_AND_PRINT + "print(f.from_cache, sorted(f.timings))\n"
+    report = COMPILE_AND_PRINT + "print(f.wait().from_cache, sorted(f.timings))\n"
     third = subprocess.run([sys.executable, "-c", report], env=env, text=True,
                            capture_output=True, timeout=300)
     assert third.returncode == 0, third.stderr

@@ -37,7 +37,8 @@ def deep_formula(steps):
 def compiled(steps):
     """{tier: the n-step map compiled on it}: a formula on the kernel tier, a function on the
     tape."""
-    return {"kernel": sd.compile(deep_formula(steps), wrt=["w", "x"], tier="kernel"),
+    return {"kernel": sd.compile(deep_formula(steps), wrt=["w", "x"], tier="kernel",
+                                 wait=True),
             "tape": sd.compile(deep_map(steps), wrt=["w", "x"], tier="tape")}
 
 
@@ -93,6 +94,7 @@ def test_the_tier_rule_counts_the_branches_of_forward_mode():
     # the 10-step jvp: 60 statements and 24 branches guarding tangent products, compile_size 132
     kernel, auto = compiled(10)["kernel"], sd.compile(deep_formula(10), wrt=["w", "x"])
     results = [f.jvp({"w": 1.0}, w=W, x=X) for f in (kernel, auto)]
+    kernel.wait(), auto.wait()
     assert len(auto._kernels["jvp"].program.stmts) < TAPE_MIN_STATEMENTS
     assert compile_size(auto._kernels["jvp"].program) == 132
     assert auto.tiers == {"grad": "kernel", "jvp": "tape"}  # auto: a compile of seconds
@@ -106,7 +108,7 @@ def test_a_50_step_map_asked_for_its_hessian_on_tier_kernel_compiles_no_kernel_f
     # was: RecursionError inside Numba after minutes (a 546-statement Hessian-vector product
     # kernel with 888 conditional expressions; 72 s where Numba finished it); the first
     # Hessian took 8 s at 10 steps and 133 s at 30
-    f = sd.compile(deep_formula(50), wrt=["w", "x"], tier="kernel")  # a new Compiled
+    f = sd.compile(deep_formula(50), wrt=["w", "x"], tier="kernel", wait=True)  # a new Compiled
     H = f.hessian(w=W, x=X)
     assert f.tiers == {"grad": "kernel", "hvp": "tape"}
     assert "precompiled interpreter" in f.source_of("hvp")

@@ -118,7 +118,7 @@ def test_each_power_of_two_of_rows_chooses_for_itself_by_time_per_row():
 
 @TWO
 def test_the_threaded_copy_and_the_kernel_give_the_same_bits_as_value_and_grad():
-    f = mlp_model(parallel=True)  # the threaded copy, though the products call BLAS
+    f = mlp_model(parallel=True, wait=True)  # the threaded copy, though the products call BLAS
     arguments = mlp_arguments(5000, seed=3)  # 16 chunks
     value, grads = f.value_and_grad(**arguments)
     kernel = f._grad
@@ -138,7 +138,7 @@ def test_a_kernel_that_calls_a_threaded_blas_runs_its_chunks_in_turn(monkeypatch
     compiles its threaded copy unless asked (parallel=True). With BLAS on one thread, the
     measured choice decides as for any other kernel."""
     monkeypatch.setattr(kernel_module, "blas_threads", lambda: blas_threads)
-    f = mlp_model()
+    f = mlp_model(wait=True)
     kernel = f._grad
     arguments = mlp_arguments(kernel.chunk_rows, seed=5)  # the smallest batch in chunks
     assert kernel._calls_blas and not kernel._threads_started
@@ -178,7 +178,8 @@ def test_blas_threads_without_threadpoolctl_are_what_openblas_reads(monkeypatch)
 
 @TWO
 def test_parallel_true_keeps_to_threads_and_one_numba_thread_to_the_kernel(logistic_data):
-    f = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], parallel=True)
+    f = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"], parallel=True,
+                   wait=True)
     rng = np.random.default_rng(2)
     n = f._grad.chunk_rows  # the smallest batch in chunks
     f.value_and_grad(**{**logistic_data, "x0": rng.normal(size=n), "x1": rng.normal(size=n),

@@ -1,0 +1,348 @@
+"""A kernel's module run by CPython while Numba compiles it: the kernel's bits, no compile.
+
+A new model's kernel takes Numba one to two seconds to compile, and the module it compiles
+is Python. Numba compiles its float64 statements as IEEE operations in the order written (no
+reassociation, no fused multiply-adds; error_model="numpy"), so CPython running the same
+statements on the same numbers gets the same bits, a few hundred times more slowly. `load`
+prepares a module's text for CPython; `Uncompiled.run` runs one call with it.
+
+Where the two would compute differently, the text's names are bound to Numba's behaviour:
+- `x ** k` for an integer k: Numba multiplies by repeated squaring, where CPython calls the C
+  library's pow. `_powi` does Numba's products (the printer writes x**-k as 1.0 / x**k). Any
+  other power is the C library's pow in Numba, and `_pow` (math.pow) here, not NumPy's.
+- np.maximum and np.minimum: Numba's selects (`_maximum`, `_minimum`), not NumPy's loops.
+- `_dot`: Numba calls SciPy's BLAS (ddot, dgemv, dgemm) with arguments set by the operands'
+  layouts; `_dot` here makes the same calls to the same functions through ctypes. NumPy's
+  matmul would call another build of OpenBLAS.
+- vecmath's functions (`_vm`): vecmath.py's own source, its two bit casts done by NumPy views.
+numpy and math are reached through namespaces holding only what is known to agree (`_NP`,
+`_MATH`). A module that reads anything else, that is float32, or that imports another
+compiled module (LAPACK, a long function's helper) is not loaded: `load` returns None. A
+call that raises (CPython refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN)
+returns None: the caller then waits for the kernel.
+"""
+from __future__ import annotations
+
+import ast
+import ctypes
+import math
+import sys
+import time
+import types
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from symdiff.errors import LinAlgError
+
+from .blas import NAME as CYTHON_BLAS, load_blas_alone
+from .build import module_name
+from .emit import MACHINERY, machinery_constant
+from .printer import VECMATH_IMPORT
+from .runtime import RUNTIME_SOURCE
+
+SECONDS_PER_STEP = 0.6e-6  # CPython's time for a statement of a loop (0.42 us measured: MLP)
+# CPython runs a model's calls for at most this many seconds in all (estimated beforehand,
+# measured after): its time is taken from the compile on the other thread, which needs the
+# same interpreter lock
+MAX_SECONDS = 0.5
+
+
+class Uncompiled:
+    """A kernel module's functions run by CPython (`load`), and the statements a call runs
+    per row of each batch dimension (`STEPS`, written by the emitter)."""
+
+    def __init__(self, namespace: dict, steps: dict):
+        self.kernel, self.steps = namespace["kernel"], steps
+        self.spent = 0.0  # seconds of calls run so far
+
+    def quick(self, dims: dict) -> bool:
+        """Whether a call with these dimension sizes ({name: size}) is estimated to fit in
+        what is left of MAX_SECONDS."""
+        steps = sum(count * (dims[d] if d is not None else 1) for d, count in self.steps.items())
+        return self.spent + steps * SECONDS_PER_STEP <= MAX_SECONDS
+
+    def run(self, arguments: list, chunks: int):
+        """kernel(*arguments, chunks) under CPython, or None if CPython raised."""
+        start = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):
+                value, rest = self.kernel(*arguments, chunks)
+        except Exception:  # noqa: BLE001 (CPython's float errors, a name refused): the kernel
+            return None
+        finally:
+            self.spent += time.perf_counter() - start
+        return _number(value), tuple(_number(r) for r in rest)
+
+
+def load(source: str, dtype: str) -> Uncompiled | None:
+    """The module `source` (emit.py) made runnable by CPython, or None where it cannot be
+    (see the module's docstring) or where its `STEPS` is None (no estimate of a call's time)."""
+    steps = machinery_constant(source, "STEPS")
+    if dtype != "float64" or steps is None:
+        return None
+    tree = ast.parse(source.split(MACHINERY)[0])
+    body = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if _import_text(node) not in _PROVIDED:
+                return None
+            continue
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] \
+                == ["SIGNATURE"]:
+            continue
+        if isinstance(node, ast.FunctionDef):
+            node.decorator_list = []
+        body.append(node)
+    tree.body = body
+    try:
+        tree = ast.fix_missing_locations(_Check().visit(tree))
+    except _Refused:
+        return None
+    namespace = {"__builtins__": __builtins__, **_names()}
+    exec(compile(tree, "<symdiff kernel, run by CPython>", "exec"), namespace)
+    return Uncompiled(namespace, steps)
+
+
+class _Refused(Exception):
+    """A construct CPython would compute otherwise than Numba."""
+
+
+class _Check(ast.NodeTransformer):
+    """`x ** k` as `_powi(x, k)` for an integer literal k, else as `_pow(x, k)`; any method
+    call on an array refused but those that move data (an array's `sum` would be NumPy's)."""
+
+    METHODS = {"copy", "ravel", "reshape", "transpose"}
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr not in self.METHODS and not (
+                isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")):
+            raise _Refused
+        return node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.Pow):
+            return node
+        k = node.right  # (the printer writes x**-k as 1.0 / x**k)
+        if isinstance(k, ast.Constant) and type(k.value) is int and k.value >= 0:
+            return ast.Call(ast.Name("_powi", ast.Load()), [node.left, k], [])
+        return ast.Call(ast.Name("_pow", ast.Load()), [node.left, k], [])
+
+    def visit_AugAssign(self, node):
+        if isinstance(node.op, ast.Pow):
+            raise _Refused
+        return self.generic_visit(node)
+
+
+def _powi(x, k: int):
+    """x ** k as Numba computes it for an integer k >= 0: products by repeated squaring,
+    from 1.0 (numba/cpython/numbers.py, static_power_impl)."""
+    result = 1.0
+    while k:
+        if k & 1:
+            result = result * x
+        k >>= 1
+        x = x * x
+    return result
+
+
+def _maximum(a, b):
+    """np.maximum of two numbers as Numba's selects compute it: a NaN first if there is one,
+    else a where a >= b."""
+    if a != a or b != b:
+        return a if a != a else b
+    return a if a >= b else b
+
+
+def _minimum(a, b):
+    if a != a or b != b:
+        return a if a != a else b
+    return a if a <= b else b
+
+
+def _number(value):
+    """A result as the kernel returns it: a Python number for a NumPy one, arrays as they are."""
+    if isinstance(value, np.floating):
+        return float(value)
+    return int(value) if isinstance(value, np.integer) else value
+
+
+# numpy's and math's names a kernel module may read, each computing what Numba computes:
+# allocation, moving data, exact operations, and the types of the argument checks
+_NP = types.SimpleNamespace(
+    maximum=_maximum, minimum=_minimum, empty=np.empty, full=np.full, zeros=np.zeros,
+    array=np.array, arange=np.arange, ascontiguousarray=np.ascontiguousarray,
+    reshape=np.reshape, transpose=np.transpose, concatenate=np.concatenate, flip=np.flip,
+    roll=np.roll, moveaxis=np.moveaxis, broadcast_to=np.broadcast_to, take=np.take,
+    where=np.where, abs=np.abs, isfinite=np.isfinite, floor=np.floor, ceil=np.ceil,
+    trunc=np.trunc, rint=np.rint, fmod=np.fmod, intp=np.intp, uint8=np.uint8, bool_=np.bool_,
+    int32=np.int32, uint64=np.uint64, int64=np.int64, float64=np.float64, inf=np.inf,
+    nan=np.nan)
+_MATH = types.SimpleNamespace(
+    inf=math.inf, nan=math.nan, e=math.e, pi=math.pi, isfinite=math.isfinite,
+    copysign=math.copysign, sqrt=math.sqrt,
+    # the C library's functions, which Numba calls too (by name or through LLVM's intrinsics)
+    **{name: getattr(math, name) for name in (
+        "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh",
+        "atanh", "log2", "log10", "exp", "log", "log1p", "expm1", "tanh")})
+
+
+def _import_text(node) -> str:
+    return ast.unparse(node).split("  #")[0]
+
+
+_PROVIDED = {"import math", "import numpy as np", "from numba import njit, prange",
+             "from numba.types import Array, float32, float64, int64",
+             "from symdiff.errors import LinAlgError as _LinAlgError",
+             VECMATH_IMPORT.split("  #")[0],
+             f"from {module_name(RUNTIME_SOURCE)} import _dot",
+             f"from {module_name(RUNTIME_SOURCE)} import _dot, _dot_into",
+             f"from {module_name(RUNTIME_SOURCE)} import _dot_into"}
+
+
+@cache
+def _names() -> dict:
+    """The names a kernel module reads, bound for CPython (built once per process)."""
+    return {"np": _NP, "math": _MATH, "prange": range, "_ValueError": ValueError,
+            "_LinAlgError": LinAlgError, "_vm": _vecmath(), "_dot": _dot,
+            "_dot_into": _dot_into, "_powi": _powi, "_pow": math.pow}
+
+
+def _vecmath():
+    """vecmath.py's functions, run by CPython: its source without decorators and LLVM options,
+    the bit casts `_bits` and `_float` as NumPy views (int64 arithmetic on them wraps, as
+    Numba's does)."""
+    tree = ast.parse((Path(__file__).parent / "vecmath.py").read_text())
+    body = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or \
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            continue  # numba, llvmlite, and set_option's calls
+        if isinstance(node, ast.FunctionDef):
+            if node.name in ("_bits", "_float"):
+                continue
+            node.decorator_list = []
+        body.append(node)
+    tree.body = body
+    namespace = {"math": math, "np": np, "_bits": lambda x: np.float64(x).view(np.int64),
+                 "_float": lambda i: np.int64(i).view(np.float64)}
+    exec(compile(tree, "<vecmath, run by CPython>", "exec"), namespace)
+    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if callable(v)})
+
+
+# ---- np.dot as Numba calls BLAS (numba/np/linalg.py: dot_2_mm, dot_2_mv, dot_2_vm,
+# dot_2_vv, dot_3_*), through the functions of SciPy's cython_blas that Numba calls
+
+_P = ctypes.c_void_p
+
+
+@cache
+def _blas(name: str):
+    """SciPy's cython_blas function `name` (Fortran convention: every argument by pointer)."""
+    load_blas_alone()
+    __import__(CYTHON_BLAS)
+    capsule = sys.modules[CYTHON_BLAS].__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = _P, [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    restype = ctypes.c_double if name == "ddot" else None
+    return ctypes.CFUNCTYPE(restype, *[_P] * {"ddot": 5, "dgemv": 11, "dgemm": 13}[name])(address)
+
+
+def _c(kind, value):
+    return ctypes.byref(kind(value))
+
+
+def _ptr(array) -> int:
+    return array.ctypes.data
+
+
+def _layout(a) -> str:
+    """Numba's layout of an array argument: C, F, or (a copy is made first) A."""
+    return "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "A"
+
+
+def _contiguous(a):
+    """Numba's copy of a non-contiguous operand (make_contiguous): C-ordered."""
+    return a if _layout(a) != "A" else np.ascontiguousarray(a)
+
+
+def _dot(a, b):
+    a, b = _contiguous(np.asarray(a, np.float64)), _contiguous(np.asarray(b, np.float64))
+    if a.ndim == 1 and b.ndim == 1:
+        return _ddot(a, b)
+    if a.ndim == 2 and b.ndim == 2:
+        out = np.empty((a.shape[0], b.shape[1]))
+    else:
+        out = np.empty((a.shape[0] if a.ndim == 2 else b.shape[1],))
+    if (a.shape[-1] if a.ndim == 2 else a.shape[0]) == 0:
+        out[...] = 0.0
+        return out
+    _dot_into(a, b, out)
+    return out
+
+
+def _ddot(a, b) -> float:
+    one = ctypes.c_int(1)
+    return _blas("ddot")(_c(ctypes.c_int, a.shape[0]), _ptr(a), ctypes.byref(one), _ptr(b),
+                         ctypes.byref(one))
+
+
+def _dot_into(a, b, out) -> None:
+    """np.dot(a, b, out) as Numba's dot_3_mm and dot_3_vm call BLAS."""
+    a, b = _contiguous(a), _contiguous(b)
+    if a.ndim == 2 and b.ndim == 2:
+        (m, k), n = a.shape, b.shape[1]
+        if k == 0 or m == 0 or n == 0:
+            out[...] = 0.0
+        elif n == 1 and m == 1:
+            out[0, 0] = _ddot(a.reshape(-1), b.reshape(-1))
+        elif n == 1:
+            _gemv(a, b, out, _layout(a) == "C")
+        elif m == 1:
+            _gemv(b, a, out, _layout(b) != "C")
+        else:
+            _gemm(a, b, out)
+    elif a.ndim == 1:  # vector x matrix: b.T x
+        if a.shape[0] == 0 or b.shape[1] == 0:
+            out[...] = 0.0
+        else:
+            _gemv(b, a, out, _layout(b) == "F")
+    else:  # matrix x vector
+        if b.shape[0] == 0 or a.shape[0] == 0:
+            out[...] = 0.0
+        else:
+            _gemv(a, b, out, _layout(a) == "C")
+
+
+def _gemv(matrix, vector, out, transpose: bool) -> None:
+    """call_xxgemv: y = op(matrix) x in BLAS's column-major terms."""
+    rows, cols = matrix.shape[:2] if matrix.ndim == 2 else (matrix.shape[0], 1)
+    m, n, lda = (rows, cols, rows) if _layout(matrix) == "F" else (cols, rows, cols)
+    one, zero, inc = ctypes.c_double(1.0), ctypes.c_double(0.0), ctypes.c_int(1)
+    trans = ctypes.c_char(b"t" if transpose else b"n")
+    _blas("dgemv")(ctypes.byref(trans), _c(ctypes.c_int, m), _c(ctypes.c_int, n),
+                   ctypes.byref(one), _ptr(matrix), _c(ctypes.c_int, lda), _ptr(vector),
+                   ctypes.byref(inc), ctypes.byref(zero), _ptr(out), ctypes.byref(inc))
+
+
+def _gemm(x, y, out) -> None:
+    """call_xxgemm: out (C-ordered) = x y, as BLAS's column-major outᵀ = yᵀ xᵀ."""
+    (m, k), n = x.shape, y.shape[1]
+
+    def param(a, shape):  # transposed if its layout is not the result's; its leading size
+        return (b"n" if _layout(a) == "C" else b"t"), (shape[1] if _layout(a) == "C"
+                                                        else shape[0])
+    transa, lda = param(y, y.shape)
+    transb, ldb = param(x, x.shape)
+    one, zero = ctypes.c_double(1.0), ctypes.c_double(0.0)
+    _blas("dgemm")(ctypes.byref(ctypes.c_char(transa)), ctypes.byref(ctypes.c_char(transb)),
+                   _c(ctypes.c_int, n), _c(ctypes.c_int, m), _c(ctypes.c_int, k),
+                   ctypes.byref(one), _ptr(y), _c(ctypes.c_int, lda), _ptr(x),
+                   _c(ctypes.c_int, ldb), ctypes.byref(zero), _ptr(out), _c(ctypes.c_int, n))
