@@ -31,7 +31,7 @@ def symdiff_model():
     Wq, Wk, Wv = (sd.tensor(k, (WIDTH, WIDTH)) for k in ("Wq", "Wk", "Wv"))
     scores = (X @ Wq) @ sd.transpose(X @ Wk, (0, 2, 1)) / math.sqrt(WIDTH)
     out = sd.softmax(scores, axis=-1) @ (X @ Wv)
-    return sd.compile(sd.mean(sd.sum(out ** 2, axis=(1, 2))), wrt=[Wq, Wk, Wv])
+    return sd.compile(sd.mean(sd.sum(out ** 2, axis=(1, 2))), wrt=[Wq, Wk, Wv], wait=True)
 
 
 def _symdiff(data):

@@ -61,8 +61,8 @@ def models(n: int) -> dict:
     W1, b1 = sd.tensor("W1", (FEATURES, HIDDEN)), sd.tensor("b1", (HIDDEN,))
     W2, b2 = sd.tensor("W2", (HIDDEN, CLASSES)), sd.tensor("b2", (CLASSES,))
     mlp = sd.mean(sd.softmax_cross_entropy(sd.relu(X @ W1 + b1) @ W2 + b2, y))
-    return {"logistic regression (d = 30)": sd.compile(logreg, wrt=[w, b]),
-            f"MLP {FEATURES}-{HIDDEN}-{CLASSES}": sd.compile(mlp, wrt=[W1, b1, W2, b2])}
+    return {"logistic regression (d = 30)": sd.compile(logreg, wrt=[w, b], wait=True),
+            f"MLP {FEATURES}-{HIDDEN}-{CLASSES}": sd.compile(mlp, wrt=[W1, b1, W2, b2], wait=True)}
 
 
 def parameters(name: str, rng) -> dict:

@@ -35,7 +35,7 @@ def symdiff_model():
     h = sd.conv2d(sd.reshape(X, ("n", 1, 8, 8)), K, padding=1) + c[:, None, None]
     h = sd.max_pool2d(sd.relu(h), 2)  # (n, 8, 4, 4)
     logits = sd.reshape(h, ("n", CHANNELS * 16)) @ W + b
-    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[K, c, W, b])
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[K, c, W, b], wait=True)
 
 
 def _symdiff(params0, batches):

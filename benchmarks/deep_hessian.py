@@ -19,7 +19,7 @@ W, X = 0.7, 0.3
 def symdiff_hessian(steps: int, tier: str):
     import symdiff as sd
     lines = ["y0 = x"] + [f"y{k + 1} = cos(y{k})*w + x" for k in range(steps)] + [f"y{steps}"]
-    f = sd.compile("\n".join(lines), wrt=["w", "x"], tier=tier)
+    f = sd.compile("\n".join(lines), wrt=["w", "x"], tier=tier, wait=True)
     return f.hessian(w=W, x=X), getattr(f, "tiers", f.tier)  # (older versions: tier only)
 
 

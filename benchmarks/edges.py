@@ -72,7 +72,7 @@ def _format(value, grads) -> str:
 
 
 def symdiff_result(formula, inputs) -> str:
-    f = sd.compile(formula, wrt=list(inputs))
+    f = sd.compile(formula, wrt=list(inputs), wait=True)
     value, grads = f.value_and_grad(**inputs)
     return _format(value, grads.values())
 

@@ -36,7 +36,7 @@ def symdiff_model(n: int = N):
     L = sd.cholesky(K)
     alpha = sd.solve_triangular(L, y)
     nll = 0.5 * sd.sum(alpha ** 2) + sd.sum(sd.log(sd.diagonal(L))) + 0.5 * n * LOG_2PI
-    return sd.compile(nll, wrt=[log_ls, log_sf, log_sn])
+    return sd.compile(nll, wrt=[log_ls, log_sf, log_sn], wait=True)
 
 
 def _symdiff(data):

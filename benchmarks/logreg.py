@@ -44,7 +44,7 @@ def symdiff_model():
     X, t = sd.tensor("X", ("n", FEATURES)), sd.tensor("t", ("n",))
     w, b = sd.tensor("w", (FEATURES,)), sd.scalar("b")
     loss = sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)) + LAM * 0.5 * sd.sum(w * w)
-    return sd.compile(loss, wrt=[w, b])
+    return sd.compile(loss, wrt=[w, b], wait=True)
 
 
 @njit(error_model="numpy", cache=True)

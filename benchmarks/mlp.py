@@ -49,7 +49,8 @@ def symdiff_model(sizes, **options):
         h = h @ W + b
         if l < len(sizes) - 1:
             h = sd.relu(h)
-    return sd.compile(sd.mean(sd.softmax_cross_entropy(h, y)), wrt=params, **options)
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(h, y)), wrt=params,
+                      **{"wait": True, **options})
 
 
 def numpy_value_and_grad(params: dict, X, y):

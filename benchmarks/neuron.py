@@ -28,7 +28,7 @@ PARALLEL_FROM = 20_000  # samples; below this the hand-written kernel runs seria
 
 def symdiff_model(**options):
     return sd.compile(FORMULA, wrt=["w0", "w1", "w2"], batch=["x0", "x1", "y"], reduce="mean",
-                      **options)
+                      **{"wait": True, **options})
 
 
 def make_data(n: int, seed: int = 0) -> dict:

@@ -21,8 +21,8 @@ def run(quick: bool = False) -> str:
     X, t = sd.tensor("X", ("n", 30)), sd.tensor("t", ("n",))
     w, b = sd.tensor("w", (30,)), sd.scalar("b")
     logreg = sd.compile(sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t))
-                        + 5e-4 * sd.sum(w * w), wrt=[w, b])
-    formula = sd.compile("(a*x - y)**2", wrt=["a"])
+                        + 5e-4 * sd.sum(w * w), wrt=[w, b], wait=True)
+    formula = sd.compile("(a*x - y)**2", wrt=["a"], wait=True)
     rng = np.random.default_rng(0)
     data = dict(X=rng.normal(size=(64, 30)), t=(rng.random(64) > 0.5) * 1.0,
                 w=rng.normal(size=30) * 0.01)

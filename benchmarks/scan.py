@@ -69,12 +69,12 @@ def scan_model(tier: str, sin=sd.sin, cos=sd.cos):
     """sum(y_K) as one sd.scan over the levels x_1..x_K, K a named dimension."""
     x0, xs = sd.tensor("x0", ("n",)), sd.tensor("xs", ("K", "n"))
     y, _ = sd.scan(lambda y, x: (sin(y) * x + cos(y * x), None), x0, xs)
-    return sd.compile(sd.sum(y), wrt=[x0, xs], tier=tier)
+    return sd.compile(sd.sum(y), wrt=[x0, xs], tier=tier, wait=True)
 
 
 def unrolled_model(K: int, sin=sd.sin, cos=sd.cos):
     xs = [sd.tensor(f"x{k}", ("n",)) for k in range(K + 1)]
-    return sd.compile(sd.sum(unrolled(xs, sin, cos)), wrt=xs)
+    return sd.compile(sd.sum(unrolled(xs, sin, cos)), wrt=xs, wait=True)
 
 
 def casadi_function(K: int, n: int, swap: bool = False):
@@ -249,7 +249,7 @@ def rnn_model():
         h = sd.tanh(x @ W + h @ U + b)
         return h, h
     _, hs = sd.scan(step, h0, xs)
-    return sd.compile(sd.mean(hs ** 2), wrt=[W, U, b])
+    return sd.compile(sd.mean(hs ** 2), wrt=[W, U, b], wait=True)
 
 
 def _rnn_symdiff(data):

@@ -126,7 +126,7 @@ def _timed(make, timeout: float | None = None):
 
 def _symdiff(X):
     xs = [sd.tensor(f"x{k}", ("n",)) for k in range(len(X))]
-    model = sd.compile(sd.sum(swell(xs)), wrt=xs)
+    model = sd.compile(sd.sum(swell(xs)), wrt=xs, wait=True)
     arguments = {f"x{k}": row for k, row in enumerate(X)}
     call = lambda: model.value_and_grad(**arguments)
     call.model = model

@@ -54,7 +54,7 @@ def model_and_data(workload: str, n: int):
     W1, b1 = sd.tensor("W1", (30, 32)), sd.tensor("b1", (32,))
     W2, b2 = sd.tensor("W2", (32, 10)), sd.tensor("b2", (10,))
     f = sd.compile(sd.mean(sd.softmax_cross_entropy(sd.relu(X @ W1 + b1) @ W2 + b2, y)),
-                   wrt=[W1, b1, W2, b2])
+                   wrt=[W1, b1, W2, b2], wait=True)
     rng = np.random.default_rng(0)
     return f, {"X": rng.standard_normal((n, 30)), "y": rng.integers(0, 10, n),
                "W1": rng.normal(0, 0.2, (30, 32)), "b1": np.zeros(32),

@@ -187,7 +187,7 @@ def models() -> str:
     def tanh_layer():
         X, W, b = sd.tensor("X", ("n", 8)), sd.tensor("W", (8, 16)), sd.tensor("b", (16,))
         h = sd.tanh(X @ W + b)
-        return sd.compile(sd.mean(sd.sum(h * h, axis=1)), wrt=["W", "b"])
+        return sd.compile(sd.mean(sd.sum(h * h, axis=1)), wrt=["W", "b"], wait=True)
 
     rng = np.random.default_rng(0)
     X, y = make_batches()[0]

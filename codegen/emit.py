@@ -344,10 +344,11 @@ class _Emitter:
         for unit in self.units:
             if any(s.node.dtype == "tuple" for s in unit.stmts):
                 return None
-            parts = unit.parts() if unit.loop and unit.space else \
-                [Unit(False, () if s.node.op == "matmul" else s.node.shape, [s])
-                 for s in unit.stmts if s.node.uid not in self.views]
-            if not all(add(part.space, len(part.stmts)) for part in parts):
+            counted = [(part.space, len(part.stmts)) for part in unit.parts()] \
+                if unit.loop and unit.space else \
+                [(() if s.node.op == "matmul" else s.node.shape, 1) for s in unit.stmts
+                 if s.node.uid not in self.views]
+            if not all(add(space, count) for space, count in counted):
                 return None
         return steps
 

@@ -1,12 +1,14 @@
 """Compiled models shared across tests: every Numba compile costs about a second."""
 import gc
 import os
+import threading
 
 import numba
 import numpy as np
 import pytest
 
 import symdiff as sd
+from symdiff.codegen import kernel as kernel_module
 
 LOGISTIC = "log(1 + exp(-y*(w0*x0 + w1*x1 + b)))"
 
@@ -69,6 +71,22 @@ def at_one_and_two_threads(call):
         return one, call()
     finally:
         numba.set_num_threads(threads)
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """An event that lets the background load of kernels proceed when set (and is set when
+    the test ends, so no load waits on it after)."""
+    release = threading.Event()
+    load = kernel_module.load_module
+
+    def held_load(source):
+        assert release.wait(600)
+        return load(source)
+
+    monkeypatch.setattr(kernel_module, "load_module", held_load)
+    yield release
+    release.set()
 
 
 @pytest.fixture(autouse=True)

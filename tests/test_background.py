@@ -32,20 +32,6 @@ def central_differences(arguments, name, h=1e-6):
     return grad
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """An event that lets the background load of kernels proceed when set."""
-    release = threading.Event()
-    load = kernel_module.load_module
-
-    def held_load(source):
-        assert release.wait(600)
-        return load(source)
-
-    monkeypatch.setattr(kernel_module, "load_module", held_load)
-    return release
-
-
 def test_numpy_answers_first_then_the_kernel(held):
     f = mlp_model(wait=False)
     arguments = mlp_arguments(7, seed=3)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import symdiff as sd
-from symdiff.codegen import kernel as kernel_module, uncompiled
+from symdiff.codegen import uncompiled
 from symdiff.codegen.build import load_module
 from symdiff.codegen.runtime import RUNTIME_SOURCE
 from conftest import mlp_arguments, mlp_model
@@ -96,6 +96,7 @@ def test_most_lecture_models_run_under_cpython():
         assert python is not None and python.steps["n"] > 0, f.source
 
 
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")  # (strided)
 def test_the_blas_calls_are_numbas():
     """`_dot` against Numba's np.dot (the runtime module's), every layout and the sizes where
     Numba takes another BLAS function (a size 1: dot or gemv) or none (a size 0)."""
@@ -143,21 +144,6 @@ def test_vecmath_under_cpython_is_vecmath():
             compiled = getattr(vecmath, name)
             for x in np.concatenate([values, -values]):
                 assert same_bits(getattr(twin, name)(x), compiled(x)), (name, x)
-
-
-@pytest.fixture
-def held(monkeypatch):
-    """An event that lets the background load of kernels proceed when set."""
-    release = threading.Event()
-    load = kernel_module.load_module
-
-    def held_load(source):
-        assert release.wait(600)
-        return load(source)
-
-    monkeypatch.setattr(kernel_module, "load_module", held_load)
-    yield release
-    release.set()
 
 
 def test_auto_answers_with_the_kernels_bits_before_the_kernel(held):
