@@ -19,6 +19,7 @@ per call.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import types
@@ -38,6 +39,21 @@ from .uncompiled import load as load_uncompiled
 # Numba's `parallel` for prange loops only: array expressions and allocations stay serial
 PRANGE_ONLY = dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
                    setitem=False, numpy=False, stencil=False, fusion=False)
+
+
+_LOADING: set[threading.Thread] = set()  # the background loads under way
+
+
+def _finish_loads() -> None:
+    """Before a fork, wait for the background loads under way. A forked child has none of its
+    parent's threads and all of its locks: a load under way would never arrive there, and
+    Numba's compiler lock could stay held by a thread it does not have."""
+    for thread in list(_LOADING):
+        thread.join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_finish_loads)
 
 
 class Kernel:
@@ -75,8 +91,10 @@ class Kernel:
             self._load()
         elif not self._lazy:  # not a daemon: the process waits for it at exit, so a short
             # script's compile still reaches Numba's on-disk cache for the next process
-            threading.Thread(target=self._load_in_background,
-                             name=f"symdiff kernel: {title}").start()
+            thread = threading.Thread(target=self._load_in_background,
+                                      name=f"symdiff kernel: {title}")
+            _LOADING.add(thread)
+            thread.start()
 
     @property
     def tier(self) -> str:
@@ -118,6 +136,8 @@ class Kernel:
             self._load()
         except BaseException as e:  # raised by the next call, or by wait()
             self._error = e
+        finally:
+            _LOADING.discard(threading.current_thread())
 
     @property
     def from_cache(self) -> bool | None:

@@ -184,7 +184,7 @@ def test_bad_arguments_get_the_same_clear_errors(deep_model):
 
 
 def test_models_the_tape_cannot_run_fall_back_or_say_why(mlp):
-    assert mlp.tier == "kernel"
+    assert mlp.wait().tier == "kernel"
     X, y = sd.tensor("X", ("n", 6)), sd.tensor("y", ("n",), dtype=int)
     W = sd.tensor("W", (6, 3))
     with pytest.raises(ArgumentError, match="tier='tape' cannot run this model"):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import symdiff as sd
-from symdiff.codegen import uncompiled
+from symdiff.codegen import kernel as kernel_module, uncompiled
 from symdiff.codegen.build import load_module
 from symdiff.codegen.runtime import RUNTIME_SOURCE
 from conftest import mlp_arguments, mlp_model
@@ -185,3 +185,25 @@ def test_auto_refuses_bad_arguments_before_the_kernel(held):
         f.value_and_grad(**{**arguments, "y": np.array([0, 1, 7, 0])})
     with pytest.raises(sd.ArgumentError, match="missing argument W2"):
         f.value_and_grad(**{k: v for k, v in arguments.items() if k != "W2"})
+
+
+def test_a_child_forked_while_a_kernel_compiles_gets_the_kernel(monkeypatch):
+    """A forked child has none of its parent's threads: a kernel whose load was under way
+    would never arrive there (its calls would wait forever). A fork waits for the loads."""
+    import multiprocessing
+    import time
+    load = kernel_module.load_module
+    monkeypatch.setattr(kernel_module, "load_module",
+                        lambda source: (time.sleep(1.0), load(source))[1])
+    f = mlp_model()
+    assert f.tier == "python"  # its load under way, for a second at least
+    arguments = mlp_arguments(40_000, seed=7)  # too slow for CPython: waits for the kernel
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(f.value_and_grad(**arguments)[0]))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == f.value_and_grad(**arguments)[0]
+    finally:
+        child.join(10)
+        child.kill()
