@@ -311,8 +311,8 @@ class _Emitter:
         parts.append("\n" + MACHINERY + "\n")
         parts.append(f"ROW_BYTES = {self.row_bytes(loops)}  # in the arrays kernel allocates, "
                      f"per row of the batch\n")
-        parts.append(f"STEPS = {self.steps()!r}  # statements a call runs: per row of a batch "
-                     f"dimension, and once (None)\n")
+        parts.append(f"STEPS = {self.steps()!r}  # statements a call runs, per product of "
+                     f"the symbolic dimensions named\n")
         parts.append(emit_entry(self.specs, rows))
         return "\n".join(parts)
 
@@ -327,20 +327,11 @@ class _Emitter:
 
     def steps(self) -> dict | None:
         """Statements a call runs, for the estimate of its time under CPython (uncompiled.py):
-        {batch dimension: per row of it, None: once}; a structural statement counts its
-        result's entries, a matrix product one (BLAS computes it). None where a space has two
-        symbolic axes, or the module has a loop of steps (sd.scan), whose iterations the text
-        does not show."""
-        steps: dict = {None: 0}
-
-        def add(space, count) -> bool:
-            symbolic = [d for d in space if isinstance(d, str)]
-            if len(symbolic) > 1:
-                return False
-            rows = symbolic[0] if symbolic else None
-            steps[rows] = steps.get(rows, 0) + \
-                math.prod(d for d in space if isinstance(d, int)) * count
-            return True
+        {the symbolic dimensions of a space: statements per entry of their product} (() for
+        those run once); a structural statement counts its result's entries, a matrix product
+        one (BLAS computes it). None for a module with a loop of steps (sd.scan), whose
+        iterations the text does not show."""
+        steps: dict = {}
         for unit in self.units:
             if any(s.node.dtype == "tuple" for s in unit.stmts):
                 return None
@@ -348,8 +339,10 @@ class _Emitter:
                 if unit.loop and unit.space else \
                 [(() if s.node.op == "matmul" else s.node.shape, 1) for s in unit.stmts
                  if s.node.uid not in self.views]
-            if not all(add(space, count) for space, count in counted):
-                return None
+            for space, count in counted:
+                symbolic = tuple(d for d in space if isinstance(d, str))
+                steps[symbolic] = steps.get(symbolic, 0) + \
+                    math.prod(d for d in space if isinstance(d, int)) * count
         return steps
 
     def signature(self) -> str:

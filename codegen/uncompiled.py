@@ -51,7 +51,7 @@ MAX_SECONDS = 0.5
 
 class Uncompiled:
     """A kernel module's functions run by CPython (`load`), and the statements a call runs
-    per row of each batch dimension (`STEPS`, written by the emitter)."""
+    per entry of products of its symbolic dimensions (`STEPS`, written by the emitter)."""
 
     def __init__(self, namespace: dict, steps: dict):
         self.kernel, self.steps = namespace["kernel"], steps
@@ -60,7 +60,8 @@ class Uncompiled:
     def quick(self, dims: dict) -> bool:
         """Whether a call with these dimension sizes ({name: size}) is estimated to fit in
         what is left of MAX_SECONDS."""
-        steps = sum(count * (dims[d] if d is not None else 1) for d, count in self.steps.items())
+        steps = sum(count * math.prod(dims[d] for d in symbolic)
+                    for symbolic, count in self.steps.items())
         return self.spent + steps * SECONDS_PER_STEP <= MAX_SECONDS
 
     def run(self, arguments: list, chunks: int):

@@ -93,7 +93,7 @@ def test_most_lecture_models_run_under_cpython():
               sd.compile(sd.mean((sd.tanh(X @ W + b) @ v - y) ** 2), wrt=[W, b, v])]
     for f in models:
         python = uncompiled.load(f._grad.source, "float64")
-        assert python is not None and python.steps["n"] > 0, f.source
+        assert python is not None and python.steps[("n",)] > 0, f.source
 
 
 @pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")  # (strided)
