@@ -111,10 +111,18 @@ class _Refused(Exception):
 
 
 class _Check(ast.NodeTransformer):
-    """`x ** k` as `_powi(x, k)` for an integer literal k, else as `_pow(x, k)`; any method
-    call on an array refused but those that move data (an array's `sum` would be NumPy's)."""
+    """`x ** k` as `_powi(x, k)` for an integer literal k, else as `_pow(x, k)`; refused: a
+    name of np, math or _vm that `_names` does not bind, and any method call on an array but
+    those that move data (an array's `sum` would be NumPy's)."""
 
     METHODS = {"copy", "ravel", "reshape", "transpose"}
+
+    def visit_Attribute(self, node):
+        self.generic_visit(node)
+        if isinstance(node.value, ast.Name) and node.value.id in ("np", "math", "_vm") \
+                and not hasattr(_names()[node.value.id], node.attr):
+            raise _Refused
+        return node
 
     def visit_Call(self, node):
         self.generic_visit(node)

@@ -207,3 +207,10 @@ def test_a_child_forked_while_a_kernel_compiles_gets_the_kernel(monkeypatch):
     finally:
         child.join(10)
         child.kill()
+
+
+def test_a_module_that_reads_a_name_cpython_does_not_bind_is_not_loaded():
+    # a module calling hypot (or erf, exp2, sign, cbrt) loaded, then failed at every call
+    # with an AttributeError before it waited for the kernel (found by a random campaign)
+    f = sd.compile("hypot(w, x) + exp2(x)", wrt=["w"], batch=["x"], wait=True)
+    assert "hypot" in f.source and uncompiled.load(f._grad.source, "float64") is None
