@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import ctypes.util
 import math
 import sys
 import time
@@ -191,9 +192,19 @@ _NP = types.SimpleNamespace(
     trunc=np.trunc, rint=np.rint, fmod=np.fmod, intp=np.intp, uint8=np.uint8, bool_=np.bool_,
     int32=np.int32, uint64=np.uint64, int64=np.int64, float64=np.float64, inf=np.inf,
     nan=np.nan)
+def _libm(name: str, arity: int = 1):
+    """The C library's function `name` of doubles, called as Numba's kernels call it (CPython's
+    math module has its own hypot, and raises where the C library returns inf or NaN)."""
+    function = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
+    function.restype, function.argtypes = ctypes.c_double, [ctypes.c_double] * arity
+    return function
+
+
+_NP.exp2 = _libm("exp2")  # Numba: LLVM's exp2, the C library's
 _MATH = types.SimpleNamespace(
     inf=math.inf, nan=math.nan, e=math.e, pi=math.pi, isfinite=math.isfinite,
-    copysign=math.copysign, sqrt=math.sqrt,
+    copysign=math.copysign, sqrt=math.sqrt, hypot=_libm("hypot", 2),
+    **{name: _libm(name) for name in ("erf", "erfc", "lgamma")},
     # the C library's functions, which Numba calls too (by name or through LLVM's intrinsics)
     **{name: getattr(math, name) for name in (
         "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "asinh", "acosh",

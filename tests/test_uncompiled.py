@@ -210,7 +210,26 @@ def test_a_child_forked_while_a_kernel_compiles_gets_the_kernel(monkeypatch):
 
 
 def test_a_module_that_reads_a_name_cpython_does_not_bind_is_not_loaded():
-    # a module calling hypot (or erf, exp2, sign, cbrt) loaded, then failed at every call
-    # with an AttributeError before it waited for the kernel (found by a random campaign)
-    f = sd.compile("hypot(w, x) + exp2(x)", wrt=["w"], batch=["x"], wait=True)
-    assert "hypot" in f.source and uncompiled.load(f._grad.source, "float64") is None
+    # a module calling a name not bound here (then hypot, erf, exp2; still sign, cbrt) loaded,
+    # then failed at every call with an AttributeError before it waited for the kernel (found
+    # by a random campaign)
+    f = sd.compile("w*sign(x) + cbrt(x)", wrt=["w"], batch=["x"], wait=True)
+    assert "np.cbrt" in f.source and uncompiled.load(f._grad.source, "float64") is None
+
+
+def test_the_c_library_functions_bound_by_ctypes_are_numbas():
+    from numba import njit
+    import math
+
+    @njit(error_model="numpy")
+    def numba_ops(x, y):
+        return math.erf(x), math.erfc(x), math.lgamma(x), math.hypot(x, y), np.exp2(x)
+
+    names = uncompiled._names()
+    ours = [names["math"].erf, names["math"].erfc, names["math"].lgamma, names["math"].hypot,
+            names["np"].exp2]
+    values = np.array(SPECIAL + list(np.random.default_rng(3).normal(size=60) * 20))
+    for x in values:
+        for y in values[::5]:
+            got = [f(x) for f in ours[:3]] + [ours[3](x, y), ours[4](x)]
+            assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
