@@ -85,19 +85,11 @@ def load(source: str, dtype: str) -> Uncompiled | None:
     if dtype != "float64" or steps is None:
         return None
     tree = ast.parse(source.split(MACHINERY)[0])
-    body = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if _import_text(node) not in _PROVIDED:
-                return None
-            continue
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] \
-                == ["SIGNATURE"]:
-            continue
-        if isinstance(node, ast.FunctionDef):
-            node.decorator_list = []
-        body.append(node)
-    tree.body = body
+    if any(_import_text(node) not in _PROVIDED for node in tree.body
+           if isinstance(node, (ast.Import, ast.ImportFrom))):
+        return None
+    _undecorated(tree, lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
+        isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SIGNATURE"))
     try:
         tree = ast.fix_missing_locations(_Check().visit(tree))
     except _Refused:
@@ -105,6 +97,15 @@ def load(source: str, dtype: str) -> Uncompiled | None:
     namespace = {"__builtins__": __builtins__, **_names()}
     exec(compile(tree, "<symdiff kernel, run by CPython>", "exec"), namespace)
     return Uncompiled(namespace, steps)
+
+
+def _undecorated(tree: ast.Module, skip) -> None:
+    """Drop the top-level statements `skip` is true of, and the decorators (Numba's) of the
+    functions left."""
+    tree.body = [node for node in tree.body if not skip(node)]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.decorator_list = []
 
 
 class _Refused(Exception):
@@ -237,17 +238,9 @@ def _vecmath():
     the bit casts `_bits` and `_float` as NumPy views (int64 arithmetic on them wraps, as
     Numba's does)."""
     tree = ast.parse((Path(__file__).parent / "vecmath.py").read_text())
-    body = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) or \
-                isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            continue  # numba, llvmlite, and set_option's calls
-        if isinstance(node, ast.FunctionDef):
-            if node.name in ("_bits", "_float"):
-                continue
-            node.decorator_list = []
-        body.append(node)
-    tree.body = body
+    _undecorated(tree, lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)) or (  # set_option
+        isinstance(node, ast.FunctionDef) and node.name in ("_bits", "_float")))
     namespace = {"math": math, "np": np, "_bits": lambda x: np.float64(x).view(np.int64),
                  "_float": lambda i: np.int64(i).view(np.float64)}
     exec(compile(tree, "<vecmath, run by CPython>", "exec"), namespace)

@@ -96,6 +96,19 @@ def test_most_lecture_models_run_under_cpython():
         assert python is not None and python.steps[("n",)] > 0, f.source
 
 
+def test_a_model_whose_rows_interact_gets_an_estimate_and_runs():
+    # STEPS counted per batch dimension, and a space over (n, n) (a Gram matrix) gave no
+    # estimate at all: such a model's calls always waited for its kernel
+    X, W = sd.tensor("X", ("n", 3)), sd.tensor("W", (3, 2))
+    H = X @ W
+    f = sd.compile(sd.mean(sd.exp(0.1 * (H @ H.T))), wrt=[W], wait=True)
+    python = uncompiled.load(f._grad.source, "float64")
+    assert python is not None and python.steps[("n", "n")] > 0
+    arguments = {"X": np.random.default_rng(4).normal(size=(9, 3)), "W": np.ones((3, 2))}
+    kernel, ours = kernel_and_cpython(f, arguments, 1)
+    assert_same(kernel, ours, "gram")
+
+
 @pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")  # (strided)
 def test_the_blas_calls_are_numbas():
     """`_dot` against Numba's np.dot (the runtime module's), every layout and the sizes where
