@@ -12,8 +12,9 @@ kernel's choice between its threaded copy and itself tries each a few times (cod
 `Choice`), then the median of measurements after that (a training loop's steady calls). It
 reports both, and a hash of the result's bits, which must not depend on Numba's thread count
 (OpenBLAS's thread count does change them: a threaded OpenBLAS splits the long sum of
-`X.T @ d`). Configurations run in turn, round after round, so that load from other processes
-falls on all alike; the table gives the median over rounds.
+`X.T @ d`). Configurations run in turn, round after round, each round starting with the next,
+so that load from other processes and slow spells of the machine fall on all alike; the
+table gives the median over rounds.
 
     python -m benchmarks threads [--quick]                  # every configuration, in children
     python -m benchmarks.threads WORKLOAD ROUNDS SIZES...   # one child: JSON on its last line
@@ -111,10 +112,12 @@ def run(quick: bool = False) -> str:
         for workload in sizes:  # fill the caches: no child times a compile
             _spawn(workload, sizes[workload][:1], CONFIGS["2 threads (default)"], 1)
         found = {(w, c): [] for w in sizes for c in CONFIGS}
-        for _ in range(rounds):
+        names = list(CONFIGS)
+        for r in range(rounds):  # each round starts with another configuration
             for workload in sizes:
-                for name, config in CONFIGS.items():
-                    found[workload, name].append(_spawn(workload, sizes[workload], config, 7))
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    found[workload, name].append(
+                        _spawn(workload, sizes[workload], CONFIGS[name], 7))
     header = ["workload", "rows", *CONFIGS, "1 thread ÷ 2 threads (default)",
               "the same, first second", "same bits at 1 and 2 threads"]
     body = []

@@ -187,20 +187,53 @@ def block_rows(program) -> int:
 def pairwise(parts: list) -> tuple:
     """The sum of `parts` (tuples, added entry by entry), pairwise in order:
     ((p0 + p1) + (p2 + p3)) + p4."""
-    while len(parts) > 1:
-        pairs = [tuple(x + y for x, y in zip(a, b)) for a, b in zip(parts[::2], parts[1::2])]
-        parts = pairs + parts[len(pairs) * 2:]
-    return parts[0]
+    return node(len(parts), {(k, k + 1): part for k, part in enumerate(parts)})
+
+
+def node(count: int, known: dict, first: int = 0, size: int = 0) -> tuple:
+    """The sum of parts first..first + size (a power of two, the whole tree by default) in
+    the pairwise tree over `count` parts, from `known` ({(first, end): the sum of parts
+    first..end}), which holds single parts or larger nodes (`tiles`) that tile the span.
+    The tree halves aligned powers of two, so a node's sum depends on its span alone, and
+    a thread can add up the parts of its own run before the runs meet."""
+    size = size or 1 << (count - 1).bit_length()
+    end = min(first + size, count)
+    if (first, end) in known:
+        return known[first, end]
+    half = size // 2
+    left = node(count, known, first, half)
+    if first + half >= count:  # a last odd node is carried up as it is
+        return left
+    return tuple(x + y for x, y in zip(left, node(count, known, first + half, half)))
+
+
+def tiles(first: int, end: int, count: int) -> list[tuple[int, int]]:
+    """The largest nodes of the pairwise tree over `count` parts that tile parts first..end,
+    as (first, size)."""
+    spans = []
+    while first < end:
+        size = first & -first or 1 << (count - 1).bit_length()
+        while min(first + size, count) > end:
+            size //= 2
+        spans.append((first, size))
+        first = min(first + size, count)
+    return spans
 
 
 def blocks_of(arguments: dict, batch, rows: int, n: int) -> list[tuple[int, int, dict]]:
     """[(lo, hi, the arguments with rows lo..hi of the `batch` inputs)] over n rows, in order
     (one empty block if n is 0)."""
-    blocks = []
-    for lo in range(0, max(n, 1), rows):
-        hi = min(lo + rows, n)
-        blocks.append((lo, hi, {**arguments, **{name: arguments[name][lo:hi] for name in batch}}))
-    return blocks
+    return [block(arguments, batch, rows, n, k) for k in range(block_count(rows, n))]
+
+
+def block_count(rows: int, n: int) -> int:
+    return max(-(-n // rows), 1)
+
+
+def block(arguments: dict, batch, rows: int, n: int, k: int) -> tuple[int, int, dict]:
+    """Block k of `blocks_of`."""
+    lo, hi = k * rows, min(k * rows + rows, n)
+    return lo, hi, {**arguments, **{name: arguments[name][lo:hi] for name in batch}}
 
 
 def converted(kernel, arguments: dict) -> dict:
@@ -359,19 +392,25 @@ def _given(program, arguments: dict) -> bool:
 
 def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
     """The sums of `kernel`'s outputs over the blocks of n rows, added pairwise in block
-    order, the blocks on Numba's number of threads (one if parallel=False)."""
+    order, the blocks on Numba's number of threads (one if parallel=False): each thread a run
+    of consecutive blocks, which it cuts from the batch, runs and adds up to the largest
+    nodes of the tree in its run, so that only a few additions wait for both."""
     p = compiled._blocks
-    blocks = [block for _, _, block in blocks_of(arguments, p.batch, p.rows, n)]
-    threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), len(blocks))
-    if threads == 1:
-        parts = [run(kernel, block) for block in blocks]
-    else:  # each thread a run of consecutive blocks (a task per block would cost more)
-        runs = [blocks[len(blocks) * k // threads:len(blocks) * (k + 1) // threads]
-                for k in range(threads)]
-        done = list(_pool(threads).map(lambda some: [run(kernel, block) for block in some],
-                                        runs))
-        parts = [part for some in done for part in some]
-    return pairwise(parts)
+    count = block_count(p.rows, n)
+
+    def nodes(span: tuple[int, int]) -> dict:
+        first, end = span
+        parts = {(k, k + 1): run(kernel, block(arguments, p.batch, p.rows, n, k)[2])
+                 for k in range(first, end)}
+        return {(a, min(a + size, count)): node(count, parts, a, size)
+                for a, size in tiles(first, end, count)}
+
+    threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), count)
+    spans = [(count * t // threads, count * (t + 1) // threads) for t in range(threads)]
+    known = {}
+    for found in (map(nodes, spans) if threads == 1 else _pool(threads).map(nodes, spans)):
+        known.update(found)
+    return node(count, known)
 
 
 def _scalar(value):

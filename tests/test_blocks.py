@@ -94,6 +94,37 @@ def test_chunks_of_2_to_the_k_blocks_give_a_local_call_s_bits(blocks, data):
             assert same_bits(f.value_and_grad(**lazy), local)
 
 
+class Sum(str):
+    """A sum written out: its additions' order is its text."""
+
+    def __add__(self, other):
+        return Sum(f"({self}+{other})")
+
+
+def level_by_level(parts: list) -> tuple:
+    """Pairwise in order, as its definition reads: add neighbours, carry a last odd one up."""
+    while len(parts) > 1:
+        pairs = [tuple(x + y for x, y in zip(a, b)) for a, b in zip(parts[::2], parts[1::2])]
+        parts = pairs + parts[len(pairs) * 2:]
+    return parts[0]
+
+
+def test_runs_of_blocks_added_up_on_their_own_threads_make_the_pairwise_sum():
+    from symdiff.codegen.blocks import node, pairwise, tiles
+    for count in range(1, 300):
+        parts = [(Sum(k), Sum(-k)) for k in range(count)]
+        expected = level_by_level(parts)
+        assert pairwise(parts) == expected
+        for threads in (2, 3, 5):
+            known = {}
+            for t in range(threads):  # as blocks._sums splits the blocks among threads
+                first, end = count * t // threads, count * (t + 1) // threads
+                own = {(k, k + 1): parts[k] for k in range(first, end)}
+                known.update({(a, min(a + size, count)): node(count, own, a, size)
+                              for a, size in tiles(first, end, count)})
+            assert node(count, known) == expected, (count, threads)
+
+
 @pytest.fixture
 def mlp_planned_here(mlp):
     """The shared MLP, its blocks planned under this module's bounds and forgotten after."""
