@@ -15,11 +15,13 @@ Where the two would compute differently, the text's names are bound to Numba's b
   layouts; `_dot` here makes the same calls to the same functions through ctypes. NumPy's
   matmul would call another build of OpenBLAS.
 - vecmath's functions (`_vm`): vecmath.py's own source, its two bit casts done by NumPy views.
+- np.sign and np.cbrt: Numba's own code for them (`_sign`), and the C library's cbrt.
+- a long function's helper module (erfinv, digamma; printer.HELPERS): run the same way.
 numpy and math are reached through namespaces holding only what is known to agree (`_NP`,
 `_MATH`). A module that reads anything else, that is float32, or that imports another
-compiled module (LAPACK, a long function's helper) is not loaded: `load` returns None. A
-call that raises (CPython refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN)
-returns None: the caller then waits for the kernel.
+compiled module (LAPACK) is not loaded: `load` returns None. A call that raises (CPython
+refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN) returns None: the caller
+then waits for the kernel.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from symdiff.errors import LinAlgError
 from .blas import NAME as CYTHON_BLAS, load_blas_alone
 from .build import module_name
 from .emit import MACHINERY, machinery_constant
-from .printer import VECMATH_IMPORT
+from .printer import HELPERS, VECMATH_IMPORT
 from .runtime import RUNTIME_SOURCE
 
 SECONDS_PER_STEP = 0.6e-6  # CPython's time for a statement of a loop (0.42 us measured: MLP)
@@ -84,19 +86,43 @@ def load(source: str, dtype: str) -> Uncompiled | None:
     steps = machinery_constant(source, "STEPS")
     if dtype != "float64" or steps is None:
         return None
-    tree = ast.parse(source.split(MACHINERY)[0])
-    if any(_import_text(node) not in _PROVIDED for node in tree.body
-           if isinstance(node, (ast.Import, ast.ImportFrom))):
-        return None
+    namespace = _runnable(source.split(MACHINERY)[0])
+    return None if namespace is None else Uncompiled(namespace, steps)
+
+
+def _runnable(text: str) -> dict | None:
+    """The namespace of module `text` run by CPython, its helper modules' functions (long
+    definitions of function records: printer.HELPERS) run the same way; None if it imports
+    any other module of its own or reads what CPython would compute otherwise."""
+    tree = ast.parse(text)
+    helpers = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and _import_text(node) not in _PROVIDED:
+            found = _helper(getattr(node, "module", None) or "")
+            if found is None:
+                return None
+            helpers.update({alias.name: found[alias.name] for alias in node.names})
     _undecorated(tree, lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
         isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SIGNATURE"))
     try:
         tree = ast.fix_missing_locations(_Check().visit(tree))
     except _Refused:
         return None
-    namespace = {"__builtins__": __builtins__, **_names()}
+    namespace = {"__builtins__": __builtins__, **_names(), **helpers}
     exec(compile(tree, "<symdiff kernel, run by CPython>", "exec"), namespace)
-    return Uncompiled(namespace, steps)
+    return namespace
+
+
+def _helper(module: str) -> dict | None:
+    """The namespace of the helper module named `module`, run by CPython (None if there is
+    no such helper, or if it cannot run): made once per process."""
+    if module not in _helpers:
+        source = next((s for s in HELPERS if module_name(s) == module), None)
+        _helpers[module] = None if source is None else _runnable(source)
+    return _helpers[module]
+
+
+_helpers: dict[str, dict | None] = {}
 
 
 def _undecorated(tree: ast.Module, skip) -> None:
@@ -175,6 +201,12 @@ def _minimum(a, b):
     return a if a <= b else b
 
 
+def _sign(x):
+    """np.sign of a number as Numba computes it: 1.0 above 0, -1.0 below, else x itself (0,
+    -0 or the NaN; numba/cpython/numbers.py, real_sign_impl)."""
+    return 1.0 if x > 0.0 else -1.0 if x < 0.0 else x
+
+
 def _number(value):
     """A result as the kernel returns it: a Python number for a NumPy one, arrays as they are."""
     if isinstance(value, np.floating):
@@ -202,6 +234,18 @@ def _libm(name: str, arity: int = 1):
 
 
 _NP.exp2 = _libm("exp2")  # Numba: LLVM's exp2, the C library's
+_NP.sign = _sign
+_libm_cbrt = _libm("cbrt")
+
+
+def _cbrt(x):
+    """np.cbrt as Numba computes it: NaN for a NaN, else the C library's cbrt (Numba takes
+    the power 1/3 of |x| with fast-math flags, which LLVM turns into a call of cbrt:
+    numba/np/npyfuncs.py, np_real_cbrt_impl)."""
+    return math.nan if x != x else _libm_cbrt(x)
+
+
+_NP.cbrt = _cbrt
 _MATH = types.SimpleNamespace(
     inf=math.inf, nan=math.nan, e=math.e, pi=math.pi, isfinite=math.isfinite,
     copysign=math.copysign, sqrt=math.sqrt, hypot=_libm("hypot", 2),
@@ -217,6 +261,7 @@ def _import_text(node) -> str:
 
 
 _PROVIDED = {"import math", "import numpy as np", "from numba import njit, prange",
+             "from numba import njit",
              "from numba.types import Array, float32, float64, int64",
              "from symdiff.errors import LinAlgError as _LinAlgError",
              VECMATH_IMPORT.split("  #")[0],

@@ -223,11 +223,27 @@ def test_a_child_forked_while_a_kernel_compiles_gets_the_kernel(monkeypatch):
 
 
 def test_a_module_that_reads_a_name_cpython_does_not_bind_is_not_loaded():
-    # a module calling a name not bound here (then hypot, erf, exp2; still sign, cbrt) loaded,
-    # then failed at every call with an AttributeError before it waited for the kernel (found
-    # by a random campaign)
-    f = sd.compile("w*sign(x) + cbrt(x)", wrt=["w"], batch=["x"], wait=True)
-    assert "np.cbrt" in f.source and uncompiled.load(f._grad.source, "float64") is None
+    # a module calling a name not bound here (then hypot, erf, exp2, sign, cbrt) loaded, then
+    # failed at every call with an AttributeError before it waited for the kernel (found by a
+    # random campaign); np.spacing stands for a name no kernel reads today
+    f = sd.compile("w*cbrt(x)", wrt=["w"], batch=["x"], wait=True)
+    source = f._grad.source
+    assert uncompiled.load(source, "float64") is not None
+    assert uncompiled.load(source.replace("np.cbrt(", "np.spacing("), "float64") is None
+
+
+def test_sign_cbrt_and_the_long_functions_helpers_run_with_the_kernels_bits():
+    # these models waited for their kernels: np.sign and np.cbrt were not bound, and erfinv's
+    # and digamma's definitions live in helper modules of their own
+    f = sd.compile("w*sign(x) + cbrt(w*x) + erfinv(tanh(w*x)) + digamma(exp(w*x))",
+                   wrt=["w"], batch=["x"], wait=True)
+    assert "_record_erfinv" in f._grad.source and "_record_digamma" in f._grad.source
+    x = np.concatenate([[0.0, -0.0, 1e-310, -1e-310, 5e-324, 8.0, -8.0, 0.3],
+                        np.random.default_rng(5).normal(size=40) * 2])
+    for w in (0.7, -1.3):
+        kernel, python = kernel_and_cpython(f, {"w": w, "x": x}, 1)
+        assert python is not None
+        assert_same(kernel, python, w)
 
 
 def test_the_c_library_functions_bound_by_ctypes_are_numbas():
@@ -236,13 +252,15 @@ def test_the_c_library_functions_bound_by_ctypes_are_numbas():
 
     @njit(error_model="numpy")
     def numba_ops(x, y):
-        return math.erf(x), math.erfc(x), math.lgamma(x), math.hypot(x, y), np.exp2(x)
+        return (math.hypot(x, y), math.erf(x), math.erfc(x), math.lgamma(x), np.exp2(x),
+                np.sign(x), np.cbrt(x))
 
     names = uncompiled._names()
-    ours = [names["math"].erf, names["math"].erfc, names["math"].lgamma, names["math"].hypot,
-            names["np"].exp2]
-    values = np.array(SPECIAL + list(np.random.default_rng(3).normal(size=60) * 20))
+    ours = [names["math"].erf, names["math"].erfc, names["math"].lgamma, names["np"].exp2,
+            names["np"].sign, names["np"].cbrt]
+    values = np.array(SPECIAL + [-np.nan, -0.0] + list(
+        np.random.default_rng(3).normal(size=60) * 20))
     for x in values:
         for y in values[::5]:
-            got = [f(x) for f in ours[:3]] + [ours[3](x, y), ours[4](x)]
+            got = [names["math"].hypot(x, y)] + [f(x) for f in ours]
             assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
