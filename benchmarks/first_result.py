@@ -11,8 +11,8 @@ whole wall time is no measure of the first result. With several SYSTEMs it runs 
 the same system filled), and prints their medians and the ratios to the first SYSTEM's, round
 by round.
 
-WORKLOAD is `mlp-small` (64-128-10 MLP, batch 128) or `logistic` (the neuron's logistic loss
-formula, 3 parameters, batch 1000); SYSTEM is `symdiff` (the default, wait="auto": the first
+WORKLOAD is `mlp-small` (64-128-10 MLP, batch 128), `mlp-small-32` (the same in float32, JAX's
+default) or `logistic` (the neuron's logistic loss formula, 3 parameters, batch 1000); SYSTEM is `symdiff` (the default, wait="auto": the first
 result from the kernel's module run by CPython while Numba compiles it), `symdiff-wait`
 (wait=True: the kernel first), `symdiff-later` (wait=False: the first result from NumPy) or
 `jax`. Each process imports only what its system needs, builds the model and computes its
@@ -41,7 +41,9 @@ def data(workload: str):
                 "y": (rng.random(1000) < 0.5).astype(float)}
     params = {"W1": rng.normal(0, 0.18, (64, 128)), "b1": np.zeros(128),
               "W2": rng.normal(0, 0.13, (128, 10)), "b2": np.zeros(10)}
-    return {"X": rng.random((128, 64)), "y": rng.integers(0, 10, 128), **params}
+    dtype = np.float32 if workload.endswith("-32") else np.float64
+    return {"X": rng.random((128, 64)).astype(dtype), "y": rng.integers(0, 10, 128),
+            **{k: v.astype(dtype) for k, v in params.items()}}
 
 
 def symdiff_first(workload: str, wait, arguments: dict, step: bool = False):
@@ -51,9 +53,10 @@ def symdiff_first(workload: str, wait, arguments: dict, step: bool = False):
         f = sd.compile(f"softplus({z}) - y*{z}", wrt=["w0", "w1", "w2"],
                        batch=["x0", "x1", "y"], wait=wait)
     else:
-        X, y = sd.tensor("X", ("n", 64)), sd.tensor("y", ("n",), dtype=int)
-        W1, b1 = sd.tensor("W1", (64, 128)), sd.tensor("b1", (128,))
-        W2, b2 = sd.tensor("W2", (128, 10)), sd.tensor("b2", (10,))
+        dtype = "float32" if workload.endswith("-32") else "float64"
+        X, y = sd.tensor("X", ("n", 64), dtype), sd.tensor("y", ("n",), dtype=int)
+        W1, b1 = sd.tensor("W1", (64, 128), dtype), sd.tensor("b1", (128,), dtype)
+        W2, b2 = sd.tensor("W2", (128, 10), dtype), sd.tensor("b2", (10,), dtype)
         logits = sd.relu(X @ W1 + b1) @ W2 + b2
         f = sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
                        wait=wait)
@@ -62,7 +65,7 @@ def symdiff_first(workload: str, wait, arguments: dict, step: bool = False):
 
 def jax_first(workload: str, arguments: dict, step: bool = False):
     import jax
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", not workload.endswith("-32"))
     jnp = jax.numpy
     if workload == "logistic":
         def loss(w0, w1, w2, x0, x1, y):

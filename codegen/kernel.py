@@ -160,9 +160,7 @@ class Kernel:
 
     def _float32(self, run):
         def run_float32(**arguments):
-            value, rest = run(**arguments)  # Numba returns float32 scalars as floats
-            value = np.float32(value) if isinstance(value, float) else value
-            return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
+            return _single(*run(**arguments))
         return run_float32
 
     def _threaded(self):
@@ -217,7 +215,7 @@ class Kernel:
             chunks = NCHUNKS if batch and rows_of(self._specs)(args) >= self.chunk_rows else 1
             result = python.run(args, chunks)  # the chunks the entry point would choose
             if result is not None:
-                return result
+                return result if self.dtype != "float32" else _single(*result)
         self.wait()
         return self._call(**arguments)
 
@@ -363,6 +361,13 @@ def threaded_copy(kernel, signature):
     with compiling():
         return njit(signature, cache=True, error_model="numpy", nogil=True,
                     parallel=dict(PRANGE_ONLY))(copy)
+
+
+def _single(value, rest) -> tuple:
+    """A float32 kernel's results, whose scalars Numba returns as floats, with np.float32
+    scalars."""
+    value = np.float32(value) if isinstance(value, float) else value
+    return value, tuple(np.float32(r) if isinstance(r, float) else r for r in rest)
 
 
 def _result(value, dtype: str):

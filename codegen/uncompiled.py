@@ -1,10 +1,10 @@
 """A kernel's module run by CPython while Numba compiles it: the kernel's bits, no compile.
 
 A new model's kernel takes Numba one to two seconds to compile, and the module it compiles
-is Python. Numba compiles its float64 statements as IEEE operations in the order written (no
-reassociation, no fused multiply-adds; error_model="numpy"), so CPython running the same
-statements on the same numbers gets the same bits, a few hundred times more slowly. `load`
-prepares a module's text for CPython; `Uncompiled.run` runs one call with it.
+is Python. Numba compiles its floating-point statements as IEEE operations in the order
+written (no reassociation, no fused multiply-adds; error_model="numpy"), so CPython running
+the same statements on the same numbers gets the same bits, a few hundred times more slowly.
+`load` prepares a module's text for CPython; `Uncompiled.run` runs one call with it.
 
 Where the two would compute differently, the text's names are bound to Numba's behaviour:
 - `x ** k` for an integer k: Numba multiplies by repeated squaring, where CPython calls the C
@@ -17,11 +17,14 @@ Where the two would compute differently, the text's names are bound to Numba's b
 - vecmath's functions (`_vm`): vecmath.py's own source, its two bit casts done by NumPy views.
 - np.sign and np.cbrt: Numba's own code for them (`_sign`), and the C library's cbrt.
 - a long function's helper module (erfinv, digamma; printer.HELPERS): run the same way.
+- a float32 model's numbers: its float literals are float64 in Numba, where NumPy 2 gives a
+  Python float the other operand's type (`_Numbers` binds each as a NumPy scalar), and its
+  functions take the C library's float forms on float32 operands (`_by_precision`).
 numpy and math are reached through namespaces holding only what is known to agree (`_NP`,
-`_MATH`). A module that reads anything else, that is float32, or that imports another
-compiled module (LAPACK) is not loaded: `load` returns None. A call that raises (CPython
-refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN) returns None: the caller
-then waits for the kernel.
+`_MATH`, and `_NP32`, `_MATH32` for float32). A module that reads anything else or imports
+another compiled module (LAPACK) is not loaded: `load` returns None. A call that raises
+(CPython refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN) returns None:
+the caller then waits for the kernel.
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ from .emit import MACHINERY, machinery_constant
 from .printer import HELPERS, VECMATH_IMPORT
 from .runtime import RUNTIME_SOURCE
 
-SECONDS_PER_STEP = 0.6e-6  # CPython's time for a statement of a loop (0.42 us measured: MLP)
+SECONDS_PER_STEP = 0.6e-6  # CPython's time for a statement of a loop (0.42 us measured: MLP;
+# float32 10-20% slower)
 # CPython runs a model's calls for at most this many seconds in all (estimated beforehand,
 # measured after): its time is taken from the compile on the other thread, which needs the
 # same interpreter lock
@@ -84,41 +88,46 @@ def load(source: str, dtype: str) -> Uncompiled | None:
     """The module `source` (emit.py) made runnable by CPython, or None where it cannot be
     (see the module's docstring) or where its `STEPS` is None (no estimate of a call's time)."""
     steps = machinery_constant(source, "STEPS")
-    if dtype != "float64" or steps is None:
+    if dtype not in ("float64", "float32") or steps is None:
         return None
-    namespace = _runnable(source.split(MACHINERY)[0])
+    namespace = _runnable(source.split(MACHINERY)[0], dtype == "float32")
     return None if namespace is None else Uncompiled(namespace, steps)
 
 
-def _runnable(text: str) -> dict | None:
-    """The namespace of module `text` run by CPython, its helper modules' functions (long
-    definitions of function records: printer.HELPERS) run the same way; None if it imports
-    any other module of its own or reads what CPython would compute otherwise."""
+def _runnable(text: str, single: bool) -> dict | None:
+    """The namespace of module `text` run by CPython (`single`: a float32 model's), its
+    helper modules' functions (long definitions of function records: printer.HELPERS) run
+    the same way; None if it imports any other module of its own or reads what CPython
+    would compute otherwise."""
     tree = ast.parse(text)
     helpers = {}
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)) and _import_text(node) not in _PROVIDED:
-            found = _helper(getattr(node, "module", None) or "")
+            found = _helper(getattr(node, "module", None) or "", single)
             if found is None:
                 return None
             helpers.update({alias.name: found[alias.name] for alias in node.names})
     _undecorated(tree, lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
         isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SIGNATURE"))
+    numbers = _Numbers()
     try:
-        tree = ast.fix_missing_locations(_Check().visit(tree))
+        tree = _Check(single).visit(tree)
     except _Refused:
         return None
-    namespace = {"__builtins__": __builtins__, **_names(), **helpers}
-    exec(compile(tree, "<symdiff kernel, run by CPython>", "exec"), namespace)
+    if single:
+        tree = numbers.visit(tree)
+    namespace = {"__builtins__": __builtins__, **_names(single), **numbers.bound, **helpers}
+    exec(compile(ast.fix_missing_locations(tree), "<symdiff kernel, run by CPython>", "exec"),
+         namespace)
     return namespace
 
 
-def _helper(module: str) -> dict | None:
+def _helper(module: str, single: bool) -> dict | None:
     """The namespace of the helper module named `module`, run by CPython (None if there is
     no such helper, or if it cannot run): made once per process."""
     if module not in _helpers:
         source = next((s for s in HELPERS if module_name(s) == module), None)
-        _helpers[module] = None if source is None else _runnable(source)
+        _helpers[module] = None if source is None else _runnable(source, single)
     return _helpers[module]
 
 
@@ -141,14 +150,18 @@ class _Refused(Exception):
 class _Check(ast.NodeTransformer):
     """`x ** k` as `_powi(x, k)` for an integer literal k, else as `_pow(x, k)`; refused: a
     name of np, math or _vm that `_names` does not bind, and any method call on an array but
-    those that move data (an array's `sum` would be NumPy's)."""
+    those that move data or round to a float type (an array's `sum` would be NumPy's)."""
 
     METHODS = {"copy", "ravel", "reshape", "transpose"}
+    ROUNDED = {"np.float32)", "np.float64)"}  # astype to a float: rounded as Numba rounds
+
+    def __init__(self, single: bool):
+        self.names = _names(single)
 
     def visit_Attribute(self, node):
         self.generic_visit(node)
         if isinstance(node.value, ast.Name) and node.value.id in ("np", "math", "_vm") \
-                and not hasattr(_names()[node.value.id], node.attr):
+                and not hasattr(self.names[node.value.id], node.attr):
             raise _Refused
         return node
 
@@ -156,7 +169,8 @@ class _Check(ast.NodeTransformer):
         self.generic_visit(node)
         f = node.func
         if isinstance(f, ast.Attribute) and f.attr not in self.METHODS and not (
-                isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")):
+                isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")) and \
+                ast.unparse(node).split(".astype(")[-1] not in self.ROUNDED:
             raise _Refused
         return node
 
@@ -173,6 +187,35 @@ class _Check(ast.NodeTransformer):
         if isinstance(node.op, ast.Pow):
             raise _Refused
         return self.generic_visit(node)
+
+
+class _Numbers(ast.NodeTransformer):
+    """A float32 module's numbers typed as Numba types them, each bound once as a NumPy
+    scalar (`bound`): np.float32(a literal) a float32, and any other float literal a
+    float64. (NumPy 2 takes a Python float as having the other operand's type: the batch
+    sums `total = 0.0`, float64 in Numba, would add in float32.)"""
+
+    def __init__(self):
+        self.bound = {}
+
+    def _name(self, value) -> ast.Name:
+        name = f"_number{len(self.bound)}"
+        self.bound[name] = value
+        return ast.Name(name, ast.Load())
+
+    def visit_Call(self, node):
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr == "float32" and len(node.args) == 1 \
+                and isinstance(f.value, ast.Name) and f.value.id == "np":
+            try:
+                with np.errstate(over="ignore"):  # to inf, as Numba rounds it
+                    return self._name(np.float32(ast.literal_eval(node.args[0])))
+            except ValueError:  # not a literal
+                pass
+        return self.generic_visit(node)
+
+    def visit_Constant(self, node):
+        return self._name(np.float64(node.value)) if type(node.value) is float else node
 
 
 def _powi(x, k: int):
@@ -225,11 +268,12 @@ _NP = types.SimpleNamespace(
     trunc=np.trunc, rint=np.rint, fmod=np.fmod, intp=np.intp, uint8=np.uint8, bool_=np.bool_,
     int32=np.int32, uint64=np.uint64, int64=np.int64, float64=np.float64, inf=np.inf,
     nan=np.nan)
-def _libm(name: str, arity: int = 1):
-    """The C library's function `name` of doubles, called as Numba's kernels call it (CPython's
-    math module has its own hypot, and raises where the C library returns inf or NaN)."""
+def _libm(name: str, arity: int = 1, kind=ctypes.c_double):
+    """The C library's function `name` of doubles (or of `kind`), called as Numba's kernels
+    call it (CPython's math module has its own hypot, and raises where the C library returns
+    inf or NaN)."""
     function = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
-    function.restype, function.argtypes = ctypes.c_double, [ctypes.c_double] * arity
+    function.restype, function.argtypes = kind, [kind] * arity
     return function
 
 
@@ -256,6 +300,46 @@ _MATH = types.SimpleNamespace(
         "atanh", "log2", "log10", "exp", "log", "log1p", "expm1", "tanh")})
 
 
+def _by_precision(name: str, arity: int = 1, double=None):
+    """The C library's function `name` as Numba calls it in a float32 model: on float32
+    operands its float form (`sinf`), a float32; on any other, `double` (the double form by
+    default), a float64. (Measured against Numba for every function bound so.)"""
+    single, double = _libm(name + "f", arity, ctypes.c_float), double or _libm(name, arity)
+
+    def function(*operands):
+        if all(type(x) is np.float32 for x in operands):
+            return np.float32(single(*operands))
+        return np.float64(double(*operands))
+    return function
+
+
+def _sign_by_precision(x):
+    return np.float32(_sign(x)) if type(x) is np.float32 else np.float64(_sign(x))
+
+
+def _cbrt_by_precision(x):
+    """Numba's np.cbrt of a float32 takes the power 1/3 in float64 (the literal's type),
+    then rounds: the double cbrt, rounded."""
+    return np.float32(_cbrt(x)) if type(x) is np.float32 else np.float64(_cbrt(x))
+
+
+_C_NAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
+            "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh"}
+_TWO = {"arctan2", "hypot", "fmod", "atan2", "copysign"}
+_NP32 = types.SimpleNamespace(**{
+    **vars(_NP), "float32": np.float32, "sign": _sign_by_precision, "cbrt": _cbrt_by_precision,
+    "inf": np.float64(np.inf), "nan": np.float64(np.nan),
+    **{name: _by_precision(_C_NAMES.get(name, name), 1 + (name in _TWO)) for name in (
+        "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh",
+        "arcsinh", "arccosh", "arctanh", "exp", "exp2", "log", "log2", "log10", "log1p",
+        "expm1", "sqrt", "hypot", "fmod")}})
+_MATH32 = types.SimpleNamespace(
+    inf=np.float64(math.inf), nan=np.float64(math.nan), e=np.float64(math.e),
+    pi=np.float64(math.pi), isfinite=math.isfinite,
+    **{name: _by_precision(name, 1 + (name in _TWO)) for name in vars(_MATH)
+       if callable(getattr(_MATH, name)) and name != "isfinite"})
+
+
 def _import_text(node) -> str:
     return ast.unparse(node).split("  #")[0]
 
@@ -271,11 +355,13 @@ _PROVIDED = {"import math", "import numpy as np", "from numba import njit, prang
 
 
 @cache
-def _names() -> dict:
-    """The names a kernel module reads, bound for CPython (built once per process)."""
-    return {"np": _NP, "math": _MATH, "prange": range, "_ValueError": ValueError,
-            "_LinAlgError": LinAlgError, "_vm": _vecmath(), "_dot": _dot,
-            "_dot_into": _dot_into, "_powi": _powi, "_pow": math.pow}
+def _names(single: bool = False) -> dict:
+    """The names a kernel module reads, bound for CPython (built once per process); for a
+    float32 model (`single`), numpy's and math's functions by the operands' precision."""
+    return {"np": _NP32 if single else _NP, "math": _MATH32 if single else _MATH,
+            "prange": range, "_ValueError": ValueError, "_LinAlgError": LinAlgError,
+            "_vm": _vecmath(), "_dot": _dot, "_dot_into": _dot_into, "_powi": _powi,
+            "_pow": _by_precision("pow", 2) if single else math.pow}
 
 
 def _vecmath():
@@ -309,8 +395,13 @@ def _blas(name: str):
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = _P, [ctypes.py_object, ctypes.c_char_p]
     address = get_pointer(capsule, get_name(capsule))
-    restype = ctypes.c_double if name == "ddot" else None
-    return ctypes.CFUNCTYPE(restype, *[_P] * {"ddot": 5, "dgemv": 11, "dgemm": 13}[name])(address)
+    restype = {"ddot": ctypes.c_double, "sdot": ctypes.c_float}.get(name)
+    return ctypes.CFUNCTYPE(restype, *[_P] * {"dot": 5, "gemv": 11, "gemm": 13}[name[1:]])(address)
+
+
+def _kind(array) -> tuple[str, type]:
+    """The BLAS functions' letter for an array's dtype, and its scalars' ctypes type."""
+    return ("s", ctypes.c_float) if array.dtype == np.float32 else ("d", ctypes.c_double)
 
 
 def _c(kind, value):
@@ -332,13 +423,14 @@ def _contiguous(a):
 
 
 def _dot(a, b):
-    a, b = _contiguous(np.asarray(a, np.float64)), _contiguous(np.asarray(b, np.float64))
+    dtype = np.float32 if a.dtype == b.dtype == np.float32 else np.float64
+    a, b = _contiguous(np.asarray(a, dtype)), _contiguous(np.asarray(b, dtype))
     if a.ndim == 1 and b.ndim == 1:
         return _ddot(a, b)
     if a.ndim == 2 and b.ndim == 2:
-        out = np.empty((a.shape[0], b.shape[1]))
+        out = np.empty((a.shape[0], b.shape[1]), dtype)
     else:
-        out = np.empty((a.shape[0] if a.ndim == 2 else b.shape[1],))
+        out = np.empty((a.shape[0] if a.ndim == 2 else b.shape[1],), dtype)
     if (a.shape[-1] if a.ndim == 2 else a.shape[0]) == 0:
         out[...] = 0.0
         return out
@@ -346,10 +438,12 @@ def _dot(a, b):
     return out
 
 
-def _ddot(a, b) -> float:
-    one = ctypes.c_int(1)
-    return _blas("ddot")(_c(ctypes.c_int, a.shape[0]), _ptr(a), ctypes.byref(one), _ptr(b),
-                         ctypes.byref(one))
+def _ddot(a, b):
+    """ddot (sdot for float32 arrays, a float32)."""
+    one, (kind, _) = ctypes.c_int(1), _kind(a)
+    value = _blas(kind + "dot")(_c(ctypes.c_int, a.shape[0]), _ptr(a), ctypes.byref(one),
+                                _ptr(b), ctypes.byref(one))
+    return np.float32(value) if kind == "s" else value
 
 
 def _dot_into(a, b, out) -> None:
@@ -383,11 +477,12 @@ def _gemv(matrix, vector, out, transpose: bool) -> None:
     """call_xxgemv: y = op(matrix) x in BLAS's column-major terms."""
     rows, cols = matrix.shape[:2] if matrix.ndim == 2 else (matrix.shape[0], 1)
     m, n, lda = (rows, cols, rows) if _layout(matrix) == "F" else (cols, rows, cols)
-    one, zero, inc = ctypes.c_double(1.0), ctypes.c_double(0.0), ctypes.c_int(1)
+    kind, scalar = _kind(out)
+    one, zero, inc = scalar(1.0), scalar(0.0), ctypes.c_int(1)
     trans = ctypes.c_char(b"t" if transpose else b"n")
-    _blas("dgemv")(ctypes.byref(trans), _c(ctypes.c_int, m), _c(ctypes.c_int, n),
-                   ctypes.byref(one), _ptr(matrix), _c(ctypes.c_int, lda), _ptr(vector),
-                   ctypes.byref(inc), ctypes.byref(zero), _ptr(out), ctypes.byref(inc))
+    _blas(kind + "gemv")(ctypes.byref(trans), _c(ctypes.c_int, m), _c(ctypes.c_int, n),
+                         ctypes.byref(one), _ptr(matrix), _c(ctypes.c_int, lda), _ptr(vector),
+                         ctypes.byref(inc), ctypes.byref(zero), _ptr(out), ctypes.byref(inc))
 
 
 def _gemm(x, y, out) -> None:
@@ -399,8 +494,10 @@ def _gemm(x, y, out) -> None:
                                                         else shape[0])
     transa, lda = param(y, y.shape)
     transb, ldb = param(x, x.shape)
-    one, zero = ctypes.c_double(1.0), ctypes.c_double(0.0)
-    _blas("dgemm")(ctypes.byref(ctypes.c_char(transa)), ctypes.byref(ctypes.c_char(transb)),
-                   _c(ctypes.c_int, n), _c(ctypes.c_int, m), _c(ctypes.c_int, k),
-                   ctypes.byref(one), _ptr(y), _c(ctypes.c_int, lda), _ptr(x),
-                   _c(ctypes.c_int, ldb), ctypes.byref(zero), _ptr(out), _c(ctypes.c_int, n))
+    kind, scalar = _kind(out)
+    one, zero = scalar(1.0), scalar(0.0)
+    _blas(kind + "gemm")(ctypes.byref(ctypes.c_char(transa)),
+                         ctypes.byref(ctypes.c_char(transb)), _c(ctypes.c_int, n),
+                         _c(ctypes.c_int, m), _c(ctypes.c_int, k), ctypes.byref(one), _ptr(y),
+                         _c(ctypes.c_int, lda), _ptr(x), _c(ctypes.c_int, ldb),
+                         ctypes.byref(zero), _ptr(out), _c(ctypes.c_int, n))

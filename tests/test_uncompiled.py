@@ -5,6 +5,7 @@ random models (Hypothesis) and on the pieces it rebinds (BLAS calls, integer pow
 np.maximum, vecmath), special values included. The derivatives themselves are the kernel's,
 checked against independent oracles elsewhere (test_differential.py).
 """
+import ast
 import threading
 
 import numpy as np
@@ -48,12 +49,14 @@ def assert_same(kernel_result, python_result, what):
     assert same_bits(python_result[0], value), (what, python_result[0], value)
     assert len(rest) == len(python_result[1])
     for k, (a, b) in enumerate(zip(python_result[1], rest)):
-        assert same_bits(a, b), (what, k, a, b)
+        assert same_bits(a, b) and np.result_type(a) == np.result_type(b), (what, k, a, b)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @runs(5)
-@given(case=tensor_case(per_example=False, dtype="float64"), chunks=st.sampled_from([1, 3, 16]))
-def test_cpython_gives_the_kernels_bits_on_random_tensor_models(case, chunks):
+@given(data=st.data(), chunks=st.sampled_from([1, 3, 16]))
+def test_cpython_gives_the_kernels_bits_on_random_tensor_models(dtype, data, chunks):
+    case = data.draw(tensor_case(per_example=False, dtype=dtype))
     tensors, arrays, wrt = case.inputs()
     f = sd.compile(case.model(sd, tensors), wrt=[tensors[w] for w in wrt], wait=True)
     arguments = {k: arrays[k] for k in f.inputs}
@@ -62,20 +65,23 @@ def test_cpython_gives_the_kernels_bits_on_random_tensor_models(case, chunks):
     assert_same(kernel, python, case)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @runs(12)
 @given(text=formulas(max_depth=6), data=st.data(), chunks=st.sampled_from([1, 16]))
-def test_cpython_gives_the_kernels_bits_on_random_formulas(text, data, chunks):
+def test_cpython_gives_the_kernels_bits_on_random_formulas(dtype, text, data, chunks):
     """Formulas over a batch, at points with special values: where CPython runs them (no
-    function outside what it rebinds, no float error CPython raises) the bits agree."""
+    float error CPython raises) the bits agree."""
     names = sorted(FormulaOracle(text).names)
     assume(names)
     batch = [n for n in names if data.draw(st.booleans())] or names[:1]
-    f = sd.compile(text, wrt=names, batch=batch, tier="kernel", wait=True)
-    arguments = data.draw(points(names))
+    f = sd.compile(text, wrt=names, batch=batch, tier="kernel", wait=True, dtype=dtype)
+    arguments = {k: dtype(v) for k, v in data.draw(points(names)).items()}
     rows = data.draw(st.integers(1, 20))
     for name in batch:
-        arguments[name] = np.array(data.draw(st.lists(
-            st.sampled_from(SPECIAL) | st.floats(-3, 3), min_size=rows, max_size=rows)))
+        with np.errstate(over="ignore"):  # 1e300 and the like in float32: inf
+            arguments[name] = np.array(data.draw(st.lists(
+                st.sampled_from(SPECIAL) | st.floats(-3, 3), min_size=rows, max_size=rows)),
+                dtype)
     kernel, python = kernel_and_cpython(f, arguments, chunks)
     if python is not None:
         assert_same(kernel, python, text)
@@ -110,23 +116,28 @@ def test_a_model_whose_rows_interact_gets_an_estimate_and_runs():
 
 
 @pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")  # (strided)
-def test_the_blas_calls_are_numbas():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_blas_calls_are_numbas(dtype):
     """`_dot` against Numba's np.dot (the runtime module's), every layout and the sizes where
     Numba takes another BLAS function (a size 1: dot or gemv) or none (a size 0)."""
     numba_dot = load_module(RUNTIME_SOURCE)[0]._dot
     rng = np.random.default_rng(0)
+
+    def same(a, b):  # (Numba returns a float32 scalar as a float)
+        ours, numbas = uncompiled._dot(a, b), numba_dot(a, b)
+        return same_bits(ours, numbas) and (np.ndim(ours) == 0 or ours.dtype == numbas.dtype)
+
+    def normal(*shape):
+        return rng.normal(size=shape).astype(dtype)
     for m, k, n in [(7, 5, 3), (1, 5, 3), (7, 5, 1), (1, 5, 1), (7, 1, 3), (7, 0, 3), (33, 17, 9)]:
         for left_f in (False, True):
             for right_f in (False, True):
-                a = rng.normal(size=(k, m)).T if left_f else rng.normal(size=(m, k))
-                b = rng.normal(size=(n, k)).T if right_f else rng.normal(size=(k, n))
-                assert same_bits(uncompiled._dot(a, b), numba_dot(a, b)), (m, k, n)
-                assert same_bits(uncompiled._dot(a[0], b), numba_dot(a[0], b)), (m, k, n)
-                assert same_bits(uncompiled._dot(a, b[:, 0]), numba_dot(a, b[:, 0])), (m, k, n)
-        vector = rng.normal(size=k)
-        assert same_bits(uncompiled._dot(vector, vector), numba_dot(vector, vector))
-    strided = rng.normal(size=(6, 8))[:, ::2]  # neither layout: Numba copies it first
-    assert same_bits(uncompiled._dot(strided, strided.T), numba_dot(strided, strided.T))
+                a = normal(k, m).T if left_f else normal(m, k)
+                b = normal(n, k).T if right_f else normal(k, n)
+                assert same(a, b) and same(a[0], b) and same(a, b[:, 0]), (m, k, n)
+        assert same(normal(k), normal(k))
+    strided = normal(6, 8)[:, ::2]  # neither layout: Numba copies it first
+    assert same(strided, strided.T)
 
 
 def test_integer_powers_and_maximum_are_numbas():
@@ -159,11 +170,26 @@ def test_vecmath_under_cpython_is_vecmath():
                 assert same_bits(getattr(twin, name)(x), compiled(x)), (name, x)
 
 
-def test_auto_answers_with_the_kernels_bits_before_the_kernel(held):
-    f = mlp_model(wait="auto")
+def mlp32(**options):
+    """mlp_model's MLP in float32."""
+    X, y = sd.tensor("X", ("n", 6), dtype="float32"), sd.tensor("y", ("n",), dtype=int)
+    W1, b1 = sd.tensor("W1", (6, 5), dtype="float32"), sd.tensor("b1", (5,), dtype="float32")
+    W2, b2 = sd.tensor("W2", (5, 3), dtype="float32"), sd.tensor("b2", (3,), dtype="float32")
+    logits = sd.relu(X @ W1 + b1) @ W2 + b2
+    return sd.compile(sd.mean(sd.softmax_cross_entropy(logits, y)), wrt=[W1, b1, W2, b2],
+                      **options)
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_auto_answers_with_the_kernels_bits_before_the_kernel(held, single):
+    f = (mlp32 if single else mlp_model)(wait="auto")
     arguments = mlp_arguments(9, seed=5)
+    if single:
+        arguments = {k: v.astype(np.float32) if v.dtype == np.float64 else v
+                     for k, v in arguments.items()}
     value, grads = f.value_and_grad(**arguments)
     assert f.tier == "python" and "kernel ready" not in f.timings
+    assert type(value) is (np.float32 if single else float)
     assert f(**arguments) == value
     params = {k: arguments[k].copy() for k in f.wrt}
     f.sgd_step(0.5, **{**arguments, **params})  # before the kernel: CPython, then the update
@@ -264,3 +290,40 @@ def test_the_c_library_functions_bound_by_ctypes_are_numbas():
         for y in values[::5]:
             got = [names["math"].hypot(x, y)] + [f(x) for f in ours]
             assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
+
+
+def test_a_float32_models_functions_are_numbas():
+    """A float32 model's functions by their operands' precision: the C library's float forms
+    (sinf) on float32 operands, its double forms on a float64, as Numba types them; and the
+    literals: a float64 (a Python float would take a float32 operand's type in NumPy 2)."""
+    from numba import njit
+    import math
+
+    @njit(error_model="numpy")
+    def numba_ops(x, y):
+        return (np.sin(x), np.cos(x), np.tan(x), np.arcsin(x), np.arccos(x), np.arctan(x),
+                np.sinh(x), np.cosh(x), np.arcsinh(x), np.arccosh(x), np.arctanh(x),
+                np.exp2(x), np.log2(x), np.log10(x), np.sqrt(x), np.cbrt(x), np.sign(x),
+                math.erf(x), math.erfc(x), math.lgamma(x), np.arctan2(x, y), np.hypot(x, y),
+                np.fmod(x, y), x ** y, x * 0.1, np.float64(x) * y)
+
+    numbers = uncompiled._Numbers()
+    numbers.visit(ast.parse("total = 0.1 + np.float32(-0.1)"))
+    point_one, minus_point_one = numbers.bound.values()
+    assert type(point_one) is np.float64 and minus_point_one == np.float32(-0.1)
+    names = uncompiled._names(True)
+    np32, math32 = names["np"], names["math"]
+    unary = [np32.sin, np32.cos, np32.tan, np32.arcsin, np32.arccos, np32.arctan, np32.sinh,
+             np32.cosh, np32.arcsinh, np32.arccosh, np32.arctanh, np32.exp2, np32.log2,
+             np32.log10, np32.sqrt, np32.cbrt, np32.sign, math32.erf, math32.erfc,
+             math32.lgamma]
+    binary = [np32.arctan2, np32.hypot, np32.fmod, names["_pow"]]
+    with np.errstate(over="ignore"):  # 1e300 and the like: inf
+        values = np.array(SPECIAL + [-np.nan, -0.0, 1e-45, 3e38] + list(
+            np.random.default_rng(6).normal(size=40) * 20), np.float32)
+    with np.errstate(all="ignore"):
+        for x in values:
+            for y in values[::4]:
+                got = [f(x) for f in unary] + [f(x, y) for f in binary] + [
+                    x * point_one, np.float64(x) * y]
+                assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
