@@ -16,13 +16,14 @@ Where the two would compute differently, the text's names are bound to Numba's b
   matmul would call another build of OpenBLAS.
 - vecmath's functions (`_vm`): vecmath.py's own source, its two bit casts done by NumPy views.
 - np.sign and np.cbrt: Numba's own code for them (`_sign`), and the C library's cbrt.
-- a long function's helper module (erfinv, digamma; printer.HELPERS): run the same way.
+- a long function's helper module (erfinv, digamma; printer.HELPERS): run the same way, and
+  the LAPACK module (runtime.py) too, its LAPACK and BLAS functions called through ctypes.
 - a float32 model's numbers: its float literals are float64 in Numba, where NumPy 2 gives a
   Python float the other operand's type (`_Numbers` binds each as a NumPy scalar), and its
   functions take the C library's float forms on float32 operands (`_by_precision`).
 numpy and math are reached through namespaces holding only what is known to agree (`_NP`,
 `_MATH`, and `_NP32`, `_MATH32` for float32). A module that reads anything else or imports
-another compiled module (LAPACK) is not loaded: `load` returns None. A call that raises
+any other compiled module is not loaded: `load` returns None. A call that raises
 (CPython refuses 1.0/0.0 and math.sqrt(-1.0), where Numba gives inf and NaN) returns None:
 the caller then waits for the kernel.
 """
@@ -31,8 +32,9 @@ from __future__ import annotations
 import ast
 import ctypes
 import ctypes.util
+import importlib
 import math
-import sys
+import re
 import time
 import types
 from functools import cache
@@ -46,7 +48,7 @@ from .blas import NAME as CYTHON_BLAS, load_blas_alone
 from .build import module_name
 from .emit import MACHINERY, machinery_constant
 from .printer import HELPERS, VECMATH_IMPORT
-from .runtime import RUNTIME_SOURCE
+from .runtime import LAPACK_SOURCE, RUNTIME_SOURCE
 
 SECONDS_PER_STEP = 0.6e-6  # CPython's time for a statement of a loop (0.42 us measured: MLP;
 # float32 10-20% slower)
@@ -123,8 +125,11 @@ def _runnable(text: str, single: bool) -> dict | None:
 
 
 def _helper(module: str, single: bool) -> dict | None:
-    """The namespace of the helper module named `module`, run by CPython (None if there is
-    no such helper, or if it cannot run): made once per process."""
+    """The namespace of the helper module named `module`, or of the LAPACK module for a
+    float64 model, run by CPython (None if there is no such module, or if it cannot run):
+    made once per process."""
+    if module == module_name(LAPACK_SOURCE):
+        return None if single else _lapack()
     if module not in _helpers:
         source = next((s for s in HELPERS if module_name(s) == module), None)
         _helpers[module] = None if source is None else _runnable(source, single)
@@ -388,15 +393,38 @@ _P = ctypes.c_void_p
 def _blas(name: str):
     """SciPy's cython_blas function `name` (Fortran convention: every argument by pointer)."""
     load_blas_alone()
-    __import__(CYTHON_BLAS)
-    capsule = sys.modules[CYTHON_BLAS].__pyx_capi__[name]
+    restype = {"ddot": ctypes.c_double, "sdot": ctypes.c_float}.get(name)
+    return _cython(CYTHON_BLAS, name, {"dot": 5, "gemv": 11, "gemm": 13}[name[1:]], restype)
+
+
+def _cython(module: str, name: str, arity: int, restype=None):
+    """The function `name` that SciPy's Cython module `module` exports, as a ctypes function
+    of `arity` pointers."""
+    capsule = importlib.import_module(module).__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = _P, [ctypes.py_object, ctypes.c_char_p]
-    address = get_pointer(capsule, get_name(capsule))
-    restype = {"ddot": ctypes.c_double, "sdot": ctypes.c_float}.get(name)
-    return ctypes.CFUNCTYPE(restype, *[_P] * {"dot": 5, "gemv": 11, "gemm": 13}[name[1:]])(address)
+    return ctypes.CFUNCTYPE(restype, *[_P] * arity)(get_pointer(capsule, get_name(capsule)))
+
+
+@cache
+def _lapack() -> dict:
+    """The LAPACK runtime module's functions run by CPython: their own source, the LAPACK and
+    BLAS functions they declare called through ctypes at the same addresses with the same
+    pointers, and np.log of a number the C library's log, as Numba's."""
+    tree = ast.parse(LAPACK_SOURCE)
+    tree.body = [node for node in tree.body
+                 if isinstance(node, ast.FunctionDef) and node.name != "_ptr"]
+    _undecorated(tree, lambda node: False)
+    namespace = {"np": types.SimpleNamespace(**{**vars(_NP), "log": _libm("log")}),
+                 "_ptr": _ptr}
+    declared = dict(re.findall(r'"symdiff_(\w+)", types\.void\(\*\[_P\] \* (\d+)', LAPACK_SOURCE))
+    for module, name in re.findall(r'\("(lapack|blas)", "(\w+)"\)', LAPACK_SOURCE):
+        namespace[f"_{name}"] = _cython(f"scipy.linalg.cython_{module}", name,
+                                        int(declared[name]))
+    exec(compile(tree, "<symdiff LAPACK module, run by CPython>", "exec"), namespace)
+    return namespace
 
 
 def _kind(array) -> tuple[str, type]:

@@ -292,6 +292,26 @@ def test_the_c_library_functions_bound_by_ctypes_are_numbas():
             assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
 
 
+def test_lapack_calls_run_with_the_kernels_bits():
+    # a model calling LAPACK (a Gaussian process's likelihood) waited for its kernel
+    n = 6
+    X, y = sd.tensor("X", (n, 2)), sd.tensor("y", (n,))
+    log_ls, log_sn = sd.scalar("log_ls"), sd.scalar("log_sn")
+    d2 = sd.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=2)
+    K = sd.exp(-0.5 * d2 / sd.exp(2 * log_ls)) + sd.exp(2 * log_sn) * sd.eye(n)
+    L = sd.cholesky(K)
+    sign, logdet = sd.slogdet(K)
+    loss = (sd.sum(sd.solve_triangular(L, y) ** 2) + logdet + sd.sum(sd.solve(K, y) * y)
+            + sd.sum(sd.solve_triangular(L, y, transpose=True)))
+    f = sd.compile(loss, wrt=[log_ls, log_sn], tier="kernel", wait=True)
+    rng = np.random.default_rng(8)
+    for sn in (-1.0, 0.5):
+        arguments = dict(X=rng.normal(size=(n, 2)), y=rng.normal(size=n), log_ls=0.1, log_sn=sn)
+        kernel, python = kernel_and_cpython(f, arguments, 1)
+        assert python is not None
+        assert_same(kernel, python, sn)
+
+
 def test_a_float32_models_functions_are_numbas():
     """A float32 model's functions by their operands' precision: the C library's float forms
     (sinf) on float32 operands, its double forms on a float64, as Numba types them; and the
