@@ -92,7 +92,10 @@ def load(source: str, dtype: str) -> Uncompiled | None:
     steps = machinery_constant(source, "STEPS")
     if dtype not in ("float64", "float32") or steps is None:
         return None
-    namespace = _runnable(source.split(MACHINERY)[0], dtype == "float32")
+    try:
+        namespace = _runnable(source.split(MACHINERY)[0], dtype == "float32")
+    except Exception:  # noqa: BLE001 (a C library or SciPy module not found, ...): this route
+        return None  # only saves time, and the kernel answers instead
     return None if namespace is None else Uncompiled(namespace, steps)
 
 
@@ -158,7 +161,7 @@ class _Check(ast.NodeTransformer):
     those that move data or round to a float type (an array's `sum` would be NumPy's)."""
 
     METHODS = {"copy", "ravel", "reshape", "transpose"}
-    ROUNDED = {"np.float32)", "np.float64)"}  # astype to a float: rounded as Numba rounds
+    ROUNDED = {"np.float32", "np.float64"}  # astype to a float: rounded as Numba rounds
 
     def __init__(self, single: bool):
         self.names = _names(single)
@@ -174,8 +177,9 @@ class _Check(ast.NodeTransformer):
         self.generic_visit(node)
         f = node.func
         if isinstance(f, ast.Attribute) and f.attr not in self.METHODS and not (
-                isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")) and \
-                ast.unparse(node).split(".astype(")[-1] not in self.ROUNDED:
+                isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")) and not (
+                f.attr == "astype" and [ast.unparse(a) for a in node.args] in (
+                    [dtype] for dtype in self.ROUNDED)):
             raise _Refused
         return node
 
@@ -215,7 +219,7 @@ class _Numbers(ast.NodeTransformer):
             try:
                 with np.errstate(over="ignore"):  # to inf, as Numba rounds it
                     return self._name(np.float32(ast.literal_eval(node.args[0])))
-            except ValueError:  # not a literal
+            except (ValueError, TypeError):  # not a number's literal
                 pass
         return self.generic_visit(node)
 
@@ -276,9 +280,16 @@ _NP = types.SimpleNamespace(
 def _libm(name: str, arity: int = 1, kind=ctypes.c_double):
     """The C library's function `name` of doubles (or of `kind`), called as Numba's kernels
     call it (CPython's math module has its own hypot, and raises where the C library returns
-    inf or NaN)."""
-    function = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
-    function.restype, function.argtypes = kind, [kind] * arity
+    inf or NaN); found at its first call, so that a C library without it costs only this
+    route's calls (they wait for the kernel)."""
+    found = []
+
+    def function(*operands):
+        if not found:
+            c = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
+            c.restype, c.argtypes = kind, [kind] * arity
+            found.append(c)
+        return found[0](*operands)
     return function
 
 

@@ -312,6 +312,16 @@ def test_lapack_calls_run_with_the_kernels_bits():
         assert_same(kernel, python, sn)
 
 
+def test_a_module_whose_parts_cannot_load_is_not_loaded(monkeypatch):
+    # SciPy's LAPACK module or a C library function missing: no error, the kernel answers
+    def missing():
+        raise OSError("no such library")
+    monkeypatch.setattr(uncompiled, "_lapack", missing)
+    A, b = sd.tensor("A", (3, 3)), sd.tensor("b", (3,))
+    f = sd.compile(sd.sum(sd.solve(A, b)), wrt=[b], wait=True)
+    assert uncompiled.load(f._grad.source, "float64") is None
+
+
 def test_a_float32_models_functions_are_numbas():
     """A float32 model's functions by their operands' precision: the C library's float forms
     (sinf) on float32 operands, its double forms on a float64, as Numba types them; and the
