@@ -227,6 +227,7 @@ def blocks_of(arguments: dict, batch, rows: int, n: int) -> list[tuple[int, int,
 
 
 def block_count(rows: int, n: int) -> int:
+    """The blocks of `rows` rows over n rows (one, empty, if n is 0)."""
     return max(-(-n // rows), 1)
 
 

@@ -127,6 +127,15 @@ class KernelPrinter(PythonCodePrinter):
             return f"({self._print(expr.args[0])} != 0)"
         return super()._print_Relational(expr)
 
+    def _print_Infinity(self, expr):  # typed like any number (a float32 helper returned
+        return self.number(float("inf"))  # float64 for erfinv's bare math.inf)
+
+    def _print_NegativeInfinity(self, expr):
+        return self.number(float("-inf"))
+
+    def _print_NaN(self, expr):
+        return self.number(float("nan"))
+
     def _print_Exp1(self, expr):
         return "np.float32(math.e)" if self._single else "math.e"
 

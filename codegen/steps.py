@@ -81,24 +81,34 @@ def emit_updates() -> str:
 
 
 def emit_numpy_updates() -> str:
-    """Per rule, `_prepare_<rule>` as in the update module, and `_update_<rule>` with its
-    arguments, the rule's statements over whole flat arrays in NumPy. Each statement is
-    elementwise IEEE arithmetic done in the compiled loop's order, so the update has the
-    loop's bits. For a `wait=False` model's steps while its kernel compiles: the compile holds
-    Numba's lock, which even loading the compiled loops from the cache takes."""
-    as64 = "\n\ndef as64(a):\n    return np.asarray(a, dtype=np.float64)\n"
-    return as64 + "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
-                          for rule in RULES.values())
+    """Per rule, `_prepare_<rule>` as in the update module, `_update_<rule>` with its
+    arguments, the rule's statements over whole flat arrays in NumPy, and `_update32_<rule>`,
+    the same in float32 as a float32 model's compiled step computes it (float32 arrays and
+    scalars). Each statement is elementwise IEEE arithmetic done in the compiled loop's order,
+    so the update has the loop's bits. For a model's steps while its kernel compiles: the
+    compile holds Numba's lock, which even loading the compiled loops from the cache takes.
+    `_sumsq` and `_maxabs` are the update module's, over whole arrays (`clip_scale`)."""
+    helpers = ("\n\ndef as64(a):\n    return np.asarray(a, dtype=np.float64)\n"
+               "\n\ndef _sumsq(a, inv):\n"
+               "    x = as64(a) * inv  # summed in order, as the compiled loop sums\n"
+               "    return float(np.add.accumulate(x * x)[-1]) if x.size else 0.0\n"
+               "\n\ndef _maxabs(a):  # fmax: a NaN is passed over, as the loop's max passes it\n"
+               "    return float(np.fmax.reduce(np.abs(as64(a)), initial=0.0))\n")
+    return helpers + "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
+                             + _update_source(rule, compiled=False, single=True)
+                             for rule in RULES.values())
 
 
-def _update_source(rule, compiled: bool) -> str:
+def _update_source(rule, compiled: bool, single: bool = False) -> str:
     """`_update_<rule>(P, G, <state arrays>, scale, <scalars>)`: g = G * scale, then the
     rule's statements, entry by entry in a Numba loop (`compiled`), else over whole arrays in
     NumPy, read as the loop reads them: as float64, whatever the arrays' type (NumPy would
-    keep a float32 array's type against a Python float)."""
+    keep a float32 array's type against a Python float), or (`single`: `_update32_<rule>`)
+    as they are, for float32 arrays and scalars."""
     arrays = ["P", "G"] + [s.upper() for s in rule.state]
     scalars = ["p", "g"] + list(rule.state)
-    signature = f"def _update_{rule.name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):"
+    name = f"_update{'32' * single}_{rule.name}"
+    signature = f"def {name}({', '.join(arrays + ['scale'] + list(rule.scalars))}):"
     if compiled:
         head = [JIT, signature,
                 f'    """{rule.title}, entry by entry: {"; ".join(rule.body)}."""',
@@ -107,7 +117,9 @@ def _update_source(rule, compiled: bool) -> str:
     else:  # the stores inside errstate too: a float32 array's cast may overflow to inf
         head = [signature, f'    """{rule.title}, over whole arrays: {"; ".join(rule.body)}."""',
                 '    with np.errstate(all="ignore"):  # as the compiled loop: no warnings']
-        loads, store = ["as64(P)", "G * scale"] + [f"as64({a})" for a in arrays[2:]], "[:]"
+        loads = ["P", "G * scale", *arrays[2:]] if single else \
+            ["as64(P)", "G * scale"] + [f"as64({a})" for a in arrays[2:]]
+        store = "[:]"
     lines = ["", "", *head, f"        {', '.join(scalars)} = {', '.join(loads)}"]
     lines += [f"        {statement}" for statement in rule.body]
     lines += [f"        {a}{store} = {s}" for a, s in zip(arrays, scalars) if a != "G"]
@@ -507,16 +519,21 @@ class Steps:
         raise AssertionError("a step found a non-finite output that check_finite did not")
 
 
-def clip_scale(grads: list, clip: float) -> float:
-    """The factor a float64 step scales its gradients by, for a global norm of at most `clip`
-    (none if clip is 0): the arithmetic of the compiled step's (`_step`), in the same order
-    and with the same helpers, so the two give the same bits."""
+def clip_scale(grads: list, clip: float, updates=None, single: bool = False):
+    """The factor a step scales its gradients by, for a global norm of at most `clip` (none
+    if clip is 0): the arithmetic of the compiled step's (`_step`), in the same order and
+    with the same helpers (`updates`: the update module's compiled ones by default, or the
+    NumPy updates' twins of them), so the two give the same bits; `single`: a float32 step's,
+    whose clip and scale are float32."""
+    if single:
+        clip = np.float32(clip)
     if clip <= 0.0:
-        return 1.0
-    updates = update_module()
+        return np.float32(1.0) if single else 1.0
+    updates = updates or update_module()
 
     def squares(inv: float) -> float:
-        total = 0.0  # (0.0 + a is a: the sum's order is the compiled one's)
+        total = np.float64(0.0)  # (0 + a is a: the sum's order is the compiled one's; a
+        # float64, as the compiled sum is, when a float32 parameter's square comes first)
         for g in grads:
             if np.ndim(g):
                 total += updates._sumsq(np.ravel(g), inv)
@@ -530,7 +547,8 @@ def clip_scale(grads: list, clip: float) -> float:
         big = max(updates._maxabs(np.ravel(g)) if np.ndim(g) else abs(g) for g in grads)
         if big < np.inf:
             norm = big * np.sqrt(squares(1.0 / big))
-    return clip / norm if norm > clip else 1.0
+    scale = clip / norm if norm > clip else 1.0
+    return np.float32(scale) if single else scale
 
 
 def check_state(rule, update: tuple, specs: dict, state: tuple, arguments: dict) -> None:
@@ -560,18 +578,6 @@ def _unreachable(*args, **arguments):
     raise AssertionError("converted arguments failed the generated check")
 
 
-def _norm(arrays: list) -> float:
-    """The 2-norm of all the arrays' entries together; scaled by the largest when the
-    squares would overflow."""
-    with np.errstate(over="ignore"):  # handled below
-        norm = float(np.sqrt(sum(float(np.dot(g, g)) for g in arrays)))
-    if norm == np.inf:
-        big = max(float(np.max(np.abs(g), initial=0.0)) for g in arrays)
-        if big < np.inf:
-            norm = big * float(np.sqrt(sum(float(np.dot(g / big, g / big)) for g in arrays)))
-    return norm
-
-
 class TapeSteps:
     """Optimizer steps for the tape tier: the tape's value and gradients, then the rule's
     update loop (compiled once per machine) on each parameter; for a kernel being prepared,
@@ -584,6 +590,7 @@ class TapeSteps:
         self._check_finite = check_finite
         self._updates = numpy_update_module if kernel.tier in ("numpy", "python") \
             else update_module
+        self.dtype = getattr(kernel, "dtype", "float64")  # (the tape's is float64)
 
     def __call__(self, opt, arguments: dict):
         rule = opt.rule
@@ -593,18 +600,17 @@ class TapeSteps:
             self.specs[p].check_in_place(arguments[p], f"step updates {p} in place")
         check_state(rule, self.update, self.specs, flat, arguments)
         value, grads = self.kernel(arguments)
-        grads = [np.ravel(np.asarray(g, dtype=np.float64)) for g in grads]
         if self._check_finite:
             self._check_finite([("value", value)] + [(f"the gradient by {p}", g)
                                                      for p, g in zip(self.update, grads)])
         lr, t, constants = opt.hyper()
-        module, clip = self._updates(), constants[len(rule.constants)]
+        module, single = self._updates(), self.dtype == "float32"
         scalars = getattr(module, f"_prepare_{rule.name}")(lr, t, constants)
-        scale = 1.0
-        if clip > 0.0:
-            norm = _norm(grads)
-            scale = clip / norm if clip < norm else 1.0
-        update = getattr(module, f"_update_{rule.name}")
+        scale = clip_scale(grads, constants[len(rule.constants)], module, single)
+        if single:  # as the compiled float32 step: its scalars in float32
+            scalars = tuple(np.float32(x) for x in scalars)
+        update = getattr(module, f"_update{'32' * single}_{rule.name}")
+        grads = [np.ravel(np.asarray(g, dtype=self.dtype)) for g in grads]
         k = len(rule.state)
         for j, (p, g) in enumerate(zip(self.update, grads)):
             states = [s.reshape(-1) for s in flat[j * k:(j + 1) * k]]

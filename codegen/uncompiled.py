@@ -8,8 +8,9 @@ the same statements on the same numbers gets the same bits, a few hundred times 
 
 Where the two would compute differently, the text's names are bound to Numba's behaviour:
 - `x ** k` for an integer k: Numba multiplies by repeated squaring, where CPython calls the C
-  library's pow. `_powi` does Numba's products (the printer writes x**-k as 1.0 / x**k). Any
-  other power is the C library's pow in Numba, and `_pow` (math.pow) here, not NumPy's.
+  library's pow. `_powi` does Numba's products (the printer writes x**-k as 1.0 / x**k). LLVM
+  rewrites some powers of a constant (`visit_BinOp`); any other power is the C library's pow
+  in Numba, and `_pow` here (through ctypes: math.pow raises where pow returns inf).
 - np.maximum and np.minimum: Numba's selects (`_maximum`, `_minimum`), not NumPy's loops.
 - `_dot`: Numba calls SciPy's BLAS (ddot, dgemv, dgemm) with arguments set by the operands'
   layouts; `_dot` here makes the same calls to the same functions through ctypes. NumPy's
@@ -189,13 +190,42 @@ class _Check(ast.NodeTransformer):
             return node
         k = node.right  # (the printer writes x**-k as 1.0 / x**k)
         if isinstance(k, ast.Constant) and type(k.value) is int and k.value >= 0:
-            return ast.Call(ast.Name("_powi", ast.Load()), [node.left, k], [])
-        return ast.Call(ast.Name("_pow", ast.Load()), [node.left, k], [])
+            return _call("_powi", node.left, k)
+        # LLVM simplifies a power of a constant that Numba leaves to it (measured, float64
+        # and float32): x**2.0 to x*x, x**-1.0 to 1/x, x**0.5 to a guarded sqrt, and
+        # (2**n)**x to exp2(n*x); other powers call the C library's pow
+        exponent, base = _literal(k), _literal(node.left)
+        special = {2.0: "_square", -1.0: "_reciprocal", 0.5: "_sqrt_power"}
+        if exponent in special:
+            return _call(special[exponent], node.left, k)
+        if base is not None and base > 0.0 and base != 1.0 and math.frexp(base)[0] == 0.5:
+            n = ast.Constant(float(math.frexp(base)[1] - 1))  # base = 2**n
+            if isinstance(node.left, ast.Call):  # np.float32(base): n as a float32 too
+                n = ast.Call(node.left.func, [n], [])
+            return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "exp2", ast.Load()),
+                            [ast.BinOp(n, ast.Mult(), k)], [])
+        return _call("_pow", node.left, k)
 
     def visit_AugAssign(self, node):
         if isinstance(node.op, ast.Pow):
             raise _Refused
         return self.generic_visit(node)
+
+
+def _call(name: str, *operands) -> ast.Call:
+    return ast.Call(ast.Name(name, ast.Load()), list(operands), [])
+
+
+def _literal(node) -> float | None:
+    """The value of a float literal (np.float32(...) of one included), else None."""
+    if isinstance(node, ast.Call) and ast.unparse(node.func) in ("np.float32", "np.float64") \
+            and len(node.args) == 1:
+        node = node.args[0]
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        return None
+    return float(value) if type(value) is float else None
 
 
 class _Numbers(ast.NodeTransformer):
@@ -240,17 +270,41 @@ def _powi(x, k: int):
 
 
 def _maximum(a, b):
-    """np.maximum of two numbers as Numba's selects compute it: a NaN first if there is one,
-    else a where a >= b."""
+    """np.maximum as Numba's selects compute it: a NaN first if there is one, else a where
+    a >= b; entry by entry for arrays (a reduction's partial maxima in chunks)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.where(a != a, a, np.where(b != b, b, np.where(a >= b, a, b)))
     if a != a or b != b:
         return a if a != a else b
     return a if a >= b else b
 
 
 def _minimum(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.where(a != a, a, np.where(b != b, b, np.where(a <= b, a, b)))
     if a != a or b != b:
         return a if a != a else b
     return a if a <= b else b
+
+
+def _promoted(x, exponent):
+    """x as Numba's pow(x, exponent) takes it: in float64 unless both are float32."""
+    return np.float64(x) if type(x) is np.float32 and type(exponent) is not np.float32 else x
+
+
+def _square(x, exponent):
+    x = _promoted(x, exponent)
+    return x * x
+
+
+def _reciprocal(x, exponent):
+    return 1.0 / _promoted(x, exponent)  # (NumPy 2 takes the 1.0 as x's type)
+
+
+def _sqrt_power(x, exponent):
+    """x**0.5 as LLVM rewrites pow(x, 0.5): +inf at -inf, else |sqrt(x)| (so -0 gives +0)."""
+    x = _promoted(x, exponent)
+    return abs(x) if x == -math.inf else abs(np.sqrt(x))
 
 
 def _sign(x):
@@ -377,7 +431,8 @@ def _names(single: bool = False) -> dict:
     return {"np": _NP32 if single else _NP, "math": _MATH32 if single else _MATH,
             "prange": range, "_ValueError": ValueError, "_LinAlgError": LinAlgError,
             "_vm": _vecmath(), "_dot": _dot, "_dot_into": _dot_into, "_powi": _powi,
-            "_pow": _by_precision("pow", 2) if single else math.pow}
+            "_pow": _by_precision("pow", 2) if single else _libm("pow", 2), "_square": _square,
+            "_reciprocal": _reciprocal, "_sqrt_power": _sqrt_power}
 
 
 def _vecmath():

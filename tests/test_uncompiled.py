@@ -204,6 +204,35 @@ def test_auto_answers_with_the_kernels_bits_before_the_kernel(held, single):
     assert all(same_bits(stepped[k], params[k]) for k in f.wrt)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_steps_before_the_kernel_have_the_compiled_steps_bits(held, dtype):
+    # before the kernel, a float32 model's update ran in float64 (the compiled step's is in
+    # float32), and a clipped step's norm was NumPy's dot (the compiled one sums in order):
+    # the parameters differed in their last bits (found by a random campaign)
+    X, W = sd.tensor("X", ("n", 20), dtype=dtype), sd.tensor("W", (20, 30), dtype=dtype)
+    b = sd.tensor("b", (), dtype=dtype)
+    f = sd.compile(sd.mean(sd.erfc(X @ W + b)), wrt=[b, W], wait="auto")
+    rng = np.random.default_rng(27)  # (a norm whose last bit NumPy's dot got otherwise)
+    data = rng.normal(size=(30, 20)).astype(dtype)
+    start = {"W": (1e-5 * rng.normal(size=(20, 30))).astype(dtype),  # small: an update's
+             "b": np.array(0.3, dtype)}  # last bits show in the parameters
+    optimizers = [lambda: sd.optim.SGD(0.013), lambda: sd.optim.SGD(0.013, clip_norm=0.05),
+                  lambda: sd.optim.Adam(0.013), lambda: sd.optim.Adam(0.013, clip_norm=0.05)]
+
+    def three_steps(make):
+        params, opt = {k: v.copy() for k, v in start.items()}, make()
+        for _ in range(3):
+            f.step(opt, X=data, **params)
+        return params
+    before = [three_steps(make) for make in optimizers]
+    assert f.tier == "python"
+    held.set()
+    f.wait()
+    for make, params in zip(optimizers, before):
+        after = three_steps(make)
+        assert all(same_bits(params[k], after[k]) for k in start), make()
+
+
 def test_auto_waits_for_the_kernel_where_cpython_would_be_slow(held):
     f = mlp_model(wait="auto")
     arguments = mlp_arguments(40_000, seed=6)  # ~1.4 s under CPython: over MAX_SECONDS,
@@ -258,18 +287,36 @@ def test_a_module_that_reads_a_name_cpython_does_not_bind_is_not_loaded():
     assert uncompiled.load(source.replace("np.cbrt(", "np.spacing("), "float64") is None
 
 
-def test_sign_cbrt_and_the_long_functions_helpers_run_with_the_kernels_bits():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sign_cbrt_and_the_long_functions_helpers_run_with_the_kernels_bits(dtype):
     # these models waited for their kernels: np.sign and np.cbrt were not bound, and erfinv's
-    # and digamma's definitions live in helper modules of their own
+    # and digamma's definitions live in helper modules of their own; in float32, erfinv's
+    # helper returned a float64 (its bare math.inf), so the kernel squared it in float64
     f = sd.compile("w*sign(x) + cbrt(w*x) + erfinv(tanh(w*x)) + digamma(exp(w*x))",
-                   wrt=["w"], batch=["x"], wait=True)
+                   wrt=["w"], batch=["x"], wait=True, dtype=dtype)
     assert "_record_erfinv" in f._grad.source and "_record_digamma" in f._grad.source
     x = np.concatenate([[0.0, -0.0, 1e-310, -1e-310, 5e-324, 8.0, -8.0, 0.3],
-                        np.random.default_rng(5).normal(size=40) * 2])
-    for w in (0.7, -1.3):
-        kernel, python = kernel_and_cpython(f, {"w": w, "x": x}, 1)
+                        np.random.default_rng(5).normal(size=40) * 2]).astype(dtype)
+    for w in (0.7, -1.3, -0.54776424):
+        kernel, python = kernel_and_cpython(f, {"w": dtype(w), "x": x}, 1)
         assert python is not None
         assert_same(kernel, python, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_powers_of_constants_are_llvms(dtype):
+    # LLVM rewrites pow(x, 2.0) as x*x, pow(x, -1.0) as 1/x, pow(x, 0.5) as a guarded sqrt
+    # and pow(2**n, x) as exp2(n*x); the C library's pow gave other bits (8**z: 1,312 of
+    # 3,000 gradients; found by a random campaign)
+    f = sd.compile("w*abs(z)**0.5 + abs(z)**1.5 + 2**z + 8**z + 0.5**z + 10**z + z**2.0 "
+                   "+ w*z**-1.0", wrt=["w", "z"], batch=["z"], wait=True, dtype=dtype)
+    z = np.concatenate([[0.0, -0.0, np.inf, -np.inf, 1e-300, 700.0],
+                        np.random.default_rng(11).normal(size=200) * 3])
+    with np.errstate(over="ignore"):
+        z = z.astype(dtype)
+    kernel, python = kernel_and_cpython(f, {"w": dtype(0.7), "z": z}, 1)
+    assert python is not None
+    assert_same(kernel, python, dtype)
 
 
 def test_the_c_library_functions_bound_by_ctypes_are_numbas():
@@ -290,6 +337,22 @@ def test_the_c_library_functions_bound_by_ctypes_are_numbas():
         for y in values[::5]:
             got = [names["math"].hypot(x, y)] + [f(x) for f in ours]
             assert all(same_bits(a, b) for a, b in zip(got, numba_ops(x, y))), (x, y)
+
+
+def test_a_column_maximum_in_chunks_runs_with_the_kernels_bits():
+    # the chunks' partial maxima are arrays, which np.maximum bound for numbers refused: such
+    # calls waited for the kernel (found by a random campaign)
+    X, W = sd.tensor("X", ("n", 4)), sd.tensor("W", (4, 3))
+    f = sd.compile(sd.sum(sd.max(X @ W, axis=0)) - sd.sum(sd.min(X @ W, axis=0)), wrt=[W],
+                   wait=True)
+    rng = np.random.default_rng(10)
+    arguments = dict(X=rng.normal(size=(40, 4)), W=rng.normal(size=(4, 3)))
+    arguments["X"][5, 1] = np.nan
+    for chunks in (1, 3, 16):
+        kernel, python = kernel_and_cpython(f, arguments, chunks)
+        assert python is not None
+        assert_same(kernel, python, chunks)
+        arguments["X"][5, 1] = 0.5
 
 
 def test_lapack_calls_run_with_the_kernels_bits():
