@@ -91,7 +91,8 @@ def emit_numpy_updates() -> str:
     helpers = ("\n\ndef as64(a):\n    return np.asarray(a, dtype=np.float64)\n"
                "\n\ndef _sumsq(a, inv):\n"
                "    x = as64(a) * inv  # summed in order, as the compiled loop sums\n"
-               "    return float(np.add.accumulate(x * x)[-1]) if x.size else 0.0\n"
+               "    with np.errstate(over=\"ignore\"):  # inf, as the loop's: then scaled\n"
+               "        return float(np.add.accumulate(x * x)[-1]) if x.size else 0.0\n"
                "\n\ndef _maxabs(a):  # fmax: a NaN is passed over, as the loop's max passes it\n"
                "    return float(np.fmax.reduce(np.abs(as64(a)), initial=0.0))\n")
     return helpers + "".join(_prepare_source(rule, "") + _update_source(rule, compiled=False)
