@@ -179,8 +179,8 @@ class _Check(ast.NodeTransformer):
         f = node.func
         if isinstance(f, ast.Attribute) and f.attr not in self.METHODS and not (
                 isinstance(f.value, ast.Name) and f.value.id in ("np", "math", "_vm")) and not (
-                f.attr == "astype" and [ast.unparse(a) for a in node.args] in (
-                    [dtype] for dtype in self.ROUNDED)):
+                f.attr == "astype" and len(node.args) == 1
+                and ast.unparse(node.args[0]) in self.ROUNDED):
             raise _Refused
         return node
 
