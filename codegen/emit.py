@@ -124,6 +124,9 @@ class _Emitter:
         self.single = self.float_type == "float32"
         self.last_origin = None
         self.current: _Loop | None = None  # the loop being written, which `read` reads in
+        # records' parts computed in the loop stage being written (None: not in one)
+        self.shared: dict[str, str] | None = None
+        self.pending: list[str] = []  # their lines, before the statement being written
 
     # ------------------------------------------------------------ the EmitContext (optable.py)
 
@@ -147,15 +150,28 @@ class _Emitter:
         return number(value, self.single)
 
     def body(self, body, operands: list[str]) -> str:
-        text = print_body(body, operands, self.float_type)
+        sharing = self.shared is not None
+        shared, pending = sharing and dict(self.shared), len(self.pending)
+        text = print_body(body, operands, self.float_type, self.share if sharing else None)
         if len(text) < printer.HELPER_MIN_CHARS:
             return text
+        if sharing:  # the helper computes its own parts
+            self.shared, self.pending[pending:] = shared, []
         # a long body (a special function's derivatives): a function of the module, each
         # repeated part once (Numba's compile time grows with the names an expression makes)
         name = fresh("_body", self.module_names)
         self.functions.append(function_text(body, name, len(operands), self.float_type,
                                             "An elementwise body") + "\n\n")
         return f"{name}({', '.join(operands)})"
+
+    def share(self, part: str, operand: str) -> str:
+        """The name of a records' part (sigmoid's exp(-|x|)) in the loop stage being written:
+        computed by a line of `pending` before the statement that first writes it."""
+        if part not in self.shared:
+            stem = f"e_{operand}" if operand.isidentifier() else "e"
+            self.shared[part] = self.fresh(stem)
+            self.pending.append(f"{self.shared[part]} = {part}")
+        return self.shared[part]
 
     def read(self, node: Node, idx) -> str:
         return self.operand(self.current, node, idx)
@@ -413,6 +429,7 @@ class _Emitter:
         c, lo, hi = (self.var[r] for r in ("c", "lo", "hi"))
         accumulators, nests = [], []  # nests: each stage's lines inside the loop over axis 0
         for stage in unit.parts():
+            self.shared = None
             space = stage.space
             idx = self.index[:len(space)]
             nest = [f"# stage over {format_shape(space)}"] if unit.stages else []
@@ -424,15 +441,18 @@ class _Emitter:
                 continue
             loop.opening, loop.closing = {}, {}
             body = []  # (origin, line) pairs
+            self.shared = {}  # a stage's names: each stage is a loop nest of its own
             for s in stage.stmts:
                 node = s.node
+                self.pending = []
                 if node.op in REDUCTIONS:
                     lines = self.accumulate(loop, node, idx, accumulators)
-                    body += [(s.origin, line) for line in lines]
+                    body += [(s.origin, line) for line in self.pending + lines]
                     continue
                 if node.op in INDEX_MAPS and not self.stored(node):
                     continue
                 text = self.value_text(loop, node, idx)
+                body += [(s.origin, line) for line in self.pending]
                 if self.stored(node):
                     loop.stores.append(node)
                     body.append((s.origin, f"{self.name(node)}[{', '.join(idx)}] = {text}"))
@@ -448,6 +468,7 @@ class _Emitter:
             for depth in range(len(space) - 1, 0, -1):
                 nest += ["    " * (depth - 1) + line for line in loop.closing.get(depth, ())]
             nests += nest
+        self.shared = None
         reads = sorted(set(loop.reads), key=loop.reads.index)
         outs = [self.name(n) for n in loop.stores + loop.direct] + self.parts(loop)
         dims = [self.dim_var[d] for d in dict.fromkeys(d for stage in unit.parts()

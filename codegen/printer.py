@@ -52,26 +52,35 @@ def number(value: float, single: bool = False) -> str:
     return f"np.float32({text})" if single else text
 
 
-def spell(record, args: list[str], single: bool) -> str:
-    """A function record applied to operand texts; two or more operands fold pairwise."""
-    template = record.numba32 if single else record.numba
-    for call, vector in ({} if LIBM else VECTOR_CALLS[single]).items():
-        template = template.replace(call, vector)
+def spell(record, args: list[str], single: bool, share=None) -> str:
+    """A function record applied to operand texts; two or more operands fold pairwise. The
+    record's `part` ({e}) is written out, or is the name `share(its text, the operand)` gives."""
+    template = _vector(record.numba32 if single else record.numba, single)
     text = args[0]
     if record.arity is None:
         for a in args[1:]:
             text = template.format(text, a)
         return text
-    return template.format(*args)
+    if not record.part:
+        return template.format(*args)
+    part = _vector(record.part[single], single).format(*args)
+    return template.format(*args, e=share(part, args[0]) if share else part)
+
+
+def _vector(template: str, single: bool) -> str:
+    for call, vector in ({} if LIBM else VECTOR_CALLS[single]).items():
+        template = template.replace(call, vector)
+    return template
 
 
 class KernelPrinter(PythonCodePrinter):
     """Scalar Numba code for a body whose placeholders stand for `operands`."""
 
-    def __init__(self, operands: dict[str, str], dtype: str = "float64"):
+    def __init__(self, operands: dict[str, str], dtype: str = "float64", share=None):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self._operands = operands
         self._single = dtype == "float32"
+        self._share = share  # (a record's part's text, operand) -> the name it is under
         self.named: dict[sp.Expr, str] = {}  # parts printed as a name instead (helpers)
         self.count = itertools.count()  # the names' numbers
 
@@ -85,7 +94,8 @@ class KernelPrinter(PythonCodePrinter):
                 return f"{name}({', '.join(self._print(a) for a in expr.args)})"
             return f"({self._print(record.expand(expr.args))})"
         if record is not None:
-            return spell(record, [self._paren(a) for a in expr.args], self._single)
+            return spell(record, [self._paren(a) for a in expr.args], self._single,
+                         self._share)
         return super()._print(expr, **kwargs)
 
     def number(self, value: float) -> str:
@@ -267,10 +277,11 @@ def vecmath_import(code) -> str:
     return f"\n{VECMATH_IMPORT}\n" if any("_vm." in line for line in code) else ""
 
 
-def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64") -> str:
-    """`body` as Numba scalar code, with placeholder k printed as operands[k]."""
+def print_body(body: sp.Expr, operands: list[str], dtype: str = "float64", share=None) -> str:
+    """`body` as Numba scalar code, with placeholder k printed as operands[k] (and records'
+    parts as `share` names them, if given)."""
     env = {placeholder(k).name: text for k, text in enumerate(operands)}
-    return KernelPrinter(env, dtype).doprint(body)
+    return KernelPrinter(env, dtype, share).doprint(body)
 
 
 @lru_cache(maxsize=None)
@@ -286,8 +297,9 @@ def branches(body: sp.Expr) -> int:
     if record is not None and record.definition is not None:  # sd.function: its body
         return branches(record.expand(body.args))
     if record is not None:  # its spelling may write an operand more than once: finite's does
-        return record.numba.count(" if ") + sum(
-            record.numba.count(f"{{{0 if record.arity is None else k}}}") * branches(a)
+        spelled = record.numba.replace("{e}", record.part[0] if record.part else "{e}")
+        return spelled.count(" if ") + sum(
+            spelled.count(f"{{{0 if record.arity is None else k}}}") * branches(a)
             for k, a in enumerate(body.args))
     own = len(body.args) - 1 if isinstance(body, sp.Piecewise) else 0
     return own + sum(branches(a) for a in body.args)

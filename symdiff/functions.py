@@ -71,6 +71,10 @@ class Function:
     internal: bool = False  # used by symdiff's own rules, not offered to formulas or sd.*
     aliases: tuple[str, ...] = ()  # other names formulas and sd.* accept (NumPy's spellings)
     defaults: tuple = ()  # the values of the last parameters when a call leaves them out
+    # the (float64, float32) spelling of a part `numba` and `numba32` write as {e}: a loop
+    # computes it once per operand, for every call that writes it (sigmoid's and softplus's
+    # exp(-|x|), so a logistic loss and its gradient take one exp per sample)
+    part: tuple[str, str] | tuple[()] = ()
 
     @property
     def definition(self) -> sp.Expr | None:
@@ -115,8 +119,9 @@ def _unary(name, sympy, numpy, numba=None, numba32=None, **more):
                     numba32 or f"np.{name}({{0}})", **more)
 
 
-_SIGMOID = "(({one} if {{0}} >= 0.0 else {m}.exp(-abs({{0}}))) / ({one} + {m}.exp(-abs({{0}}))))"
-_SOFTPLUS = "(max({{0}}, {zero}) + {m}.log1p({m}.exp(-abs({{0}}))))"
+_SIGMOID = "(({one} if {{0}} >= 0.0 else {{e}}) / ({one} + {{e}}))"
+_SOFTPLUS = "(max({{0}}, {zero}) + {m}.log1p({{e}}))"
+_EXP_NEG_ABS = ("math.exp(-abs({0}))", "np.exp(-abs({0}))")  # their {e}
 F32 = {"one": "np.float32(1.0)", "zero": "np.float32(0.0)", "m": "np"}
 F64 = {"one": "1.0", "zero": "0.0", "m": "math"}
 
@@ -156,9 +161,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
              "np.float32(0.5 * math.erfc(-0.7071067811865476 * {0}))"),
     Function("lgamma", lgamma, np.vectorize(_lgamma_scalar, otypes=[float]),
              "math.lgamma({0})", "np.float32(math.lgamma({0}))", domain=(0.2, 5.0)),
-    Function("sigmoid", sigmoid, _sigmoid, _SIGMOID.format(**F64), _SIGMOID.format(**F32)),
+    Function("sigmoid", sigmoid, _sigmoid, _SIGMOID.format(**F64), _SIGMOID.format(**F32),
+             part=_EXP_NEG_ABS),
     Function("softplus", softplus, lambda x: np.logaddexp(0.0, x), _SOFTPLUS.format(**F64),
-             _SOFTPLUS.format(**F32)),
+             _SOFTPLUS.format(**F32), part=_EXP_NEG_ABS),
     Function("relu", relu, lambda x: np.maximum(x, 0.0), "np.maximum({0}, 0.0)",
              "np.maximum({0}, np.float32(0.0))"),
     Function("max", sp.Max, np.maximum, "np.maximum({0}, {1})", "np.maximum({0}, {1})",

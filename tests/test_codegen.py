@@ -212,6 +212,39 @@ def test_a_long_function_record_is_a_function_of_its_own_each_repeated_part_once
         assert abs(g - mp.sqrt(mp.pi) / 2 * mp.exp(exact**2)) <= 1e-14 * abs(g), p
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softplus_and_sigmoid_of_one_value_share_its_exp_in_each_loop_stage(dtype):
+    """A logistic loss's loop takes one exp(-|z|) per sample for softplus(z) and its derivative
+    sigmoid(z). Each stage of a loop over rows computes its own: a stage over (n, 4) is a loop
+    nest of its own, after which a name from an earlier stage holds its last column's value."""
+    X, t = sd.tensor("X", ("n", 3), dtype=dtype), sd.tensor("t", ("n",), dtype=dtype)
+    w = sd.tensor("w", (3,), dtype=dtype)
+    logistic = sd.compile(sd.mean(sd.binary_cross_entropy_with_logits(X @ w, t)), wrt=[w],
+                          tier="kernel")
+    exp = "_vm.exp(" if dtype == "float64" else "_vm.exp32("
+    (loop,) = re.findall(r"def _loop\d+\(.*?\n\n\n", logistic.kernel_source, re.S)
+    assert loop.count(exp) == 1 and "softplus" in loop and "# from: softplus" in loop
+
+    X4, w4 = sd.tensor("X", ("n", 4), dtype=dtype), sd.tensor("w", (4,), dtype=dtype)
+    s = sd.sum(sd.softplus(X4 * w4), axis=1)  # then its adjoint in a stage after the row sum
+    staged = sd.compile(sd.mean(sd.log(s) * s), wrt=[w4], tier="kernel")
+    assert "# stage over (n, 4)" in staged.kernel_source
+    assert staged.kernel_source.count(exp) == 2
+    rng = np.random.default_rng(5)
+    x, w0 = rng.normal(size=(9, 4)), rng.normal(size=4)
+
+    def forward(w):  # NumPy, written independently
+        row = np.logaddexp(0.0, x * w).sum(axis=1)
+        return np.mean(np.log(row) * row)
+
+    value, grads = staged.value_and_grad(X=x.astype(dtype), w=w0.astype(dtype))
+    h = 1e-6
+    central = [(forward(w0 + h * e) - forward(w0 - h * e)) / (2 * h) for e in np.eye(4)]
+    tolerance = 1e-8 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(value, forward(w0), rtol=tolerance)
+    np.testing.assert_allclose(grads["w"], central, rtol=tolerance, atol=tolerance)
+
+
 def test_a_helper_gives_the_bits_of_the_definition_printed_in_place(monkeypatch):
     """A user's function long enough for a helper, with a Piecewise inside a product: the
     helper, and the function of the module its long derivative becomes, compute the same
