@@ -24,7 +24,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
 from symdiff import tensors as T
@@ -36,6 +35,7 @@ from symdiff.program import Program
 from symdiff.numpy_eval import run as interpret
 from symdiff.split import split_loss
 
+from .build import import_numba
 from .compiled import _check_finite, forward_tier, make_kernel
 from .kernel import Kernel
 from .emit import row_bytes
@@ -406,7 +406,7 @@ def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
         return {(a, min(a + size, count)): node(count, parts, a, size)
                 for a, size in tiles(first, end, count)}
 
-    threads = 1 if compiled._parallel is False else min(numba.get_num_threads(), count)
+    threads = 1 if compiled._parallel is False else min(import_numba().get_num_threads(), count)
     spans = [(count * t // threads, count * (t + 1) // threads) for t in range(threads)]
     known = {}
     for found in (map(nodes, spans) if threads == 1 else _pool(threads).map(nodes, spans)):

@@ -123,6 +123,20 @@ def compiling():
                 gc.enable()
 
 
+_NUMBA_IMPORT = threading.Lock()
+
+
+def import_numba():
+    """Numba, imported by one thread at a time: a kernel loading in the background and the
+    main thread importing it at once made a kernel module's `from numba.types import Array`
+    fail, in 1 of 10 new processes."""
+    with _NUMBA_IMPORT:
+        import numba
+        import numba.types  # noqa: F401  (what generated modules import from)
+        import numba.extending  # noqa: F401
+    return numba
+
+
 @functools.cache  # once per process
 def _plain_numba_errors() -> None:
     """Numba marks up each error message it formats (type inference formats and drops many as
@@ -132,6 +146,7 @@ def _plain_numba_errors() -> None:
     meanwhile: its prints went to the old stream. Under Numba's default colour scheme,
     no_color, the markup is only bold: here the scheme's parts return the text as it is and
     touch no stream. A colour scheme the user chose is kept."""
+    import_numba()
     from numba.core import config, errors
     if config.COLOR_SCHEME == "no_color" and hasattr(errors, "HighlightColorScheme"):
         scheme = errors.termcolor()  # one instance, which Numba's modules hold from import

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dask
 import dask.array as da
-import numba
 import numpy as np
 
 from symdiff.errors import ArgumentError, SymdiffError
 
 from .blocks import blocks_of, converted, finish, pairwise, plan, run
+from .build import import_numba
 from .compiled import _check_finite
 from .inputs import bind
 
@@ -226,6 +226,7 @@ def _per_example(compiled, batched: dict, params: dict, chunks, gradients: bool)
 def _per_example_chunk(compiled, params: dict, gradients: bool, k: int, start: int, stop: int,
                        names, *blocks):
     arguments = {**params, **dict(zip(names, blocks))}
+    numba = import_numba()
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

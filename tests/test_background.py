@@ -171,3 +171,23 @@ def test_a_kernel_that_loads_at_its_first_call_loads_once_for_two_threads(monkey
     assert len(loads) == 1 and kernel._module is not None
     for a, b in zip([results[0][0], *results[0][1]], [results[1][0], *results[1][1]]):
         np.testing.assert_array_equal(a, b)
+
+
+
+def test_a_kernel_load_imports_numba_through_the_one_lock(monkeypatch):
+    """Regression: a model's background load and a second model's load on the main thread
+    imported Numba at once, and the second's kernel module failed with "cannot import name
+    'Array' from 'numba.types'": in 3 of 12 new processes on empty caches that compiled a
+    model, then another with wait=True (5 of 20 with a hvp in blocks instead; 0 of 36 with
+    the lock). A load now imports Numba holding build's lock, so while another thread holds
+    it, the load waits."""
+    from symdiff.codegen import build
+    build._plain_numba_errors.cache_clear()  # as in a new process: the import not yet done
+    with build._NUMBA_IMPORT:
+        f = sd.compile("w*x + cos(b*x)", wrt=["w", "b"], batch=["x"], wait=False,
+                       tier="kernel")
+        threading.Event().wait(0.5)
+        assert f._grad._module is None  # waiting for the lock
+    f.wait()
+    assert f._grad._module is not None
+    assert f(w=1.0, b=0.0, x=[2.0]) == 3.0
