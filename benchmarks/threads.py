@@ -7,9 +7,10 @@ that. The children inherit no thread variable and no CPU pin from this process, 
 workload runs the same under `--threads 1` and `--threads 2`. The workloads: `value_and_grad`
 of a 30-32-10 ReLU MLP (softmax cross-entropy; its products call BLAS) and of the sigmoid
 neuron (no BLAS call). A child times each size once the first call is done and the kernel's
-threaded copy is in place: first the mean time per call over a second of calls, in which the
-kernel's choice between its threaded copy and itself tries each a few times (codegen/kernel.py's
-`Choice`), then the median of measurements after that (a training loop's steady calls). It
+threaded copy and the blocks' drivers (codegen/driver.py) are in place: first the mean time per
+call over a second of calls, in which the kernel's choice between its threaded copy and itself
+tries each a few times (codegen/kernel.py's `Choice`), then the median of measurements after
+that (a training loop's steady calls). It
 reports both, and a hash of the result's bits, which must not depend on Numba's thread count
 (OpenBLAS's thread count does change them: a threaded OpenBLAS splits the long sum of
 `X.T @ d`). Configurations run in turn, round after round, each round starting with the next,
@@ -74,6 +75,9 @@ def child(workload: str, sizes: list[int], rounds: int) -> dict:
         threaded = getattr(f._grad, "_threads_done", None)  # the copy compiling, if it is
         if getattr(f._grad, "_threads_started", False):
             threaded.wait()
+        drivers = getattr(f.__dict__.get("_blocks"), "wait_drivers", None)  # blocks' drivers
+        if drivers:
+            drivers()
         start, calls = time.perf_counter(), 0
         while time.perf_counter() - start < FIRST:
             calls += 1
@@ -110,7 +114,7 @@ def run(quick: bool = False) -> str:
         os.environ.setdefault("SYMDIFF_CACHE_DIR", os.path.join(cache, "symdiff"))
         os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(cache, "numba"))
         for workload in sizes:  # fill the caches: no child times a compile
-            _spawn(workload, sizes[workload][:1], CONFIGS["2 threads (default)"], 1)
+            _spawn(workload, sizes[workload], CONFIGS["2 threads (default)"], 1)
         found = {(w, c): [] for w in sizes for c in CONFIGS}
         names = list(CONFIGS)
         for r in range(rounds):  # each round starts with another configuration

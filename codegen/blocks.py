@@ -37,7 +37,8 @@ from symdiff.split import split_loss
 
 from .build import import_numba
 from .compiled import _check_finite, forward_tier, make_kernel
-from .kernel import Kernel
+from .driver import MERGE, TILE, Driver
+from .kernel import _LOADING, Kernel
 from .emit import row_bytes
 from .inputs import bind
 
@@ -80,6 +81,9 @@ class Plan:
         self.batch = [n.attr("name") for n in inputs if n.shape and isinstance(n.shape[0], str)]
         self.dims = {n.shape[0] for n in inputs if n.shape and isinstance(n.shape[0], str)}
         self.kernels = {}  # what runs the blocks: by gradients (True/False), "jvp", "hvp", ...
+        self.drivers = {}  # kernel -> its compiled driver, None until it is ready (or if none)
+        self.driver_errors = {}  # kernel -> what its driver's compile raised
+        self._driver_threads = []
         self._programs = {}  # the epilogue's Programs (`epilogue_hvp`)
         self._lock, self._locks = threading.Lock(), {}  # a lock per thing built once
         self._compiled = compiled
@@ -151,6 +155,39 @@ class Plan:
             return program, S_dot.node.attr("name")
         return self._once(self._programs, "epilogue hvp", make)
 
+    def driver(self, kernel):
+        """The compiled driver of `kernel`'s blocks (codegen/driver.py), or None: its compile
+        starts on a thread at the first ask, and the blocks run from Python meanwhile, with the
+        same bits. A kernel of the tape tier, or whose outputs the driver cannot hold, has
+        none."""
+        with self._lock:
+            if kernel in self.drivers:
+                return self.drivers[kernel]
+            self.drivers[kernel] = None
+        if isinstance(kernel, Kernel) and Driver.possible(kernel):
+            driver = Driver(kernel, self.batch)
+
+            def compile_driver():
+                try:
+                    kernel.wait()  # the driver's module imports the kernel's
+                    driver.load()
+                    self.drivers[kernel] = driver
+                except Exception as e:  # kept for a look; the blocks run from Python
+                    self.driver_errors[kernel] = e
+                finally:
+                    _LOADING.discard(threading.current_thread())
+            # not a daemon, and waited for before a fork, as a kernel's background load is
+            thread = threading.Thread(target=compile_driver, name="symdiff blocks driver")
+            _LOADING.add(thread)
+            self._driver_threads.append(thread)
+            thread.start()
+        return None
+
+    def wait_drivers(self) -> None:
+        """Block until the drivers compiling are in place (or have failed)."""
+        for thread in list(self._driver_threads):
+            thread.join()
+
     def private_kernel(self):
         """The kernel of S and of the sums of each example's gradient clipped to norm C
         (symdiff.clipping, every example weighing 1), in the blocks of S's own kernel, so
@@ -205,6 +242,20 @@ def node(count: int, known: dict, first: int = 0, size: int = 0) -> tuple:
     if first + half >= count:  # a last odd node is carried up as it is
         return left
     return tuple(x + y for x, y in zip(left, node(count, known, first + half, half)))
+
+
+def additions(count: int, first: int, size: int, program: list) -> None:
+    """Append to `program` the driver's operations (codegen/driver.py) that compute
+    node(count, {single parts}, first, size): its blocks in order, and a MERGE wherever `node`
+    adds a node's halves."""
+    if size == 1:
+        program.append(first)
+        return
+    half = size // 2
+    additions(count, first, half, program)
+    if first + half < count:  # else a last odd node is carried up as it is
+        additions(count, first + half, half, program)
+        program.append(MERGE)
 
 
 def tiles(first: int, end: int, count: int) -> list[tuple[int, int]]:
@@ -395,16 +446,31 @@ def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
     """The sums of `kernel`'s outputs over the blocks of n rows, added pairwise in block
     order, the blocks on Numba's number of threads (one if parallel=False): each thread a run
     of consecutive blocks, which it cuts from the batch, runs and adds up to the largest
-    nodes of the tree in its run, so that only a few additions wait for both."""
+    nodes of the tree in its run, so that only a few additions wait for both; in one call of
+    the compiled driver once that is ready."""
     p = compiled._blocks
     count = block_count(p.rows, n)
+    drive = p.driver(kernel)
 
     def nodes(span: tuple[int, int]) -> dict:
         first, end = span
+        spans = tiles(first, end, count)
+        if drive is not None:
+            program = []
+            for a, size in spans:
+                additions(count, a, size, program)
+                program.append(TILE)
+            try:
+                sums = drive(arguments, p.rows, n, program, len(spans))
+            except Exception:  # a block the kernel refuses: the Python path says why
+                pass
+            else:
+                return {(a, min(a + size, count)): part
+                        for (a, size), part in zip(spans, sums)}
         parts = {(k, k + 1): run(kernel, block(arguments, p.batch, p.rows, n, k)[2])
                  for k in range(first, end)}
         return {(a, min(a + size, count)): node(count, parts, a, size)
-                for a, size in tiles(first, end, count)}
+                for a, size in spans}
 
     threads = 1 if compiled._parallel is False else min(import_numba().get_num_threads(), count)
     spans = [(count * t // threads, count * (t + 1) // threads) for t in range(threads)]

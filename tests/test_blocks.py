@@ -463,3 +463,85 @@ def test_a_step_in_blocks_before_the_kernel_arrives_has_value_and_grads_bits(blo
             assert np.array_equal(p["w"], data["w"] - 0.1 * grads["w"])
     finally:
         release.set()
+
+
+def run_program(program: list, parts: list) -> list:
+    """The sums a driver's program computes, as codegen/driver.py's `drive` computes them."""
+    from symdiff.codegen.driver import MERGE, TILE
+    stack, sums = [], []
+    for op in program:
+        if op >= 0:
+            stack.append(parts[op])
+        elif op == MERGE:
+            upper = stack.pop()
+            stack[-1] = tuple(x + y for x, y in zip(stack[-1], upper))
+        else:
+            assert op == TILE and len(stack) == 1
+            sums.append(stack.pop())
+    return sums
+
+
+def test_the_drivers_programs_add_as_the_pairwise_tree_adds():
+    from symdiff.codegen.blocks import additions, node, tiles
+    from symdiff.codegen.driver import TILE
+    for count in range(1, 300):
+        parts = [(Sum(k), Sum(-k)) for k in range(count)]
+        for threads in (1, 2, 3, 5):
+            known = {}
+            for t in range(threads):  # as blocks._sums writes each thread's program
+                first, end = count * t // threads, count * (t + 1) // threads
+                spans, program = tiles(first, end, count), []
+                for a, size in spans:
+                    additions(count, a, size, program)
+                    program.append(TILE)
+                known.update({(a, min(a + size, count)): total for (a, size), total
+                              in zip(spans, run_program(program, parts))})
+            assert node(count, known) == level_by_level(parts), (count, threads)
+
+
+def test_the_compiled_driver_gives_the_python_paths_bits(blocks, data, mlp_planned_here,
+                                                         monkeypatch):
+    """Each kind of call in blocks, first from Python while its driver compiles, then in the
+    driver alone (the Python path's block calls would raise): the same bits, at one and two
+    threads. The logistic regression's 5 blocks end in a node that is carried up, and its b
+    is a number among arrays. A label the MLP's kernel refuses raises inside the driver, and
+    the Python path then names it."""
+    f = logreg()
+    X, t = sd.tensor("X", ("n", D)), sd.tensor("t", ("n",))
+    w, b = sd.tensor("w", (D,)), sd.scalar("b")  # without the penalty, for a private step
+    g = sd.compile(sd.mean(sd.binary_cross_entropy_with_logits(X @ w + b, t)), wrt=[w, b])
+    tangents = {"w": np.linspace(-1.0, 1.0, D), "b": 0.7}
+
+    def private_step():
+        params = {**data, "w": data["w"].copy(), "b": np.array(data["b"])}
+        opt = sd.optim.SGD(0.1, per_example_clip=0.5, noise_multiplier=1.3,
+                           rng=np.random.default_rng(9))
+        return g.step(opt, **params), params["w"], float(params["b"])
+
+    def calls():
+        return (f.value_and_grad(**data), f(**data), f.jvp(tangents, **data),
+                f.hvp(tangents, **data), private_step())
+
+    before = at_one_and_two_threads(calls)
+    for model, kinds in ((f, {True, False, "jvp", "hvp"}), (g, {"private"})):
+        p = blocks.plan(model)
+        p.wait_drivers()
+        assert not p.driver_errors
+        assert {kind for kind, k in p.kernels.items() if p.drivers.get(k)} == kinds
+
+    def python_path(*args):
+        raise AssertionError("a block ran from Python")
+    with monkeypatch.context() as patch:
+        patch.setattr(blocks, "run", python_path)
+        after = at_one_and_two_threads(calls)
+    for one, two in zip(before, after):
+        assert same_bits(one, two)
+
+    mlp = mlp_planned_here
+    arguments = mlp_arguments(N, seed=4)
+    mlp.value_and_grad(**arguments)
+    mlp._blocks.wait_drivers()
+    assert mlp._blocks.drivers[mlp._blocks.kernels[True]] is not None
+    arguments["y"][4321] = 3
+    with pytest.raises(sd.DomainError, match="y holds the label 3, outside"):
+        mlp.value_and_grad(**arguments)
