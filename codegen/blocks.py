@@ -258,6 +258,15 @@ def additions(count: int, first: int, size: int, program: list) -> None:
         program.append(MERGE)
 
 
+def program(spans: list[tuple[int, int]], count: int) -> list[int]:
+    """The driver's program that computes the nodes (first, size) of `spans` in turn."""
+    operations = []
+    for first, size in spans:
+        additions(count, first, size, operations)
+        operations.append(TILE)
+    return operations
+
+
 def tiles(first: int, end: int, count: int) -> list[tuple[int, int]]:
     """The largest nodes of the pairwise tree over `count` parts that tile parts first..end,
     as (first, size)."""
@@ -456,12 +465,8 @@ def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
         first, end = span
         spans = tiles(first, end, count)
         if drive is not None:
-            program = []
-            for a, size in spans:
-                additions(count, a, size, program)
-                program.append(TILE)
             try:
-                sums = drive(arguments, p.rows, n, program, len(spans))
+                sums = drive(arguments, p.rows, n, program(spans, count), len(spans))
             except Exception:  # a block the kernel refuses: the Python path says why
                 pass
             else:

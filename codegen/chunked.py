@@ -23,7 +23,8 @@ import numpy as np
 
 from symdiff.errors import ArgumentError, SymdiffError
 
-from .blocks import blocks_of, converted, finish, pairwise, plan, run
+from .blocks import (block_count, blocks_of, converted, finish, pairwise, plan, program,
+                     run, tiles)
 from .build import import_numba
 from .compiled import _check_finite
 from .inputs import bind
@@ -173,12 +174,26 @@ def _blocks(batched: dict, chunks):
 def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: int, names,
              *blocks) -> tuple:
     """One chunk's partial sums, (S, dS/dw for w in wrt) or (S,), added pairwise over its
-    blocks of rows. With check_finite, a non-finite partial names its block's rows."""
+    blocks of rows: in one call of the blocks' compiled driver once that is ready in this
+    process. With check_finite, a non-finite partial names its block's rows: a non-finite
+    block makes the chunk's sum non-finite too (NaN stays, inf only cancels into NaN), and
+    then the blocks run again from Python, one by one, to find it."""
     p = plan(compiled, required=True)
     kernel = p.kernel(gradients)
     labels = ["value"] + [f"the gradient by {w}" for w in compiled.wrt]
     arguments = _in_chunk(lambda: converted(kernel, {**params, **dict(zip(names, blocks))}),
                           k, start, stop)
+    drive = p.driver(kernel)
+    if drive is not None:
+        count = block_count(p.rows, stop - start)
+        try:
+            (total,) = drive(arguments, p.rows, stop - start,
+                             program(tiles(0, count, count), count), 1)
+        except Exception:  # a block the kernel refuses: the Python path says why
+            total = None
+        if total is not None and not (compiled.check_finite and not all(
+                np.all(np.isfinite(x)) for x in total)):
+            return total
     parts = []
     for lo, hi, block in blocks_of(arguments, names, p.rows, stop - start):
         part = _in_chunk(lambda: run(kernel, block), k, start + lo, start + hi)

@@ -482,20 +482,16 @@ def run_program(program: list, parts: list) -> list:
 
 
 def test_the_drivers_programs_add_as_the_pairwise_tree_adds():
-    from symdiff.codegen.blocks import additions, node, tiles
-    from symdiff.codegen.driver import TILE
+    from symdiff.codegen.blocks import node, program, tiles
     for count in range(1, 300):
         parts = [(Sum(k), Sum(-k)) for k in range(count)]
         for threads in (1, 2, 3, 5):
             known = {}
             for t in range(threads):  # as blocks._sums writes each thread's program
                 first, end = count * t // threads, count * (t + 1) // threads
-                spans, program = tiles(first, end, count), []
-                for a, size in spans:
-                    additions(count, a, size, program)
-                    program.append(TILE)
+                spans = tiles(first, end, count)
                 known.update({(a, min(a + size, count)): total for (a, size), total
-                              in zip(spans, run_program(program, parts))})
+                              in zip(spans, run_program(program(spans, count), parts))})
             assert node(count, known) == level_by_level(parts), (count, threads)
 
 

@@ -111,6 +111,10 @@ def test_chunks_longer_than_a_block_run_in_blocks_and_agree(small_blocks, data):
         assert small_blocks.plan(blocked).rows == 1024
         with dask.config.set(scheduler="threads", num_workers=4):
             assert same_bits(blocked.value_and_grad(**chunked(data, rows=rows)), (value, grads))
+        small_blocks.plan(blocked).wait_drivers()  # then each chunk in one driver call
+        assert small_blocks.plan(blocked).drivers[small_blocks.plan(blocked).kernels[True]]
+        with dask.config.set(scheduler="threads", num_workers=4):
+            assert same_bits(blocked.value_and_grad(**chunked(data, rows=rows)), (value, grads))
         assert value == pytest.approx(hand_value, rel=1e-12)
         for w in ("w", "b"):
             np.testing.assert_allclose(grads[w], hand_grads[w], rtol=1e-10)
@@ -181,11 +185,26 @@ def test_a_nan_in_a_block_names_the_block(small_blocks, data):
     f = sd.compile("log(1 + exp(-y*(w*x + b)))", wrt=["w", "b"], batch=["x", "y"],
                    check_finite=True)
     x = data["X"][:, 0].copy()
-    x[1234] = np.nan
-    lazy = chunked(dict(x=x, y=2 * data["t"] - 1, w=0.1, b=0.0), rows=3000, names=("x", "y"))
+    arguments = dict(x=x, y=2 * data["t"] - 1, w=0.1, b=0.0)
+    with dask.config.set(scheduler="threads"):
+        f.value_and_grad(**chunked(arguments, rows=3000, names=("x", "y")))
+    small_blocks.plan(f).wait_drivers()  # a chunk in one driver call: its non-finite sum
+    assert small_blocks.plan(f).drivers[small_blocks.plan(f).kernels[True]]  # sends the
+    x[1234] = np.nan  # blocks through Python, one by one, to find the block
+    lazy = chunked(arguments, rows=3000, names=("x", "y"))
     with dask.config.set(scheduler="threads"), pytest.raises(sd.NonFiniteError) as block:
         f.value_and_grad(**lazy)
     assert "[in chunk 0, rows 1024:2048]" in str(block.value)
+
+
+def _drivers_ready() -> int:
+    """On a worker: wait for the blocks' drivers its models compile; how many are ready."""
+    from symdiff.codegen import pickling
+    plans = [model._blocks for model in pickling._rebuilt.values()
+             if hasattr(model.__dict__.get("_blocks"), "wait_drivers")]
+    for plan in plans:
+        plan.wait_drivers()
+    return sum(driver is not None for plan in plans for driver in plan.drivers.values())
 
 
 def test_a_cluster_of_processes_gives_the_same_bits(client, logreg, data, reference):
@@ -194,6 +213,9 @@ def test_a_cluster_of_processes_gives_the_same_bits(client, logreg, data, refere
         assert logreg(**chunked(data)) == reference[0]
     ran = [t for t in tasks.data if str(t["key"]).startswith("_partial")]
     assert len(ran) == 2 * 6 and {t["worker"] for t in ran} <= set(client.run(os.getpid))
+    assert all(client.run(_drivers_ready).values())  # then each chunk in one driver call
+    assert same_bits(logreg.value_and_grad(**chunked(data)), reference)
+    assert logreg(**chunked(data)) == reference[0]
 
 
 def persisted(client, arguments, rows=500, names=("X", "t", "y")):
