@@ -129,7 +129,7 @@ _NUMBA_IMPORT = threading.Lock()
 def import_numba():
     """Numba, imported by one thread at a time: a kernel loading in the background and the
     main thread importing it at once made a kernel module's `from numba.types import Array`
-    fail, in 1 of 10 new processes."""
+    fail in 3 of 12 new processes on empty caches."""
     with _NUMBA_IMPORT:
         import numba
         import numba.types  # noqa: F401  (what generated modules import from)
@@ -178,7 +178,7 @@ def cache_hit(dispatcher) -> bool:
 
 def _valid(path: Path, key: str) -> bool:
     try:
-        return source_key(path.read_text()) == key
+        return source_key(path.read_text(encoding="utf-8")) == key
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -186,7 +186,7 @@ def _valid(path: Path, key: str) -> bool:
 def _write_atomically(path: Path, source: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".py")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(source)
         os.replace(tmp, path)
     except BaseException:

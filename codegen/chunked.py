@@ -191,8 +191,8 @@ def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: 
                              program(tiles(0, count, count), count), 1)
         except Exception:  # a block the kernel refuses: the Python path says why
             total = None
-        if total is not None and not (compiled.check_finite and not all(
-                np.all(np.isfinite(x)) for x in total)):
+        if total is not None and (not compiled.check_finite
+                                  or all(np.all(np.isfinite(x)) for x in total)):
             return total
     parts = []
     for lo, hi, block in blocks_of(arguments, names, p.rows, stop - start):

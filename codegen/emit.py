@@ -152,7 +152,7 @@ class _Emitter:
     def body(self, body, operands: list[str]) -> str:
         sharing = self.shared is not None
         shared, pending = sharing and dict(self.shared), len(self.pending)
-        text = print_body(body, operands, self.float_type, self.share if sharing else None)
+        text = print_body(body, operands, self.float_type, self._share if sharing else None)
         if len(text) < printer.HELPER_MIN_CHARS:
             return text
         if sharing:  # the helper computes its own parts
@@ -164,8 +164,8 @@ class _Emitter:
                                             "An elementwise body") + "\n\n")
         return f"{name}({', '.join(operands)})"
 
-    def share(self, part: str, operand: str) -> str:
-        """The name of a records' part (sigmoid's exp(-|x|)) in the loop stage being written:
+    def _share(self, part: str, operand: str) -> str:
+        """The name of a record's part (sigmoid's exp(-|x|)) in the loop stage being written:
         computed by a line of `pending` before the statement that first writes it."""
         if part not in self.shared:
             stem = f"e_{operand}" if operand.isidentifier() else "e"

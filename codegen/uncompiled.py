@@ -439,7 +439,7 @@ def _vecmath():
     """vecmath.py's functions, run by CPython: its source without decorators and LLVM options,
     the bit casts `_bits` and `_float` as NumPy views (int64 arithmetic on them wraps, as
     Numba's does)."""
-    tree = ast.parse((Path(__file__).parent / "vecmath.py").read_text())
+    tree = ast.parse((Path(__file__).parent / "vecmath.py").read_text(encoding="utf-8"))
     _undecorated(tree, lambda node: isinstance(node, (ast.Import, ast.ImportFrom)) or (
         isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)) or (  # set_option
         isinstance(node, ast.FunctionDef) and node.name in ("_bits", "_float")))

@@ -185,7 +185,7 @@ class Circuit:
         path = Path(path)
         kind = path.suffix.lstrip(".").lower()
         if kind == "dot":
-            path.write_text(self.dot)
+            path.write_text(self.dot, encoding="utf-8")
         elif kind in ("svg", "png", "pdf"):
             path.write_bytes(self.render(kind))
         else:

@@ -71,7 +71,8 @@ def test_source_is_the_text_that_was_compiled_and_is_deterministic():
     second = sd.compile(LOGISTIC, wrt=["w0", "w1", "b"], batch=["x0", "x1", "y"])
     assert first.source == second.source
     assert emit_source(first.program, first.title) == first.source
-    with open(first._kernel("grad")._module.kernel.py_func.__code__.co_filename) as f:
+    with open(first._kernel("grad")._module.kernel.py_func.__code__.co_filename,
+              encoding="utf-8") as f:
         assert f.read() == first.source
 
 

@@ -27,13 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 EXCERPT = re.compile(r"# an excerpt of (\w+)\.(\w+)\n")
-EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+    "optional-dependencies"]
 
 
 def blocks(page: Path) -> list[tuple[str, str, str | None]]:
     """(language, code, what it prints or None) for each block of `page` that is not an
     output; an output is a `text` block right after a `python` block."""
-    text = page.read_text()
+    text = page.read_text(encoding="utf-8")
     found, previous = [], None
     for match in FENCE.finditer(text):
         language, code = match.group(1), match.group(2)
@@ -112,5 +113,5 @@ def test_commands_name_files_and_extras_that_exist():
 
 
 def test_the_readme_fits_on_a_few_screens():
-    lines = (ROOT / "README.md").read_text().splitlines()
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200, len(lines)

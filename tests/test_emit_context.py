@@ -30,7 +30,7 @@ def test_every_emit_rule_takes_the_context_as_e():
 def test_op_records_use_only_the_emit_context():
     used = {}
     for path in OPS_FOLDER.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == "e":
                 used.setdefault(node.attr, set()).add(path.name)

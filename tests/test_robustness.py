@@ -113,13 +113,35 @@ def test_two_processes_compile_the_same_model_into_one_cache(tmp_path):
         "True ['compile', 'differentiate', 'emit', 'front end', 'kernel ready']"
 
 
+def test_the_cache_reads_and_writes_utf8_whatever_the_locale(tmp_path, monkeypatch):
+    """Regression: LLVM switches the whole process's locale to "C" for moments while Numba
+    compiles (llvmlite's printing of a module, 14 million of 28 million reads of the encoding
+    from another thread saw ASCII), and symdiff compiles on background threads. The cache
+    wrote and read module text in the locale's encoding: a module with non-ASCII text failed
+    to write under "C", and a CI run's page read failed the same way. Written and read here
+    under "C", as a compile on another thread could make it."""
+    import locale
+    monkeypatch.setenv(build.ENV_VAR, str(tmp_path))
+    source = '"""a generated module for σ — θ"""\nVALUE = "σ"\n'
+    before = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        assert locale.getpreferredencoding(False) != "UTF-8"  # as LLVM leaves it, for moments
+        module, reused = build.load_module(source)
+        assert not reused and module.VALUE == "σ"
+        del sys.modules[module.__name__]
+        assert build.load_module(source)[1]  # read back, valid: reused as is
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
 def test_a_corrupt_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv(build.ENV_VAR, str(tmp_path))
     source = '"""a generated module"""\nVALUE = 42\n'
     path = tmp_path / f"k_{build.source_key(source)}.py"
-    path.write_text(source[:10])  # a truncated write
+    path.write_text(source[:10], encoding="utf-8")  # a truncated write
     module, reused = build.load_module(source)
-    assert not reused and module.VALUE == 42 and path.read_text() == source
+    assert not reused and module.VALUE == 42 and path.read_text(encoding="utf-8") == source
     del sys.modules[module.__name__]
     assert build.load_module(source)[1]  # now valid: reused as is
 

@@ -38,7 +38,7 @@ def test_every_page_is_built(site):
 def test_the_function_table_is_the_records(site):
     """Its rows name every formula function and alias, and nothing else."""
     from symdiff.functions import ALIASES, BUILTINS, FUNCTIONS
-    page = (site / "formulas" / "index.html").read_text()
+    page = (site / "formulas" / "index.html").read_text(encoding="utf-8")
     rows = [re.findall(r"<td>(.*?)</td>", row, re.S)
             for row in re.findall(r"<tr>(.*?)</tr>", page, re.S)]
     code = re.compile(r"<code>(\w+)</code>")
@@ -50,7 +50,7 @@ def test_the_function_table_is_the_records(site):
 
 @needs_dot
 def test_the_lectures_circuits_are_inline_svg(site):
-    page = (site / "seeing" / "index.html").read_text()
+    page = (site / "seeing" / "index.html").read_text(encoding="utf-8")
     assert len(re.findall(r'<div class="circuit">\s*<svg', page)) == LECTURES
 
 

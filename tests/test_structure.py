@@ -49,7 +49,7 @@ def test_every_function_record_is_complete(name):
 
 def _imports(path: Path, module: str) -> set[str]:
     """The package modules `module` imports when it loads (imports inside functions aside)."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found = set()
     for node in tree.body:
@@ -136,7 +136,7 @@ def test_the_code_generator_installs_as_symdiff_codegen(tmp_path):
 
 def test_the_architecture_page_lists_every_module():
     """docs/ARCHITECTURE.md names each module (the op records as the folder `ops/`)."""
-    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     modules = [p for folder in ("symdiff", "codegen") for p in (ROOT / folder).rglob("*.py")
                if p.name != "__init__.py" and "ops" not in p.parent.parts]
     names = [str(p.relative_to(ROOT / "symdiff")) if p.is_relative_to(ROOT / "symdiff")

@@ -162,7 +162,7 @@ def test_pictures_render_to_svg_and_png(neuron, tmp_path):
     circuit = neuron.graph(**NEURON_AT)
     assert "<svg" in circuit._repr_svg_()
     assert circuit.save(tmp_path / "n.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "sigmoid" in circuit.save(tmp_path / "n.svg").read_text()
+    assert "sigmoid" in circuit.save(tmp_path / "n.svg").read_text(encoding="utf-8")
     with pytest.raises(sd.ArgumentError, match=r"\.jpg"):
         circuit.save(tmp_path / "n.jpg")
 
@@ -237,7 +237,7 @@ class _Parser(HTMLParser):
 def neuron_page(neuron, tmp_path_factory):
     path = neuron.report(tmp_path_factory.mktemp("report") / "neuron.html", **NEURON_AT)
     parser = _Parser()
-    parser.feed(path.read_text())
+    parser.feed(path.read_text(encoding="utf-8"))
     return parser
 
 
