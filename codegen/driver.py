@@ -10,10 +10,11 @@ additions, and with it the bits, are the ones the Python path computes.
 Why: run from Python, a block's kernel call, its slices and its additions hold the interpreter
 lock; for a 30-32-10 MLP over 50,000 rows (196 blocks of 256 rows) that was about 8 us of each
 block's 75 us, during which the other thread's blocks waited. With a driver call per thread,
-one thread ran that batch 12% faster, and two threads 1.97 times as fast as one, against 1.58 to
-1.66 before (`python -m benchmarks threads`). A stack entry is one row of numbers, each
-output's entries in turn, copied and added by plain loops: Numba compiled the same driver
-written with slices and whole-array additions in 2.6 to 4.7 s, with loops in 0.7 s.
+one thread ran that batch 13-16% faster, and two threads 1.90 and 1.97 times as fast as one
+(two runs), against 1.58 to 1.66 before (`python -m benchmarks threads`). A stack entry is
+one row of numbers, each output's entries in turn, copied and added by plain loops: Numba
+compiled the same driver written with slices and whole-array additions in 2.6 to 4.7 s, with
+loops in 0.7 s.
 """
 from __future__ import annotations
 
