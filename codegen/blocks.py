@@ -20,6 +20,7 @@ threads.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -258,13 +259,14 @@ def additions(count: int, first: int, size: int, program: list) -> None:
         program.append(MERGE)
 
 
-def program(spans: list[tuple[int, int]], count: int) -> list[int]:
+@functools.lru_cache(maxsize=256)  # a thread's spans repeat at every call of one size
+def program(spans: tuple[tuple[int, int], ...], count: int) -> np.ndarray:
     """The driver's program that computes the nodes (first, size) of `spans` in turn."""
     operations = []
     for first, size in spans:
         additions(count, first, size, operations)
         operations.append(TILE)
-    return operations
+    return np.array(operations, dtype=np.int64)  # shared by the calls: never written
 
 
 def tiles(first: int, end: int, count: int) -> list[tuple[int, int]]:
@@ -466,7 +468,8 @@ def _sums(compiled, kernel, arguments: dict, n: int) -> tuple:
         spans = tiles(first, end, count)
         if drive is not None:
             try:
-                sums = drive(arguments, p.rows, n, program(spans, count), len(spans))
+                sums = drive(arguments, p.rows, n, program(tuple(spans), count),
+                             len(spans))
             except Exception:  # a block the kernel refuses: the Python path says why
                 pass
             else:

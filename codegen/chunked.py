@@ -188,7 +188,7 @@ def _partial(compiled, params: dict, gradients: bool, k: int, start: int, stop: 
         count = block_count(p.rows, stop - start)
         try:
             (total,) = drive(arguments, p.rows, stop - start,
-                             program(tiles(0, count, count), count), 1)
+                             program(tuple(tiles(0, count, count)), count), 1)
         except Exception:  # a block the kernel refuses: the Python path says why
             total = None
         if total is not None and (not compiled.check_finite

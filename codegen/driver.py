@@ -53,11 +53,11 @@ class Driver:
     def load(self) -> None:
         self.drive = load_module(self.source)[0].drive
 
-    def __call__(self, arguments: dict, rows: int, n: int, program: list, tiles: int) -> list:
-        """[(each output's sum) per TILE of `program`] over the blocks of `arguments`, as the
-        kernel takes them."""
-        sums = self.drive(*[arguments[name] for name in self.inputs], rows, n,
-                          np.array(program, dtype=np.int64), tiles)
+    def __call__(self, arguments: dict, rows: int, n: int, program: np.ndarray,
+                 tiles: int) -> list:
+        """[(each output's sum) per TILE of `program`] (int64) over the blocks of `arguments`,
+        as the kernel takes them."""
+        sums = self.drive(*[arguments[name] for name in self.inputs], rows, n, program, tiles)
         parts, at = [], 0
         for like in self.like:
             if like is None:

@@ -490,8 +490,9 @@ def test_the_drivers_programs_add_as_the_pairwise_tree_adds():
             for t in range(threads):  # as blocks._sums writes each thread's program
                 first, end = count * t // threads, count * (t + 1) // threads
                 spans = tiles(first, end, count)
-                known.update({(a, min(a + size, count)): total for (a, size), total
-                              in zip(spans, run_program(program(spans, count), parts))})
+                sums = run_program(program(tuple(spans), count), parts)
+                known.update({(a, min(a + size, count)): total
+                              for (a, size), total in zip(spans, sums)})
             assert node(count, known) == level_by_level(parts), (count, threads)
 
 
